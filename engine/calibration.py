@@ -68,7 +68,7 @@ def save_distributions(
     command: str,
     bins: int = 2000,
     score_range: tuple[float, float] | None = None,
-    tail: int = 2000,
+    tail: int = 10000,
     directory: Path | None = None,
 ) -> Path:
     """Histogram the raw similarities and write the calibration file atomically. Returns its path.

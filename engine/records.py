@@ -1,0 +1,164 @@
+"""Inputs and results of the Engine API (plain frozen dataclasses; the server maps them to protobuf).
+
+Scores: ``Candidate.scores`` are per-modality similarities (higher = more alike, see engine.types);
+``Candidate.llrs`` their calibrated log-likelihood ratios; ``Candidate.fused`` the sum of the LLRs of
+the modalities the probe and the candidate share. A candidate is returned when ``fused`` is at or
+above ``Threshold.fused`` (derived from the target FPIR and the gallery size, ``engine.fusion``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from engine.errors import InvalidInput
+from engine.types import Modality, ModelRef, Quality, Template
+
+__all__ = [
+    "AdjudicationDecision",
+    "AdjudicationItem",
+    "Candidate",
+    "EnrollOutcome",
+    "EnrollResult",
+    "GalleryStats",
+    "IdentifyResult",
+    "InsertResult",
+    "RecordStatus",
+    "RecordView",
+    "Sample",
+    "SampleResult",
+    "Threshold",
+    "VerifyResult",
+]
+
+
+class RecordStatus(StrEnum):
+    ACTIVE = "active"  # enrolled, searchable
+    PENDING = "pending"  # suspected duplicate, waiting for adjudication; not searchable
+    DELETED = "deleted"  # biometrics erased; the row remains for the audit trail
+
+
+class EnrollOutcome(StrEnum):
+    ENROLLED = "enrolled"
+    PENDING_ADJUDICATION = "pending_adjudication"
+
+
+class AdjudicationDecision(StrEnum):
+    SAME = "same"  # the pending record is the same person as a candidate: it is not enrolled
+    DISTINCT = "distinct"  # a different person: the pending record is enrolled (becomes active)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One biometric sample: an encoded image (JPEG/PNG/...) or a precomputed template, not both."""
+
+    modality: Modality
+    image: bytes | None = None
+    template: Template | None = None
+
+    def __post_init__(self) -> None:
+        if (self.image is None) == (self.template is None):
+            raise InvalidInput(
+                f"sample for {self.modality.value} must carry exactly one of image or template",
+                reason="INVALID_SAMPLE",
+            )
+        if self.template is not None and self.template.modality_kind != self.modality.kind:
+            raise InvalidInput(
+                f"a {self.template.modality_kind} template cannot fill the {self.modality.value} slot",
+                reason="WRONG_MODALITY",
+            )
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    """What became of one input sample (quality is None for precomputed templates)."""
+
+    modality: Modality
+    model: ModelRef
+    quality: Quality | None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """The decision rule used: candidates need ``fused >= fused_threshold``. ``target_fpir`` and
+    ``gallery_size`` are what it was derived from (for verify, ``target_fpir`` is the target FMR and
+    ``gallery_size`` is 1)."""
+
+    target_fpir: float
+    gallery_size: int
+    fused_threshold: float
+
+
+@dataclass(frozen=True)
+class Candidate:
+    reference_id: str
+    fused: float
+    scores: dict[Modality, float]
+    llrs: dict[Modality, float]
+    partition: str = ""
+
+
+@dataclass(frozen=True)
+class IdentifyResult:
+    candidates: list[Candidate]
+    threshold: Threshold
+    samples: list[SampleResult]
+
+
+@dataclass(frozen=True)
+class InsertResult:
+    reference_id: str
+    samples: list[SampleResult]
+
+
+@dataclass(frozen=True)
+class EnrollResult:
+    reference_id: str
+    outcome: EnrollOutcome
+    candidates: list[Candidate]
+    threshold: Threshold
+    samples: list[SampleResult]
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    reference_id: str
+    match: bool
+    fused: float
+    scores: dict[Modality, float]
+    llrs: dict[Modality, float]
+    threshold: Threshold
+    samples: list[SampleResult]
+
+
+@dataclass(frozen=True)
+class RecordView:
+    """A record without its biometrics (templates never leave the engine through this view)."""
+
+    reference_id: str
+    partition: str
+    status: RecordStatus
+    attributes: dict[str, str]
+    models: dict[Modality, ModelRef]
+    created: float
+    updated: float
+
+
+@dataclass(frozen=True)
+class AdjudicationItem:
+    reference_id: str
+    partition: str
+    candidates: list[Candidate]
+    decisions: list[dict[str, Any]]
+    created: float
+
+
+@dataclass(frozen=True)
+class GalleryStats:
+    total: int
+    by_status: dict[str, int]
+    by_partition: dict[str, int]
+    by_modality: dict[str, int]
+    models: dict[str, str]
