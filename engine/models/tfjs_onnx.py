@@ -89,6 +89,10 @@ class _Writer:
             self.inits[name] = numpy_helper.from_array(np.ascontiguousarray(value), name)
         return name
 
+    def relu6_bounds(self) -> tuple[str, str]:
+        zero = self.const("nasname_zero", np.array(0, np.float32))
+        return zero, self.const("nasname_six", np.array(6, np.float32))
+
     def emit(self, op: str, inputs: list[str], output: str, **attrs: Any) -> str:
         self.nodes.append(helper.make_node(op, inputs, [output], name=output, **attrs))
         return output
@@ -161,7 +165,7 @@ class _Writer:
         if len(fused) == 2 and fused[1] == "Relu":
             self.emit("Relu", [out], n.name)
         elif len(fused) == 2:
-            lo, hi = self.const("nasname_zero", np.array(0, np.float32)), self.const("nasname_six", np.array(6, np.float32))
+            lo, hi = self.relu6_bounds()
             self.emit("Clip", [out, lo, hi], n.name)
         self.values[n.name] = _Tensor(n.name, (x.shape[0], ho, wo, cout))
 
@@ -174,7 +178,7 @@ class _Writer:
         elif n.op == "Rsqrt":
             self.emit("Reciprocal", [self.emit("Sqrt", [x.name], f"{n.name}/nasname_sqrt")], n.name)
         elif n.op == "Relu6":
-            lo, hi = self.const("nasname_zero", np.array(0, np.float32)), self.const("nasname_six", np.array(6, np.float32))
+            lo, hi = self.relu6_bounds()
             self.emit("Clip", [x.name, lo, hi], n.name)
         self.values[n.name] = _Tensor(n.name, x.shape)
 
