@@ -1,0 +1,343 @@
+"""The face index: 1:N search of L2-normalised float embeddings by inner product (= cosine).
+
+``FaceIndex`` implements ``engine.index.base.TemplateIndex``. Storage and search are chosen by
+``FaceIndexOptions.kind``:
+
+    exact  float32, exact (default)          numpy/OpenBLAS scan, ``engine.index.flat``
+    fp16   float16 storage, exhaustive       FAISS ScalarQuantizer fp16, scanned in parallel shards
+    sq8    8-bit scalar quantiser            FAISS ScalarQuantizer 8bit (trained), parallel shards
+    hnsw   graph (approximate)               FAISS HNSWFlat, deletions as tombstones + compaction
+    ivf    inverted lists (approximate)      FAISS IVFFlat, exact re-ranking not needed (flat codes)
+
+Approximate kinds are only ever used when configured; their recall against ``exact`` is measured in
+``tests/unit/index`` and ``benchmarks/``. Kinds that need training (sq8, ivf) behave exactly (exact
+float32 store) until ``train_size`` templates are present, then train once and convert.
+
+A restriction to ``allowed`` labels is answered by scoring those vectors directly when the list is
+small (one id, a family), and by a masked/selected scan of the whole index when it is large (a
+partition). Either way only allowed labels can appear in the result.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import zipfile
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from engine.errors import ConfigurationError, IntegrityError, InvalidInput, ModelMismatch, NotFound
+from engine.index.base import Labels, SearchResult
+from engine.index.flat import DenseStore, scan_ip
+from engine.index.topk import topk_rows
+from engine.types import FaceTemplate, ModelRef, Template
+
+__all__ = ["FaceIndex", "FaceIndexOptions", "IndexKind"]
+
+log = logging.getLogger(__name__)
+
+F32 = npt.NDArray[np.float32]
+I64 = npt.NDArray[np.int64]
+
+SNAPSHOT_FORMAT = 1
+
+
+class IndexKind(StrEnum):
+    EXACT = "exact"
+    FP16 = "fp16"
+    SQ8 = "sq8"
+    HNSW = "hnsw"
+    IVF = "ivf"
+
+
+@dataclass(frozen=True)
+class FaceIndexOptions:
+    """How the face index stores and searches. Defaults: exact float32.
+
+    shards: parallel scan slices for fp16/sq8 (one per core; FAISS scans one query on one thread).
+    hnsw_m / hnsw_ef_construction / hnsw_ef_search: HNSW graph degree and beam widths.
+    ivf_nlist / ivf_nprobe: IVF coarse cells and cells visited per query.
+    train_size: templates needed before sq8/ivf train (exact search until then).
+    compact_fraction: HNSW rebuilds itself when this fraction of its rows are deleted tombstones.
+    """
+
+    kind: IndexKind = IndexKind.EXACT
+    shards: int = 2
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 128
+    hnsw_ef_search: int = 128
+    ivf_nlist: int = 1024
+    ivf_nprobe: int = 32
+    train_size: int = 20000
+    compact_fraction: float = 0.2
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "kind", IndexKind(self.kind))
+        except ValueError:
+            raise ConfigurationError(
+                f"unknown face index kind {self.kind!r}; expected one of {', '.join(IndexKind)}"
+            ) from None
+        positive = ("shards", "hnsw_m", "hnsw_ef_construction", "hnsw_ef_search", "ivf_nlist",
+                    "ivf_nprobe", "train_size")
+        for name in positive:
+            if int(getattr(self, name)) < 1:
+                raise ConfigurationError(f"face index option {name} must be >= 1")
+        if not 0.0 < self.compact_fraction <= 1.0:
+            raise ConfigurationError("face index option compact_fraction must be in (0, 1]")
+        if self.kind is IndexKind.IVF and self.train_size < self.ivf_nlist:
+            raise ConfigurationError("ivf needs train_size >= ivf_nlist")
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["kind"] = self.kind.value
+        return out
+
+
+class Backend(Protocol):
+    """Storage + search strategy behind a FaceIndex (labels are record ids throughout)."""
+
+    def __len__(self) -> int: ...
+
+    def add(self, labels: I64, xb: F32) -> None: ...
+
+    def remove(self, labels: I64) -> None: ...
+
+    def search(self, xq: F32, k: int, allowed: I64 | None) -> tuple[F32, I64]: ...
+
+    def vectors(self, labels: I64) -> tuple[F32, npt.NDArray[np.bool_]]:
+        """Stored vectors (decoded to float32) of ``labels`` and a present mask (absent rows are 0)."""
+        ...
+
+    def all_items(self) -> tuple[I64, F32]:
+        """Every (label, vector), e.g. to convert into another backend."""
+        ...
+
+    def state(self) -> dict[str, npt.NDArray[Any]]: ...
+
+
+class ExactBackend:
+    """Exact float32 search over a ``DenseStore`` (see ``engine.index.flat``)."""
+
+    def __init__(self, d: int) -> None:
+        self.store = DenseStore(d, np.float32)
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def add(self, labels: I64, xb: F32) -> None:
+        self.store.add(labels, xb)
+
+    def remove(self, labels: I64) -> None:
+        self.store.remove(labels)
+
+    def search(self, xq: F32, k: int, allowed: I64 | None) -> tuple[F32, I64]:
+        mask = None if allowed is None else self.store.mask_of(allowed)
+        D, R = scan_ip(self.store.xb, xq, k, mask)
+        return D, np.where(R >= 0, self.store.labels[R], -1)
+
+    def vectors(self, labels: I64) -> tuple[F32, npt.NDArray[np.bool_]]:
+        rows = self.store.rows_of(labels)
+        present = rows >= 0
+        out = np.zeros((labels.size, self.store.d), dtype=np.float32)
+        out[present] = self.store.xb[rows[present]]
+        return out, present
+
+    def all_items(self) -> tuple[I64, F32]:
+        return self.store.labels.copy(), np.asarray(self.store.xb, dtype=np.float32).copy()
+
+    def state(self) -> dict[str, npt.NDArray[Any]]:
+        return {"labels": self.store.labels, "vectors": self.store.xb}
+
+    @classmethod
+    def from_state(cls, d: int, state: dict[str, npt.NDArray[Any]]) -> ExactBackend:
+        b = cls(d)
+        b.store.add(np.asarray(state["labels"], dtype=np.int64), np.asarray(state["vectors"], np.float32))
+        return b
+
+
+def _as_labels(labels: Any, what: str = "labels") -> I64:
+    arr = np.asarray(labels)
+    if arr.ndim != 1 or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
+        raise InvalidInput(f"{what} must be a 1-D array of int64 record ids", reason="INVALID_LABELS")
+    return arr.astype(np.int64, copy=False)
+
+
+class FaceIndex:
+    """1:N index of face templates of one model. Thread-safety as in ``engine.index.base``."""
+
+    # Restrictions up to this many labels (or 1/16 of the index) are scored directly rather than by
+    # a masked scan of the whole index: gathering m vectors costs O(m), the scan O(n).
+    SMALL_ALLOWED = 4096
+
+    def __init__(self, model: ModelRef, dim: int, options: FaceIndexOptions | None = None) -> None:
+        if dim < 1:
+            raise ConfigurationError("face index dimension must be >= 1")
+        self._model = model
+        self.dim = dim
+        self.options = options or FaceIndexOptions()
+        self._backend: Backend = self._new_backend(initial=True)
+
+    # ----------------------------------------------------------------------------- protocol
+    @property
+    def model(self) -> ModelRef:
+        return self._model
+
+    def __len__(self) -> int:
+        return len(self._backend)
+
+    def add(self, labels: Labels, templates: list[Template]) -> None:
+        lab = _as_labels(labels)
+        if lab.size != len(templates):
+            raise InvalidInput(f"{lab.size} labels for {len(templates)} templates", reason="INVALID_LABELS")
+        if np.unique(lab).size != lab.size:
+            raise InvalidInput("duplicate labels in one add", reason="INVALID_LABELS")
+        if lab.size == 0:
+            return
+        self._backend.add(lab, self._matrix(templates))
+        self._maybe_train()
+
+    def remove(self, labels: Labels) -> None:
+        lab = _as_labels(labels)
+        if lab.size:
+            self._backend.remove(lab)
+
+    def search(self, queries: list[Template], k: int, allowed: Labels | None = None) -> SearchResult:
+        if k < 1:
+            raise InvalidInput("k must be >= 1", reason="INVALID_K")
+        xq = self._matrix(queries)
+        if xq.shape[0] == 0 or len(self._backend) == 0:
+            return _empty(xq.shape[0], k)
+        if allowed is None:
+            return self._backend.search(xq, k, None)
+        allow = np.unique(_as_labels(allowed, "allowed"))
+        if allow.size == 0:
+            return _empty(xq.shape[0], k)
+        if allow.size <= max(self.SMALL_ALLOWED, len(self._backend) // 16):
+            return self._search_listed(xq, k, allow)
+        return self._backend.search(xq, k, allow)
+
+    def score(self, query: Template, labels: Labels) -> npt.NDArray[np.float32]:
+        q = self._matrix([query])[0]
+        lab = _as_labels(labels)
+        X, present = self._backend.vectors(lab)
+        s: F32 = (X @ q).astype(np.float32)
+        s[~present] = np.nan
+        return s
+
+    def save(self, path: Path) -> None:
+        path = Path(path)
+        meta = {
+            "format": SNAPSHOT_FORMAT,
+            "model_id": self._model.model_id,
+            "model_version": self._model.version,
+            "dim": self.dim,
+            "options": self.options.to_json(),
+            "backend": type(self._backend).__name__,
+        }
+        arrays = dict(self._backend.state())
+        arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        _atomic_savez(path, arrays)
+
+    @classmethod
+    def load(cls, path: Path) -> FaceIndex:
+        """Read a snapshot written by ``save``. Raises NotFound / IntegrityError."""
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {name: z[name] for name in z.files}
+            meta = json.loads(arrays.pop("meta").tobytes().decode())
+            if meta.get("format") != SNAPSHOT_FORMAT:
+                raise IntegrityError(f"unsupported face index snapshot format {meta.get('format')!r}")
+            index = cls(ModelRef(meta["model_id"], meta["model_version"]), int(meta["dim"]),
+                        FaceIndexOptions(**meta["options"]))
+            index._backend = index._restore_backend(meta["backend"], arrays)
+        except FileNotFoundError:
+            raise NotFound(f"no face index snapshot at {path}", reason="SNAPSHOT_NOT_FOUND") from None
+        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
+            raise IntegrityError(f"unreadable face index snapshot {path}: {exc}") from exc
+        return index
+
+    # ----------------------------------------------------------------------------- internals
+    def _matrix(self, templates: list[Template]) -> F32:
+        """(m, d) float32 matrix of the templates, after checking their model and dimension."""
+        xs = []
+        for t in templates:
+            if not isinstance(t, FaceTemplate):
+                raise ModelMismatch(f"face index of {self._model} given a {t.modality_kind} template")
+            if t.model != self._model:
+                raise ModelMismatch(f"template of model {t.model} given to the face index of {self._model}")
+            if t.vector.shape != (self.dim,):
+                raise ModelMismatch(
+                    f"template of dimension {t.vector.shape[0]} given to a {self.dim}-d face index"
+                )
+            xs.append(t.vector)
+        if not xs:
+            return np.empty((0, self.dim), dtype=np.float32)
+        return np.ascontiguousarray(np.stack(xs), dtype=np.float32)
+
+    def _search_listed(self, xq: F32, k: int, allow: I64) -> SearchResult:
+        X, present = self._backend.vectors(allow)
+        X, lab = X[present], allow[present]
+        D, cols = topk_rows(xq @ X.T, k)
+        return D, np.where(cols >= 0, lab[cols], -1)
+
+    def _new_backend(self, initial: bool) -> Backend:
+        kind = self.options.kind
+        if kind is IndexKind.EXACT or (initial and kind in (IndexKind.SQ8, IndexKind.IVF)):
+            return ExactBackend(self.dim)
+        from engine.index import faiss_backends as fb  # FAISS is only loaded for approximate kinds
+
+        backend: Backend = fb.make_backend(self.dim, self.options)
+        return backend
+
+    def _maybe_train(self) -> None:
+        if not isinstance(self._backend, ExactBackend) or self.options.kind is IndexKind.EXACT:
+            return
+        if len(self._backend) < self.options.train_size:
+            return
+        labels, xb = self._backend.all_items()
+        backend = self._new_backend(initial=False)
+        backend.add(labels, xb)  # trains on the data first when the kind needs it
+        log.info("face index converted to %s after %d templates", self.options.kind.value, labels.size)
+        self._backend = backend
+
+    def _restore_backend(self, name: str, arrays: dict[str, npt.NDArray[Any]]) -> Backend:
+        if name == ExactBackend.__name__:
+            return ExactBackend.from_state(self.dim, arrays)
+        from engine.index import faiss_backends as fb
+
+        backend: Backend = fb.restore_backend(name, self.dim, self.options, arrays)
+        return backend
+
+
+def _empty(nq: int, k: int) -> SearchResult:
+    return np.full((nq, k), -np.inf, dtype=np.float32), np.full((nq, k), -1, dtype=np.int64)
+
+
+def _atomic_savez(path: Path, arrays: dict[str, npt.NDArray[Any]]) -> None:
+    """Write ``arrays`` as an uncompressed .npz at ``path``: temp file in the same directory, fsync,
+    rename over the target, fsync the directory (so a crash leaves the old or the new file, whole)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)  # type: ignore[arg-type]
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
