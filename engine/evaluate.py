@@ -1,0 +1,286 @@
+"""``nasname evaluate``: accuracy of the engine's extractors and matchers on a labelled image set.
+
+    nasname evaluate --manifest FILE.csv [--pairs pairs.txt] --out DIR [--modality face|iris|...]
+                     [--limit N] [--no-progress]
+    nasname evaluate --rescore DIR/scores.npz --out DIR2      # recompute figures from cached scores
+
+Writes ``DIR/metrics.json`` (figures per modality kind, see ``engine.evaluation.analysis`` for what
+each count means), ``DIR/scores.npz`` (every comparison score, so figures can be recomputed without
+extracting again), and PNG plots (DET: FNMR vs FMR; FNIR vs FPIR). Each top-level figure
+(``fte_rate``, ``eer``, ``fnmr_at_fmr``, ``fnir_at_fpir``, ``rank1_hit_rate``, ``rank10_hit_rate``,
+``verification_accuracy``) maps a modality kind (``face``, ``iris``, ``fused``) to its value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.errors import NasnameError
+from engine.evaluation.analysis import KindScores, analyse
+from engine.evaluation.chimeric import chimeric_scores, fusion_available
+from engine.evaluation.extraction import ExtractionRun, extract_files
+from engine.evaluation.manifest import Sample, read_manifest
+from engine.evaluation.pairs import find_image_root, image_path, read_pairs
+from engine.evaluation.plots import plot_curves
+from engine.evaluation.scoring import Scorer, default_scorer
+from engine.extractor import Extractor
+from engine.metrics import ErrorCurve, kfold_accuracy
+from engine.types import ModelRef, Template
+
+__all__ = ["evaluate", "main", "rescore"]
+
+log = logging.getLogger(__name__)
+
+HEADLINE = ("fte_rate", "eer", "fnmr_at_fmr", "fnir_at_fpir", "rank1_hit_rate", "rank10_hit_rate")
+
+
+def _load_extractor(kind: str) -> Extractor:
+    from engine.extractors import load_extractor  # lazy: loading models is slow
+
+    return load_extractor(kind)
+
+
+def evaluate(
+    manifest: Path,
+    out: Path,
+    *,
+    pairs: Path | None = None,
+    modality: str | None = None,
+    limit: int | None = None,
+    extractors: Mapping[str, Extractor] | None = None,
+    scorers: Mapping[str, Scorer] | None = None,
+    fusion: Any | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run the evaluation and write its outputs into ``out``. ``extractors`` / ``scorers`` map a kind
+    (``face``/``iris``) to the component to use (default: the engine's); ``fusion`` overrides the
+    engine's ``Fusion`` for the chimeric part. Returns the metrics document."""
+    started = time.time()
+    samples = read_manifest(manifest, modality, limit)
+    kinds = [k for k in ("face", "iris") if any(s.kind == k for s in samples)]
+    data: dict[str, KindScores] = {}
+    runs: dict[str, ExtractionRun] = {}
+    models: dict[str, ModelRef] = {}
+    scorer_names: dict[str, str] = {}
+    cache: dict[Path, Template | None] = {}
+    for kind in kinds:
+        ks = [s for s in samples if s.kind == kind]
+        extractor = (extractors or {}).get(kind) or _load_extractor(kind)
+        given = (scorers or {}).get(kind)
+        scorer, scorer_names[kind] = (given, "given") if given else default_scorer(kind)
+        run = extract_files(extractor, [s.path for s in ks], progress=progress, label=f"extract {kind}")
+        runs[kind] = run
+        models[kind] = extractor.model
+        cache.update({s.path: t for s, t in zip(ks, run.templates, strict=True)})
+        data[kind] = _score_kind(kind, ks, run, scorer)
+
+    doc: dict[str, Any] = {key: {} for key in HEADLINE}
+    doc["per_modality"] = {}
+    curves: dict[str, tuple[ErrorCurve, ErrorCurve]] = {}
+    if "face" in data and "iris" in data:
+        if fusion is not None or fusion_available():
+            data["fused"] = chimeric_scores(data["face"], data["iris"], models["face"], models["iris"],
+                                            fusion)
+        else:
+            doc["per_modality"]["fused"] = {"available": False,
+                                            "note": "engine.fusion not available: per-modality only"}
+    for kind, ks_data in data.items():
+        result = analyse(ks_data)
+        fig = result.figures
+        if kind in runs:
+            fig["failure_reasons"] = dict(runs[kind].failures)
+            fig["extraction_ms"] = _stage_summary(runs[kind])
+            fig["model"] = str(models[kind])
+            fig["matcher"] = scorer_names[kind]
+        doc["per_modality"][kind] = fig
+        for key in HEADLINE:
+            doc[key][kind] = fig[key]["eer"] if key == "eer" else fig[key]
+        curves[kind] = (result.det, result.fnir_fpir)
+
+    arrays: dict[str, Any] = {}
+    for kind, d in data.items():
+        arrays[f"{kind}_scores"] = d.scores
+        arrays[f"{kind}_ok"] = d.ok
+        arrays[f"{kind}_subjects"] = np.array(d.subjects)
+    if pairs is not None:
+        doc["verification_accuracy"] = _pairs_accuracy(pairs, cache, extractors, scorers, progress, arrays)
+
+    doc["definitions"] = _definitions()
+    doc["inputs"] = {"manifest": str(manifest), "pairs": str(pairs) if pairs else None,
+                     "modality": modality, "limit": limit, "samples": len(samples),
+                     "seconds": round(time.time() - started, 1)}
+    _write_outputs(out, doc, arrays, curves)
+    return doc
+
+
+def _score_kind(kind: str, samples: Sequence[Sample], run: ExtractionRun, scorer: Scorer) -> KindScores:
+    ok = np.array([t is not None for t in run.templates], dtype=bool)
+    good = [t for t in run.templates if t is not None]
+    scores = np.full((len(samples), len(samples)), np.nan, dtype=np.float32)
+    if good:
+        idx = np.flatnonzero(ok)
+        scores[np.ix_(idx, idx)] = scorer(good, good)
+    return KindScores(kind, [s.subject for s in samples], ok, scores)
+
+
+def _stage_summary(run: ExtractionRun) -> dict[str, Any]:
+    stages = {k: float(np.median(v)) for k, v in run.stage_ms.items()}
+    total = float(np.median(run.total_ms)) if run.total_ms else None
+    return {"median_total": total, "median_by_stage": stages, "n": len(run.total_ms)}
+
+
+def _pairs_accuracy(pairs_file: Path, cache: dict[Path, Template | None],
+                    extractors: Mapping[str, Extractor] | None, scorers: Mapping[str, Scorer] | None,
+                    progress: bool, arrays: dict[str, Any]) -> dict[str, Any]:
+    pairs = read_pairs(pairs_file)
+    root = find_image_root(pairs_file, pairs[0])
+    paths = sorted({image_path(root, p.name1, p.index1).resolve() for p in pairs}
+                   | {image_path(root, p.name2, p.index2).resolve() for p in pairs})
+    todo = [p for p in paths if p not in cache]
+    if todo:
+        extractor = (extractors or {}).get("face") or _load_extractor("face")
+        run = extract_files(extractor, todo, progress=progress, label="extract pairs")
+        cache.update(zip(todo, run.templates, strict=True))
+    scorer = (scorers or {}).get("face") or default_scorer("face")[0]
+    scores = np.full(len(pairs), -np.inf)
+    failed = 0
+    for n, p in enumerate(pairs):
+        a = cache[image_path(root, p.name1, p.index1).resolve()]
+        b = cache[image_path(root, p.name2, p.index2).resolve()]
+        if a is None or b is None:
+            failed += 1
+            continue
+        scores[n] = float(scorer([a], [b])[0, 0])
+    same = np.array([p.same for p in pairs])
+    folds = np.array([p.fold for p in pairs])
+    arrays.update(pairs_scores=scores, pairs_same=same, pairs_fold=folds)
+    result = kfold_accuracy(scores, same, folds).as_dict()
+    result["failed_pairs"] = failed
+    result["note"] = ("a pair with an image that gave no template scores -inf (decided 'different'): "
+                      "an error for a same pair, correct for a different pair")
+    return {"face": result}
+
+
+def rescore(scores_file: Path, out: Path) -> dict[str, Any]:
+    """Recompute every figure from a ``scores.npz`` written by ``evaluate``."""
+    with np.load(scores_file) as z:
+        arrays = {k: z[k] for k in z.files}
+    doc: dict[str, Any] = {key: {} for key in HEADLINE}
+    doc["per_modality"] = {}
+    curves = {}
+    for kind in ("face", "iris", "fused"):
+        if f"{kind}_scores" not in arrays:
+            continue
+        ks = KindScores(kind, [str(s) for s in arrays[f"{kind}_subjects"]], arrays[f"{kind}_ok"],
+                        arrays[f"{kind}_scores"])
+        result = analyse(ks)
+        doc["per_modality"][kind] = result.figures
+        for key in HEADLINE:
+            doc[key][kind] = result.figures[key]["eer"] if key == "eer" else result.figures[key]
+        curves[kind] = (result.det, result.fnir_fpir)
+    if "pairs_scores" in arrays:
+        acc = kfold_accuracy(arrays["pairs_scores"], arrays["pairs_same"], arrays["pairs_fold"]).as_dict()
+        doc["verification_accuracy"] = {"face": acc}
+    doc["definitions"] = _definitions()
+    doc["inputs"] = {"rescored_from": str(scores_file)}
+    _write_outputs(out, doc, arrays, curves)
+    return doc
+
+
+def _definitions() -> dict[str, str]:
+    return {
+        "decision": "a comparison is accepted when similarity >= threshold",
+        "fte_rate": "subjects whose designated (first) enrolment sample gave no template / gallery subjects",
+        "fta_rate": "probe samples that gave no template / probe samples",
+        "comparisons": "1:1 = every unordered pair of samples; pairs with a failed sample count with score "
+                       "-inf (false non-match if genuine, never a false match)",
+        "searches": "gallery = first sample of each subject with >= 2 samples; other samples = mated "
+                    "probes, single-sample subjects = non-mated probes; failures are misses",
+        "fnir_at_fpir": "rank 1: the mate must be the top candidate and score >= threshold",
+        "measurable": "an operating point at rate f needs >= ceil(3/f) non-mated attempts (rule of 3); "
+                      "otherwise its miss rate is null",
+        "eer": "FNMR and FMR linearly interpolated where their step curves cross",
+    }
+
+
+def _write_outputs(out: Path, doc: dict[str, Any], arrays: dict[str, Any],
+                   curves: Mapping[str, tuple[ErrorCurve, ErrorCurve]]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out / "scores.npz", **arrays)
+    doc["curves"] = {k: {"det": det.as_dict(), "fnir_fpir": fnir.as_dict()}
+                     for k, (det, fnir) in curves.items()}
+    if curves:
+        plot_curves({k: c[0] for k, c in curves.items()}, out / "det.png", xlabel="FMR", ylabel="FNMR",
+                    title="DET (1:1, all pairs)")
+        plot_curves({k: c[1] for k, c in curves.items()}, out / "fnir_fpir.png", xlabel="FPIR",
+                    ylabel="FNIR (rank 1)", title="FNIR vs FPIR (1:N)")
+    tmp = out / "metrics.json.tmp"
+    tmp.write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")
+    tmp.replace(out / "metrics.json")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nasname evaluate", description=__doc__.split("\n\n")[0])
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--manifest", type=Path, help="CSV with columns identity,modality,path")
+    src.add_argument("--rescore", type=Path, help="scores.npz of an earlier run: recompute the figures")
+    p.add_argument("--pairs", type=Path, help="LFW-format pairs file: k-fold verification accuracy")
+    p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.add_argument("--modality", help="face, iris, iris_left or iris_right (default: all in the manifest)")
+    p.add_argument("--limit", type=int, help="first N subjects of each modality only")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.rescore is not None:
+            doc = rescore(args.rescore, args.out)
+        else:
+            doc = evaluate(args.manifest, args.out, pairs=args.pairs, modality=args.modality,
+                           limit=args.limit, progress=not args.no_progress)
+    except NasnameError as exc:
+        print(f"nasname evaluate: {exc}", file=sys.stderr)
+        return 2
+    print(_summary_text(doc))
+    print(f"wrote {args.out / 'metrics.json'}")
+    return 0
+
+
+def _summary_text(doc: Mapping[str, Any]) -> str:
+    lines = []
+    for kind, fig in doc["per_modality"].items():
+        if "eer" not in fig:
+            lines.append(f"{kind}: {fig.get('note', 'not available')}")
+            continue
+        fnmr = ", ".join(f"{p['target_fmr']:g}: {_pct(p['fnmr'])}" for p in fig["fnmr_at_fmr"])
+        fnir = ", ".join(f"{p['target_fpir']:g}: {_pct(p['fnir'])}" for p in fig["fnir_at_fpir"])
+        c = fig["comparisons"]
+        lines.append(
+            f"{kind}: FTE {_pct(fig['fte_rate'])}  EER {_pct(fig['eer']['eer'])} "
+            f"({c['genuine']} genuine / {c['impostor']} impostor pairs)  rank-1 "
+            f"{_pct(fig['rank1_hit_rate']['rate'])}  rank-10 {_pct(fig['rank10_hit_rate']['rate'])}\n"
+            f"    FNMR at FMR {fnmr}\n    FNIR at FPIR {fnir}")
+    for kind, acc in doc.get("verification_accuracy", {}).items():
+        lines.append(f"{kind} pairs: accuracy {acc['mean']:.4f} +- {acc['std']:.4f} "
+                     f"over {acc['folds']} folds ({acc.get('failed_pairs', 0)} failed)")
+    return "\n".join(lines)
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f}%"
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
