@@ -1,0 +1,543 @@
+from google.rpc import status_pb2 as _status_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Modality(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MODALITY_UNSPECIFIED: _ClassVar[Modality]
+    MODALITY_FACE: _ClassVar[Modality]
+    MODALITY_IRIS_LEFT: _ClassVar[Modality]
+    MODALITY_IRIS_RIGHT: _ClassVar[Modality]
+
+class RecordStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RECORD_STATUS_UNSPECIFIED: _ClassVar[RecordStatus]
+    RECORD_STATUS_ACTIVE: _ClassVar[RecordStatus]
+    RECORD_STATUS_PENDING: _ClassVar[RecordStatus]
+    RECORD_STATUS_DELETED: _ClassVar[RecordStatus]
+
+class EnrollOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ENROLL_OUTCOME_UNSPECIFIED: _ClassVar[EnrollOutcome]
+    ENROLL_OUTCOME_ENROLLED: _ClassVar[EnrollOutcome]
+    ENROLL_OUTCOME_PENDING_ADJUDICATION: _ClassVar[EnrollOutcome]
+
+class AdjudicationDecision(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ADJUDICATION_DECISION_UNSPECIFIED: _ClassVar[AdjudicationDecision]
+    ADJUDICATION_DECISION_SAME: _ClassVar[AdjudicationDecision]
+    ADJUDICATION_DECISION_DISTINCT: _ClassVar[AdjudicationDecision]
+MODALITY_UNSPECIFIED: Modality
+MODALITY_FACE: Modality
+MODALITY_IRIS_LEFT: Modality
+MODALITY_IRIS_RIGHT: Modality
+RECORD_STATUS_UNSPECIFIED: RecordStatus
+RECORD_STATUS_ACTIVE: RecordStatus
+RECORD_STATUS_PENDING: RecordStatus
+RECORD_STATUS_DELETED: RecordStatus
+ENROLL_OUTCOME_UNSPECIFIED: EnrollOutcome
+ENROLL_OUTCOME_ENROLLED: EnrollOutcome
+ENROLL_OUTCOME_PENDING_ADJUDICATION: EnrollOutcome
+ADJUDICATION_DECISION_UNSPECIFIED: AdjudicationDecision
+ADJUDICATION_DECISION_SAME: AdjudicationDecision
+ADJUDICATION_DECISION_DISTINCT: AdjudicationDecision
+
+class ModelRef(_message.Message):
+    __slots__ = ("model_id", "version")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    version: str
+    def __init__(self, model_id: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+
+class FaceTemplate(_message.Message):
+    __slots__ = ("vector",)
+    VECTOR_FIELD_NUMBER: _ClassVar[int]
+    vector: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, vector: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class IrisTemplate(_message.Message):
+    __slots__ = ("code", "mask", "columns")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MASK_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    code: bytes
+    mask: bytes
+    columns: int
+    def __init__(self, code: _Optional[bytes] = ..., mask: _Optional[bytes] = ..., columns: _Optional[int] = ...) -> None: ...
+
+class Template(_message.Message):
+    __slots__ = ("model", "face", "iris")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    FACE_FIELD_NUMBER: _ClassVar[int]
+    IRIS_FIELD_NUMBER: _ClassVar[int]
+    model: ModelRef
+    face: FaceTemplate
+    iris: IrisTemplate
+    def __init__(self, model: _Optional[_Union[ModelRef, _Mapping]] = ..., face: _Optional[_Union[FaceTemplate, _Mapping]] = ..., iris: _Optional[_Union[IrisTemplate, _Mapping]] = ...) -> None: ...
+
+class Sample(_message.Message):
+    __slots__ = ("modality", "image", "template")
+    MODALITY_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    modality: Modality
+    image: bytes
+    template: Template
+    def __init__(self, modality: _Optional[_Union[Modality, str]] = ..., image: _Optional[bytes] = ..., template: _Optional[_Union[Template, _Mapping]] = ...) -> None: ...
+
+class Quality(_message.Message):
+    __slots__ = ("score", "ok", "reasons", "measures")
+    class MeasuresEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    OK_FIELD_NUMBER: _ClassVar[int]
+    REASONS_FIELD_NUMBER: _ClassVar[int]
+    MEASURES_FIELD_NUMBER: _ClassVar[int]
+    score: float
+    ok: bool
+    reasons: _containers.RepeatedScalarFieldContainer[str]
+    measures: _containers.ScalarMap[str, float]
+    def __init__(self, score: _Optional[float] = ..., ok: _Optional[bool] = ..., reasons: _Optional[_Iterable[str]] = ..., measures: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class SampleResult(_message.Message):
+    __slots__ = ("modality", "model", "quality")
+    MODALITY_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
+    modality: Modality
+    model: ModelRef
+    quality: Quality
+    def __init__(self, modality: _Optional[_Union[Modality, str]] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ..., quality: _Optional[_Union[Quality, _Mapping]] = ...) -> None: ...
+
+class Threshold(_message.Message):
+    __slots__ = ("target_fpir", "gallery_size", "fused_threshold")
+    TARGET_FPIR_FIELD_NUMBER: _ClassVar[int]
+    GALLERY_SIZE_FIELD_NUMBER: _ClassVar[int]
+    FUSED_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    target_fpir: float
+    gallery_size: int
+    fused_threshold: float
+    def __init__(self, target_fpir: _Optional[float] = ..., gallery_size: _Optional[int] = ..., fused_threshold: _Optional[float] = ...) -> None: ...
+
+class ModalityScore(_message.Message):
+    __slots__ = ("modality", "similarity", "llr")
+    MODALITY_FIELD_NUMBER: _ClassVar[int]
+    SIMILARITY_FIELD_NUMBER: _ClassVar[int]
+    LLR_FIELD_NUMBER: _ClassVar[int]
+    modality: Modality
+    similarity: float
+    llr: float
+    def __init__(self, modality: _Optional[_Union[Modality, str]] = ..., similarity: _Optional[float] = ..., llr: _Optional[float] = ...) -> None: ...
+
+class Candidate(_message.Message):
+    __slots__ = ("reference_id", "partition", "fused", "scores")
+    REFERENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    FUSED_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    reference_id: str
+    partition: str
+    fused: float
+    scores: _containers.RepeatedCompositeFieldContainer[ModalityScore]
+    def __init__(self, reference_id: _Optional[str] = ..., partition: _Optional[str] = ..., fused: _Optional[float] = ..., scores: _Optional[_Iterable[_Union[ModalityScore, _Mapping]]] = ...) -> None: ...
+
+class ModalityModel(_message.Message):
+    __slots__ = ("modality", "model")
+    MODALITY_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    modality: Modality
+    model: ModelRef
+    def __init__(self, modality: _Optional[_Union[Modality, str]] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ...) -> None: ...
+
+class Record(_message.Message):
+    __slots__ = ("reference_id", "partition", "status", "attributes", "models", "created", "updated")
+    class AttributesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    REFERENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_FIELD_NUMBER: _ClassVar[int]
+    reference_id: str
+    partition: str
+    status: RecordStatus
+    attributes: _containers.ScalarMap[str, str]
+    models: _containers.RepeatedCompositeFieldContainer[ModalityModel]
+    created: float
+    updated: float
+    def __init__(self, reference_id: _Optional[str] = ..., partition: _Optional[str] = ..., status: _Optional[_Union[RecordStatus, str]] = ..., attributes: _Optional[_Mapping[str, str]] = ..., models: _Optional[_Iterable[_Union[ModalityModel, _Mapping]]] = ..., created: _Optional[float] = ..., updated: _Optional[float] = ...) -> None: ...
+
+class InsertRequest(_message.Message):
+    __slots__ = ("request_id", "reference_id", "samples", "partition", "attributes")
+    class AttributesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    reference_id: str
+    samples: _containers.RepeatedCompositeFieldContainer[Sample]
+    partition: str
+    attributes: _containers.ScalarMap[str, str]
+    def __init__(self, request_id: _Optional[str] = ..., reference_id: _Optional[str] = ..., samples: _Optional[_Iterable[_Union[Sample, _Mapping]]] = ..., partition: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class InsertResponse(_message.Message):
+    __slots__ = ("request_id", "reference_id", "samples")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    reference_id: str
+    samples: _containers.RepeatedCompositeFieldContainer[SampleResult]
+    def __init__(self, request_id: _Optional[str] = ..., reference_id: _Optional[str] = ..., samples: _Optional[_Iterable[_Union[SampleResult, _Mapping]]] = ...) -> None: ...
+
+class EnrollRequest(_message.Message):
+    __slots__ = ("request_id", "reference_id", "samples", "partition", "attributes", "target_fpir", "search_partition")
+    class AttributesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FPIR_FIELD_NUMBER: _ClassVar[int]
+    SEARCH_PARTITION_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    reference_id: str
+    samples: _containers.RepeatedCompositeFieldContainer[Sample]
+    partition: str
+    attributes: _containers.ScalarMap[str, str]
+    target_fpir: float
+    search_partition: str
+    def __init__(self, request_id: _Optional[str] = ..., reference_id: _Optional[str] = ..., samples: _Optional[_Iterable[_Union[Sample, _Mapping]]] = ..., partition: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ..., target_fpir: _Optional[float] = ..., search_partition: _Optional[str] = ...) -> None: ...
+
+class EnrollResponse(_message.Message):
+    __slots__ = ("request_id", "reference_id", "outcome", "candidates", "threshold", "samples")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    reference_id: str
+    outcome: EnrollOutcome
+    candidates: _containers.RepeatedCompositeFieldContainer[Candidate]
+    threshold: Threshold
+    samples: _containers.RepeatedCompositeFieldContainer[SampleResult]
+    def __init__(self, request_id: _Optional[str] = ..., reference_id: _Optional[str] = ..., outcome: _Optional[_Union[EnrollOutcome, str]] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., threshold: _Optional[_Union[Threshold, _Mapping]] = ..., samples: _Optional[_Iterable[_Union[SampleResult, _Mapping]]] = ...) -> None: ...
+
+class IdentifyRequest(_message.Message):
+    __slots__ = ("request_id", "samples", "reference_id", "max_results", "target_fpir", "partition", "reference_ids")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    MAX_RESULTS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FPIR_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_IDS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    samples: _containers.RepeatedCompositeFieldContainer[Sample]
+    reference_id: str
+    max_results: int
+    target_fpir: float
+    partition: str
+    reference_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, request_id: _Optional[str] = ..., samples: _Optional[_Iterable[_Union[Sample, _Mapping]]] = ..., reference_id: _Optional[str] = ..., max_results: _Optional[int] = ..., target_fpir: _Optional[float] = ..., partition: _Optional[str] = ..., reference_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class IdentifyResponse(_message.Message):
+    __slots__ = ("request_id", "candidates", "threshold", "samples")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    candidates: _containers.RepeatedCompositeFieldContainer[Candidate]
+    threshold: Threshold
+    samples: _containers.RepeatedCompositeFieldContainer[SampleResult]
+    def __init__(self, request_id: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., threshold: _Optional[_Union[Threshold, _Mapping]] = ..., samples: _Optional[_Iterable[_Union[SampleResult, _Mapping]]] = ...) -> None: ...
+
+class BatchIdentifyResponse(_message.Message):
+    __slots__ = ("request_id", "result", "error")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    result: IdentifyResponse
+    error: _status_pb2.Status
+    def __init__(self, request_id: _Optional[str] = ..., result: _Optional[_Union[IdentifyResponse, _Mapping]] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ...) -> None: ...
+
+class VerifyRequest(_message.Message):
+    __slots__ = ("request_id", "reference_id", "samples", "target_fmr")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FMR_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    reference_id: str
+    samples: _containers.RepeatedCompositeFieldContainer[Sample]
+    target_fmr: float
+    def __init__(self, request_id: _Optional[str] = ..., reference_id: _Optional[str] = ..., samples: _Optional[_Iterable[_Union[Sample, _Mapping]]] = ..., target_fmr: _Optional[float] = ...) -> None: ...
+
+class VerifyResponse(_message.Message):
+    __slots__ = ("request_id", "reference_id", "match", "fused", "scores", "threshold", "samples")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    MATCH_FIELD_NUMBER: _ClassVar[int]
+    FUSED_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    reference_id: str
+    match: bool
+    fused: float
+    scores: _containers.RepeatedCompositeFieldContainer[ModalityScore]
+    threshold: Threshold
+    samples: _containers.RepeatedCompositeFieldContainer[SampleResult]
+    def __init__(self, request_id: _Optional[str] = ..., reference_id: _Optional[str] = ..., match: _Optional[bool] = ..., fused: _Optional[float] = ..., scores: _Optional[_Iterable[_Union[ModalityScore, _Mapping]]] = ..., threshold: _Optional[_Union[Threshold, _Mapping]] = ..., samples: _Optional[_Iterable[_Union[SampleResult, _Mapping]]] = ...) -> None: ...
+
+class DeleteRequest(_message.Message):
+    __slots__ = ("request_id", "reference_id")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    reference_id: str
+    def __init__(self, request_id: _Optional[str] = ..., reference_id: _Optional[str] = ...) -> None: ...
+
+class DeleteResponse(_message.Message):
+    __slots__ = ("request_id", "reference_id")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    reference_id: str
+    def __init__(self, request_id: _Optional[str] = ..., reference_id: _Optional[str] = ...) -> None: ...
+
+class GetRecordRequest(_message.Message):
+    __slots__ = ("request_id", "reference_id")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    reference_id: str
+    def __init__(self, request_id: _Optional[str] = ..., reference_id: _Optional[str] = ...) -> None: ...
+
+class GetRecordResponse(_message.Message):
+    __slots__ = ("request_id", "record")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    RECORD_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    record: Record
+    def __init__(self, request_id: _Optional[str] = ..., record: _Optional[_Union[Record, _Mapping]] = ...) -> None: ...
+
+class DecisionEntry(_message.Message):
+    __slots__ = ("actor", "decision", "comment", "time")
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    actor: str
+    decision: AdjudicationDecision
+    comment: str
+    time: float
+    def __init__(self, actor: _Optional[str] = ..., decision: _Optional[_Union[AdjudicationDecision, str]] = ..., comment: _Optional[str] = ..., time: _Optional[float] = ...) -> None: ...
+
+class PendingAdjudication(_message.Message):
+    __slots__ = ("reference_id", "partition", "candidates", "decisions", "created")
+    REFERENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    reference_id: str
+    partition: str
+    candidates: _containers.RepeatedCompositeFieldContainer[Candidate]
+    decisions: _containers.RepeatedCompositeFieldContainer[DecisionEntry]
+    created: float
+    def __init__(self, reference_id: _Optional[str] = ..., partition: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., decisions: _Optional[_Iterable[_Union[DecisionEntry, _Mapping]]] = ..., created: _Optional[float] = ...) -> None: ...
+
+class ListPendingAdjudicationsRequest(_message.Message):
+    __slots__ = ("request_id", "limit", "offset")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    limit: int
+    offset: int
+    def __init__(self, request_id: _Optional[str] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class ListPendingAdjudicationsResponse(_message.Message):
+    __slots__ = ("request_id", "items")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    items: _containers.RepeatedCompositeFieldContainer[PendingAdjudication]
+    def __init__(self, request_id: _Optional[str] = ..., items: _Optional[_Iterable[_Union[PendingAdjudication, _Mapping]]] = ...) -> None: ...
+
+class AdjudicateRequest(_message.Message):
+    __slots__ = ("request_id", "reference_id", "decision", "comment", "mate_reference_id")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    MATE_REFERENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    reference_id: str
+    decision: AdjudicationDecision
+    comment: str
+    mate_reference_id: str
+    def __init__(self, request_id: _Optional[str] = ..., reference_id: _Optional[str] = ..., decision: _Optional[_Union[AdjudicationDecision, str]] = ..., comment: _Optional[str] = ..., mate_reference_id: _Optional[str] = ...) -> None: ...
+
+class AdjudicateResponse(_message.Message):
+    __slots__ = ("request_id", "record")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    RECORD_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    record: Record
+    def __init__(self, request_id: _Optional[str] = ..., record: _Optional[_Union[Record, _Mapping]] = ...) -> None: ...
+
+class StatsRequest(_message.Message):
+    __slots__ = ("request_id",)
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    def __init__(self, request_id: _Optional[str] = ...) -> None: ...
+
+class StatsResponse(_message.Message):
+    __slots__ = ("request_id", "total", "by_status", "by_partition", "by_modality", "models")
+    class ByStatusEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class ByPartitionEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class ByModalityEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class ModelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    BY_STATUS_FIELD_NUMBER: _ClassVar[int]
+    BY_PARTITION_FIELD_NUMBER: _ClassVar[int]
+    BY_MODALITY_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    total: int
+    by_status: _containers.ScalarMap[str, int]
+    by_partition: _containers.ScalarMap[str, int]
+    by_modality: _containers.ScalarMap[str, int]
+    models: _containers.ScalarMap[str, str]
+    def __init__(self, request_id: _Optional[str] = ..., total: _Optional[int] = ..., by_status: _Optional[_Mapping[str, int]] = ..., by_partition: _Optional[_Mapping[str, int]] = ..., by_modality: _Optional[_Mapping[str, int]] = ..., models: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class Token(_message.Message):
+    __slots__ = ("token_id", "name", "role", "created", "last_used", "revoked")
+    TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    LAST_USED_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_FIELD_NUMBER: _ClassVar[int]
+    token_id: str
+    name: str
+    role: str
+    created: float
+    last_used: float
+    revoked: float
+    def __init__(self, token_id: _Optional[str] = ..., name: _Optional[str] = ..., role: _Optional[str] = ..., created: _Optional[float] = ..., last_used: _Optional[float] = ..., revoked: _Optional[float] = ...) -> None: ...
+
+class CreateTokenRequest(_message.Message):
+    __slots__ = ("request_id", "name", "role")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    name: str
+    role: str
+    def __init__(self, request_id: _Optional[str] = ..., name: _Optional[str] = ..., role: _Optional[str] = ...) -> None: ...
+
+class CreateTokenResponse(_message.Message):
+    __slots__ = ("request_id", "token", "secret")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    SECRET_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    token: Token
+    secret: str
+    def __init__(self, request_id: _Optional[str] = ..., token: _Optional[_Union[Token, _Mapping]] = ..., secret: _Optional[str] = ...) -> None: ...
+
+class ListTokensRequest(_message.Message):
+    __slots__ = ("request_id",)
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    def __init__(self, request_id: _Optional[str] = ...) -> None: ...
+
+class ListTokensResponse(_message.Message):
+    __slots__ = ("request_id", "tokens")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    tokens: _containers.RepeatedCompositeFieldContainer[Token]
+    def __init__(self, request_id: _Optional[str] = ..., tokens: _Optional[_Iterable[_Union[Token, _Mapping]]] = ...) -> None: ...
+
+class RevokeTokenRequest(_message.Message):
+    __slots__ = ("request_id", "token_id")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    token_id: str
+    def __init__(self, request_id: _Optional[str] = ..., token_id: _Optional[str] = ...) -> None: ...
+
+class RevokeTokenResponse(_message.Message):
+    __slots__ = ("request_id", "token_id")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    token_id: str
+    def __init__(self, request_id: _Optional[str] = ..., token_id: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,164 @@
+"""Who may call what: bearer-token authentication, THE table of RPC -> roles, and a per-token rate limit.
+
+A caller sends ``authorization: Bearer <secret>`` metadata. The secret is looked up (by hash) in the
+token store; the token's role must be in :data:`RPC_ROLES` for the method called. Health checks need no
+token (load balancers and orchestrators probe them); server reflection needs a token of any role (it
+reveals only the public contract, but an anonymous scanner learns nothing from us); a method missing
+from the table is refused to everyone (deny by default).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from engine.errors import PermissionDenied, ResourceExhausted, Unauthenticated
+
+__all__ = [
+    "ANY_ROLE",
+    "PUBLIC_METHODS",
+    "RPC_ROLES",
+    "Authenticator",
+    "Principal",
+    "RateLimiter",
+    "Role",
+    "TokenChecker",
+    "TokenFacts",
+    "bearer_secret",
+]
+
+
+class Role(StrEnum):
+    STATION = "station"  # registration station: enroll, insert, verify, identify
+    INVESTIGATOR = "investigator"  # fraud investigation: identify, batch, records, queue, stats
+    ADJUDICATOR = "adjudicator"  # decides suspected duplicates
+    ADMIN = "admin"  # everything, incl. delete and tokens
+
+
+_S, _I, _J, _A = Role.STATION, Role.INVESTIGATOR, Role.ADJUDICATOR, Role.ADMIN
+ANY_ROLE = frozenset(Role)
+
+_NASNAME = "/nasname.v1.Nasname/"
+_ADMIN = "/nasname.v1.Admin/"
+
+# THE table. Full gRPC method name -> roles allowed to call it.
+RPC_ROLES: dict[str, frozenset[Role]] = {
+    _NASNAME + "Enroll": frozenset({_S, _A}),
+    _NASNAME + "Insert": frozenset({_S, _A}),
+    _NASNAME + "Verify": frozenset({_S, _A}),
+    _NASNAME + "Identify": frozenset({_S, _I, _A}),
+    _NASNAME + "BatchIdentify": frozenset({_I, _A}),
+    _NASNAME + "GetRecord": frozenset({_I, _A}),
+    _NASNAME + "ListPendingAdjudications": frozenset({_I, _J, _A}),
+    _NASNAME + "Adjudicate": frozenset({_J, _A}),
+    _NASNAME + "Stats": frozenset({_I, _A}),
+    _NASNAME + "Delete": frozenset({_A}),
+    _ADMIN + "CreateToken": frozenset({_A}),
+    _ADMIN + "ListTokens": frozenset({_A}),
+    _ADMIN + "RevokeToken": frozenset({_A}),
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": ANY_ROLE,
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo": ANY_ROLE,
+}
+
+# No token needed.
+PUBLIC_METHODS = frozenset({"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch",
+                            "/grpc.health.v1.Health/List"})
+
+
+class TokenFacts(Protocol):
+    """What the interceptor needs from a token record (``engine.store.values.TokenInfo`` has it)."""
+
+    @property
+    def token_id(self) -> str: ...
+
+    @property
+    def role(self) -> str: ...
+
+
+class TokenChecker(Protocol):
+    """The token store as seen by authentication (``engine.store.Store`` satisfies it)."""
+
+    def authenticate(self, secret: str) -> TokenFacts | None: ...
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller. ``token_id`` goes to logs and the audit trail (never the secret)."""
+
+    token_id: str
+    role: Role
+
+
+def bearer_secret(metadata: Sequence[tuple[str, str | bytes]]) -> str | None:
+    for key, value in metadata:
+        if key.lower() == "authorization":
+            text = value.decode(errors="replace") if isinstance(value, bytes) else value
+            scheme, _, secret = text.strip().partition(" ")
+            if scheme.lower() == "bearer" and secret.strip():
+                return secret.strip()
+            return None
+    return None
+
+
+class RateLimiter:
+    """Token bucket per token id: ``rate`` requests per second on average, bursts up to ``burst``.
+    ``rate == 0`` disables it."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = max(1, burst)
+        self._now = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # token id -> (tokens left, last refill)
+        self._lock = threading.Lock()
+
+    def allow(self, key: str) -> bool:
+        if self.rate <= 0:
+            return True
+        now = self._now()
+        with self._lock:
+            left, last = self._buckets.get(key, (float(self.burst), now))
+            left = min(float(self.burst), left + (now - last) * self.rate)
+            if left < 1.0:
+                self._buckets[key] = (left, now)
+                return False
+            self._buckets[key] = (left - 1.0, now)
+            return True
+
+
+class Authenticator:
+    """Decides whether a call may proceed: :meth:`check` returns the principal (None for public
+    methods) or raises Unauthenticated / PermissionDenied / ResourceExhausted."""
+
+    def __init__(self, tokens: TokenChecker, limiter: RateLimiter | None = None,
+                 table: Mapping[str, frozenset[Role]] = RPC_ROLES) -> None:
+        self.tokens = tokens
+        self.limiter = limiter or RateLimiter(0.0, 1)
+        self.table = table
+
+    def check(self, method: str, metadata: Sequence[tuple[str, str | bytes]]) -> Principal | None:
+        if method in PUBLIC_METHODS:
+            return None
+        secret = bearer_secret(metadata)
+        if secret is None:
+            raise Unauthenticated("missing 'authorization: Bearer <token>' metadata",
+                                  reason="MISSING_TOKEN")
+        facts = self.tokens.authenticate(secret)
+        if facts is None:
+            raise Unauthenticated("unknown or revoked token", reason="INVALID_TOKEN")
+        try:
+            role = Role(facts.role)
+        except ValueError:
+            raise PermissionDenied(f"token role {facts.role!r} is not a known role",
+                                   reason="UNKNOWN_ROLE") from None
+        allowed = self.table.get(method)
+        if allowed is None or role not in allowed:
+            raise PermissionDenied(f"role {role.value} may not call {method.rsplit('/', 1)[-1]}",
+                                   details={"role": role.value})
+        if not self.limiter.allow(facts.token_id):
+            raise ResourceExhausted("rate limit exceeded for this token; slow down", reason="RATE_LIMITED",
+                                    details={"rate_per_s": self.limiter.rate})
+        return Principal(facts.token_id, role)

@@ -1,0 +1,218 @@
+"""A small Python client for stations and scripts.
+
+    with Client("127.0.0.1:50051", token=secret, ca=Path("server.crt")) as c:
+        r = c.enroll([image_sample("face", jpeg), image_sample("iris_left", png)])
+        print(r.outcome, [(x.reference_id, x.fused) for x in r.candidates])
+
+Failures raise ``grpc.RpcError``; :func:`error_reason` / :func:`error_info` read the machine-readable
+reason. Idempotent calls (identify, verify, reads) are retried on UNAVAILABLE with exponential backoff
+within their deadline; writes are not (an enroll that may have committed must not run twice).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import grpc
+from google.rpc import error_details_pb2, status_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from engine.types import Modality, Template
+from server import convert as cv
+from server._gen.nasname.v1 import nasname_pb2 as pb
+from server._gen.nasname.v1 import nasname_pb2_grpc as pb_grpc
+
+__all__ = ["Client", "error_info", "error_reason", "image_sample", "template_sample"]
+
+T = TypeVar("T")
+_DETAILS_KEY = "grpc-status-details-bin"
+
+
+def image_sample(modality: str | Modality, image: bytes) -> pb.Sample:
+    return pb.Sample(modality=cv.MODALITY_TO_PB[Modality.parse(str(modality))], image=image)
+
+
+def template_sample(modality: str | Modality, template: Template) -> pb.Sample:
+    return pb.Sample(modality=cv.MODALITY_TO_PB[Modality.parse(str(modality))],
+                     template=cv.template_to_pb(template))
+
+
+def error_info(exc: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
+    """The ErrorInfo of a failed call (None when the server sent none, e.g. a gRPC core limit)."""
+    trailers: Any = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
+    for key, value in trailers or ():
+        if key == _DETAILS_KEY:
+            status = status_pb2.Status.FromString(value)
+            for detail in status.details:
+                info = error_details_pb2.ErrorInfo()
+                if detail.Unpack(info):
+                    return info
+    return None
+
+
+def error_reason(exc: grpc.RpcError) -> str:
+    info = error_info(exc)
+    return info.reason if info is not None else ""
+
+
+def _read(value: bytes | Path | str | None) -> bytes | None:
+    if value is None or isinstance(value, bytes):
+        return value
+    return Path(value).read_bytes()
+
+
+class Client:
+    """One channel to a nasname server. ``token``: the bearer secret. TLS unless ``plaintext``;
+    ``ca``: PEM (bytes or path) of the server's CA or self-signed certificate (None: system roots);
+    ``client_cert``/``client_key`` for mutual TLS. ``timeout``: default deadline per call, seconds."""
+
+    def __init__(self, address: str, *, token: str | None = None, plaintext: bool = False,
+                 ca: bytes | Path | str | None = None, client_cert: bytes | Path | str | None = None,
+                 client_key: bytes | Path | str | None = None, timeout: float = 30.0, retries: int = 3,
+                 max_message_bytes: int = 64 * 1024 * 1024) -> None:
+        options = [("grpc.max_receive_message_length", max_message_bytes),
+                   ("grpc.max_send_message_length", max_message_bytes)]
+        if plaintext:
+            self.channel = grpc.insecure_channel(address, options=options)
+        else:
+            creds = grpc.ssl_channel_credentials(_read(ca), _read(client_key), _read(client_cert))
+            self.channel = grpc.secure_channel(address, creds, options=options)
+        self.metadata: tuple[tuple[str, str], ...] = (
+            (("authorization", f"Bearer {token}"),) if token else ())
+        self.timeout = timeout
+        self.retries = retries
+        self.stub = pb_grpc.NasnameStub(self.channel)  # type: ignore[no-untyped-call]
+        self.admin = pb_grpc.AdminStub(self.channel)  # type: ignore[no-untyped-call]
+        self.health_stub = health_pb2_grpc.HealthStub(self.channel)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing --------------------------------------------------------------------------------
+
+    def _call(self, method: Callable[..., Any], request: Any, expect: type[T], *, idempotent: bool,
+              timeout: float | None) -> T:
+        budget = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + budget
+        attempt = 0
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                return cast(T, method(request, timeout=max(remaining, 0.001), metadata=self.metadata))
+            except grpc.RpcError as exc:
+                attempt += 1
+                if not idempotent or attempt > self.retries or exc.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise
+                pause = min(2.0, 0.1 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+                if time.monotonic() + pause >= deadline:
+                    raise
+                time.sleep(pause)
+
+    # -- matching --------------------------------------------------------------------------------
+
+    def enroll(self, samples: Sequence[pb.Sample], *, reference_id: str = "", partition: str = "",
+               attributes: Mapping[str, str] | None = None, target_fpir: float | None = None,
+               search_partition: str = "", request_id: str = "",
+               timeout: float | None = None) -> pb.EnrollResponse:
+        req = pb.EnrollRequest(request_id=request_id, reference_id=reference_id, samples=samples,
+                               partition=partition, attributes=dict(attributes or {}),
+                               search_partition=search_partition)
+        if target_fpir is not None:
+            req.target_fpir = target_fpir
+        return self._call(self.stub.Enroll, req, pb.EnrollResponse, idempotent=False, timeout=timeout)
+
+    def insert(self, samples: Sequence[pb.Sample], *, reference_id: str = "", partition: str = "",
+               attributes: Mapping[str, str] | None = None, request_id: str = "",
+               timeout: float | None = None) -> pb.InsertResponse:
+        req = pb.InsertRequest(request_id=request_id, reference_id=reference_id, samples=samples,
+                               partition=partition, attributes=dict(attributes or {}))
+        return self._call(self.stub.Insert, req, pb.InsertResponse, idempotent=False, timeout=timeout)
+
+    @staticmethod
+    def identify_request(samples: Sequence[pb.Sample] = (), *, reference_id: str = "",
+                         max_results: int = 0, target_fpir: float | None = None, partition: str = "",
+                         reference_ids: Sequence[str] = (), request_id: str = "") -> pb.IdentifyRequest:
+        req = pb.IdentifyRequest(request_id=request_id, samples=samples, reference_id=reference_id,
+                                 max_results=max_results, partition=partition,
+                                 reference_ids=list(reference_ids))
+        if target_fpir is not None:
+            req.target_fpir = target_fpir
+        return req
+
+    def identify(self, samples: Sequence[pb.Sample] = (), *, timeout: float | None = None,
+                 **kwargs: Any) -> pb.IdentifyResponse:
+        """By ``samples`` or ``reference_id=``; also ``max_results``, ``target_fpir``, ``partition``,
+        ``reference_ids``, ``request_id`` (see :meth:`identify_request`)."""
+        req = self.identify_request(samples, **kwargs)
+        return self._call(self.stub.Identify, req, pb.IdentifyResponse, idempotent=True, timeout=timeout)
+
+    def batch_identify(self, requests: Iterable[pb.IdentifyRequest], *,
+                       timeout: float | None = None) -> Iterator[pb.BatchIdentifyResponse]:
+        """Streams ``requests``; yields one response per request, in order."""
+        yield from self.stub.BatchIdentify(iter(requests), timeout=timeout or self.timeout,
+                                           metadata=self.metadata)
+
+    def verify(self, reference_id: str, samples: Sequence[pb.Sample], *, target_fmr: float | None = None,
+               request_id: str = "", timeout: float | None = None) -> pb.VerifyResponse:
+        req = pb.VerifyRequest(request_id=request_id, reference_id=reference_id, samples=samples)
+        if target_fmr is not None:
+            req.target_fmr = target_fmr
+        return self._call(self.stub.Verify, req, pb.VerifyResponse, idempotent=True, timeout=timeout)
+
+    def delete(self, reference_id: str, *, request_id: str = "",
+               timeout: float | None = None) -> pb.DeleteResponse:
+        req = pb.DeleteRequest(request_id=request_id, reference_id=reference_id)
+        return self._call(self.stub.Delete, req, pb.DeleteResponse, idempotent=False, timeout=timeout)
+
+    def get_record(self, reference_id: str, *, timeout: float | None = None) -> pb.GetRecordResponse:
+        req = pb.GetRecordRequest(reference_id=reference_id)
+        return self._call(self.stub.GetRecord, req, pb.GetRecordResponse, idempotent=True, timeout=timeout)
+
+    def list_pending(self, *, limit: int = 0, offset: int = 0,
+                     timeout: float | None = None) -> pb.ListPendingAdjudicationsResponse:
+        req = pb.ListPendingAdjudicationsRequest(limit=limit, offset=offset)
+        return self._call(self.stub.ListPendingAdjudications, req, pb.ListPendingAdjudicationsResponse,
+                          idempotent=True, timeout=timeout)
+
+    def adjudicate(self, reference_id: str, same: bool, *, comment: str = "", mate_reference_id: str = "",
+                   timeout: float | None = None) -> pb.AdjudicateResponse:
+        decision = pb.ADJUDICATION_DECISION_SAME if same else pb.ADJUDICATION_DECISION_DISTINCT
+        req = pb.AdjudicateRequest(reference_id=reference_id, decision=decision, comment=comment,
+                                   mate_reference_id=mate_reference_id)
+        return self._call(self.stub.Adjudicate, req, pb.AdjudicateResponse, idempotent=False, timeout=timeout)
+
+    def stats(self, *, timeout: float | None = None) -> pb.StatsResponse:
+        return self._call(self.stub.Stats, pb.StatsRequest(), pb.StatsResponse,
+                          idempotent=True, timeout=timeout)
+
+    # -- administration --------------------------------------------------------------------------
+
+    def create_token(self, name: str, role: str, *, timeout: float | None = None) -> pb.CreateTokenResponse:
+        req = pb.CreateTokenRequest(name=name, role=role)
+        return self._call(self.admin.CreateToken, req, pb.CreateTokenResponse,
+                          idempotent=False, timeout=timeout)
+
+    def list_tokens(self, *, timeout: float | None = None) -> pb.ListTokensResponse:
+        return self._call(self.admin.ListTokens, pb.ListTokensRequest(), pb.ListTokensResponse,
+                          idempotent=True, timeout=timeout)
+
+    def revoke_token(self, token_id: str, *, timeout: float | None = None) -> pb.RevokeTokenResponse:
+        req = pb.RevokeTokenRequest(token_id=token_id)
+        return self._call(self.admin.RevokeToken, req, pb.RevokeTokenResponse,
+                          idempotent=False, timeout=timeout)
+
+    def health(self, service: str = "", *, timeout: float | None = None) -> str:
+        """``"SERVING"`` / ``"NOT_SERVING"`` / ... (no token needed)."""
+        reply = self._call(self.health_stub.Check, health_pb2.HealthCheckRequest(service=service),
+                           health_pb2.HealthCheckResponse, idempotent=True, timeout=timeout)
+        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))

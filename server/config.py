@@ -1,0 +1,181 @@
+"""Server settings: the ``[server]`` section of the nasname TOML file plus ``NASNAME_SERVER_*`` overrides.
+
+    [server]                          # every key optional; defaults below
+    address = "127.0.0.1:50051"       # host:port; port 0 picks a free port
+    tls_cert = "/etc/nasname/server.crt"   # PEM chain; with tls_key. Neither: see auto_tls
+    tls_key = "/etc/nasname/server.key"
+    tls_client_ca = ""                # PEM CA: when set, clients must present a certificate it signed
+    auto_tls = true                   # no cert configured: self-signed one in <data_dir>/tls/
+    allow_plaintext = false           # honoured only when the address is a loopback address
+    max_message_bytes = 33554432      # larger requests: RESOURCE_EXHAUSTED / MESSAGE_TOO_LARGE
+    workers = 0                       # RPC worker threads; 0 = sized for the machine
+    max_concurrent_rpcs = 0           # beyond this, RESOURCE_EXHAUSTED; 0 = 16 x workers
+    max_batch_items = 10000           # probes per BatchIdentify stream
+    rate_limit = 0.0                  # requests per second per token (0 = off)
+    rate_burst = 0                    # bucket size (0 = 2 x rate_limit, at least 1)
+    reflection = true                 # server reflection, for authenticated callers only
+    grace_s = 10.0                    # drain time for in-flight RPCs on shutdown
+    log_format = "json"               # json | text
+
+Environment: ``NASNAME_SERVER_<KEY>`` (e.g. ``NASNAME_SERVER_ADDRESS=0.0.0.0:50051``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.errors import ConfigurationError
+
+__all__ = ["ServerConfig", "default_workers", "is_loopback", "split_address"]
+
+
+def default_workers() -> int:
+    """Threads for RPC handlers. Handlers spend most time in numpy/faiss/onnxruntime code that releases
+    the GIL, or waiting on SQLite fsync, so a few threads per core keep the cores busy."""
+    return max(4, min(32, 4 * (os.cpu_count() or 1)))
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """``"host:port"`` / ``"[::1]:port"`` -> (host without brackets, port)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host:
+        raise ConfigurationError(f"server address {address!r} must be host:port")
+    try:
+        number = int(port)
+    except ValueError:
+        raise ConfigurationError(f"server address {address!r}: port is not a number") from None
+    if not 0 <= number <= 65535:
+        raise ConfigurationError(f"server address {address!r}: port out of range")
+    return host.strip("[]"), number
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    address: str = "127.0.0.1:50051"
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    auto_tls: bool = True
+    allow_plaintext: bool = False
+    max_message_bytes: int = 32 * 1024 * 1024
+    workers: int = 0
+    max_concurrent_rpcs: int = 0
+    max_batch_items: int = 10_000
+    rate_limit: float = 0.0
+    rate_burst: int = 0
+    reflection: bool = True
+    grace_s: float = 10.0
+    log_format: str = "json"
+
+    def __post_init__(self) -> None:
+        split_address(self.address)
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigurationError("tls_cert and tls_key must be given together")
+        if self.tls_client_ca is not None and self.tls_cert is None and not self.auto_tls:
+            raise ConfigurationError("tls_client_ca needs TLS (tls_cert/tls_key or auto_tls)")
+        if self.max_message_bytes < 1024:
+            raise ConfigurationError("max_message_bytes must be at least 1024")
+        for name in ("workers", "max_concurrent_rpcs", "rate_burst", "max_batch_items"):
+            if getattr(self, name) < 0:
+                raise ConfigurationError(f"{name} must not be negative")
+        if self.rate_limit < 0 or self.grace_s < 0:
+            raise ConfigurationError("rate_limit and grace_s must not be negative")
+        if self.log_format not in {"json", "text"}:
+            raise ConfigurationError("log_format must be 'json' or 'text'")
+
+    @property
+    def host(self) -> str:
+        return split_address(self.address)[0]
+
+    @property
+    def effective_workers(self) -> int:
+        return self.workers or default_workers()
+
+    @property
+    def effective_max_concurrent_rpcs(self) -> int:
+        return self.max_concurrent_rpcs or 16 * self.effective_workers
+
+    @property
+    def effective_rate_burst(self) -> int:
+        return self.rate_burst or max(1, int(2 * self.rate_limit))
+
+    @property
+    def plaintext(self) -> bool:
+        """True when the server listens without TLS: only when allowed, on loopback, with no cert.
+        Raises ConfigurationError when plaintext is allowed on a non-loopback address."""
+        if self.tls_cert is not None:
+            return False
+        if self.allow_plaintext:
+            if not is_loopback(self.host):
+                raise ConfigurationError(
+                    f"allow_plaintext is honoured on loopback addresses only, not {self.address}; "
+                    "configure tls_cert/tls_key (or auto_tls) for a network address")
+            return True
+        if not self.auto_tls:
+            raise ConfigurationError("no TLS certificate configured, auto_tls is off and plaintext "
+                                     "is not allowed")
+        return False
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> ServerConfig:
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for key, raw in values.items():
+            if key not in fields:
+                raise ConfigurationError(f"unknown server setting {key!r}")
+            kwargs[key] = _coerce(key, str(fields[key].type), raw)
+        return cls(**kwargs)
+
+    @classmethod
+    def load(cls, toml: Mapping[str, Any], environ: Mapping[str, str] | None = None,
+             **overrides: Any) -> ServerConfig:
+        """``toml`` is the whole parsed file (``engine.config.load_toml``); then the environment, then
+        explicit overrides (command-line options; ``None`` values are ignored)."""
+        section = toml.get("server", {})
+        if not isinstance(section, Mapping):
+            raise ConfigurationError("[server] must be a table")
+        values = dict(section)
+        env = os.environ if environ is None else environ
+        for f in dataclasses.fields(cls):
+            raw = env.get(f"NASNAME_SERVER_{f.name.upper()}")
+            if raw is not None:
+                values[f.name] = raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_mapping(values)
+
+
+def _coerce(key: str, kind: str, raw: Any) -> Any:
+    try:
+        if "Path" in kind:
+            return None if raw in (None, "") else Path(str(raw)).expanduser()
+        if kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
+                raise ValueError(f"not a boolean: {raw!r}")
+            return text in {"1", "true", "yes", "on"}
+        if kind == "int":
+            if isinstance(raw, bool):
+                raise ValueError(f"not an integer: {raw!r}")
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        return str(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(f"server setting {key}: {exc}") from exc

@@ -1,0 +1,209 @@
+"""The servicers: each RPC turns its request into one engine call and the result into a response.
+
+No decisions are made here (roles: server.auth; status codes: server.errors; matching: engine). The
+caller's identity and the request id come from the interceptor through ``current_call()``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+import grpc
+
+from engine.engine import Engine
+from engine.errors import InvalidInput, ResourceExhausted
+from engine.store.values import TokenInfo
+from server import convert as cv
+from server import errors
+from server._gen.nasname.v1 import nasname_pb2 as pb
+from server._gen.nasname.v1 import nasname_pb2_grpc as pb_grpc
+from server.auth import Role
+from server.interceptor import current_call
+
+__all__ = ["AdminServicer", "NasnameServicer", "TokenAdmin"]
+
+DEFAULT_MAX_RESULTS = 10
+DEFAULT_PENDING_LIMIT = 100
+
+
+@contextmanager
+def _translating(context: grpc.ServicerContext, request_id: str) -> Iterator[None]:
+    """Any exception inside becomes the RPC's status (server.errors decides which)."""
+    try:
+        yield
+    except Exception as exc:
+        errors.abort(context, exc, request_id)
+
+
+def _need_id(value: str, field: str = "reference_id") -> str:
+    if not value:
+        raise InvalidInput(f"{field} is required", reason=f"MISSING_{field.upper()}")
+    return value
+
+
+class NasnameServicer(pb_grpc.NasnameServicer):  # type: ignore[misc]
+    def __init__(self, engine: Engine, *, max_batch_items: int = 10_000) -> None:
+        self.engine = engine
+        self.max_batch_items = max_batch_items
+
+    def Enroll(self, request: pb.EnrollRequest, context: grpc.ServicerContext) -> pb.EnrollResponse:
+        call = current_call()
+        with _translating(context, call.request_id):
+            r = self.engine.enroll(
+                request.reference_id or None, cv.samples_from_pb(request.samples),
+                partition=request.partition or "default", attributes=dict(request.attributes),
+                target_fpir=request.target_fpir if request.HasField("target_fpir") else None,
+                search_partition=request.search_partition or None, actor=call.actor)
+        return pb.EnrollResponse(request_id=call.request_id, reference_id=r.reference_id,
+                                 outcome=cv.OUTCOME_TO_PB[r.outcome],
+                                 candidates=cv.candidates_to_pb(r.candidates),
+                                 threshold=cv.threshold_to_pb(r.threshold),
+                                 samples=cv.sample_results_to_pb(r.samples))
+
+    def Insert(self, request: pb.InsertRequest, context: grpc.ServicerContext) -> pb.InsertResponse:
+        call = current_call()
+        with _translating(context, call.request_id):
+            r = self.engine.insert(request.reference_id or None, cv.samples_from_pb(request.samples),
+                                   partition=request.partition or "default",
+                                   attributes=dict(request.attributes), actor=call.actor)
+        return pb.InsertResponse(request_id=call.request_id, reference_id=r.reference_id,
+                                 samples=cv.sample_results_to_pb(r.samples))
+
+    def _identify(self, request: pb.IdentifyRequest, request_id: str) -> pb.IdentifyResponse:
+        if bool(request.samples) == bool(request.reference_id):
+            raise InvalidInput("identify needs either samples or a reference_id (exactly one)",
+                               reason="INVALID_PROBE")
+        r = self.engine.identify(
+            cv.samples_from_pb(request.samples) if request.samples else None,
+            reference_id=request.reference_id or None,
+            max_results=request.max_results or DEFAULT_MAX_RESULTS,
+            target_fpir=request.target_fpir if request.HasField("target_fpir") else None,
+            partition=request.partition or None,
+            reference_ids=list(request.reference_ids) or None)
+        return pb.IdentifyResponse(request_id=request_id, candidates=cv.candidates_to_pb(r.candidates),
+                                   threshold=cv.threshold_to_pb(r.threshold),
+                                   samples=cv.sample_results_to_pb(r.samples))
+
+    def Identify(self, request: pb.IdentifyRequest, context: grpc.ServicerContext) -> pb.IdentifyResponse:
+        call = current_call()
+        with _translating(context, call.request_id):
+            return self._identify(request, call.request_id)
+
+    def BatchIdentify(self, requests: Iterator[pb.IdentifyRequest],
+                      context: grpc.ServicerContext) -> Iterator[pb.BatchIdentifyResponse]:
+        """Results in request order; one probe's failure is reported in its own item, the stream goes on."""
+        call = current_call()
+        for n, request in enumerate(requests, start=1):
+            if n > self.max_batch_items:
+                errors.abort(context, ResourceExhausted(
+                    f"a batch holds at most {self.max_batch_items} probes", reason="BATCH_TOO_LARGE",
+                    details={"max_batch_items": self.max_batch_items}), call.request_id)
+            if not context.is_active():  # cancelled or past its deadline: stop working for nobody
+                return
+            rid = request.request_id or uuid.uuid4().hex
+            try:
+                result = self._identify(request, rid)
+            except Exception as exc:
+                yield pb.BatchIdentifyResponse(request_id=rid, error=errors.item_status(exc, rid))
+            else:
+                yield pb.BatchIdentifyResponse(request_id=rid, result=result)
+
+    def Verify(self, request: pb.VerifyRequest, context: grpc.ServicerContext) -> pb.VerifyResponse:
+        call = current_call()
+        with _translating(context, call.request_id):
+            r = self.engine.verify(_need_id(request.reference_id), cv.samples_from_pb(request.samples),
+                                   target_fmr=request.target_fmr if request.HasField("target_fmr") else None)
+        return pb.VerifyResponse(request_id=call.request_id, reference_id=r.reference_id, match=r.match,
+                                 fused=r.fused, scores=cv.scores_to_pb(r.scores, r.llrs),
+                                 threshold=cv.threshold_to_pb(r.threshold),
+                                 samples=cv.sample_results_to_pb(r.samples))
+
+    def Delete(self, request: pb.DeleteRequest, context: grpc.ServicerContext) -> pb.DeleteResponse:
+        call = current_call()
+        with _translating(context, call.request_id):
+            self.engine.delete(_need_id(request.reference_id), actor=call.actor)
+        return pb.DeleteResponse(request_id=call.request_id, reference_id=request.reference_id)
+
+    def GetRecord(self, request: pb.GetRecordRequest, context: grpc.ServicerContext) -> pb.GetRecordResponse:
+        call = current_call()
+        with _translating(context, call.request_id):
+            record = self.engine.get(_need_id(request.reference_id))
+        return pb.GetRecordResponse(request_id=call.request_id, record=cv.record_to_pb(record))
+
+    def ListPendingAdjudications(self, request: pb.ListPendingAdjudicationsRequest,
+                                 context: grpc.ServicerContext) -> pb.ListPendingAdjudicationsResponse:
+        call = current_call()
+        with _translating(context, call.request_id):
+            items = self.engine.list_pending(limit=request.limit or DEFAULT_PENDING_LIMIT,
+                                             offset=request.offset)
+        return pb.ListPendingAdjudicationsResponse(request_id=call.request_id,
+                                                   items=[cv.pending_to_pb(i) for i in items])
+
+    def Adjudicate(self, request: pb.AdjudicateRequest,
+                   context: grpc.ServicerContext) -> pb.AdjudicateResponse:
+        call = current_call()
+        with _translating(context, call.request_id):
+            record = self.engine.adjudicate(
+                _need_id(request.reference_id), cv.decision_from_pb(request.decision), actor=call.actor,
+                comment=request.comment, mate_reference_id=request.mate_reference_id or None)
+        return pb.AdjudicateResponse(request_id=call.request_id, record=cv.record_to_pb(record))
+
+    def Stats(self, request: pb.StatsRequest, context: grpc.ServicerContext) -> pb.StatsResponse:
+        call = current_call()
+        with _translating(context, call.request_id):
+            reply = cv.stats_to_pb(self.engine.stats())
+        reply.request_id = call.request_id
+        return reply
+
+
+class TokenAdmin(Protocol):
+    """The token store's management side (``engine.store.Store`` satisfies it)."""
+
+    def create_token(self, name: str, role: str, *, actor: str = ...) -> tuple[str, str]: ...
+    def list_tokens(self) -> list[TokenInfo]: ...
+    def revoke_token(self, token_id: str, *, actor: str = ...) -> None: ...
+
+
+def token_to_pb(t: TokenInfo) -> pb.Token:
+    return pb.Token(token_id=t.token_id, name=t.name, role=t.role, created=t.created,
+                    last_used=t.last_used or 0.0, revoked=t.revoked or 0.0)
+
+
+class AdminServicer(pb_grpc.AdminServicer):  # type: ignore[misc]
+    def __init__(self, tokens: TokenAdmin) -> None:
+        self.tokens = tokens
+
+    def CreateToken(self, request: pb.CreateTokenRequest,
+                    context: grpc.ServicerContext) -> pb.CreateTokenResponse:
+        call = current_call()
+        with _translating(context, call.request_id):
+            role = parse_role(request.role)
+            token_id, secret = self.tokens.create_token(request.name, role.value, actor=call.actor)
+            info = next((t for t in self.tokens.list_tokens() if t.token_id == token_id), None)
+        token = token_to_pb(info) if info else pb.Token(token_id=token_id, name=request.name, role=role.value)
+        return pb.CreateTokenResponse(request_id=call.request_id, token=token, secret=secret)
+
+    def ListTokens(self, request: pb.ListTokensRequest,
+                   context: grpc.ServicerContext) -> pb.ListTokensResponse:
+        call = current_call()
+        with _translating(context, call.request_id):
+            tokens = self.tokens.list_tokens()
+        return pb.ListTokensResponse(request_id=call.request_id, tokens=[token_to_pb(t) for t in tokens])
+
+    def RevokeToken(self, request: pb.RevokeTokenRequest,
+                    context: grpc.ServicerContext) -> pb.RevokeTokenResponse:
+        call = current_call()
+        with _translating(context, call.request_id):
+            self.tokens.revoke_token(_need_id(request.token_id, "token_id"), actor=call.actor)
+        return pb.RevokeTokenResponse(request_id=call.request_id, token_id=request.token_id)
+
+
+def parse_role(value: Any) -> Role:
+    try:
+        return Role(str(value))
+    except ValueError:
+        raise InvalidInput(f"unknown role {value!r}; expected one of {', '.join(r.value for r in Role)}",
+                           reason="INVALID_ROLE") from None
