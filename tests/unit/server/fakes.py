@@ -69,7 +69,8 @@ class FakeTokens:
 def _sample_results(samples: Any) -> list[SampleResult]:
     out = []
     for s in samples or ():
-        quality = None if s.template is not None else Quality(0.9, True, (QualityReason.BLURRED,), {"sharp": 3.0})
+        quality = (None if s.template is not None
+                   else Quality(0.9, True, (QualityReason.BLURRED,), {"sharp": 3.0}))
         out.append(SampleResult(s.modality, MODEL, quality))
     return out
 

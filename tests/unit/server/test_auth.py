@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from engine.errors import PermissionDenied, ResourceExhausted, Unauthenticated
-from server.auth import PUBLIC_METHODS, RPC_ROLES, Authenticator, RateLimiter, Role, bearer_secret
 from server._gen.nasname.v1 import nasname_pb2 as pb
+from server.auth import PUBLIC_METHODS, RPC_ROLES, Authenticator, RateLimiter, Role, bearer_secret
 from tests.unit.server.fakes import FakeTokens
 
 

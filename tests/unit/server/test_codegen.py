@@ -18,5 +18,6 @@ def test_generated_code_is_fresh(tmp_path: Path) -> None:
     committed = {p.relative_to(GEN_DIR) for p in GEN_DIR.rglob("*")
                  if p.name.endswith(("_pb2.py", "_pb2.pyi", "_pb2_grpc.py"))}
     assert produced == committed, "generated file set differs: run `python -m server.codegen`"
-    stale = [str(rel) for rel in sorted(produced) if (base / rel).read_bytes() != (GEN_DIR / rel).read_bytes()]
+    stale = [str(rel) for rel in sorted(produced)
+             if (base / rel).read_bytes() != (GEN_DIR / rel).read_bytes()]
     assert not stale, f"stale generated code {stale}: run `python -m server.codegen` and commit"

@@ -27,7 +27,8 @@ def test_plaintext_only_on_loopback() -> None:
 
 
 def test_configured_certificate_wins_over_plaintext(tmp_path: Path) -> None:
-    c = ServerConfig(address="127.0.0.1:1", allow_plaintext=True, tls_cert=tmp_path / "c", tls_key=tmp_path / "k")
+    c = ServerConfig(address="127.0.0.1:1", allow_plaintext=True, tls_cert=tmp_path / "c",
+                     tls_key=tmp_path / "k")
     assert c.plaintext is False
 
 
