@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
+import threading
+import weakref
 import zipfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,9 +33,18 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from engine.errors import ConfigurationError, IntegrityError, InvalidInput, ModelMismatch, NotFound
+from engine.errors import (
+    ConfigurationError,
+    IntegrityError,
+    InvalidInput,
+    ModelMismatch,
+    NotFound,
+    Unavailable,
+)
 from engine.index.base import Labels, SearchResult
-from engine.index.flat import DenseStore, scan_ip
+from engine.index.batcher import MicroBatcher
+from engine.index.flat import ExactBackend
+from engine.index.snapshot import atomic_savez
 from engine.index.topk import topk_rows
 from engine.types import FaceTemplate, ModelRef, Template
 
@@ -65,7 +74,10 @@ class FaceIndexOptions:
     hnsw_m / hnsw_ef_construction / hnsw_ef_search: HNSW graph degree and beam widths.
     ivf_nlist / ivf_nprobe: IVF coarse cells and cells visited per query.
     train_size: templates needed before sq8/ivf train (exact search until then).
-    compact_fraction: HNSW rebuilds itself when this fraction of its rows are deleted tombstones.
+    compact_fraction: dead (tombstoned) rows of a FAISS kind are purged past this fraction.
+    micro_batch / batch_max / batch_wait_ms: concurrent unrestricted single-query searches are served
+    in batches of up to batch_max by one worker (``engine.index.batcher``), waiting at most
+    batch_wait_ms for a batch to fill under load.
     """
 
     kind: IndexKind = IndexKind.EXACT
@@ -75,8 +87,11 @@ class FaceIndexOptions:
     hnsw_ef_search: int = 128
     ivf_nlist: int = 1024
     ivf_nprobe: int = 32
-    train_size: int = 20000
+    train_size: int = 50000
     compact_fraction: float = 0.2
+    micro_batch: bool = True
+    batch_max: int = 64
+    batch_wait_ms: float = 2.0
 
     def __post_init__(self) -> None:
         try:
@@ -86,12 +101,14 @@ class FaceIndexOptions:
                 f"unknown face index kind {self.kind!r}; expected one of {', '.join(IndexKind)}"
             ) from None
         positive = ("shards", "hnsw_m", "hnsw_ef_construction", "hnsw_ef_search", "ivf_nlist",
-                    "ivf_nprobe", "train_size")
+                    "ivf_nprobe", "train_size", "batch_max")
         for name in positive:
             if int(getattr(self, name)) < 1:
                 raise ConfigurationError(f"face index option {name} must be >= 1")
         if not 0.0 < self.compact_fraction <= 1.0:
             raise ConfigurationError("face index option compact_fraction must be in (0, 1]")
+        if not 0.0 <= self.batch_wait_ms <= 100.0:
+            raise ConfigurationError("face index option batch_wait_ms must be in [0, 100]")
         if self.kind is IndexKind.IVF and self.train_size < self.ivf_nlist:
             raise ConfigurationError("ivf needs train_size >= ivf_nlist")
 
@@ -123,46 +140,6 @@ class Backend(Protocol):
     def state(self) -> dict[str, npt.NDArray[Any]]: ...
 
 
-class ExactBackend:
-    """Exact float32 search over a ``DenseStore`` (see ``engine.index.flat``)."""
-
-    def __init__(self, d: int) -> None:
-        self.store = DenseStore(d, np.float32)
-
-    def __len__(self) -> int:
-        return len(self.store)
-
-    def add(self, labels: I64, xb: F32) -> None:
-        self.store.add(labels, xb)
-
-    def remove(self, labels: I64) -> None:
-        self.store.remove(labels)
-
-    def search(self, xq: F32, k: int, allowed: I64 | None) -> tuple[F32, I64]:
-        mask = None if allowed is None else self.store.mask_of(allowed)
-        D, R = scan_ip(self.store.xb, xq, k, mask)
-        return D, np.where(R >= 0, self.store.labels[R], -1)
-
-    def vectors(self, labels: I64) -> tuple[F32, npt.NDArray[np.bool_]]:
-        rows = self.store.rows_of(labels)
-        present = rows >= 0
-        out = np.zeros((labels.size, self.store.d), dtype=np.float32)
-        out[present] = self.store.xb[rows[present]]
-        return out, present
-
-    def all_items(self) -> tuple[I64, F32]:
-        return self.store.labels.copy(), np.asarray(self.store.xb, dtype=np.float32).copy()
-
-    def state(self) -> dict[str, npt.NDArray[Any]]:
-        return {"labels": self.store.labels, "vectors": self.store.xb}
-
-    @classmethod
-    def from_state(cls, d: int, state: dict[str, npt.NDArray[Any]]) -> ExactBackend:
-        b = cls(d)
-        b.store.add(np.asarray(state["labels"], dtype=np.int64), np.asarray(state["vectors"], np.float32))
-        return b
-
-
 def _as_labels(labels: Any, what: str = "labels") -> I64:
     arr = np.asarray(labels)
     if arr.ndim != 1 or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
@@ -184,6 +161,8 @@ class FaceIndex:
         self.dim = dim
         self.options = options or FaceIndexOptions()
         self._backend: Backend = self._new_backend(initial=True)
+        self._batcher: MicroBatcher | None = None
+        self._batcher_lock = threading.Lock()
 
     # ----------------------------------------------------------------------------- protocol
     @property
@@ -216,6 +195,9 @@ class FaceIndex:
         if xq.shape[0] == 0 or len(self._backend) == 0:
             return _empty(xq.shape[0], k)
         if allowed is None:
+            if xq.shape[0] == 1 and self.options.micro_batch:
+                D, I = self._get_batcher().search(xq[0], k)
+                return D[None, :], I[None, :]
             return self._backend.search(xq, k, None)
         allow = np.unique(_as_labels(allowed, "allowed"))
         if allow.size == 0:
@@ -244,7 +226,7 @@ class FaceIndex:
         }
         arrays = dict(self._backend.state())
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-        _atomic_savez(path, arrays)
+        atomic_savez(path, arrays)
 
     @classmethod
     def load(cls, path: Path) -> FaceIndex:
@@ -265,7 +247,37 @@ class FaceIndex:
             raise IntegrityError(f"unreadable face index snapshot {path}: {exc}") from exc
         return index
 
+    def close(self) -> None:
+        """Stop the micro-batching worker (searches still work, unbatched, afterwards)."""
+        with self._batcher_lock:
+            batcher, self._batcher = self._batcher, None
+            self.options = replace(self.options, micro_batch=False)
+        if batcher is not None:
+            batcher.close()
+
     # ----------------------------------------------------------------------------- internals
+    def _get_batcher(self) -> MicroBatcher:
+        with self._batcher_lock:
+            if self._batcher is None:
+                # The worker holds only a weak reference, so a dropped index is collected and its
+                # worker thread stopped by the finalizer.
+                method = weakref.WeakMethod(self._search_batch)
+
+                def search_batch(xq: F32, k: int) -> tuple[F32, I64]:
+                    bound = method()
+                    if bound is None:
+                        raise Unavailable("face index was closed")
+                    return bound(xq, k)
+
+                self._batcher = MicroBatcher(search_batch, max_batch=self.options.batch_max,
+                                             max_wait_s=self.options.batch_wait_ms / 1000.0,
+                                             name="face-batcher")
+                weakref.finalize(self, self._batcher.close, 0.0)
+            return self._batcher
+
+    def _search_batch(self, xq: F32, k: int) -> tuple[F32, I64]:
+        return self._backend.search(xq, k, None)
+
     def _matrix(self, templates: list[Template]) -> F32:
         """(m, d) float32 matrix of the templates, after checking their model and dimension."""
         xs = []
@@ -320,24 +332,3 @@ class FaceIndex:
 
 def _empty(nq: int, k: int) -> SearchResult:
     return np.full((nq, k), -np.inf, dtype=np.float32), np.full((nq, k), -1, dtype=np.int64)
-
-
-def _atomic_savez(path: Path, arrays: dict[str, npt.NDArray[Any]]) -> None:
-    """Write ``arrays`` as an uncompressed .npz at ``path``: temp file in the same directory, fsync,
-    rename over the target, fsync the directory (so a crash leaves the old or the new file, whole)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)  # type: ignore[arg-type]
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

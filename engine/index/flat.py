@@ -13,12 +13,14 @@ dict entry (label -> row), well under 1 KiB.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
 from engine.index.topk import RunningTopK
 
-__all__ = ["DenseStore", "scan_ip"]
+__all__ = ["DenseStore", "ExactBackend", "scan_ip"]
 
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
@@ -147,3 +149,43 @@ class DenseStore:
         if self._x.shape[0] > max(1024, 2 * self._n):
             self._x = self._x[: max(1, self._n)].copy()
             self._labels = self._labels[: max(1, self._n)].copy()
+
+
+class ExactBackend:
+    """Exact float32 search over a ``DenseStore`` (see ``engine.index.flat``)."""
+
+    def __init__(self, d: int) -> None:
+        self.store = DenseStore(d, np.float32)
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def add(self, labels: I64, xb: F32) -> None:
+        self.store.add(labels, xb)
+
+    def remove(self, labels: I64) -> None:
+        self.store.remove(labels)
+
+    def search(self, xq: F32, k: int, allowed: I64 | None) -> tuple[F32, I64]:
+        mask = None if allowed is None else self.store.mask_of(allowed)
+        D, R = scan_ip(self.store.xb, xq, k, mask)
+        return D, np.where(R >= 0, self.store.labels[R], -1)
+
+    def vectors(self, labels: I64) -> tuple[F32, npt.NDArray[np.bool_]]:
+        rows = self.store.rows_of(labels)
+        present = rows >= 0
+        out = np.zeros((labels.size, self.store.d), dtype=np.float32)
+        out[present] = self.store.xb[rows[present]]
+        return out, present
+
+    def all_items(self) -> tuple[I64, F32]:
+        return self.store.labels.copy(), np.asarray(self.store.xb, dtype=np.float32).copy()
+
+    def state(self) -> dict[str, npt.NDArray[Any]]:
+        return {"labels": self.store.labels, "vectors": self.store.xb}
+
+    @classmethod
+    def from_state(cls, d: int, state: dict[str, npt.NDArray[Any]]) -> ExactBackend:
+        b = cls(d)
+        b.store.add(np.asarray(state["labels"], dtype=np.int64), np.asarray(state["vectors"], np.float32))
+        return b

@@ -1,0 +1,25 @@
+"""The durable store of record (SQLite, WAL): records, encrypted templates, change log, adjudication
+queue, audit log and API tokens. ``Store`` is the entry point; see ``engine.store.store``."""
+
+from engine.store.store import RecordState, Store
+from engine.store.values import (
+    AuditReport,
+    Decision,
+    PendingCase,
+    Record,
+    RecordStatus,
+    TokenInfo,
+    WriteResult,
+)
+
+__all__ = [
+    "AuditReport",
+    "Decision",
+    "PendingCase",
+    "Record",
+    "RecordState",
+    "RecordStatus",
+    "Store",
+    "TokenInfo",
+    "WriteResult",
+]

@@ -1,0 +1,125 @@
+"""The database schema as an ordered list of migrations, applied on open in one transaction.
+
+Never edit a released migration: append a new one. ``meta.schema_version`` is the number of the last
+migration applied; a file written by a newer nasname (higher version) is refused, not guessed at.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from engine.errors import ConfigurationError
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate", "schema_version"]
+
+# Version 1: records, their encrypted templates and the change log the indexes replay.
+_V1 = (
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    # id is the int64 label used by every index; AUTOINCREMENT so a label is never reused
+    """CREATE TABLE records (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ref_id TEXT NOT NULL UNIQUE,
+        partition TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL CHECK (status IN ('active', 'pending', 'deleted')),
+        attributes TEXT NOT NULL DEFAULT '{}',
+        created REAL NOT NULL,
+        updated REAL NOT NULL)""",
+    "CREATE INDEX records_by_partition ON records (partition, status)",
+    """CREATE TABLE templates (
+        record_id INTEGER NOT NULL REFERENCES records (id),
+        modality TEXT NOT NULL,
+        model_id TEXT NOT NULL,
+        model_version TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        blob BLOB NOT NULL,
+        PRIMARY KEY (record_id, modality))""",
+    """CREATE TABLE changes (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        record_id INTEGER NOT NULL REFERENCES records (id),
+        op TEXT NOT NULL CHECK (op IN ('upsert', 'status', 'delete')),
+        time REAL NOT NULL)""",
+)
+
+# Version 2: kept sample images, adjudication queue, hash-chained audit log, API tokens.
+_V2 = (
+    """CREATE TABLE images (
+        record_id INTEGER NOT NULL REFERENCES records (id),
+        modality TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        blob BLOB NOT NULL,
+        PRIMARY KEY (record_id, modality))""",
+    """CREATE TABLE adjudication (
+        record_id INTEGER PRIMARY KEY REFERENCES records (id),
+        candidates TEXT NOT NULL,
+        created REAL NOT NULL,
+        outcome TEXT CHECK (outcome IN ('same', 'distinct')),
+        resolved REAL)""",
+    "CREATE INDEX adjudication_open ON adjudication (outcome, created)",
+    """CREATE TABLE decisions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        record_id INTEGER NOT NULL REFERENCES adjudication (record_id),
+        actor TEXT NOT NULL,
+        decision TEXT NOT NULL CHECK (decision IN ('same', 'distinct')),
+        comment TEXT NOT NULL DEFAULT '',
+        time REAL NOT NULL)""",
+    "CREATE INDEX decisions_by_record ON decisions (record_id)",
+    """CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        time REAL NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        ref_id TEXT,
+        details TEXT NOT NULL,
+        prev_hash BLOB NOT NULL,
+        hash BLOB NOT NULL)""",
+    # Append-only by construction for every client that goes through SQLite normally; the hash chain
+    # catches whoever drops these triggers and edits the file anyway.
+    """CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END""",
+    """CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END""",
+    """CREATE TABLE tokens (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL,
+        hash BLOB NOT NULL UNIQUE,
+        created REAL NOT NULL,
+        last_used REAL,
+        revoked REAL)""",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    """0 for an empty file, else ``meta.schema_version``."""
+    has_meta = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
+    if not has_meta:
+        return 0
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
+    """Bring the file to ``target`` (all pending migrations in one IMMEDIATE transaction: a failure
+    leaves the file as it was). Returns the version found before migrating. ``conn`` must be in
+    autocommit mode (no open transaction)."""
+    conn.execute("BEGIN IMMEDIATE")  # serialise concurrent openers while reading the version
+    try:
+        found = schema_version(conn)
+        if found > SCHEMA_VERSION:
+            raise ConfigurationError(
+                f"database schema version {found} is newer than this nasname supports ({SCHEMA_VERSION})",
+                reason="SCHEMA_TOO_NEW")
+        for version in range(found + 1, target + 1):
+            for statement in MIGRATIONS[version - 1]:
+                conn.execute(statement)
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+                         (str(version),))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return found

@@ -1,0 +1,113 @@
+"""Value objects the store hands out (plain frozen dataclasses; no SQLite types leak out)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from engine.errors import InvalidInput
+from engine.types import Modality, Template
+
+__all__ = [
+    "AuditReport",
+    "Decision",
+    "PendingCase",
+    "Record",
+    "RecordStatus",
+    "TokenInfo",
+    "WriteResult",
+]
+
+
+class RecordStatus(StrEnum):
+    """Only ``ACTIVE`` records are searchable (present in the indexes)."""
+
+    ACTIVE = "active"
+    PENDING = "pending"  # suspected duplicate waiting for adjudication: kept, not searchable
+    DELETED = "deleted"  # biometrics erased; the row stays for the audit trail
+
+    @classmethod
+    def parse(cls, value: str) -> RecordStatus:
+        try:
+            return cls(value)
+        except ValueError:
+            raise InvalidInput(f"unknown record status {value!r}", reason="UNKNOWN_STATUS") from None
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What a committed (acknowledged) write produced: the record's ``ref_id`` and int64 ``label``
+    (the id used by every index), and the change-log sequence number of the write."""
+
+    ref_id: str
+    label: int
+    seq: int
+
+
+@dataclass(frozen=True)
+class Record:
+    """A subject. ``templates`` is empty for deleted records and when not requested."""
+
+    ref_id: str
+    label: int
+    partition: str
+    status: RecordStatus
+    attributes: dict[str, Any]
+    created: float  # unix seconds (UTC)
+    updated: float
+    templates: dict[Modality, Template] = field(default_factory=dict)
+    modalities: tuple[Modality, ...] = ()  # modalities that hold a template (known without decrypting)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One adjudicator's verdict on a pending record: ``decision`` is ``"same"`` or ``"distinct"``."""
+
+    actor: str
+    decision: str
+    comment: str
+    time: float
+
+
+@dataclass(frozen=True)
+class PendingCase:
+    """A record waiting for adjudication with the candidates that made it suspicious (as given by the
+    engine: JSON-compatible dicts, e.g. ``{"ref_id", "score", "scores": {modality: similarity}}``)."""
+
+    ref_id: str
+    label: int
+    partition: str
+    created: float
+    candidates: list[dict[str, Any]]
+    decisions: list[Decision]
+    outcome: str | None  # None while open; "same" / "distinct" once resolved
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """An API token's public facts (the secret is never stored, only its hash)."""
+
+    token_id: str
+    name: str
+    role: str
+    created: float
+    last_used: float | None
+    revoked: float | None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked is None
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    """Result of re-computing the audit hash chain: ``first_bad_seq`` is the first row whose stored hash
+    does not match its content and predecessor (None when the chain is intact)."""
+
+    rows: int
+    first_bad_seq: int | None
+
+    @property
+    def ok(self) -> bool:
+        return self.first_bad_seq is None
