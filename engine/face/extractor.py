@@ -1,0 +1,185 @@
+"""``FaceExtractor``: photo -> face template + quality (the engine's ``Extractor`` for kind "face").
+
+decode (``engine.imageio``, bombs refused from the header) -> mmod detection over a pyramid (upsampled
+when nothing is found, for faces down to ``min_face_px``) -> choice of one face (largest, weighted
+towards the centre; the count is reported) -> 5-point landmarks -> aligned chip (from the embedding
+model's manifest) -> quality -> embedding (mirror-averaged by default) -> L2-normalised template.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from engine.errors import AcquisitionFailed, ImageTooLarge, InvalidImage
+from engine.extractor import Extraction
+from engine.face.alignment import align
+from engine.face.config import FaceConfig
+from engine.face.detector import Detection, FaceDetector
+from engine.face.embedding import FaceEmbedder
+from engine.face.jitter import jitter_chips
+from engine.face.landmarks import ShapePredictor
+from engine.face.quality import assess_quality
+from engine.imageio import decode_rgb
+from engine.models.manifest import ModelManifest
+from engine.types import FaceTemplate, ModelRef, Quality, QualityReason
+
+__all__ = ["FaceAnalysis", "FaceExtractor", "choose_face"]
+
+U8 = npt.NDArray[np.uint8]
+
+
+@dataclass
+class FaceAnalysis:
+    """Everything found in one image before embedding (kept out of ``Extraction`` on purpose: the
+    chip and landmarks are biometric data and must not travel in responses or logs)."""
+
+    detections: list[Detection]
+    chosen: Detection
+    landmarks: npt.NDArray[np.int64]
+    chip: U8
+    quality: Quality
+    upsampled: bool
+    stage_ms: dict[str, float] = field(default_factory=dict)
+
+
+def choose_face(dets: list[Detection], width: int, height: int, policy: str) -> Detection:
+    """``largest``: biggest box. ``largest_central``: area times a weight falling linearly from 1 at
+    the image centre to 0.25 at a corner, so a bystander's bigger face at the edge loses to the
+    subject in the middle of the frame."""
+    if policy == "largest":
+        return max(dets, key=lambda d: (d.area, d.score))
+    half_diag = math.hypot(width, height) / 2.0
+
+    def weight(d: Detection) -> float:
+        cx, cy = d.centre
+        dist = math.hypot(cx - width / 2.0, cy - height / 2.0) / max(half_diag, 1.0)
+        return d.area * (1.0 - 0.75 * min(dist, 1.0))
+
+    return max(dets, key=lambda d: (weight(d), d.score))
+
+
+def _as_rgb(image: bytes | U8, cfg: FaceConfig) -> U8:
+    if isinstance(image, bytes | bytearray | memoryview):
+        return decode_rgb(bytes(image), cfg.limits)
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+        raise InvalidImage("image must be encoded bytes or a uint8 array", reason="UNSUPPORTED_FORMAT")
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] not in (3, 4):
+        raise InvalidImage(f"array image must be (H, W), (H, W, 3) or (H, W, 4), got {image.shape}",
+                           reason="UNSUPPORTED_FORMAT")
+    h, w = image.shape[:2]
+    lim = cfg.limits
+    if max(h, w) > lim.max_side or h * w > lim.max_pixels:
+        raise ImageTooLarge(f"array image {w}x{h} exceeds the configured limits",
+                            details={"width": w, "height": h})
+    if min(h, w) < lim.min_side:
+        raise InvalidImage(f"image is {w}x{h}, smaller than {lim.min_side} px a side",
+                           reason="IMAGE_TOO_SMALL")
+    return np.ascontiguousarray(image[:, :, :3])
+
+
+class FaceExtractor:
+    """Implements ``engine.extractor.Extractor`` (kind ``"face"``).
+
+    Build it from three model manifests (each ``<name>.json`` beside its model file, sha256-checked)
+    with ``FaceExtractor(detector_manifest=..., landmarks_manifest=..., embedding_manifest=...)``, or
+    with ``FaceExtractor.default()``, which converts dlib's models on first use. Any ArcFace-style
+    embedding model can replace dlib's recognizer through its manifest (``embedding="<name>"``)."""
+
+    kind = "face"
+
+    def __init__(self, *, detector_manifest: Path, landmarks_manifest: Path,
+                 embedding_manifest: Path, config: FaceConfig | None = None) -> None:
+        self.config = config or FaceConfig()
+        cfg = self.config
+        dm = ModelManifest.load(detector_manifest)
+        lm = ModelManifest.load(landmarks_manifest)
+        em = ModelManifest.load(embedding_manifest)
+        self.detector = FaceDetector(dm.verify(detector_manifest.parent), dm, cfg.detector, cfg.threads)
+        self.predictor = ShapePredictor(lm.verify(landmarks_manifest.parent), lm)
+        self.embedder = FaceEmbedder(em.verify(embedding_manifest.parent), em, cfg.threads, cfg.batch_size)
+        self._model = _template_ref(em, cfg)
+
+    @classmethod
+    def default(cls, config: FaceConfig | None = None, *, embedding: str = "dlib_resnet_v1",
+                model_directory: Path | None = None) -> FaceExtractor:
+        """dlib's detector and landmarks plus the named embedding model, converted if needed."""
+        from engine.models.registry import ensure_model
+
+        paths = {}
+        for role, name in (("det", "dlib_mmod"), ("lm", "dlib_sp5"), ("emb", embedding)):
+            manifest, model_path = ensure_model(name, model_directory)
+            paths[role] = model_path.parent / f"{manifest.name}.json"
+        return cls(detector_manifest=paths["det"], landmarks_manifest=paths["lm"],
+                   embedding_manifest=paths["emb"], config=config)
+
+    @property
+    def model(self) -> ModelRef:
+        return self._model
+
+    def analyse(self, image: bytes | U8) -> FaceAnalysis:
+        """Decode, detect, choose, landmark, align, assess. Raises ``AcquisitionFailed`` (NO_FACE)."""
+        cfg, dcfg = self.config, self.config.detector
+        ms: dict[str, float] = {}
+        t0 = time.perf_counter()
+        rgb = _as_rgb(image, cfg)
+        t1 = time.perf_counter()
+        ms["decode"] = (t1 - t0) * 1e3
+        h, w = rgb.shape[:2]
+        start = min(1.0, dcfg.max_side / max(h, w))
+        dets = self.detector.detect(rgb, upsample=start)
+        upsampled = False
+        if not dets:
+            up = min(80.0 / max(dcfg.min_face_px, 1), dcfg.max_upsampled_side / max(h, w))
+            if up > start * 1.05:
+                dets = self.detector.detect(rgb, upsample=up, min_scale=start * 1.01)
+                upsampled = True
+        t2 = time.perf_counter()
+        ms["detect"] = (t2 - t1) * 1e3
+        if not dets:
+            raise AcquisitionFailed("no face found in the image", reasons=[QualityReason.NO_FACE.value],
+                                    details={"faces_found": 0})
+        chosen = choose_face(dets, w, h, dcfg.selection)
+        box = np.array([[chosen.left, chosen.top, chosen.right, chosen.bottom]])
+        landmarks = self.predictor.predict(rgb, box)[0]
+        t3 = time.perf_counter()
+        ms["landmarks"] = (t3 - t2) * 1e3
+        chip = align(rgb, landmarks, self.embedder.manifest.alignment)
+        t4 = time.perf_counter()
+        ms["align"] = (t4 - t3) * 1e3
+        quality = assess_quality(chosen, landmarks, chip, len(dets), cfg.quality)
+        ms["quality"] = (time.perf_counter() - t4) * 1e3
+        return FaceAnalysis(dets, chosen, landmarks, chip, quality, upsampled, ms)
+
+    def embed_chips(self, chips: U8) -> npt.NDArray[np.float32]:
+        """(B, H, W, 3) aligned chips -> (B, dim) L2-normalised embeddings, with the configured mirror
+        averaging and jitter."""
+        cfg = self.config
+        groups = 1
+        if cfg.jitter > 0:
+            chips = jitter_chips(chips, cfg.jitter)
+            groups = cfg.jitter + 1
+        return self.embedder.embed_normalised(chips, flip=cfg.flip_average, groups=groups)
+
+    def extract(self, image: bytes | U8) -> Extraction:
+        a = self.analyse(image)
+        t = time.perf_counter()
+        vec = self.embed_chips(a.chip[None])[0]
+        a.stage_ms["embed"] = (time.perf_counter() - t) * 1e3
+        details = {"faces_found": len(a.detections), "detector_score": round(a.chosen.score, 4),
+                   "upsampled": a.upsampled, "stage_ms": {k: round(v, 3) for k, v in a.stage_ms.items()}}
+        return Extraction(FaceTemplate(vec, self.model), a.quality, details)
+
+
+def _template_ref(manifest: ModelManifest, cfg: FaceConfig) -> ModelRef:
+    """Templates made with mirror averaging or jitter differ (slightly) from plain ones, so the ref
+    says so: galleries never mix them."""
+    suffix = ("+flip" if cfg.flip_average else "") + (f"+jit{cfg.jitter}" if cfg.jitter else "")
+    return ModelRef(manifest.model_id, manifest.version + suffix)
