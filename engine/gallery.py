@@ -16,7 +16,6 @@ record's *current* state is applied), or rebuilds from the store. A background t
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 import time
@@ -29,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.crypto import KeyRing
-from engine.errors import ConfigurationError, InvalidInput, ModelMismatch, NasnameError, Unavailable
+from engine.errors import InvalidInput, ModelMismatch, NasnameError, Unavailable
 from engine.index.base import TemplateIndex
 from engine.store import PendingCase, Record, RecordState, RecordStatus, Store, WriteResult
 from engine.store import snapshots as snap
@@ -47,8 +46,9 @@ log = logging.getLogger(__name__)
 
 IndexFactory = Callable[[Modality, Template], TemplateIndex]
 """Makes an empty index for templates like the given one (its model, its dimension / code size)."""
-IndexLoader = Callable[[Modality, Path], TemplateIndex]
-"""Reads a snapshot written by ``TemplateIndex.save``; raises a ``NasnameError`` when unusable."""
+IndexLoader = Callable[[Modality, ModelRef, Path], TemplateIndex]
+"""Reads a snapshot written by ``TemplateIndex.save`` (of that model); raises a ``NasnameError`` when
+unusable (the gallery then rebuilds from the store)."""
 
 DB_NAME = "nasname.db"
 SNAPSHOT_DIR = "snapshots"
@@ -173,7 +173,7 @@ class Gallery:
                 or found.seq > self.store.last_seq():
             log.info("index snapshot does not fit (other models, or newer than the store); rebuilding")
             return False
-        indexes = {m: self._loader(m, path) for m, path in found.files.items()}
+        indexes = {m: self._loader(m, found.models[m], path) for m, path in found.files.items()}
         for m, index in indexes.items():
             if index.model != found.models[m]:
                 raise ModelMismatch(f"{m.value} snapshot holds {index.model}, expected {found.models[m]}")
@@ -221,7 +221,6 @@ class Gallery:
         index = self._indexes.get(modality)
         if index is None:
             index = self._indexes[modality] = self._factory(modality, example)
-            self._models.setdefault(modality, example.model)
         return index
 
     # -- writes -------------------------------------------------------------------------------
@@ -236,10 +235,19 @@ class Gallery:
         self._check_open()
         slots = {Modality(m): t for m, t in templates.items()}
         with self._write_mutex:
-            for modality, template in slots.items():
-                self._validate(modality, template)
-            result = self.store.insert(slots, ref_id=ref_id, partition=partition, attributes=attributes,
-                                       status=status, candidates=candidates, images=images, actor=actor)
+            new = [m for m in slots if m not in self._indexes]
+            try:
+                for modality, template in slots.items():
+                    self._validate(modality, template)
+                result = self.store.insert(slots, ref_id=ref_id, partition=partition, attributes=attributes,
+                                           status=status, candidates=candidates, images=images, actor=actor)
+            except BaseException:
+                with self._rw.write():  # forget indexes made for a first template that was refused
+                    for m in new:
+                        self._indexes.pop(m, None)
+                raise
+            for m, t in slots.items():
+                self._models.setdefault(m, t.model)
             self._apply([RecordState(result.label, partition, status, slots)], result.seq, remove_first=False)
         self._scheduler.changed()
         return result
@@ -282,14 +290,14 @@ class Gallery:
     def _validate(self, modality: Modality, template: Template) -> None:
         """Refuse before committing what the index would refuse after (model, kind, dimension).
         Called under the write mutex."""
+        if template.modality_kind != modality.kind:
+            raise InvalidInput(f"a {template.modality_kind} template cannot fill the {modality.value} slot",
+                               reason="INVALID_TEMPLATE")
         model = self._models.get(modality)
         if model is not None and template.model != model:
             raise ModelMismatch(f"{modality.value} template of {template.model}; the gallery uses {model}",
                                 details={"modality": modality.value, "gallery_model": str(model),
                                          "template_model": str(template.model)})
-        if template.modality_kind != modality.kind:
-            raise InvalidInput(f"a {template.modality_kind} template cannot fill the {modality.value} slot",
-                               reason="INVALID_TEMPLATE")
         index = self._indexes.get(modality)
         if index is None:
             with self._rw.write():
@@ -430,37 +438,25 @@ class Gallery:
 
 
 def default_index_factory(face_index: str = "exact", iris_index: str = "exact") -> IndexFactory:
-    """Index factory by template kind: ``FaceIndex`` of the configured kind (exact, fp16, ...) sized
-    by the first template, ``IrisIndex`` likewise. Index modules are imported on first use."""
+    """Index factory by template kind (``engine.index.factory``), sized by the first template: face
+    ``dim``, iris ``nbytes`` and ``columns``; ``face_index`` / ``iris_index`` name the configured kind."""
 
     def make(modality: Modality, example: Template) -> TemplateIndex:
-        if isinstance(example, FaceTemplate):
-            from engine.index.face import FaceIndex, FaceIndexOptions, IndexKind
+        from engine.index.factory import IndexSpec, make_index
 
-            try:
-                kind = IndexKind(face_index)
-            except ValueError:
-                raise ConfigurationError(f"unknown face index kind {face_index!r}") from None
-            return FaceIndex(example.model, example.vector.size, FaceIndexOptions(kind=kind))
-        if isinstance(example, IrisTemplate):
-            return _iris_index_class().create(example, iris_index)  # type: ignore[no-any-return]
-        raise InvalidInput(f"no index for {type(example).__name__}", reason="INVALID_TEMPLATE")
+        if isinstance(example, FaceTemplate):
+            spec = IndexSpec(face_index, dim=example.vector.size)
+        elif isinstance(example, IrisTemplate):
+            spec = IndexSpec(iris_index, nbytes=example.code.size, columns=example.columns)
+        else:
+            raise InvalidInput(f"no index for {type(example).__name__}", reason="INVALID_TEMPLATE")
+        return make_index(modality, example.model, spec)
 
     return make
 
 
-def load_index(modality: Modality, path: Path) -> TemplateIndex:
+def load_index(modality: Modality, model: ModelRef, path: Path) -> TemplateIndex:
     """Loader for the indexes made by :func:`default_index_factory`."""
-    if modality.kind == "face":
-        from engine.index.face import FaceIndex
+    from engine.index.factory import load_index as load
 
-        return FaceIndex.load(path)
-    return _iris_index_class().load(path)  # type: ignore[no-any-return]
-
-
-def _iris_index_class() -> Any:
-    try:
-        module = importlib.import_module("engine.index.iris")
-    except ImportError as exc:
-        raise ConfigurationError(f"the iris index is not available: {exc}") from exc
-    return module.IrisIndex
+    return load(modality, model, path)
