@@ -1,0 +1,227 @@
+"""The contenders of ``nasname bench``: one small interface (ann-benchmarks style) per search method.
+
+``fit(gallery)`` builds from the gallery arrays, ``prepare(queries)`` converts the queries to the
+contender's native input outside the timed region, ``query(j)`` answers query ``j`` (top-k labels,
+best first) and is what is timed. Baselines: numpy brute force and FAISS with default settings
+(and hnswlib for approximate search); engine contenders wrap ``engine.index`` classes through their
+public ``TemplateIndex`` API (template objects in, labels out), so their figures include that cost.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from engine.bench.synthetic import FaceData, IrisData
+from engine.errors import ConfigurationError
+from engine.types import FaceTemplate, IrisTemplate, Modality, ModelRef
+
+__all__ = ["REGISTRY", "Contender", "make_contender"]
+
+F32 = npt.NDArray[np.float32]
+I64 = npt.NDArray[np.int64]
+BENCH_MODEL = ModelRef("nasname-bench-synthetic", "1")
+ADD_CHUNK = 20000  # templates per engine add() call: bounds the Python objects alive at once
+
+
+class Contender(Protocol):
+    def fit(self, data: Any) -> None: ...
+    def prepare(self, data: Any) -> None: ...
+    def query(self, j: int, k: int) -> I64: ...
+
+
+def _topk(s: npt.NDArray[Any], k: int) -> I64:
+    k = min(k, s.size)
+    part = np.argpartition(-s, k - 1)[:k]
+    return part[np.argsort(-s[part], kind="stable")].astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------------- face
+class NumpyFace:
+    """Brute force: one ``xb @ q`` (BLAS sgemv) and argpartition."""
+
+    def fit(self, data: FaceData) -> None:
+        self.xb = np.array(data.xb, dtype=np.float32, order="C", copy=True)  # own copy: memory is counted
+
+    def prepare(self, data: FaceData) -> None:
+        self.xq = data.xq
+
+    def query(self, j: int, k: int) -> I64:
+        return _topk(self.xb @ self.xq[j], k)
+
+
+class FaissFace:
+    """FAISS with default settings: ``IndexFlatIP`` (exact) or ``IndexHNSWFlat(d, 32)`` inner product
+    with FAISS's default efConstruction 40 / efSearch 16."""
+
+    def __init__(self, kind: str = "flat") -> None:
+        self.kind = kind
+
+    def fit(self, data: FaceData) -> None:
+        import faiss
+
+        d = data.xb.shape[1]
+        self.index: Any
+        if self.kind == "flat":
+            self.index = faiss.IndexFlatIP(d)
+        else:
+            self.index = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
+        self.index.add(data.xb)
+
+    def prepare(self, data: FaceData) -> None:
+        self.xq = data.xq
+
+    def query(self, j: int, k: int) -> I64:
+        _, ids = self.index.search(self.xq[j : j + 1], k)
+        return np.asarray(ids[0], dtype=np.int64)
+
+
+class HnswlibFace:
+    """hnswlib defaults (M=16, ef_construction=200, ef=10, raised to k when k > 10)."""
+
+    def fit(self, data: FaceData) -> None:
+        import hnswlib
+
+        n, d = data.xb.shape
+        self.index = hnswlib.Index(space="ip", dim=d)
+        self.index.init_index(max_elements=n)
+        self.index.add_items(data.xb, np.arange(n))
+
+    def prepare(self, data: FaceData) -> None:
+        self.xq = data.xq
+
+    def query(self, j: int, k: int) -> I64:
+        self.index.set_ef(max(10, k))
+        labels, _ = self.index.knn_query(self.xq[j : j + 1], k=k)
+        return np.asarray(labels[0], dtype=np.int64)
+
+
+class EngineFace:
+    """``engine.index`` face index of one option (exact, fp16, sq8, hnsw, ivf) via its public API."""
+
+    def __init__(self, kind: str = "exact") -> None:
+        self.kind = kind
+
+    def fit(self, data: FaceData) -> None:
+        factory: Any = importlib.import_module("engine.index.factory")
+        spec = factory.IndexSpec(self.kind, dim=data.xb.shape[1])
+        self.index = factory.make_index(Modality.FACE, BENCH_MODEL, spec)
+        for lo in range(0, data.xb.shape[0], ADD_CHUNK):
+            rows = data.xb[lo : lo + ADD_CHUNK]
+            labels = np.arange(lo, lo + rows.shape[0], dtype=np.int64)
+            self.index.add(labels, [FaceTemplate(v, BENCH_MODEL) for v in rows])
+
+    def prepare(self, data: FaceData) -> None:
+        self.templates = [FaceTemplate(v, BENCH_MODEL) for v in data.xq]
+
+    def query(self, j: int, k: int) -> I64:
+        _, labels = self.index.search([self.templates[j]], k)
+        return np.asarray(labels[0], dtype=np.int64)
+
+
+# ---------------------------------------------------------------------------------------- iris
+def _words(x: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint64]:
+    pad = (-x.shape[1]) % 8
+    if pad:
+        x = np.concatenate([x, np.zeros((x.shape[0], pad), np.uint8)], axis=1)
+    return np.ascontiguousarray(x).view(np.uint64)
+
+
+class NumpyIris:
+    """Brute force masked fractional Hamming distance, min over +-``shifts`` columns, uint64 popcount
+    (``np.bitwise_count``); similarity = 1 - HD."""
+
+    def __init__(self, shifts: int = 8) -> None:
+        self.shifts = shifts
+
+    def fit(self, data: IrisData) -> None:
+        self.codes, self.masks = _words(data.codes).copy(), _words(data.masks).copy()
+        self.step = data.codes.shape[1] // data.columns
+
+    def prepare(self, data: IrisData) -> None:
+        self.qcodes, self.qmasks = data.qcodes, data.qmasks
+
+    def query(self, j: int, k: int) -> I64:
+        best = np.full(self.codes.shape[0], np.inf)
+        for s in range(-self.shifts, self.shifts + 1):
+            qc = _words(np.roll(self.qcodes[j], s * self.step)[None, :])
+            qm = _words(np.roll(self.qmasks[j], s * self.step)[None, :])
+            valid = self.masks & qm
+            bits = np.bitwise_count(valid).sum(axis=1, dtype=np.int64)
+            diff = np.bitwise_count((self.codes ^ qc) & valid).sum(axis=1, dtype=np.int64)
+            np.minimum(best, np.where(bits > 0, diff / np.maximum(bits, 1), np.inf), out=best)
+        return _topk(1.0 - best, k)
+
+
+class FaissIris:
+    """FAISS default for binary codes, ``IndexBinaryFlat``: plain Hamming distance (FAISS has no
+    masks), min over the same rotations (each rotation is one query row)."""
+
+    def __init__(self, shifts: int = 8) -> None:
+        self.shifts = shifts
+
+    def fit(self, data: IrisData) -> None:
+        import faiss
+
+        self.index = faiss.IndexBinaryFlat(data.codes.shape[1] * 8)
+        self.index.add(data.codes)
+        self.step = data.codes.shape[1] // data.columns
+
+    def prepare(self, data: IrisData) -> None:
+        self.qcodes = data.qcodes
+
+    def query(self, j: int, k: int) -> I64:
+        rot = np.stack([np.roll(self.qcodes[j], s * self.step) for s in range(-self.shifts, self.shifts + 1)])
+        dist, ids = self.index.search(rot, k)
+        # merge the per-rotation top-k lists: best (smallest) distance per label
+        order = np.argsort(dist.ravel(), kind="stable")
+        labels = ids.ravel()[order]
+        _, first = np.unique(labels, return_index=True)
+        return np.asarray(labels[np.sort(first)][:k], dtype=np.int64)
+
+
+class EngineIris:
+    """``engine.index.iris.IrisIndex`` of one option (exact / fast) via its public API."""
+
+    def __init__(self, kind: str = "exact") -> None:
+        self.kind = kind
+
+    def fit(self, data: IrisData) -> None:
+        factory: Any = importlib.import_module("engine.index.factory")
+        spec = factory.IndexSpec(self.kind, nbytes=data.codes.shape[1], columns=data.columns)
+        self.index = factory.make_index(Modality.IRIS_LEFT, BENCH_MODEL, spec)
+        for lo in range(0, data.codes.shape[0], ADD_CHUNK):
+            hi = min(lo + ADD_CHUNK, data.codes.shape[0])
+            templates = [IrisTemplate(data.codes[i], data.masks[i], data.columns, BENCH_MODEL)
+                         for i in range(lo, hi)]
+            self.index.add(np.arange(lo, hi, dtype=np.int64), templates)
+
+    def prepare(self, data: IrisData) -> None:
+        self.templates = [IrisTemplate(c, m, data.columns, BENCH_MODEL)
+                          for c, m in zip(data.qcodes, data.qmasks, strict=True)]
+
+    def query(self, j: int, k: int) -> I64:
+        _, labels = self.index.search([self.templates[j]], k)
+        return np.asarray(labels[0], dtype=np.int64)
+
+
+REGISTRY: dict[str, Callable[..., Contender]] = {
+    "numpy-face": NumpyFace,
+    "faiss-face": FaissFace,
+    "hnswlib-face": HnswlibFace,
+    "engine-face": EngineFace,
+    "numpy-iris": NumpyIris,
+    "faiss-iris": FaissIris,
+    "engine-iris": EngineIris,
+}
+
+
+def make_contender(key: str, params: dict[str, Any]) -> Contender:
+    try:
+        return REGISTRY[key](**params)
+    except KeyError:
+        raise ConfigurationError(f"unknown bench contender {key!r}") from None
