@@ -176,6 +176,9 @@ class FaceIndex:
         lab = _as_labels(labels)
         if lab.size != len(templates):
             raise InvalidInput(f"{lab.size} labels for {len(templates)} templates", reason="INVALID_LABELS")
+        if lab.size and int(lab.min()) < 0:
+            raise InvalidInput("labels (record ids) must be >= 0; -1 marks a missing result",
+                               reason="INVALID_LABELS")
         if np.unique(lab).size != lab.size:
             raise InvalidInput("duplicate labels in one add", reason="INVALID_LABELS")
         if lab.size == 0:
@@ -298,8 +301,10 @@ class FaceIndex:
     def _search_listed(self, xq: F32, k: int, allow: I64) -> SearchResult:
         X, present = self._backend.vectors(allow)
         X, lab = X[present], allow[present]
+        if lab.size == 0:
+            return _empty(xq.shape[0], k)
         D, cols = topk_rows(xq @ X.T, k)
-        return D, np.where(cols >= 0, lab[cols], -1)
+        return D, np.where(cols >= 0, lab[np.maximum(cols, 0)], -1)
 
     def _new_backend(self, initial: bool) -> Backend:
         kind = self.options.kind
