@@ -59,11 +59,14 @@ def evaluate(
     extractors: Mapping[str, Extractor] | None = None,
     scorers: Mapping[str, Scorer] | None = None,
     fusion: Any | None = None,
+    mate_excluded: bool = True,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run the evaluation and write its outputs into ``out``. ``extractors`` / ``scorers`` map a kind
     (``face``/``iris``) to the component to use (default: the engine's); ``fusion`` overrides the
-    engine's ``Fusion`` for the chimeric part. Returns the metrics document."""
+    engine's ``Fusion`` for the chimeric part; ``mate_excluded``: also search each mated probe with its
+    mate left out (extra non-mated searches, see ``engine.evaluation.analysis``). Returns the metrics
+    document."""
     started = time.time()
     samples = read_manifest(manifest, modality, limit)
     kinds = [k for k in ("face", "iris") if any(s.kind == k for s in samples)]
@@ -94,7 +97,7 @@ def evaluate(
             doc["per_modality"]["fused"] = {"available": False,
                                             "note": "engine.fusion not available: per-modality only"}
     for kind, ks_data in data.items():
-        result = analyse(ks_data)
+        result = analyse(ks_data, mate_excluded)
         fig = result.figures
         if kind in runs:
             fig["failure_reasons"] = dict(runs[kind].failures)
@@ -117,6 +120,7 @@ def evaluate(
     doc["definitions"] = _definitions()
     doc["inputs"] = {"manifest": str(manifest), "pairs": str(pairs) if pairs else None,
                      "modality": modality, "limit": limit, "samples": len(samples),
+                     "mate_excluded_nonmated": mate_excluded,
                      "seconds": round(time.time() - started, 1)}
     _write_outputs(out, doc, arrays, curves)
     return doc
@@ -170,7 +174,7 @@ def _pairs_accuracy(pairs_file: Path, cache: dict[Path, Template | None],
     return {"face": result}
 
 
-def rescore(scores_file: Path, out: Path) -> dict[str, Any]:
+def rescore(scores_file: Path, out: Path, mate_excluded: bool = True) -> dict[str, Any]:
     """Recompute every figure from a ``scores.npz`` written by ``evaluate``."""
     with np.load(scores_file) as z:
         arrays = {k: z[k] for k in z.files}
@@ -182,7 +186,7 @@ def rescore(scores_file: Path, out: Path) -> dict[str, Any]:
             continue
         ks = KindScores(kind, [str(s) for s in arrays[f"{kind}_subjects"]], arrays[f"{kind}_ok"],
                         arrays[f"{kind}_scores"])
-        result = analyse(ks)
+        result = analyse(ks, mate_excluded)
         doc["per_modality"][kind] = result.figures
         for key in HEADLINE:
             doc[key][kind] = result.figures[key]["eer"] if key == "eer" else result.figures[key]
@@ -204,7 +208,9 @@ def _definitions() -> dict[str, str]:
         "comparisons": "1:1 = every unordered pair of samples; pairs with a failed sample count with score "
                        "-inf (false non-match if genuine, never a false match)",
         "searches": "gallery = first sample of each subject with >= 2 samples; other samples = mated "
-                    "probes, single-sample subjects = non-mated probes; failures are misses",
+                    "probes, single-sample subjects = non-mated probes; failures are misses; unless "
+                    "--no-mate-excluded, each usable mated probe is also a non-mated search with its "
+                    "mate left out of the gallery",
         "fnir_at_fpir": "rank 1: the mate must be the top candidate and score >= threshold",
         "measurable": "an operating point at rate f needs >= ceil(3/f) non-mated attempts (rule of 3); "
                       "otherwise its miss rate is null",
@@ -237,6 +243,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.add_argument("--modality", help="face, iris, iris_left or iris_right (default: all in the manifest)")
     p.add_argument("--limit", type=int, help="first N subjects of each modality only")
+    p.add_argument("--no-mate-excluded", action="store_true",
+                   help="non-mated searches from single-sample subjects only (no mate-excluded searches)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     return p
 
@@ -246,10 +254,11 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         if args.rescore is not None:
-            doc = rescore(args.rescore, args.out)
+            doc = rescore(args.rescore, args.out, not args.no_mate_excluded)
         else:
             doc = evaluate(args.manifest, args.out, pairs=args.pairs, modality=args.modality,
-                           limit=args.limit, progress=not args.no_progress)
+                           limit=args.limit, mate_excluded=not args.no_mate_excluded,
+                           progress=not args.no_progress)
     except NasnameError as exc:
         print(f"nasname evaluate: {exc}", file=sys.stderr)
         return 2

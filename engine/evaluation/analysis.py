@@ -5,7 +5,11 @@ both are of the same subject. A pair involving a failed sample keeps its place w
 a false non-match when genuine and never a false match when impostor (generalised rates, as NIST FRTE
 does with failures to template); the counts of such pairs are reported.
 1:N (FPIR/FNIR, rank-k): the ``design`` module's gallery; failed probes and probes whose subject failed
-to enroll are misses; failed non-mated probes return no candidate.
+to enroll are misses; failed non-mated probes return no candidate. Data sets where every subject has
+several samples have no singleton non-mated probes, so by default every usable mated probe whose mate
+is enrolled is *also* searched once with its mate left out of the gallery ("mate-excluded"
+non-mated search: its subject is then absent, the gallery one entry smaller). Both kinds of
+non-mated searches are counted separately in ``searches``.
 """
 
 from __future__ import annotations
@@ -81,7 +85,7 @@ def pair_scores(data: KindScores) -> tuple[F64, F64, int, int]:
     return g, m, int(np.isneginf(g).sum()), int(np.isneginf(m).sum())
 
 
-def identification(data: KindScores) -> tuple[SearchOutcomes, dict[str, Any]]:
+def identification(data: KindScores, mate_excluded: bool = True) -> tuple[SearchOutcomes, dict[str, Any]]:
     d = make_design(data.subjects)
     ok_g = data.ok[d.gallery]
     enrolled = d.gallery[ok_g]
@@ -94,12 +98,22 @@ def identification(data: KindScores) -> tuple[SearchOutcomes, dict[str, Any]]:
                            posinf=np.inf, neginf=-np.inf)
     outcomes = search_outcomes(scores, mate_col, failed)
     mated = d.probe_mate >= 0
+    extra = np.zeros(0)
+    if mate_excluded:
+        rows = np.flatnonzero((mate_col >= 0) & ~failed)
+        without = scores[rows].copy()
+        without[np.arange(rows.size), mate_col[rows]] = -np.inf
+        extra = without.max(axis=1) if without.shape[1] > 1 else np.full(rows.size, -np.inf)
+        outcomes = SearchOutcomes(outcomes.mated_scores, outcomes.mated_ranks,
+                                  np.concatenate([outcomes.nonmated_top, extra]))
     counts = {
         "gallery_subjects": int(d.gallery.size),
         "enrolled": int(enrolled.size),
         "failed_to_enroll": int((~ok_g).sum()),
         "mated_searches": int(mated.sum()),
-        "nonmated_searches": int((~mated).sum()),
+        "nonmated_searches": int((~mated).sum()) + int(extra.size),
+        "nonmated_searches_singletons": int((~mated).sum()),
+        "nonmated_searches_mate_excluded": int(extra.size),
         "failed_mated_searches": int((failed & mated).sum()),
         "failed_nonmated_searches": int((failed & ~mated).sum()),
         "mated_searches_without_enrolled_mate": int((mate_col == -2).sum()),
@@ -115,9 +129,9 @@ def _none_if_nan(x: float) -> float | None:
     return None if np.isnan(x) else float(x)
 
 
-def analyse(data: KindScores) -> KindAnalysis:
+def analyse(data: KindScores, mate_excluded: bool = True) -> KindAnalysis:
     gen, imp, gen_fail, imp_fail = pair_scores(data)
-    outcomes, counts = identification(data)
+    outcomes, counts = identification(data, mate_excluded)
     n = len(data.subjects)
     e = eer(gen, imp)
     figures: dict[str, Any] = {
@@ -126,7 +140,7 @@ def analyse(data: KindScores) -> KindAnalysis:
         "failed_samples": int((~data.ok).sum()),
         "fte_rate": _rate(counts["failed_to_enroll"], counts["gallery_subjects"]),
         "fta_rate": _rate(counts["failed_mated_searches"] + counts["failed_nonmated_searches"],
-                          counts["mated_searches"] + counts["nonmated_searches"]),
+                          counts["mated_searches"] + counts["nonmated_searches_singletons"]),
         "eer": {**e.as_dict(), "failed_genuine_pairs": gen_fail, "failed_impostor_pairs": imp_fail},
         "fnmr_at_fmr": [p.as_dict("fnmr", "fmr") for p in fnmr_at_fmr(gen, imp, FMR_TARGETS)],
         "fnir_at_fpir": [p.as_dict("fnir", "fpir") for p in fnir_at_fpir(outcomes, FPIR_TARGETS, rank=1)],

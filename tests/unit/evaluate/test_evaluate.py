@@ -88,7 +88,10 @@ def test_evaluate_face_counts_failures_and_finds_mates(tmp_path: Path) -> None:
     # gallery: alice:0, bob:0, carol(FAIL) -> FTE 1/3
     assert doc["fte_rate"]["face"] == pytest.approx(1 / 3)
     s = fig["searches"]
-    assert (s["gallery_subjects"], s["enrolled"], s["mated_searches"], s["nonmated_searches"]) == (3, 2, 6, 2)
+    assert (s["gallery_subjects"], s["enrolled"], s["mated_searches"]) == (3, 2, 6)
+    # non-mated: 2 singletons + the 4 usable mated probes searched with their mate left out
+    assert (s["nonmated_searches_singletons"], s["nonmated_searches_mate_excluded"]) == (2, 4)
+    assert doc["per_modality"]["face"]["fta_rate"] == pytest.approx(1 / 8)
     assert s["failed_mated_searches"] == 1 and s["mated_searches_without_enrolled_mate"] == 1
     # mated: alice 1,2 / bob 1,2 found; carol:1 (no enrolled mate) and the failed bob probe are misses
     assert doc["rank1_hit_rate"]["face"]["rate"] == pytest.approx(4 / 6)
@@ -178,3 +181,11 @@ def test_limit_keeps_first_subjects(tmp_path: Path) -> None:
     doc = evaluate(manifest, tmp_path / "o", limit=2, extractors={"face": FakeFace()}, progress=False)
     assert doc["per_modality"]["face"]["subjects"] == 2
     assert doc["per_modality"]["face"]["samples"] == 7  # alice x3, bob x4 (incl. the failed probe)
+
+
+def test_mate_excluded_searches_can_be_turned_off(tmp_path: Path) -> None:
+    manifest = _write_set(tmp_path / "s", FACE_ROWS)
+    doc = evaluate(manifest, tmp_path / "o", extractors={"face": FakeFace()}, mate_excluded=False,
+                   progress=False)
+    s = doc["per_modality"]["face"]["searches"]
+    assert s["nonmated_searches"] == 2 and s["nonmated_searches_mate_excluded"] == 0
