@@ -280,7 +280,8 @@ def _summary_text(doc: Mapping[str, Any]) -> str:
             f"{kind}: FTE {_pct(fig['fte_rate'])}  EER {_pct(fig['eer']['eer'])} "
             f"({c['genuine']} genuine / {c['impostor']} impostor pairs)  rank-1 "
             f"{_pct(fig['rank1_hit_rate']['rate'])}  rank-10 {_pct(fig['rank10_hit_rate']['rate'])}\n"
-            f"    FNMR at FMR {fnmr}\n    FNIR at FPIR {fnir}")
+            f"    FNMR at FMR {fnmr}\n    FNIR at FPIR {fnir}\n"
+            f"    matcher only (pairs without failures): EER {_pct(fig['matcher_only']['eer']['eer'])}")
     for kind, acc in doc.get("verification_accuracy", {}).items():
         lines.append(f"{kind} pairs: accuracy {acc['mean']:.4f} +- {acc['std']:.4f} "
                      f"over {acc['folds']} folds ({acc.get('failed_pairs', 0)} failed)")

@@ -14,6 +14,7 @@ import logging
 import shlex
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -48,12 +49,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--report", type=Path, help="also write the report here (docs/BENCHMARKS.md)")
     p.add_argument("--images", type=Path, help="folder of face_lfw.csv, iris_casia1.csv")
     p.add_argument("--from-raw", type=Path, help="bench_raw.json to re-report")
+    p.add_argument("--budget", type=float, help="seconds per contender, size and phase (default: grid's)")
+    p.add_argument("--queries", type=int, help="single-request queries per contender and size")
     p.add_argument("--no-progress", action="store_true")
     return p
 
 
 def _grid(args: argparse.Namespace) -> Grid:
     grid = GRIDS["quick" if args.quick else "full"]
+    if args.budget is not None:
+        grid = replace(grid, budget_s=args.budget)
+    if args.queries is not None:
+        grid = replace(grid, queries=args.queries)
     return grid.with_sizes(args.sizes) if args.sizes else grid
 
 
