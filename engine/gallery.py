@@ -208,8 +208,11 @@ class Gallery:
                         index = self._index_for(modality, have[0].templates[modality])
                         index.add(np.fromiter((s.label for s in have), dtype=np.int64, count=len(have)),
                                   [s.templates[modality] for s in have])
+                by_part: dict[str, list[int]] = {}
                 for s in active:
-                    self._parts.set(np.array([s.label], dtype=np.int64), s.partition)
+                    by_part.setdefault(s.partition, []).append(s.label)
+                for part, members in by_part.items():
+                    self._parts.set(np.array(members, dtype=np.int64), part)
                 self._applied_seq = max(self._applied_seq, seq)
         except BaseException:
             self._stale = True
