@@ -35,12 +35,12 @@ class DetectorConfig:
 @dataclass(frozen=True)
 class QualityThresholds:
     """Quality gate. Sizes in pixels of the original image; brightness/contrast on the 0-255 grey
-    of the aligned chip's central region; ``min_sharpness`` = variance of the Laplacian of that
-    region; pose limits in degrees (roll) and as ratios of the inter-eye distance (yaw, pitch)."""
+    of the aligned chip's central region; ``min_sharpness``: variance of the Laplacian of that region
+    over its grey variance (see ``quality.chip_measures``); pose limits in degrees (roll) and as ratios of the inter-eye distance (yaw, pitch)."""
 
     min_face_px: float = 40.0
     min_eye_distance_px: float = 16.0
-    min_sharpness: float = 15.0
+    min_sharpness: float = 0.10
     min_brightness: float = 40.0
     max_brightness: float = 220.0
     min_contrast: float = 18.0
