@@ -1,0 +1,308 @@
+"""Iris segmentation of a near-infrared eye image: pupil, limbus, eyelids and a noise mask.
+
+The method is Daugman's, made fast by vectorised sampling:
+
+1. Specular reflections (small, very bright spots) are found by a morphological top-hat and filled
+   with the grey opening, so they neither hide the pupil nor fake boundaries.
+2. The pupil is the largest compact dark disc: for a few darkness levels (quantiles of the image) the
+   dark mask's distance transform gives the biggest inscribed disc; thin dark things (lashes, brows)
+   cannot hold a big disc. Each candidate is refined by the circular integro-differential operator
+   (the radius and centre where the mean intensity along the circle jumps most from dark to bright).
+3. The limbus is found by the same operator around the pupil, on the left and right arcs only
+   (near horizontal), because eyelids usually hide the top and the bottom of the iris.
+4. Eyelids are parabolas found by a line-integral of the vertical intensity gradient (upper lid:
+   bright skin above, darker iris below; lower lid the other way round).
+5. Inside the iris, pixels far from the iris' own robust grey level (lashes dark, skin and glints
+   bright) join the noise mask.
+
+Nothing here depends on a data set: radii are searched in pixel ranges and ratio ranges that are
+parameters (``SegmentationParams``), configurable per capture device.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from engine.errors import AcquisitionFailed, InvalidInput
+from engine.types import QualityReason
+
+__all__ = ["Circle", "Eyelid", "Segmentation", "SegmentationParams", "segment"]
+
+F32 = npt.NDArray[np.float32]
+B = npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class SegmentationParams:
+    """Search ranges and thresholds. Pixel values refer to the image as given (no rescaling).
+
+    ``pupil_radius_px``/``iris_radius_px``: plausible radii (px) on this device.
+    ``pupil_iris_ratio``: plausible pupil/iris radius ratios searched (quality checks a narrower one).
+    ``dark_quantiles``: fractions of the darkest pixels tried as pupil masks (small pupils in a wide
+    frame need small fractions, big pupils large ones).
+    ``specular_tophat``: grey levels above the local opening that count as a reflection.
+    ``noise_k``: pixels more than ``noise_k`` robust deviations from the iris grey level are noise.
+    """
+
+    pupil_radius_px: tuple[float, float] = (6.0, 90.0)
+    iris_radius_px: tuple[float, float] = (28.0, 160.0)
+    pupil_iris_ratio: tuple[float, float] = (0.14, 0.8)
+    dark_quantiles: tuple[float, ...] = (0.004, 0.01, 0.02, 0.04, 0.07, 0.11)
+    specular_tophat: float = 45.0
+    specular_size_px: int = 11
+    limbus_arc_deg: float = 25.0
+    limbus_arc_up: float = 0.8
+    limbus_centre_shift: float = 0.12
+    limbus_window: float = 0.05
+    eyelid_min_contrast: float = 4.0
+    noise_k: float = 3.5
+    noise_min_delta: float = 18.0
+
+
+@dataclass(frozen=True)
+class Circle:
+    """A circle in image pixels: centre ``(x, y)``, radius ``r``."""
+
+    x: float
+    y: float
+    r: float
+
+
+@dataclass(frozen=True)
+class Eyelid:
+    """Parabola ``y = y0 + a * (x - x0)**2`` in image pixels; ``found`` False = no lid over the iris."""
+
+    x0: float
+    y0: float
+    a: float
+    found: bool
+
+    def y_at(self, x: npt.NDArray[np.float64] | F32) -> npt.NDArray[np.float64]:
+        return np.asarray(self.y0 + self.a * (np.asarray(x, dtype=np.float64) - self.x0) ** 2)
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """Result of ``segment``. ``image`` is the reflection-filled grey image (float32, H x W) used for
+    normalisation; ``noise`` (H x W bool) marks pixels that must not be encoded (lids, lashes, glints,
+    outside the frame is handled by the normaliser). ``measures`` are boundary contrasts (grey levels
+    per pixel of radius) and other raw numbers behind the quality verdict."""
+
+    pupil: Circle
+    iris: Circle
+    upper_lid: Eyelid
+    lower_lid: Eyelid
+    image: F32
+    noise: B
+    measures: dict[str, float] = field(default_factory=dict)
+
+
+def _fill_specular(gray: F32, p: SegmentationParams) -> tuple[F32, B]:
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (p.specular_size_px, p.specular_size_px))
+    opened = cv2.morphologyEx(gray, cv2.MORPH_OPEN, k)
+    spec = (gray - opened) > p.specular_tophat
+    spec = cv2.dilate(spec.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    filled = np.where(spec, opened, gray).astype(np.float32)
+    return filled, spec
+
+
+def _ring_profiles(img: F32, cx: F32, cy: F32, radii: F32, angles: F32) -> tuple[F32, F32]:
+    """Mean intensity along arcs. ``cx, cy``: (M,) centres; returns (M, R) means and the (M, R)
+    fraction of arc samples inside the image."""
+    h, w = img.shape
+    cos, sin = np.cos(angles), np.sin(angles)
+    xs = cx[:, None, None] + radii[None, :, None] * cos[None, None, :]
+    ys = cy[:, None, None] + radii[None, :, None] * sin[None, None, :]
+    m, r, a = xs.shape
+    inside = (xs >= 0) & (xs <= w - 1) & (ys >= 0) & (ys <= h - 1)
+    vals = cv2.remap(img, xs.reshape(m * r, a).astype(np.float32), ys.reshape(m * r, a).astype(np.float32),
+                     cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).reshape(m, r, a)
+    frac = inside.mean(axis=2).astype(np.float32)
+    means = (vals * inside).sum(axis=2) / np.maximum(inside.sum(axis=2), 1)
+    return means.astype(np.float32), frac
+
+
+def _best_circle(img: F32, cx0: float, cy0: float, shift: float, step: float, radii: F32,
+                 arcs: list[F32], window_frac: float, min_window: int = 2) -> tuple[Circle, float]:
+    """Integro-differential operator over a grid of centres: maximise the step of the arc-mean
+    intensity across the circle (mean over ``w`` px outside minus ``w`` px inside, ``w`` =
+    ``window_frac * r`` so that a blurred boundary of a big circle is measured whole; dark
+    inside, bright outside). ``radii`` must be spaced 1 px. With two arcs (left and right of the eye)
+    the score favours circles whose edge is seen on both sides. Returns the circle and the step
+    (grey levels)."""
+    offs = np.arange(-shift, shift + 1e-6, step, dtype=np.float32)
+    gx, gy = np.meshgrid(offs + cx0, offs + cy0)
+    cx, cy = gx.ravel().astype(np.float32), gy.ravel().astype(np.float32)
+    win = np.maximum(min_window, np.round(window_frac * radii)).astype(np.int64)
+    window = int(win.max())
+    ext = np.concatenate([radii[0] - np.arange(window, 0, -1, dtype=np.float32), radii,
+                          radii[-1] + np.arange(1, window + 1, dtype=np.float32)])
+    ext = np.maximum(ext, 0.5)
+    steps = []
+    for angles in arcs:
+        means, frac = _ring_profiles(img, cx, cy, ext, angles)
+        csum = np.concatenate([np.zeros((means.shape[0], 1), np.float32), np.cumsum(means, axis=1)], axis=1)
+        n = radii.size
+        idx = np.arange(n) + window  # position of each radius in ext
+        outer = (csum[:, idx + win + 1] - csum[:, idx + 1]) / win
+        inner = (csum[:, idx] - csum[:, idx - win]) / win
+        st = outer - inner
+        # the outer window must be seen too, or the frame edge fakes a boundary
+        st[frac[:, idx + win] < 0.6] = -1e6
+        steps.append(st)
+    score = steps[0] if len(steps) == 1 else (steps[0] + steps[1]) / 2 - np.abs(steps[0] - steps[1]) / 4
+    k = int(np.argmax(score))
+    mi, ri = divmod(k, radii.size)
+    return Circle(float(cx[mi]), float(cy[mi]), float(radii[ri])), float(score[mi, ri])
+
+
+_CLOSE_KERNEL = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+
+
+def _pupil_candidates(img: F32, p: SegmentationParams) -> list[tuple[float, float, float]]:
+    cands: list[tuple[float, float, float]] = []
+    levels = np.quantile(img, p.dark_quantiles)
+    rmin, rmax = p.pupil_radius_px
+    for level in levels:
+        dark = (img <= level).astype(np.uint8)
+        # a uniform (painted or saturated) pupil with sensor noise splits into speckle at any
+        # quantile smaller than its area: closing rejoins it
+        dark = cv2.morphologyEx(dark, cv2.MORPH_CLOSE, _CLOSE_KERNEL)
+        # the frame edge counts as bright, so a dark band at the border cannot hold a big disc
+        dark[0, :] = dark[-1, :] = 0
+        dark[:, 0] = dark[:, -1] = 0
+        dist = cv2.distanceTransform(dark, cv2.DIST_L2, 5)
+        _, maxv, _, maxloc = cv2.minMaxLoc(dist)
+        if rmin * 0.5 <= maxv <= rmax:
+            cands.append((float(maxloc[0]), float(maxloc[1]), float(maxv)))
+    return cands
+
+
+def _pupil_score(img: F32, c: Circle, angles: F32) -> float:
+    """Relative, all-round darkness of a pupil candidate: the lower quartile over angles of the step
+    between the ring just outside and the ring just inside, over the inside grey level. A real pupil
+    is dark all round; a lash, a spectacle frame or the iris (whose inside ring is mid-grey) is not."""
+    rs = np.array([0.6, 0.75, 0.88, 1.15, 1.3], dtype=np.float32) * c.r
+    xs = (c.x + rs[:, None] * np.cos(angles)[None, :]).astype(np.float32)
+    ys = (c.y + rs[:, None] * np.sin(angles)[None, :]).astype(np.float32)
+    v = cv2.remap(img, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    inside, outside = v[:3].mean(axis=0), v[3:].mean(axis=0)
+    step = float(np.percentile(outside - inside, 25))
+    return step / (float(np.median(inside)) + 10.0)
+
+
+def _find_pupil(img: F32, p: SegmentationParams) -> tuple[Circle, float]:
+    """Best pupil candidate by *relative* contrast (step / inside level): the iris against the sclera
+    can have a larger step than the pupil against the iris, but never a darker inside."""
+    best: tuple[Circle, float, float] | None = None
+    arcs = [np.linspace(0, 2 * np.pi, 48, endpoint=False, dtype=np.float32)]
+    seen: list[tuple[float, float, float]] = []
+    for cx, cy, r0 in _pupil_candidates(img, p):
+        if any(abs(cx - a) < 3 and abs(cy - b) < 3 and abs(r0 - c) < 3 for a, b, c in seen):
+            continue
+        seen.append((cx, cy, r0))
+        lo = max(p.pupil_radius_px[0], r0 * 0.8)
+        hi = min(p.pupil_radius_px[1], r0 * 1.8 + 3)
+        radii = np.arange(lo, hi + 1e-6, 1.0, dtype=np.float32)
+        if radii.size < 3:
+            continue
+        shift = max(2.0, round(r0 * 0.3))
+        circle, step = _best_circle(img, cx, cy, shift, max(1.0, shift / 3), radii, arcs, 0.1)
+        circle, step = _best_circle(img, circle.x, circle.y, 1.0, 0.5,
+                                    np.arange(max(lo, circle.r - 2), circle.r + 2.01, 1.0, dtype=np.float32),
+                                    arcs, 0.1)
+        score = _pupil_score(img, circle, arcs[0])
+        if best is None or score > best[2]:
+            best = (circle, step, score)
+    if best is None or not np.isfinite(best[1]) or best[1] <= 0:
+        raise AcquisitionFailed("no pupil found in the image", reasons=[QualityReason.NO_IRIS.value])
+    return best[0], best[1]
+
+
+def _find_limbus(img: F32, pupil: Circle, p: SegmentationParams) -> tuple[Circle, float]:
+    lo = max(p.iris_radius_px[0], pupil.r / p.pupil_iris_ratio[1], pupil.r + 4)
+    hi = min(p.iris_radius_px[1], pupil.r / p.pupil_iris_ratio[0])
+    if hi <= lo + 2:
+        raise AcquisitionFailed("pupil size leaves no room for an iris",
+                                reasons=[QualityReason.NO_IRIS.value])
+    arc = math.radians(p.limbus_arc_deg)
+    right = np.linspace(-arc * p.limbus_arc_up, arc, 16, dtype=np.float32)
+    arcs = [right, (np.pi - right).astype(np.float32)]
+    shift = max(2.0, round(p.limbus_centre_shift * lo))
+    radii = np.arange(lo, hi + 1e-6, 1.0, dtype=np.float32)
+    c, _ = _best_circle(img, pupil.x, pupil.y, shift, max(1.0, shift / 4), radii, arcs, p.limbus_window)
+    fine = np.arange(max(lo, c.r - 3), min(hi, c.r + 3) + 1e-6, 1.0, dtype=np.float32)
+    return _best_circle(img, c.x, c.y, 2.0, 1.0, fine, arcs, p.limbus_window)
+
+
+def _find_lid(gy: F32, pupil: Circle, iris: Circle, upper: bool, p: SegmentationParams) -> Eyelid:
+    """Best parabola through the iris by the mean signed vertical gradient along it."""
+    xs = np.linspace(iris.x - iris.r * 0.9, iris.x + iris.r * 0.9, 48, dtype=np.float32)
+    sign = -1.0 if upper else 1.0  # upper lid: bright above, darker iris below -> negative d/dy
+    if upper:
+        y0s = np.arange(iris.y - iris.r * 1.05, pupil.y + 1e-6, 1.0, dtype=np.float32)
+        curv = np.array([0.0, 0.25, 0.5, 0.8], dtype=np.float32) / iris.r
+    else:
+        y0s = np.arange(iris.y + iris.r * 1.05, pupil.y - 1e-6, -1.0, dtype=np.float32)
+        curv = -np.array([0.0, 0.25, 0.5, 0.8], dtype=np.float32) / iris.r
+    dx = xs - iris.x
+    ys = y0s[:, None, None] + curv[None, :, None] * dx[None, None, :] ** 2
+    xx = np.broadcast_to(xs, ys.shape)
+    n0, n1, n2 = ys.shape
+    vals = cv2.remap(gy, xx.reshape(n0 * n1, n2).astype(np.float32),
+                     ys.reshape(n0 * n1, n2).astype(np.float32), cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_CONSTANT, borderValue=0).reshape(n0, n1, n2)
+    # the pupil's own edge has the same sign as a lid edge: ignore samples near it
+    near_pupil = (xx - pupil.x) ** 2 + (ys - pupil.y) ** 2 < (pupil.r * 1.3) ** 2
+    inside = (xx - iris.x) ** 2 + (ys - iris.y) ** 2 < (iris.r * 1.02) ** 2
+    use = inside & ~near_pupil
+    score = sign * (vals * use).sum(axis=2) / np.maximum(use.sum(axis=2), 1)
+    score[use.sum(axis=2) < n2 * 0.3] = 0.0
+    i, j = np.unravel_index(int(np.argmax(score)), score.shape)
+    best = float(score[i, j])
+    found = best >= p.eyelid_min_contrast
+    return Eyelid(float(iris.x), float(y0s[i]), float(curv[j]), found)
+
+
+def segment(gray: npt.NDArray[np.uint8], params: SegmentationParams | None = None) -> Segmentation:
+    """Segment an (H, W) uint8 grey NIR eye image. Raises ``AcquisitionFailed`` (NO_IRIS) when no
+    pupil/iris pair can be found, ``InvalidInput`` for a non 2-D array."""
+    p = params or SegmentationParams()
+    if gray.ndim != 2 or gray.dtype != np.uint8:
+        raise InvalidInput("iris segmentation needs a 2-D uint8 grey image", reason="INVALID_IMAGE")
+    h, w = gray.shape
+    raw = gray.astype(np.float32)
+    filled, spec = _fill_specular(raw, p)
+    smooth: F32 = np.asarray(cv2.GaussianBlur(filled, (0, 0), 1.5), dtype=np.float32)
+    pupil, pupil_contrast = _find_pupil(smooth, p)
+    wide: F32 = np.asarray(cv2.GaussianBlur(filled, (0, 0), 2.5), dtype=np.float32)
+    iris, limbus_contrast = _find_limbus(wide, pupil, p)
+    gy: F32 = np.asarray(cv2.Sobel(cv2.GaussianBlur(filled, (0, 0), 2.0), cv2.CV_32F, 0, 1, ksize=3) / 8.0,
+                         dtype=np.float32)
+    upper = _find_lid(gy, pupil, iris, True, p)
+    lower = _find_lid(gy, pupil, iris, False, p)
+
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    noise = spec.copy()
+    if upper.found:
+        noise |= yy < upper.y_at(xx)
+    if lower.found:
+        noise |= yy > lower.y_at(xx)
+    annulus = ((xx - iris.x) ** 2 + (yy - iris.y) ** 2 <= iris.r**2) & (
+        (xx - pupil.x) ** 2 + (yy - pupil.y) ** 2 >= pupil.r**2)
+    clean = annulus & ~noise
+    measures = {"pupil_contrast": pupil_contrast, "limbus_contrast": limbus_contrast}
+    if clean.sum() > 50:
+        vals = raw[clean]
+        med = float(np.median(vals))
+        mad = float(np.median(np.abs(vals - med))) * 1.4826
+        delta = max(p.noise_k * mad, p.noise_min_delta)
+        noise |= annulus & ((raw < med - delta) | (raw > med + delta))
+        measures["iris_level"] = med
+        measures["iris_spread"] = mad
+    return Segmentation(pupil, iris, upper, lower, filled, noise, measures)

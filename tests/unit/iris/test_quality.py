@@ -1,0 +1,58 @@
+"""Quality reasons of the iris path, each provoked on purpose."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from engine.iris.extractor import IrisExtractor
+from engine.iris.quality import assess
+from engine.iris.segmentation import Circle
+from engine.iris.synthetic import Capture, render
+from engine.types import QualityReason as R
+
+GOOD = Capture(upper_lid=0.1, lower_lid=0.0, lashes=4, blur_sigma=0.5, noise_sigma=1.5)
+
+
+def test_good_capture_passes(iris_extractor: IrisExtractor) -> None:
+    q = iris_extractor.extract(render(21, GOOD)).quality
+    assert q.ok and not q.reasons and q.score > 0.5, q
+
+
+def test_blur(iris_extractor: IrisExtractor) -> None:
+    q = iris_extractor.extract(render(21, replace(GOOD, blur_sigma=4.0))).quality
+    assert R.BLURRED in q.reasons and not q.ok
+
+
+def test_occlusion(iris_extractor: IrisExtractor) -> None:
+    q = iris_extractor.extract(render(21, replace(GOOD, upper_lid=0.4, lower_lid=0.35))).quality
+    assert R.OCCLUDED in q.reasons and not q.ok, q
+
+
+def test_iris_too_small(iris_extractor: IrisExtractor) -> None:
+    q = iris_extractor.extract(render(21, replace(GOOD, scale=0.28, lashes=0))).quality
+    assert R.IRIS_TOO_SMALL in q.reasons and not q.ok, q
+
+
+def test_pupil_ratio_out_of_range(iris_extractor: IrisExtractor) -> None:
+    q = iris_extractor.extract(render(21, replace(GOOD, pupil_ratio=0.74))).quality
+    assert R.PUPIL_RATIO_OUT_OF_RANGE in q.reasons and not q.ok, q
+
+
+def test_off_axis_and_unreliable_boundary(iris_extractor: IrisExtractor) -> None:
+    seg, _, ex = iris_extractor.run(render(21, GOOD))
+    p = seg.pupil
+    shifted = replace(seg, pupil=Circle(p.x + 0.35 * seg.iris.r, p.y, p.r))
+    q = assess(shifted, ex.template.mask)
+    assert R.OFF_AXIS in q.reasons and not q.ok
+    weak = replace(seg, measures={**seg.measures, "limbus_contrast": 1.0})
+    assert R.UNRELIABLE_BOUNDARY in assess(weak, ex.template.mask).reasons
+    outside = replace(seg, iris=Circle(-0.5 * seg.iris.r, seg.iris.y, seg.iris.r))
+    assert R.UNRELIABLE_BOUNDARY in assess(outside, ex.template.mask).reasons
+
+
+def test_measures_are_numbers(iris_extractor: IrisExtractor) -> None:
+    q = iris_extractor.extract(render(22, GOOD)).quality
+    assert all(isinstance(v, float) and np.isfinite(v) for v in q.measures.values())
+    assert 0.3 < q.measures["pupil_iris_ratio"] < 0.5
