@@ -10,6 +10,10 @@ more than one are being formed (load), the worker lingers at most ``max_wait_s``
 request of a batch for more to arrive. Requests that queue while a batch is being computed need no
 wait at all.
 
+Per-query restriction: each request may carry an opaque ``allowed`` value (e.g. an array of
+permitted labels) that is handed to the batch search function, one entry per row; that function
+decides how to honour different restrictions within one batch (masks in one scan, or groups).
+
 Per-query ``k``: the batch is searched with the largest k and each caller gets its first k columns
 (rows are sorted, so that is its own top-k; ties at the cut may be broken differently than alone).
 If the batched call raises, every request of the batch is retried alone, so an exception reaches
@@ -24,6 +28,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -36,14 +41,15 @@ log = logging.getLogger(__name__)
 
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
-# search(xq (nq, d) float32, k) -> (D (nq, k) float32, I (nq, k) int64)
-BatchSearch = Callable[[F32, int], tuple[F32, I64]]
+# search(xq (nq, d) float32, k, allowed: one entry per row) -> (D (nq, k) float32, I (nq, k) int64)
+BatchSearch = Callable[[F32, int, list[Any]], tuple[F32, I64]]
 
 
 @dataclass
 class _Request:
     xq: F32  # (d,)
     k: int
+    allowed: Any
     t0: float
     done: threading.Event = field(default_factory=threading.Event)
     D: F32 | None = None
@@ -74,12 +80,13 @@ class MicroBatcher:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def search(self, xq: F32, k: int) -> tuple[F32, I64]:
-        """Top-``k`` of one query ``xq`` (d,): (D (k,), I (k,)). Raises what the search raises, or
-        ``Unavailable`` once closed."""
+    def search(self, xq: F32, k: int, allowed: Any = None) -> tuple[F32, I64]:
+        """Top-``k`` of one query ``xq`` (d,) under restriction ``allowed`` (passed through):
+        (D (k,), I (k,)). Raises what the search raises, or ``Unavailable`` once closed."""
         if k < 1:
             raise InvalidInput("k must be >= 1", reason="INVALID_K")
-        req = _Request(np.ascontiguousarray(xq, dtype=np.float32).reshape(-1), k, time.perf_counter())
+        q = np.ascontiguousarray(xq, dtype=np.float32).reshape(-1)
+        req = _Request(q, k, allowed, time.perf_counter())
         with self._cond:
             if self._closed:
                 raise Unavailable("face search batcher is shut down")
@@ -146,7 +153,7 @@ class MicroBatcher:
     def _serve(self, batch: list[_Request]) -> None:
         kmax = max(r.k for r in batch)
         try:
-            D, I = self._search(np.stack([r.xq for r in batch]), kmax)
+            D, I = self._search(np.stack([r.xq for r in batch]), kmax, [r.allowed for r in batch])
         except Exception as exc:
             if len(batch) == 1:
                 batch[0].error = exc
@@ -164,7 +171,7 @@ class MicroBatcher:
 
     def _serve_one(self, r: _Request) -> None:
         try:
-            D, I = self._search(r.xq[None, :], r.k)
+            D, I = self._search(r.xq[None, :], r.k, [r.allowed])
             r.D, r.I = D[0].copy(), I[0].copy()
         except Exception as exc:
             r.error = exc

@@ -44,11 +44,13 @@ def test_concurrent_callers_get_their_own_rows() -> None:
     assert np.allclose(D, expected[0][0][:, :3], atol=1e-5) and I.shape == (1, 3)
 
 
-def _echo(xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Fake search: query i returns its own first coordinate as score and label; fails on NaN."""
+def _echo(xq: np.ndarray, k: int, allowed: list[object]) -> tuple[np.ndarray, np.ndarray]:
+    """Fake search: query i returns its own first coordinate (+ its ``allowed`` number) as score and
+    label; fails on NaN."""
     if np.isnan(xq).any():
         raise InvalidInput("poisoned query")
-    D = np.repeat(xq[:, :1], k, axis=1).astype(np.float32)
+    extra = np.array([[a or 0] for a in allowed], dtype=np.float32)
+    D = np.repeat(xq[:, :1] + extra, k, axis=1).astype(np.float32)
     return D, D.astype(np.int64)
 
 
@@ -62,7 +64,7 @@ def test_exceptions_reach_only_the_failing_caller() -> None:
             x[1] = np.nan
         start.wait()
         try:
-            results[i] = batcher.search(x, 1 + i % 3)
+            results[i] = batcher.search(x, 1 + i % 3, 1000 * (i % 2))
         except InvalidInput as exc:
             results[i] = exc
 
@@ -79,15 +81,15 @@ def test_exceptions_reach_only_the_failing_caller() -> None:
         else:
             assert isinstance(r, tuple)
             D, I = r
-            assert I.tolist() == [i] * (1 + i % 3) and D.shape == (1 + i % 3,)
+            assert I.tolist() == [i + 1000 * (i % 2)] * (1 + i % 3) and D.shape == (1 + i % 3,)
 
 
 def test_close_fails_queued_requests_and_refuses_new_ones() -> None:
     gate = threading.Event()
 
-    def slow(xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def slow(xq: np.ndarray, k: int, allowed: list[object]) -> tuple[np.ndarray, np.ndarray]:
         gate.wait(5)
-        return _echo(xq, k)
+        return _echo(xq, k, allowed)
 
     batcher = MicroBatcher(slow, max_batch=1, max_wait_s=0.0)
     outcomes: list[object] = []
@@ -125,3 +127,29 @@ def test_dropped_index_stops_its_worker() -> None:
     gc.collect()
     worker.join(5)
     assert not worker.is_alive()
+
+
+@pytest.mark.parametrize("kind", ["exact", "fp16"])
+def test_restricted_queries_in_one_batch(kind: str) -> None:
+    """Callers restricted to different partitions (and unrestricted ones) share batches, yet each
+    gets exactly its own partition's answer."""
+    rng = np.random.default_rng(5)
+    n = 12000
+    xb = clustered(rng, n, 16, n_ids=3000)
+    labels = np.arange(n, dtype=np.int64) + 100
+    parts = [None, labels[::2], labels[1::2], labels[: n // 2 + 1000]]
+    batched = FaceIndex(MODEL, 16, FaceIndexOptions(kind=kind, batch_max=32, batch_wait_ms=5.0))  # type: ignore[arg-type]
+    plain = FaceIndex(MODEL, 16, FaceIndexOptions(kind=kind, micro_batch=False))  # type: ignore[arg-type]
+    for index in (batched, plain):
+        index.add(labels, templates(xb))
+    qs = templates(xb[rng.integers(0, n, 160)])
+    jobs = [(qs[i], parts[i % 4]) for i in range(160)]
+    expected = [plain.search([q], 5, a) for q, a in jobs]
+    with ThreadPoolExecutor(32) as pool:
+        got = list(pool.map(lambda job: batched.search([job[0]], 5, job[1]), jobs))
+    assert batched._batcher is not None and batched._batcher.batches < 160
+    for (_, a), (D, I), (De, _) in zip(jobs, got, expected, strict=True):
+        if a is not None:
+            assert np.isin(I, a).all()
+        assert np.allclose(D, De, atol=1e-5)  # same scores at every rank (labels may differ in ties)
+    batched.close()
