@@ -135,7 +135,7 @@ class NumpyIris:
     """Brute force masked fractional Hamming distance, min over +-``shifts`` columns, uint64 popcount
     (``np.bitwise_count``); similarity = 1 - HD."""
 
-    def __init__(self, shifts: int = 8) -> None:
+    def __init__(self, shifts: int = 15) -> None:
         self.shifts = shifts
 
     def fit(self, data: IrisData) -> None:
@@ -161,7 +161,7 @@ class FaissIris:
     """FAISS default for binary codes, ``IndexBinaryFlat``: plain Hamming distance (FAISS has no
     masks), min over the same rotations (each rotation is one query row)."""
 
-    def __init__(self, shifts: int = 8) -> None:
+    def __init__(self, shifts: int = 15) -> None:
         self.shifts = shifts
 
     def fit(self, data: IrisData) -> None:

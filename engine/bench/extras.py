@@ -92,18 +92,9 @@ def _gallery_once(gallery_mod: Any, crypto: Any, size: int, dim: int, progress: 
     keyring = crypto.KeyRing.generate()
     config = gallery_mod.GalleryConfig(snapshot_every=0, snapshot_interval_s=0.0, snapshot_on_close=True)
 
-    from engine.index.face import FaceIndex
-
-    models = {Modality.FACE: BENCH_MODEL}
-
-    def factory(modality: Modality, model: Any) -> Any:
-        return FaceIndex(model, dim)
-
-    def loader(modality: Modality, model: Any, path: Path) -> Any:
-        return FaceIndex.load(path)
-
     def open_gallery(directory: Path) -> Any:
-        return gallery_mod.Gallery(directory, keyring, models, factory, loader, config)
+        return gallery_mod.Gallery(directory, keyring, gallery_mod.default_index_factory(),
+                                   gallery_mod.load_index, config=config)
 
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp) / "gallery"
@@ -125,7 +116,8 @@ def _gallery_once(gallery_mod: Any, crypto: Any, size: int, dim: int, progress: 
         g.close()
         shutil.rmtree(directory / "snapshots", ignore_errors=True)
         t = time.perf_counter()
-        g = gallery_mod.Gallery(directory, keyring, models, factory, loader, config_no_snap)
+        g = gallery_mod.Gallery(directory, keyring, gallery_mod.default_index_factory(),
+                                gallery_mod.load_index, config=config_no_snap)
         open_rebuild_s = time.perf_counter() - t
         g.close()
     return {"insert_s": insert_s, "close_snapshot_s": close_s, "open_snapshot_s": open_snapshot_s,

@@ -38,8 +38,8 @@ FACE = (
 )
 
 IRIS = (
-    ContenderSpec("numpy brute force (masked HD)", "numpy-iris", {"shifts": 8}, max_size=200_000),
-    ContenderSpec("FAISS IndexBinaryFlat (defaults, no masks)", "faiss-iris", {"shifts": 8}),
+    ContenderSpec("numpy brute force (masked HD)", "numpy-iris", {"shifts": 15}, max_size=200_000),
+    ContenderSpec("FAISS IndexBinaryFlat (defaults, no masks)", "faiss-iris", {"shifts": 15}),
     ContenderSpec("engine exact", "engine-iris", {"kind": "exact"}, role="engine"),
     ContenderSpec("engine fast", "engine-iris", {"kind": "fast"}, role="engine", approximate=True),
 )

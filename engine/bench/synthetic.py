@@ -78,8 +78,8 @@ def iris_data(n: int, nq: int, nbytes: int = 256, columns: int = 256, *, mated_f
     try:
         module: Any = importlib.import_module("engine.iris.synthetic_codes")
         return _from_engine(module, n, nq, nbytes, columns, mated_fraction, seed)
-    except (ImportError, AttributeError, TypeError):
-        pass
+    except ImportError:
+        pass  # the iris package may not ship the generator: fall back to the simple one below
     rng = np.random.default_rng(seed)
     codes = rng.integers(0, 256, (n, nbytes), dtype=np.uint8)
     masks = _masks(rng, n, nbytes, columns)
@@ -110,7 +110,18 @@ def _masks(rng: np.random.Generator, n: int, nbytes: int, columns: int) -> U8:
 
 def _from_engine(module: Any, n: int, nq: int, nbytes: int, columns: int, mated_fraction: float,
                  seed: int) -> IrisData:
-    make = module.synthetic_gallery
-    data = make(n=n, nq=nq, nbytes=nbytes, columns=columns, mated_fraction=mated_fraction, seed=seed)
-    return IrisData(data.codes, data.masks, data.qcodes, data.qmasks, np.asarray(data.mate, np.int64),
-                    columns, "engine.iris.synthetic_codes")
+    """Gallery of distinct identities with ``n_mated`` rows replaced by enrolment captures whose second
+    captures are the mated queries; non-mated queries are captures of fresh identities."""
+    rng = np.random.default_rng(seed)
+    n_mated = min(round(nq * mated_fraction), n)
+    codes, masks = module.impostor_gallery(n, nbytes, columns, seed=seed)
+    enrol, probe = module.mated_set(n_mated, nbytes, columns, seed=seed + 1)
+    rows = rng.choice(n, n_mated, replace=False)
+    codes[rows], masks[rows] = enrol.codes, enrol.masks
+    other_c, other_m = module.impostor_gallery(nq - n_mated, nbytes, columns, seed=seed + 2)
+    qcodes = np.concatenate([probe.codes, other_c])
+    qmasks = np.concatenate([probe.masks, other_m])
+    mate = np.concatenate([rows, np.full(nq - n_mated, -1)]).astype(np.int64)
+    perm = rng.permutation(nq)
+    return IrisData(codes, masks, qcodes[perm], qmasks[perm], mate[perm], columns,
+                    "engine.iris.synthetic_codes (gallery + mated captures)")

@@ -1,8 +1,9 @@
 """All-against-all similarity matrices of templates (the engine's score convention: higher = more alike).
 
 A ``Scorer`` maps two template lists to a (len(a), len(b)) float32 similarity matrix. Face: cosine of
-the normalised embeddings (what every face index computes exactly). Iris: the engine's iris index when
-it is installed (``index_scorer``), so evaluation measures the matcher that production uses; otherwise
+the normalised embeddings (what every face index computes exactly). Iris: the engine's 1:1 iris matcher
+(``engine.iris.matcher``, Daugman-normalised, the numbers the 1:N index computes too) when it is
+installed, so evaluation measures the matcher that production uses; otherwise
 the numpy reference below (fractional Hamming distance over bits valid in both masks, minimised over
 circular shifts of whole angular columns, similarity = 1 - HD), which is also the bench baseline.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -20,15 +22,15 @@ from engine.errors import InvalidInput, ModelMismatch
 from engine.index.base import TemplateIndex
 from engine.types import FaceTemplate, IrisTemplate, ModelRef, Template
 
-__all__ = ["Scorer", "default_scorer", "face_similarity", "index_scorer", "iris_similarity"]
+__all__ = ["Scorer", "default_scorer", "face_similarity", "index_scorer", "iris_similarity", "matcher_scorer"]
 
 log = logging.getLogger(__name__)
 
 F32 = npt.NDArray[np.float32]
 Scorer = Callable[[Sequence[Template], Sequence[Template]], F32]
 
-#: Angular columns each way tried by the reference iris matcher (head tilt of a few degrees).
-DEFAULT_IRIS_SHIFTS = 8
+#: Angular columns each way tried by the reference iris matcher (as engine.iris.matcher: +-15 of 256).
+DEFAULT_IRIS_SHIFTS = 15
 
 
 def _same_model(a: Sequence[Template], b: Sequence[Template]) -> ModelRef | None:
@@ -120,16 +122,31 @@ def index_scorer(make_index: Callable[[ModelRef], TemplateIndex]) -> Scorer:
     return score
 
 
+def matcher_scorer(similarity: Callable[[Template, Template], float]) -> Scorer:
+    """A scorer from a 1:1 similarity function (the engine's ``IrisMatcher.similarity``)."""
+
+    def score(a: Sequence[Template], b: Sequence[Template]) -> F32:
+        _same_model(a, b)
+        out = np.zeros((len(a), len(b)), dtype=np.float32)
+        for i, q in enumerate(a):
+            for j, r in enumerate(b):
+                out[i, j] = similarity(q, r)
+        return out
+
+    return score
+
+
 def default_scorer(kind: str) -> tuple[Scorer, str]:
-    """(scorer, description). Iris uses the engine's ``IrisIndex`` when it exists."""
+    """(scorer, description). Iris uses the engine's 1:1 ``IrisMatcher`` when installed."""
     if kind == "face":
         return face_similarity, "cosine (numpy, exact)"
     if kind != "iris":
         raise InvalidInput(f"unknown template kind {kind!r}")
     try:
-        module = importlib.import_module("engine.index.iris")
-        cls = module.IrisIndex
+        module: Any = importlib.import_module("engine.iris.matcher")
+        matcher = module.IrisMatcher()
     except (ImportError, AttributeError):
-        log.info("engine.index.iris not available; using the numpy reference iris matcher")
+        log.info("engine.iris.matcher not available; using the numpy reference iris matcher")
         return iris_similarity, f"numpy reference masked Hamming, +-{DEFAULT_IRIS_SHIFTS} columns"
-    return index_scorer(lambda model: cls(model)), "engine.index.iris.IrisIndex.score"
+    return matcher_scorer(lambda a, b: float(matcher.similarity(a, b))), \
+        "engine.iris.matcher.IrisMatcher.similarity"

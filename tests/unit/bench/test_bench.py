@@ -24,7 +24,7 @@ TINY = replace(
           ContenderSpec("FAISS IndexFlatIP (defaults)", "faiss-face", {"kind": "flat"}),
           ContenderSpec("too big", "numpy-face", max_size=100),
           ContenderSpec("broken", "no-such-contender", role="engine")),
-    iris=(ContenderSpec("numpy brute force (masked HD)", "numpy-iris", {"shifts": 4}),),
+    iris=(ContenderSpec("numpy brute force (masked HD)", "numpy-iris", {"shifts": 15}),),
 )
 
 
@@ -38,8 +38,8 @@ def test_synthetic_face_mates_have_the_planted_similarity() -> None:
 
 
 def test_iris_baselines_find_planted_rotated_mates() -> None:
-    d = iris_data(300, 20, 64, 32, seed=2)
-    for c in (NumpyIris(shifts=4), FaissIris(shifts=4)):
+    d = iris_data(300, 20, seed=2)  # engine generator: captures rotated up to +-7 columns each
+    for c in (NumpyIris(shifts=15), FaissIris(shifts=15)):
         c.fit(d)
         c.prepare(d)
         for j in np.flatnonzero(d.mate >= 0):
