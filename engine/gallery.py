@@ -22,27 +22,30 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from engine.crypto import KeyRing
-from engine.errors import Conflict, InvalidInput, ModelMismatch, NasnameError, NotFound, Unavailable
+from engine.errors import InvalidInput, ModelMismatch, NasnameError, Unavailable
 from engine.index.base import TemplateIndex
 from engine.store import PendingCase, Record, RecordState, RecordStatus, Store, WriteResult
 from engine.store import snapshots as snap
 from engine.store.locks import DirectoryLock, RWLock
 from engine.store.partitions import PartitionMap
-from engine.types import Modality, ModelRef, Template
+from engine.types import FaceTemplate, IrisTemplate, Modality, ModelRef, Template
 
-__all__ = ["Gallery", "GalleryConfig", "Hit", "IndexFactory", "IndexLoader"]
+if TYPE_CHECKING:
+    from engine.config import EngineConfig
+
+__all__ = ["Gallery", "GalleryConfig", "Hit", "IndexFactory", "IndexLoader", "default_index_factory",
+           "load_index"]
 
 log = logging.getLogger(__name__)
 
-IndexFactory = Callable[[Modality, ModelRef], TemplateIndex]
-"""Makes an empty index for a modality's model (e.g. ``engine.index.factory.make_index`` with the
-template shape the engine knows from the extractor)."""
+IndexFactory = Callable[[Modality, Template], TemplateIndex]
+"""Makes an empty index for templates like the given one (its model, its dimension / code size)."""
 IndexLoader = Callable[[Modality, ModelRef, Path], TemplateIndex]
 """Reads a snapshot written by ``TemplateIndex.save`` (of that model); raises a ``NasnameError`` when
 unusable (the gallery then rebuilds from the store)."""
@@ -72,21 +75,19 @@ class Hit:
 class Gallery:
     """Open the gallery in ``directory`` (created when missing: ``nasname.db`` + ``snapshots/``).
 
-    ``models``: the model of each modality this gallery holds, one index each (``index_factory``;
-    ``index_loader`` reads their snapshots, None = always rebuild from the store). A template of a
-    modality not listed -> ``InvalidInput``; of another model -> ``ModelMismatch``; reopening a
-    gallery with other models than those its store holds templates of -> ``ModelMismatch``.
+    A modality's index is created (``index_factory``) when its first template arrives, or on open
+    when the store holds templates of it. ``models`` optionally pins the model of some modalities up
+    front; otherwise the first template of a modality fixes its model, and a template of another
+    model is refused with ``ModelMismatch`` (as is reopening with pins that contradict the store).
     Raises ``Unavailable`` when another process has the directory open.
     """
 
-    def __init__(self, directory: Path, keyring: KeyRing, models: Mapping[Modality, ModelRef],
-                 index_factory: IndexFactory, index_loader: IndexLoader | None = None,
+    def __init__(self, directory: Path, keyring: KeyRing, index_factory: IndexFactory,
+                 index_loader: IndexLoader | None = None, *,
+                 models: Mapping[Modality, ModelRef] | None = None,
                  config: GalleryConfig | None = None) -> None:
         self.directory = Path(directory)
         self.config = config or GalleryConfig()
-        self.models: dict[Modality, ModelRef] = {Modality(m): ref for m, ref in models.items()}
-        if not self.models:
-            raise InvalidInput("a gallery needs at least one modality", reason="NO_MODALITY")
         self._factory = index_factory
         self._loader = index_loader
         self._snap_dir = self.directory / SNAPSHOT_DIR
@@ -102,8 +103,9 @@ class Gallery:
         self._closed = False
         try:
             self.store = Store(self.directory / DB_NAME, keyring, keep_images=self.config.keep_images)
-            for modality, model in self.models.items():
+            for modality, model in (models or {}).items():
                 self.store.set_model(modality, model)
+            self._models = self.store.models()
             self._open_indexes()
         except BaseException:
             if hasattr(self, "store"):
@@ -113,6 +115,20 @@ class Gallery:
         self._scheduler = snap.SnapshotScheduler(self.snapshot, self.config.snapshot_every,
                                                  self.config.snapshot_interval_s,
                                                  pending=self._applied_seq - max(self._snapshot_seq, 0))
+
+    @classmethod
+    def open(cls, config: EngineConfig) -> Gallery:
+        """The gallery of an engine configuration: ``config.data_dir``, its key (environment or key
+        file, created on first run), the configured index kinds, snapshots every
+        ``config.snapshot_every`` changes."""
+        keyring = KeyRing.load(config.resolved_key_file)
+        return cls(config.data_dir, keyring, default_index_factory(config.face_index, config.iris_index),
+                   load_index, config=GalleryConfig(keep_images=config.keep_images,
+                                                    snapshot_every=config.snapshot_every))
+
+    def models(self) -> dict[Modality, ModelRef]:
+        """The model of each modality that has one (fixed by pins or by its first template)."""
+        return dict(self._models)
 
     # -- open: snapshot + replay, or rebuild ----------------------------------------------------
 
@@ -129,7 +145,7 @@ class Gallery:
             how = "rebuilt"
         if how == "rebuilt":
             self._stale = False
-            self._indexes = {m: self._factory(m, model) for m, model in self.models.items()}
+            self._indexes = {}
             self._applied_seq = self._replay(None)
             self._snapshot_seq = -1
             if not self._consistent():
@@ -139,14 +155,13 @@ class Gallery:
                  time.perf_counter() - started)
 
     def _consistent(self) -> bool:
-        """Cheap check that each index holds as many templates as the store has for active records
-        (templates of modalities this gallery was not opened with are kept, just not searchable)."""
-        if set(self._indexes) != set(self.models):
-            return False
-        for modality, index in self._indexes.items():
+        """Cheap check that each index holds as many templates as the store has for active records."""
+        for modality in Modality:
+            index = self._indexes.get(modality)
             expected = self.store.count_templates(modality)
-            if len(index) != expected:
-                log.warning("%s index holds %d templates, the store %d", modality.value, len(index), expected)
+            size = 0 if index is None else len(index)
+            if size != expected:
+                log.warning("%s index holds %d templates, the store %d", modality.value, size, expected)
                 return False
         return True
 
@@ -154,7 +169,8 @@ class Gallery:
         found = snap.read_sidecar(self._snap_dir)
         if found is None or self._loader is None:
             return False
-        if found.models != self.models or found.seq > self.store.last_seq():
+        if any(self._models.get(m) != model for m, model in found.models.items()) \
+                or found.seq > self.store.last_seq():
             log.info("index snapshot does not fit (other models, or newer than the store); rebuilding")
             return False
         indexes = {m: self._loader(m, found.models[m], path) for m, path in found.files.items()}
@@ -186,9 +202,10 @@ class Gallery:
                         index.remove(labels)
                     self._parts.set(labels, None)
                 active = [s for s in states if s.status is RecordStatus.ACTIVE]
-                for modality, index in self._indexes.items():
+                for modality in Modality:
                     have = [s for s in active if modality in s.templates]
                     if have:
+                        index = self._index_for(modality, have[0].templates[modality])
                         index.add(np.fromiter((s.label for s in have), dtype=np.int64, count=len(have)),
                                   [s.templates[modality] for s in have])
                 by_part: dict[str, list[int]] = {}
@@ -202,6 +219,13 @@ class Gallery:
             log.error("an index failed to apply a committed change; snapshots disabled until reopen")
             raise
 
+    def _index_for(self, modality: Modality, example: Template) -> TemplateIndex:
+        """The modality's index, created from ``example`` when missing (caller holds the writer lock)."""
+        index = self._indexes.get(modality)
+        if index is None:
+            index = self._indexes[modality] = self._factory(modality, example)
+        return index
+
     # -- writes -------------------------------------------------------------------------------
 
     def insert(self, templates: Mapping[Modality, Template], *, ref_id: str | None = None,
@@ -213,11 +237,20 @@ class Gallery:
         an ACTIVE record is then also searchable."""
         self._check_open()
         slots = {Modality(m): t for m, t in templates.items()}
-        for modality, template in slots.items():
-            self._validate(modality, template)
         with self._write_mutex:
-            result = self.store.insert(slots, ref_id=ref_id, partition=partition, attributes=attributes,
-                                       status=status, candidates=candidates, images=images, actor=actor)
+            new = [m for m in slots if m not in self._indexes]
+            try:
+                for modality, template in slots.items():
+                    self._validate(modality, template)
+                result = self.store.insert(slots, ref_id=ref_id, partition=partition, attributes=attributes,
+                                           status=status, candidates=candidates, images=images, actor=actor)
+            except BaseException:
+                with self._rw.write():  # forget indexes made for a first template that was refused
+                    for m in new:
+                        self._indexes.pop(m, None)
+                raise
+            for m, t in slots.items():
+                self._models.setdefault(m, t.model)
             self._apply([RecordState(result.label, partition, status, slots)], result.seq, remove_first=False)
         self._scheduler.changed()
         return result
@@ -258,35 +291,46 @@ class Gallery:
         self._apply([s for s in states if s.label == result.label], result.seq)
 
     def _validate(self, modality: Modality, template: Template) -> None:
-        """Refuse before committing what the index would refuse after (model, kind, dimension)."""
+        """Refuse before committing what the index would refuse after (model, kind, dimension).
+        Called under the write mutex."""
         if template.modality_kind != modality.kind:
             raise InvalidInput(f"a {template.modality_kind} template cannot fill the {modality.value} slot",
                                reason="INVALID_TEMPLATE")
-        model = self.models.get(modality)
-        if model is None:
-            raise InvalidInput(f"this gallery holds no {modality.value} templates", reason="UNKNOWN_MODALITY")
-        if template.model != model:
+        model = self._models.get(modality)
+        if model is not None and template.model != model:
             raise ModelMismatch(f"{modality.value} template of {template.model}; the gallery uses {model}",
                                 details={"modality": modality.value, "gallery_model": str(model),
                                          "template_model": str(template.model)})
+        index = self._indexes.get(modality)
+        if index is None:
+            with self._rw.write():
+                index = self._index_for(modality, template)
         # an empty restricted search checks the template (dimension...) without touching any data
-        self._indexes[modality].search([template], 1, np.empty(0, dtype=np.int64))
+        index.search([template], 1, np.empty(0, dtype=np.int64))
 
     # -- reads --------------------------------------------------------------------------------
 
-    def search(self, modality: Modality, probes: Sequence[Template], k: int, *,
-               partition: str | None = None, ref_ids: Sequence[str] | None = None) -> list[list[Hit]]:
+    def search(self, modality: Modality, probe: Template, k: int, *, partition: str | None = None,
+               ref_ids: Sequence[str] | None = None) -> list[Hit]:
+        """Top-``k`` ACTIVE records for one probe, best first (see :meth:`search_many`)."""
+        return self.search_many(modality, [probe], k, partition=partition, ref_ids=ref_ids)[0]
+
+    def search_many(self, modality: Modality, probes: Sequence[Template], k: int, *,
+                    partition: str | None = None, ref_ids: Sequence[str] | None = None) -> list[list[Hit]]:
         """Top-``k`` ACTIVE records per probe (one batched index search), best first, restricted to
-        a ``partition`` and/or an explicit list of ``ref_ids`` (both given = intersection). Returns one
-        list of at most ``k`` hits per probe."""
+        a ``partition`` and/or an explicit list of ``ref_ids`` (both given = intersection). One list
+        of at most ``k`` hits per probe; empty when the modality holds no template yet."""
         self._check_open()
-        index = self._index(modality)
         if k < 1:
             raise InvalidInput("k must be >= 1", reason="INVALID_K")
+        modality = Modality(modality)
         listed = None
         if ref_ids is not None:
             listed = np.fromiter(self.store.labels_of(list(ref_ids)).values(), dtype=np.int64)
         with self._rw.read():
+            index = self._indexes.get(modality)
+            if index is None:
+                return [[] for _ in probes]
             allowed = listed
             if partition is not None:
                 in_part = self._parts.labels(partition)
@@ -296,27 +340,16 @@ class Gallery:
         return [[Hit(names[int(lab)], int(lab), float(s)) for s, lab in zip(scores[q], labels[q], strict=True)
                  if lab >= 0 and int(lab) in names] for q in range(labels.shape[0])]
 
-    def score(self, modality: Modality, template: Template, ref_id: str) -> float | None:
-        """1:1 similarity of ``template`` to the record's ``modality`` template (None when the record
-        has none). Raises ``NotFound`` (unknown or deleted), ``Conflict`` (record not ACTIVE)."""
+    def score(self, modality: Modality, template: Template, labels: npt.NDArray[np.int64]
+              ) -> npt.NDArray[np.float32]:
+        """1:1 similarity of ``template`` to each label's ``modality`` template; NaN where the label has
+        none or is not ACTIVE (verify: labels from ``get(ref_id).label``)."""
         self._check_open()
-        record = self.store.get(ref_id, with_templates=False)
-        if record.status is RecordStatus.DELETED:
-            raise NotFound(f"reference id {ref_id} not found", details={"ref_id": ref_id})
-        if record.status is not RecordStatus.ACTIVE:
-            raise Conflict(f"record {ref_id} is {record.status.value}", reason="NOT_ACTIVE",
-                           details={"ref_id": ref_id, "status": record.status.value})
-        s = self.score_labels(modality, template, np.array([record.label], dtype=np.int64))
-        return None if np.isnan(s[0]) else float(s[0])
-
-    def score_labels(self, modality: Modality, template: Template, labels: npt.NDArray[np.int64]
-                     ) -> npt.NDArray[np.float32]:
-        """Bulk 1:1: similarity of ``template`` to each label's template; NaN where the label has none
-        or is not ACTIVE (labels as in ``Hit.label`` / ``Record.label``)."""
-        self._check_open()
-        index = self._index(modality)
         labels = np.asarray(labels, dtype=np.int64).reshape(-1)
         with self._rw.read():
+            index = self._indexes.get(Modality(modality))
+            if index is None:
+                return np.full(labels.size, np.nan, dtype=np.float32)
             return np.asarray(index.score(template, labels), dtype=np.float32)
 
     def get(self, ref_id: str, *, with_templates: bool = True) -> Record:
@@ -349,20 +382,12 @@ class Gallery:
             "by_status": by_status,
             "by_partition": {p: n.get("active", 0) for p, n in raw["partitions"].items()},
             "by_modality": raw["templates"],
-            "pending_cases": raw["pending_cases"],
-            "last_seq": raw["last_seq"],
         }
         with self._rw.read():
             out["indexes"] = {m.value: len(ix) for m, ix in self._indexes.items()}
             out["applied_seq"] = self._applied_seq
         out["snapshot_seq"] = self._snapshot_seq
         return out
-
-    def _index(self, modality: Modality) -> TemplateIndex:
-        index = self._indexes.get(Modality(modality))
-        if index is None:
-            raise InvalidInput(f"this gallery holds no {modality} templates", reason="UNKNOWN_MODALITY")
-        return index
 
     def _check_open(self) -> None:
         if self._closed:
@@ -413,3 +438,27 @@ class Gallery:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+
+def default_index_factory(face_index: str = "exact", iris_index: str = "exact") -> IndexFactory:
+    """Index factory by template kind (``engine.index.factory``), sized by the first template: face
+    ``dim``, iris ``nbytes`` and ``columns``; ``face_index`` / ``iris_index`` name the configured kind."""
+
+    def make(modality: Modality, example: Template) -> TemplateIndex:
+        from engine.index.factory import IndexSpec, make_index
+
+        if isinstance(example, FaceTemplate):
+            spec = IndexSpec(face_index, dim=example.vector.size)
+        elif isinstance(example, IrisTemplate):
+            spec = IndexSpec(iris_index, nbytes=example.code.size, columns=example.columns)
+        else:
+            raise InvalidInput(f"no index for {type(example).__name__}", reason="INVALID_TEMPLATE")
+        return make_index(modality, example.model, spec)
+
+    return make
+
+
+def load_index(modality: Modality, model: ModelRef, path: Path) -> TemplateIndex:
+    """Loader for the indexes made by :func:`default_index_factory`."""
+    from engine.index.factory import load_index as load
+
+    return load(modality, model, path)

@@ -22,7 +22,7 @@ from engine.gallery import Gallery, GalleryConfig
 from engine.index.base import TemplateIndex
 from engine.index.face import FaceIndex
 from engine.store import RecordStatus
-from engine.types import FaceTemplate, Modality, ModelRef
+from engine.types import FaceTemplate, Modality, ModelRef, Template
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ModelRef("durability-face", "1")
@@ -77,8 +77,8 @@ class Announcing:
             time.sleep(0.5)
 
 
-g = Gallery(directory, KeyRing.load(None), {Modality.FACE: MODEL},
-            lambda m, model: Announcing(FaceIndex(model, 128)),
+g = Gallery(directory, KeyRing.load(None),
+            lambda m, ex: Announcing(FaceIndex(ex.model, ex.vector.size)),
             lambda m, model, path: Announcing(FaceIndex.load(path)),
             config=GalleryConfig(snapshot_every=25, snapshot_interval_s=0, snapshot_on_close=False))
 emit("OPEN")
@@ -99,8 +99,9 @@ def _vector(ref: str) -> np.ndarray:
     return np.random.default_rng(int(ref[1:])).standard_normal(128).astype(np.float32)
 
 
-def _factory(m: Modality, model: ModelRef) -> TemplateIndex:
-    return FaceIndex(model, 128)
+def _factory(m: Modality, example: Template) -> TemplateIndex:
+    assert isinstance(example, FaceTemplate)
+    return FaceIndex(example.model, example.vector.size)
 
 
 def _loader(m: Modality, model: ModelRef, path: Path) -> TemplateIndex:
@@ -141,19 +142,19 @@ def _run_and_kill(directory: Path, start: int, kill_on: str | None, acks_before_
 
 def _verify(directory: Path, ring: KeyRing, inserted: set[str], deleted: set[str],
             expect_snapshot: bool) -> None:
-    g = Gallery(directory, ring, {Modality.FACE: MODEL}, _factory, _loader,
-                GalleryConfig(snapshot_every=0, snapshot_interval_s=0, snapshot_on_close=True))
+    g = Gallery(directory, ring, _factory, _loader,
+                config=GalleryConfig(snapshot_every=0, snapshot_interval_s=0, snapshot_on_close=True))
     try:
         stats = g.stats()
         if expect_snapshot:  # the interrupted snapshot left the previous one usable (no rebuild)
             assert stats["snapshot_seq"] >= 0
         assert stats["indexes"]["face"] == g.count() == g.store.count_templates(Modality.FACE)
         live = sorted(inserted - deleted)
-        hits = g.search(Modality.FACE, [FaceTemplate(_vector(r), MODEL) for r in live], 1)
+        hits = g.search_many(Modality.FACE, [FaceTemplate(_vector(r), MODEL) for r in live], 1)
         assert [h[0].ref_id if h else None for h in hits] == live
         for ref in deleted:
             assert g.get(ref, with_templates=False).status is RecordStatus.DELETED
-        gone = g.search(Modality.FACE, [FaceTemplate(_vector(r), MODEL) for r in sorted(deleted)], 1)
+        gone = g.search_many(Modality.FACE, [FaceTemplate(_vector(r), MODEL) for r in sorted(deleted)], 1)
         assert not any(h and h[0].ref_id in deleted for h in gone)
     finally:
         g.close()  # writes a snapshot, so the next round starts from snapshot + replay

@@ -14,7 +14,7 @@ from engine.crypto import KeyRing
 from engine.gallery import Gallery, GalleryConfig
 from engine.index.base import TemplateIndex
 from engine.index.face import FaceIndex
-from engine.types import FaceTemplate, Modality, ModelRef
+from engine.types import FaceTemplate, Modality, ModelRef, Template
 
 MODEL = ModelRef("concurrency-face", "1")
 F = Modality.FACE
@@ -25,8 +25,9 @@ def _template(n: int) -> FaceTemplate:
     return FaceTemplate(np.random.default_rng(n).standard_normal(D).astype(np.float32), MODEL)
 
 
-def _factory(m: Modality, model: ModelRef) -> TemplateIndex:
-    return FaceIndex(model, D)
+def _factory(m: Modality, example: Template) -> TemplateIndex:
+    assert isinstance(example, FaceTemplate)
+    return FaceIndex(example.model, example.vector.size)
 
 
 def _loader(m: Modality, model: ModelRef, path: Path) -> TemplateIndex:
@@ -49,8 +50,8 @@ class Ledger:
 
 
 def test_concurrent_searches_and_writes_lose_nothing_and_invent_nothing(tmp_path: Path) -> None:
-    g = Gallery(tmp_path, KeyRing.generate(), {F: MODEL}, _factory, _loader,
-                GalleryConfig(snapshot_every=60, snapshot_interval_s=0))
+    g = Gallery(tmp_path, KeyRing.generate(), _factory, _loader,
+                config=GalleryConfig(snapshot_every=60, snapshot_interval_s=0))
     ledger = Ledger()
     for n in range(200):
         ledger.attempted.add(n)
@@ -84,7 +85,7 @@ def test_concurrent_searches_and_writes_lose_nothing_and_invent_nothing(tmp_path
             acked, deleted_before, _ = ledger.view()
             pick = rng.sample(acked, 4)
             partition = rng.choice([None, "p0", "p1"])
-            hits = g.search(F, [_template(n) for n in pick], 3, partition=partition)
+            hits = g.search_many(F, [_template(n) for n in pick], 3, partition=partition)
             _, _, claimed_after = ledger.view()
             for n, result in zip(pick, hits, strict=True):
                 refs = [int(h.ref_id[1:]) for h in result]
@@ -115,6 +116,6 @@ def test_concurrent_searches_and_writes_lose_nothing_and_invent_nothing(tmp_path
     assert errors == [] and deleted == claimed and len(deleted) > 5
     live = sorted(set(acked) - deleted)
     assert g.count() == len(live) == g.stats()["indexes"]["face"]
-    hits = g.search(F, [_template(n) for n in live], 1)
+    hits = g.search_many(F, [_template(n) for n in live], 1)
     assert [int(h[0].ref_id[1:]) for h in hits] == live
     g.close()

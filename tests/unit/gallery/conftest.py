@@ -99,28 +99,24 @@ class BruteForceIndex:
         return index
 
 
-def brute_factory(modality: Modality, model: ModelRef) -> TemplateIndex:
-    return BruteForceIndex(model)
+def brute_factory(modality: Modality, example: Template) -> TemplateIndex:
+    return BruteForceIndex(example.model)
 
 
 def brute_loader(modality: Modality, model: ModelRef, path: Path) -> TemplateIndex:
     return BruteForceIndex.load(path)
 
 
-def face_factory(dim: int = 128) -> IndexFactory:
-    """The real FaceIndex for faces (``dim``-d), the brute-force reference for iris."""
-
-    def make(modality: Modality, model: ModelRef) -> TemplateIndex:
-        return FaceIndex(model, dim) if modality is Modality.FACE else BruteForceIndex(model)
-
-    return make
+def face_factory(modality: Modality, example: Template) -> TemplateIndex:
+    if isinstance(example, FaceTemplate):
+        return FaceIndex(example.model, example.vector.size)
+    return BruteForceIndex(example.model)
 
 
 def face_loader(modality: Modality, model: ModelRef, path: Path) -> TemplateIndex:
     return FaceIndex.load(path) if modality is Modality.FACE else BruteForceIndex.load(path)
 
 
-MODELS = {Modality.FACE: FACE_MODEL, Modality.IRIS_LEFT: IRIS_MODEL}
 QUIET = GalleryConfig(snapshot_every=0, snapshot_interval_s=0)  # no background snapshots in unit tests
 
 OpenGallery = Callable[..., Gallery]
@@ -128,16 +124,14 @@ OpenGallery = Callable[..., Gallery]
 
 @pytest.fixture
 def open_gallery(tmp_path: Path) -> Iterator[OpenGallery]:
-    """``open_gallery(**kw)`` opens the gallery in tmp_path/g (face + left iris) with the real
-    FaceIndex for faces; every gallery opened is closed at the end."""
+    """``open_gallery(**kw)`` opens the gallery in tmp_path/g with the real FaceIndex for faces (a
+    brute-force index for iris); every gallery opened is closed at the end."""
     ring = KeyRing.generate()
     opened: list[Gallery] = []
 
-    def make(factory: IndexFactory | None = None, loader: IndexLoader | None = face_loader,
-             config: GalleryConfig = QUIET, directory: Path | None = None,
-             models: dict[Modality, ModelRef] | None = None) -> Gallery:
-        g = Gallery(directory or tmp_path / "g", ring, models or MODELS, factory or face_factory(), loader,
-                    config)
+    def make(factory: IndexFactory = face_factory, loader: IndexLoader | None = face_loader,
+             config: GalleryConfig = QUIET, directory: Path | None = None, **kw: object) -> Gallery:
+        g = Gallery(directory or tmp_path / "g", ring, factory, loader, config=config, **kw)  # type: ignore[arg-type]
         opened.append(g)
         return g
 

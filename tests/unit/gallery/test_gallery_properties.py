@@ -80,7 +80,7 @@ def _check_searches(g: Gallery, model: Model, probes: list[Probe]) -> list[list[
     for seed, k, part, id_take in probes:
         q = _vec(seed)
         ids = model.order[::id_take] if id_take and model.order else None
-        (hits,) = g.search(F, [FaceTemplate(q, FACE_MODEL)], k, partition=part, ref_ids=ids)
+        hits = g.search(F, FaceTemplate(q, FACE_MODEL), k, partition=part, ref_ids=ids)
         refs = [h.ref_id for h in hits]
         assert len(refs) <= k and len(set(refs)) == len(refs)
         sims = [h.similarity for h in hits]
@@ -108,7 +108,7 @@ probe = st.tuples(st.integers(0, 10_000), st.integers(1, 8), st.sampled_from((No
 @given(ops=st.lists(op, min_size=1, max_size=25), probes=st.lists(probe, min_size=1, max_size=4))
 def test_search_invariants_after_any_operations(ops: list[Op], probes: list[Probe]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        g = Gallery(Path(tmp), KeyRing.generate(), {F: FACE_MODEL}, face_factory(D), face_loader, CONFIG)
+        g = Gallery(Path(tmp), KeyRing.generate(), face_factory, face_loader, config=CONFIG)
         try:
             model = Model()
             for kind, n, part in ops:
@@ -128,19 +128,19 @@ def test_snapshot_plus_replay_equals_rebuild(before: list[Op], after: list[Op], 
     with tempfile.TemporaryDirectory() as tmp:
         ring, path = KeyRing.generate(), Path(tmp)
         model = Model()
-        g = Gallery(path, ring, {F: FACE_MODEL}, face_factory(D), face_loader, CONFIG)
+        g = Gallery(path, ring, face_factory, face_loader, config=CONFIG)
         for kind, n, part in before:
             model.apply(g, kind, n, part)
         seq = g.snapshot()
         for kind, n, part in after:
             model.apply(g, kind, n, part)
         g.close()
-        g = Gallery(path, ring, {F: FACE_MODEL}, face_factory(D), face_loader, CONFIG)
+        g = Gallery(path, ring, face_factory, face_loader, config=CONFIG)
         assert g.stats()["snapshot_seq"] == seq
         replayed = _check_searches(g, model, probes)
         g.close()
         shutil.rmtree(path / "snapshots")
-        g = Gallery(path, ring, {F: FACE_MODEL}, face_factory(D), face_loader, CONFIG)
+        g = Gallery(path, ring, face_factory, face_loader, config=CONFIG)
         assert g.stats()["snapshot_seq"] == -1
         rebuilt = _check_searches(g, model, probes)
         g.close()
