@@ -122,6 +122,12 @@ class Database:
             with self._readers_lock:
                 self._readers.append(conn)
             self._local.conn = conn
+        if conn.in_transaction:  # nested read on this thread: share the enclosing snapshot
+            try:
+                yield conn
+            except sqlite3.Error as exc:
+                raise translate(exc) from exc
+            return
         try:
             conn.execute("BEGIN")
         except sqlite3.Error as exc:

@@ -214,3 +214,11 @@ def test_sqlite_pragmas(store: Store) -> None:
         assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     with pytest.raises(IntegrityError), store.db.read() as conn:  # sqlite3 errors are translated
         conn.execute("INSERT INTO changes (record_id, op, time) VALUES (999, 'upsert', 0)")
+
+
+def test_nested_reads_share_one_snapshot(store: Store) -> None:
+    store.insert({Modality.FACE: face(1)}, ref_id="R-1")
+    with store.db.read() as outer:
+        assert store.count() == 1  # a nested read inside an open one works
+        assert outer.in_transaction
+    assert store.get("R-1", with_templates=False).label == 1
