@@ -127,8 +127,11 @@ def align(img: U8, landmarks: npt.ArrayLike, alignment: dict[str, object]) -> U8
     if method == "dlib_chip":
         return dlib_chip(img, landmarks, size, float(alignment.get("padding", 0.25)))  # type: ignore[arg-type]
     if method == "similarity":
-        template = alignment.get("template", ARCFACE_112.tolist())
-        dst = arcface_targets(template)  # type: ignore[arg-type]
+        raw = alignment.get("template", ARCFACE_112.tolist())
+        template = np.asarray(raw, dtype=np.float64).reshape(-1, 2)
+        # 3 points: targets for (left eye centre, right eye centre, nose base) given directly (e.g.
+        # MobileFaceNet's manifest); 5 points: an ArcFace-order template, nose base derived as above.
+        dst = template if template.shape[0] == 3 else arcface_targets(template)
         src = eye_centres(np.asarray(landmarks, dtype=np.float64).reshape(5, 2))
         m, t = _fit(src, dst)
         warp = np.column_stack([m, t])

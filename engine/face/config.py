@@ -15,15 +15,18 @@ __all__ = ["DetectorConfig", "FaceConfig", "QualityThresholds"]
 @dataclass(frozen=True)
 class DetectorConfig:
     """``score_threshold``: mmod detections kept above it (dlib's default is 0).
-    ``min_face_px``: smallest face side to find; when the first pass finds nothing, the image is
-    upsampled so that such a face reaches the 80 px detector window (``max_upsampled_side`` caps the
-    cost). ``max_side``: larger images are shrunk first (faces in them are large).
+    Detection runs in up to three passes, stopping at the first that finds a face: (1) a fast pass
+    on the image shrunk to ``fast_side`` px on its long side (a registration photo's face is large),
+    (2) the remaining pyramid levels from full size (or ``max_side``) down, (3) an upsampled pass so
+    that a face of ``min_face_px`` reaches the 80 px detector window (``max_upsampled_side`` caps its
+    cost). A face too small for pass 1 beside a larger one that pass 1 finds is therefore not seen.
     ``pyramid_scale``: dlib's ``pyramid_down<6>`` = 5/6 per level. ``min_level_side``: the pyramid
     stops when a level gets smaller than this. ``selection``: ``largest`` or ``largest_central``
     (area weighted by closeness to the image centre)."""
 
     score_threshold: float = 0.0
     min_face_px: int = 40
+    fast_side: int = 400
     max_side: int = 1280
     max_upsampled_side: int = 1600
     pyramid_scale: float = 5.0 / 6.0
@@ -36,7 +39,8 @@ class DetectorConfig:
 class QualityThresholds:
     """Quality gate. Sizes in pixels of the original image; brightness/contrast on the 0-255 grey
     of the aligned chip's central region; ``min_sharpness``: variance of the Laplacian of that region
-    over its grey variance (see ``quality.chip_measures``); pose limits in degrees (roll) and as ratios of the inter-eye distance (yaw, pitch)."""
+    over its grey variance (see ``quality.chip_measures``); pose limits in degrees (roll) and as
+    ratios of the inter-eye distance (yaw, pitch)."""
 
     min_face_px: float = 40.0
     min_eye_distance_px: float = 16.0

@@ -133,14 +133,7 @@ class FaceExtractor:
         t1 = time.perf_counter()
         ms["decode"] = (t1 - t0) * 1e3
         h, w = rgb.shape[:2]
-        start = min(1.0, dcfg.max_side / max(h, w))
-        dets = self.detector.detect(rgb, upsample=start)
-        upsampled = False
-        if not dets:
-            up = min(80.0 / max(dcfg.min_face_px, 1), dcfg.max_upsampled_side / max(h, w))
-            if up > start * 1.05:
-                dets = self.detector.detect(rgb, upsample=up, min_scale=start * 1.01)
-                upsampled = True
+        dets, upsampled = self._detect(rgb)
         t2 = time.perf_counter()
         ms["detect"] = (t2 - t1) * 1e3
         if not dets:
@@ -157,6 +150,24 @@ class FaceExtractor:
         quality = assess_quality(chosen, landmarks, chip, len(dets), cfg.quality)
         ms["quality"] = (time.perf_counter() - t4) * 1e3
         return FaceAnalysis(dets, chosen, landmarks, chip, quality, upsampled, ms)
+
+    def _detect(self, rgb: U8) -> tuple[list[Detection], bool]:
+        """The passes of ``DetectorConfig`` (fast, full, upsampled); returns (faces, upsampled)."""
+        dcfg = self.config.detector
+        long_side = max(rgb.shape[:2])
+        fast = min(1.0, dcfg.fast_side / long_side)
+        full = min(1.0, dcfg.max_side / long_side)
+        up = min(80.0 / max(dcfg.min_face_px, 1), dcfg.max_upsampled_side / long_side)
+        passes = [(fast, 0.0, False)]
+        if full > fast * 1.05:
+            passes.append((full, fast * 1.01, False))
+        if up > max(full, fast) * 1.05:
+            passes.append((up, max(full, fast) * 1.01, True))
+        for start, stop, is_up in passes:
+            dets = self.detector.detect(rgb, upsample=start, min_scale=stop)
+            if dets:
+                return dets, is_up
+        return [], False
 
     def embed_chips(self, chips: U8) -> npt.NDArray[np.float32]:
         """(B, H, W, 3) aligned chips -> (B, dim) L2-normalised embeddings, with the configured mirror

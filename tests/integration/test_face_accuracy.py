@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.face import FaceConfig, FaceExtractor
+from engine.face import DetectorConfig, FaceConfig, FaceExtractor
 from engine.face.evaluate import (
     embed_paths,
     kfold_accuracy,
@@ -112,7 +112,9 @@ def test_real_face_in_every_pixel_format(shared_data: Path, fx: FaceExtractor) -
         assert sim > 0.97, (name, sim)
 
 
-def test_several_faces_and_small_faces(shared_data: Path, fx: FaceExtractor) -> None:
+def test_several_faces_and_small_faces(shared_data: Path) -> None:
+    # every pyramid level from full size (the default fast pass at 400 px would see only big faces)
+    fx = FaceExtractor.default(FaceConfig(threads=2, detector=DetectorConfig(fast_side=100_000)))
     _, rgb = _face_bytes(shared_data)
     canvas = np.full((480, 640, 3), 120, np.uint8)
     subject = np.asarray(Image.fromarray(rgb).resize((200, 200)))

@@ -1,0 +1,63 @@
+"""Face pipeline speed (pytest-benchmark). Run:
+
+    .venv/bin/pytest benchmarks/bench_face.py --benchmark-only -s
+
+* embedding alone: one aligned 150x150 chip -> 128-d, single-threaded session (target <= 5 ms);
+* whole pipeline on a 640x480 photo with one face (decode, detect, landmarks, align, quality, embed),
+  sessions with 2 threads (target p50 <= 60 ms); the median split by stage is printed and stored in
+  ``extra_info``. The photo is built from an LFW image (../shared/data) placed on a 640x480 canvas and
+  JPEG-encoded; skipped when the data is absent.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from engine.face import FaceConfig, FaceExtractor
+from engine.face.alignment import dlib_chip
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data"
+FACE = DATA / "face" / "lfw" / "Aaron_Sorkin" / "Aaron_Sorkin_0001.jpg"
+
+
+def _photo() -> bytes:
+    if not FACE.is_file():
+        pytest.skip(f"{FACE} not found")
+    face = Image.open(FACE).convert("RGB").resize((330, 330))
+    canvas = Image.new("RGB", (640, 480), (128, 120, 110))
+    canvas.paste(face, (155, 75))
+    buf = io.BytesIO()
+    canvas.save(buf, format="JPEG", quality=92)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("flip", [False, True], ids=["plain", "mirror-averaged"])
+def test_embedding_one_chip_single_thread(benchmark, flip: bool) -> None:  # type: ignore[no-untyped-def]
+    fx = FaceExtractor.default(FaceConfig(threads=1, flip_average=flip))
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (250, 250, 3), dtype=np.uint8)
+    pts = np.array([[170, 110], [145, 112], [80, 110], [105, 112], [125, 160]])
+    chip = dlib_chip(img, pts)[None]
+    out = benchmark(fx.embed_chips, chip)
+    assert out.shape == (1, 128)
+
+
+def test_whole_pipeline_640x480(benchmark) -> None:  # type: ignore[no-untyped-def]
+    fx = FaceExtractor.default(FaceConfig(threads=2))
+    photo = _photo()
+    stages: list[dict[str, float]] = []
+
+    def run() -> None:
+        stages.append(fx.extract(photo).details["stage_ms"])
+
+    benchmark.pedantic(run, rounds=30, warmup_rounds=3)
+    med = {k: round(float(np.median([s[k] for s in stages])), 2) for k in stages[0]}
+    benchmark.extra_info["stage_ms_median"] = med
+    print(f"\nstage medians (ms): {med}, total {sum(med.values()):.1f}")
+    assert fx.extract(photo).details["faces_found"] == 1
