@@ -7,6 +7,7 @@ import io
 import tarfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from engine.errors import ConfigurationError, IntegrityError
@@ -98,3 +99,25 @@ def test_manifest_describes_input_alignment_and_output() -> None:
     assert fields["input"]["mean"] == [127.5] * 3 and fields["input"]["scale"] == 1 / 128
     assert fields["alignment"]["template"] == [[38.17, 53.14], [73.67, 52.94], [56.08, 79.91]]
     assert fields["output"] == {"name": "embeddings", "dim": 192, "normalise": True}
+
+
+def test_manifest_alignment_puts_eye_centres_and_nose_base_on_the_template() -> None:
+    from engine.face.alignment import align
+
+    # A face whose eye centres and nose base are the template under a rotation + scale + shift; dlib
+    # order = image-right eye (outer, inner), image-left eye (outer, inner), nose base. Each eye
+    # centre and the nose base are marked with one bright channel.
+    a, scale, shift = 0.3, 1.7, np.array([40.0, 20.0])
+    rot = scale * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    left, right, nose = (rot @ np.array(p) + shift for p in mfn.TEMPLATE_112)
+    half = rot @ np.array([9.0, 0.0])
+    lm = np.rint([right + half, right - half, left - half, left + half, nose]).astype(np.int64)
+    img = np.zeros((260, 260, 3), np.uint8)
+    marks = {0: (lm[2] + lm[3]) / 2, 1: (lm[0] + lm[1]) / 2, 2: lm[4].astype(float)}
+    for channel, (x, y) in marks.items():
+        img[round(y) - 2 : round(y) + 3, round(x) - 2 : round(x) + 3, channel] = 255
+    chip = align(img, lm, mfn.manifest_fields()["alignment"])
+    assert chip.shape == (112, 112, 3)
+    for channel, (tx, ty) in enumerate(mfn.TEMPLATE_112):
+        ys, xs = np.nonzero(chip[:, :, channel] > 60)
+        assert abs(xs.mean() - tx) < 1.5 and abs(ys.mean() - ty) < 1.5, (channel, xs.mean(), ys.mean())
