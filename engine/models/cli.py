@@ -1,4 +1,6 @@
-"""``nasname models [list | convert [NAME...] | verify]``: inspect, convert and check the models.
+"""``nasname models [list | convert [NAME...] | verify | mobilefacenet ...]``: inspect, convert and
+check the models. ``mobilefacenet`` installs the opt-in MobileFaceNet model with its own flags
+(licence acceptance, source tarball or ``--fetch``; see ``engine.models.mobilefacenet.main``).
 
 ``main(argv) -> int`` is wired into ``server/cli.py``; it prints to stdout and returns an exit code
 (0 ok, 1 a model failed, 2 usage error).
@@ -27,6 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     conv = sub.add_parser("convert", help="convert models now (default: every default model)")
     conv.add_argument("names", nargs="*")
     sub.add_parser("verify", help="check every converted model against its manifest's sha256")
+    sub.add_parser("mobilefacenet", add_help=False,
+                   help="install the opt-in MobileFaceNet model (licence notice; see its --help)")
     return p
 
 
@@ -43,6 +47,12 @@ def _state(name: str, directory: Path) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
+    if "mobilefacenet" in words:  # its own flags: --accept-licence, --source, --fetch, --model-dir
+        from engine.models.mobilefacenet import main as install_mobilefacenet
+
+        at = words.index("mobilefacenet")
+        return install_mobilefacenet(words[:at] + words[at + 1 :])
     try:
         args = _parser().parse_args(argv)
     except SystemExit as exc:
