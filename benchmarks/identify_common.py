@@ -1,0 +1,193 @@
+"""Shared pieces of the identify benchmarks: seeded synthetic galleries and the contenders.
+
+Contenders follow the ann-benchmarks shape: ``build(xb, labels)`` outside the clock, ``one(j, k)``
+answers prepared query ``j`` (top-k labels, best first) and is what is timed. Baselines are measured
+in the same run as the engine: numpy brute force (sgemv + argpartition, no batching) and FAISS with
+default settings (``IndexFlatIP``, ``IndexScalarQuantizer`` fp16, ``IndexHNSWFlat(d, 32)``).
+The engine contenders go through ``FaceIndex.search`` (templates in, labels out), so their figures
+include that API's cost and the micro-batcher.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import faiss
+import numpy as np
+import numpy.typing as npt
+
+from engine.index.face import FaceIndex, FaceIndexOptions, IndexKind
+from engine.types import FaceTemplate, ModelRef
+
+F32 = npt.NDArray[np.float32]
+I64 = npt.NDArray[np.int64]
+MODEL = ModelRef("bench-face", "1")
+ADD_CHUNK = 20000
+
+
+@dataclass
+class Gallery:
+    xb: F32  # (n, d) unit rows
+    labels: I64  # (n,) record ids
+    xq: F32  # (nq, d) probes: a stored vector of a random identity plus noise (mated searches)
+
+
+def make_gallery(n: int, d: int = 128, nq: int = 200, seed: int = 0) -> Gallery:
+    """Embedding-like seeded data: n/4 identities, samples = centre + noise; probes are noisy copies
+    of stored samples, so the rank-1 answer is meaningful but near-ties exist (as in real galleries)."""
+    rng = np.random.default_rng(seed)
+    n_ids = max(1, n // 4)
+    centres = rng.standard_normal((n_ids, d), dtype=np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    xb = np.empty((n, d), dtype=np.float32)
+    for lo in range(0, n, 100000):  # chunked: bounded temporaries at 1M
+        hi = min(n, lo + 100000)
+        x = centres[rng.integers(0, n_ids, hi - lo)]
+        x += rng.standard_normal((hi - lo, d), dtype=np.float32) * np.float32(0.6 / np.sqrt(d))
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        xb[lo:hi] = x
+    noise = rng.standard_normal((nq, d), dtype=np.float32) * np.float32(0.3 / np.sqrt(d))
+    xq = xb[rng.integers(0, n, nq)] + noise
+    xq /= np.linalg.norm(xq, axis=1, keepdims=True)
+    labels = np.arange(n, dtype=np.int64) + 1
+    return Gallery(xb, labels, xq.astype(np.float32))
+
+
+class Contender:
+    name = "?"
+
+    def build(self, g: Gallery) -> None: ...
+
+    def one(self, j: int, k: int) -> I64:
+        raise NotImplementedError
+
+    def close(self) -> None: ...
+
+
+class EngineFace(Contender):
+    """``engine.index.face.FaceIndex`` with the given options."""
+
+    def __init__(self, options: FaceIndexOptions, name: str | None = None) -> None:
+        self.options = options
+        self.name = name or f"nasname {options.kind.value}"
+
+    def build(self, g: Gallery) -> None:
+        self.index = FaceIndex(MODEL, g.xb.shape[1], self.options)
+        for lo in range(0, g.xb.shape[0], ADD_CHUNK):
+            chunk = g.xb[lo : lo + ADD_CHUNK]
+            self.index.add(g.labels[lo : lo + ADD_CHUNK], [FaceTemplate(v, MODEL) for v in chunk])
+        self.queries = [FaceTemplate(v, MODEL) for v in g.xq]
+
+    def one(self, j: int, k: int) -> I64:
+        labels: I64 = self.index.search([self.queries[j]], k)[1][0]
+        return labels
+
+    def close(self) -> None:
+        self.index.close()
+
+
+class NumpyBrute(Contender):
+    name = "numpy brute force"
+
+    def build(self, g: Gallery) -> None:
+        self.xb, self.labels, self.xq = g.xb, g.labels, g.xq  # shares the gallery's array
+
+    def one(self, j: int, k: int) -> I64:
+        s = self.xb @ self.xq[j]
+        part = np.argpartition(-s, k - 1)[:k]
+        return self.labels[part[np.argsort(-s[part], kind="stable")]]
+
+
+class FaissDefault(Contender):
+    """FAISS as a new user would call it: one ``index.search`` per request, default parameters."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.name = f"faiss default {kind}"
+
+    def build(self, g: Gallery) -> None:
+        d, ip = g.xb.shape[1], faiss.METRIC_INNER_PRODUCT
+        if self.kind == "flat":
+            index: Any = faiss.IndexFlatIP(d)
+        elif self.kind == "fp16":
+            index = faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_fp16, ip)
+        else:
+            index = faiss.IndexHNSWFlat(d, 32, ip)
+        index.add(g.xb)
+        self.index, self.labels, self.xq = index, g.labels, g.xq
+
+    def one(self, j: int, k: int) -> I64:
+        _, R = self.index.search(self.xq[j : j + 1], k)
+        labels: I64 = self.labels[R[0]]
+        return labels
+
+
+def latencies(c: Contender, nq: int, k: int) -> tuple[npt.NDArray[np.float64], I64]:
+    """Sequential single requests: per-request seconds and each request's labels (nq, k)."""
+    c.one(0, k)  # warm-up (page-in, lazy threads)
+    t = np.empty(nq)
+    out = np.empty((nq, k), dtype=np.int64)
+    for j in range(nq):
+        t0 = time.perf_counter()
+        out[j] = c.one(j, k)
+        t[j] = time.perf_counter() - t0
+    return t, out
+
+
+def throughput(c: Contender, nq: int, k: int, threads: int = 32, seconds: float = 4.0) -> float:
+    """Completed requests per second with ``threads`` callers looping over the probes."""
+    stop = threading.Event()
+    counts = [0] * threads
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(threads + 1)
+
+    def caller(i: int) -> None:
+        barrier.wait()
+        j = i
+        try:
+            while not stop.is_set():
+                c.one(j % nq, k)
+                counts[i] += 1
+                j += threads
+        except BaseException as exc:  # reported after the run, never hidden
+            errors.append(exc)
+
+    workers = [threading.Thread(target=caller, args=(i,)) for i in range(threads)]
+    for w in workers:
+        w.start()
+    barrier.wait()
+    time.sleep(min(1.0, seconds / 4))  # warm-up: not counted
+    n0, t0 = sum(counts), time.perf_counter()
+    time.sleep(seconds)
+    n1, t1 = sum(counts), time.perf_counter()
+    stop.set()
+    for w in workers:
+        w.join()
+    if errors:
+        raise errors[0]
+    return (n1 - n0) / (t1 - t0)
+
+
+def rank1_agreement(labels: I64, exact: I64) -> float:
+    return float(np.mean(labels[:, 0] == exact[:, 0]))
+
+
+def contenders(kinds: list[str]) -> list[Callable[[], Contender]]:
+    """Factories, engine and baselines interleaved per kind; ``exact`` first (the reference)."""
+    out: list[Callable[[], Contender]] = []
+    for kind in kinds:
+        if kind == "exact":
+            out += [lambda: EngineFace(FaceIndexOptions()), NumpyBrute, lambda: FaissDefault("flat")]
+        elif kind == "exact-nobatch":
+            out += [lambda: EngineFace(FaceIndexOptions(micro_batch=False), "nasname exact, no batcher")]
+        elif kind == "fp16":
+            out += [lambda: EngineFace(FaceIndexOptions(kind=IndexKind.FP16)), lambda: FaissDefault("fp16")]
+        elif kind == "hnsw":
+            out += [lambda: EngineFace(FaceIndexOptions(kind=IndexKind.HNSW)), lambda: FaissDefault("hnsw")]
+        else:
+            raise SystemExit(f"unknown kind {kind!r} (exact, exact-nobatch, fp16, hnsw)")
+    return out
