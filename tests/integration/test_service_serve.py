@@ -1,0 +1,107 @@
+"""`nasname serve` as a real process: fresh data directory, first admin token printed once, SIGTERM
+drains in-flight calls (no acknowledged enroll lost), restart with auto TLS finds everything."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+from engine.types import FaceTemplate, ModelRef
+from server.client import Client, template_sample
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@contextmanager
+def serving(data_dir: Path, *extra: str) -> Iterator[tuple[subprocess.Popen[str], str, list[str]]]:
+    env = dict(os.environ, NASNAME_DATA_DIR=str(data_dir), NASNAME_MODALITIES="face",
+               NASNAME_SERVER_LOG_FORMAT="json", NASNAME_CONFIG="")
+    log = (data_dir.parent / "serve.log").open("a")  # a file: a full stderr pipe would block the server
+    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--address", "127.0.0.1:0", *extra],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout or ()], daemon=True).start()
+    seen: list[str] = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=1)
+            except queue.Empty:
+                if proc.poll() is not None:
+                    log.flush()
+                    text = (data_dir.parent / "serve.log").read_text()[-3000:]
+                    raise AssertionError(f"serve exited: {text}") from None
+                continue
+            seen.append(line)
+            m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+            if m:
+                yield proc, f"127.0.0.1:{m.group(1)}", seen
+                break
+        else:
+            raise AssertionError(f"serve did not start: {seen}")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        log.close()
+
+
+def test_serve_fresh_then_sigterm_then_restart(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    acked: list[str] = []
+    with serving(data, "--allow-plaintext") as (proc, address, out):
+        secrets = [line.split("=", 1)[1].strip() for line in out if "NASNAME_TOKEN=" in line]
+        assert len(secrets) == 1, out  # first start: one admin token, printed once
+        admin = Client(address, token=secrets[0], plaintext=True, retries=0, timeout=20)
+        assert admin.health() == "SERVING"
+        model = ModelRef("synthetic-face", "1")  # the first template fixes the gallery's face model
+        stop = threading.Event()
+        codes: list[grpc.StatusCode] = []
+
+        def station(k: int) -> None:
+            rng = np.random.default_rng(k)
+            c = Client(address, token=secrets[0], plaintext=True, retries=0, timeout=20)
+            i = 0
+            while not stop.is_set():
+                v = rng.normal(size=128).astype(np.float32)
+                try:
+                    r = c.insert([template_sample("face", FaceTemplate(v, model))], reference_id=f"S{k}-{i}")
+                except grpc.RpcError as exc:
+                    codes.append(exc.code())
+                    return
+                acked.append(r.reference_id)
+                i += 1
+
+        threads = [threading.Thread(target=station, args=(k,)) for k in range(3)]
+        for t in threads:
+            t.start()
+        while len(acked) < 15 and proc.poll() is None:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+        stop.set()
+        for t in threads:
+            t.join(20)
+        assert set(codes) <= {grpc.StatusCode.UNAVAILABLE}, codes
+        assert (data / "nasname.key").exists() or any(data.rglob("*.key"))
+    assert len(acked) >= 15
+    with serving(data) as (_, address, out):  # default: TLS with the auto certificate
+        assert not [line for line in out if "NASNAME_TOKEN=" in line]  # not a first start any more
+        cert = (data / "tls" / "server.crt").read_bytes()
+        admin = Client(address, token=secrets[0], ca=cert, timeout=20)
+        for ref in acked:
+            assert admin.get_record(ref).record.reference_id == ref
+        assert admin.stats().by_status["active"] == len(acked)
