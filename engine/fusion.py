@@ -208,6 +208,11 @@ class Fusion:
                 cals[modality] = ModalityCalibration.from_distributions(dist)
         return cls(cals)
 
+    def knows(self, modality: Modality, model: ModelRef) -> bool:
+        """True when this fusion holds the calibration of ``model`` for ``modality``."""
+        cal = self._cal.get(modality)
+        return cal is not None and cal.model == model
+
     def calibration(self, modality: Modality) -> ModalityCalibration:
         return self._cal[modality]
 

@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from engine.errors import InvalidInput
+from engine.store.values import RecordStatus
 from engine.types import Modality, ModelRef, Quality, Template
 
 __all__ = [
@@ -31,12 +32,6 @@ __all__ = [
     "Threshold",
     "VerifyResult",
 ]
-
-
-class RecordStatus(StrEnum):
-    ACTIVE = "active"  # enrolled, searchable
-    PENDING = "pending"  # suspected duplicate, waiting for adjudication; not searchable
-    DELETED = "deleted"  # biometrics erased; the row remains for the audit trail
 
 
 class EnrollOutcome(StrEnum):
@@ -135,7 +130,8 @@ class VerifyResult:
 
 @dataclass(frozen=True)
 class RecordView:
-    """A record without its biometrics (templates never leave the engine through this view)."""
+    """A record without its biometrics (templates never leave the engine through this view).
+    ``RecordStatus`` is the store's (``engine.store.values``), re-exported here."""
 
     reference_id: str
     partition: str
@@ -157,8 +153,13 @@ class AdjudicationItem:
 
 @dataclass(frozen=True)
 class GalleryStats:
+    """Counts: ``total`` records of any status; ``by_partition`` and ``by_modality`` count ACTIVE
+    (searchable) records / templates; ``by_partition_status`` splits every partition by status."""
+
     total: int
     by_status: dict[str, int]
     by_partition: dict[str, int]
     by_modality: dict[str, int]
     models: dict[str, str]
+    by_partition_status: dict[str, dict[str, int]] = field(default_factory=dict)
+    pending_cases: int = 0
