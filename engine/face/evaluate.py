@@ -39,7 +39,9 @@ def _img(name: str, n: str) -> str:
     return f"{name}/{name}_{int(n):04d}.jpg"
 
 
-def read_lfw_pairs(path: Path, folds: Iterable[int] | None = None) -> list[LfwPair]:
+def read_lfw_pairs(path: Path, folds: Iterable[int] | None = None, per_fold: int | None = None,
+                   ) -> list[LfwPair]:
+    """Pairs of the given folds; ``per_fold``: only the first N matched and N mismatched of each."""
     lines = path.read_text().split("\n")
     n_folds, n_pairs = (int(v) for v in lines[0].split())
     wanted = set(folds) if folds is not None else set(range(1, n_folds + 1))
@@ -47,10 +49,10 @@ def read_lfw_pairs(path: Path, folds: Iterable[int] | None = None) -> list[LfwPa
     pos = 1
     for fold in range(1, n_folds + 1):
         for same in (True, False):
-            for _ in range(n_pairs):
+            for i in range(n_pairs):
                 f = lines[pos].split()
                 pos += 1
-                if fold not in wanted:
+                if fold not in wanted or (per_fold is not None and i >= per_fold):
                     continue
                 if same:
                     out.append(LfwPair(fold, _img(f[0], f[1]), _img(f[0], f[2]), True))

@@ -49,11 +49,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--orl", action="store_true")
     ap.add_argument("--cache", type=Path, default=None)
+    ap.add_argument("--per-fold", type=int, default=0, help="first N matched + N mismatched pairs per fold")
     args = ap.parse_args(argv)
     cfg = FaceConfig(detector=DetectorConfig(selection=args.selection), threads=args.threads)
     fx = FaceExtractor.default(cfg)
     root = args.data / "face" / "lfw"
-    pairs = read_lfw_pairs(args.data / "face" / "lfw_pairs.txt", args.folds)
+    pairs = read_lfw_pairs(args.data / "face" / "lfw_pairs.txt", args.folds, args.per_fold or None)
     paths = sorted({root / p.a for p in pairs} | {root / p.b for p in pairs})
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()

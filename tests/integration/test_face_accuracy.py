@@ -38,19 +38,9 @@ def fx() -> FaceExtractor:
     return FaceExtractor.default(FaceConfig(threads=2))
 
 
-def _subset(pairs_file: Path) -> list:  # type: ignore[type-arg]
-    out, seen = [], {}
-    for p in read_lfw_pairs(pairs_file):
-        key = (p.fold, p.same)
-        seen[key] = seen.get(key, 0) + 1
-        if seen[key] <= PAIRS_PER_FOLD_AND_CLASS:
-            out.append(p)
-    return out
-
-
 def test_lfw_subset_accuracy_tar_and_fte(shared_data: Path, fx: FaceExtractor, tmp_path: Path) -> None:
     root = shared_data / "face" / "lfw"
-    pairs = _subset(shared_data / "face" / "lfw_pairs.txt")
+    pairs = read_lfw_pairs(shared_data / "face" / "lfw_pairs.txt", per_fold=PAIRS_PER_FOLD_AND_CLASS)
     assert len(pairs) == 10 * PAIRS_PER_FOLD_AND_CLASS
     paths = sorted({root / p.a for p in pairs} | {root / p.b for p in pairs})
     plain, mirror, failed = embed_paths(fx, paths, tmp_path)
