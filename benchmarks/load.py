@@ -49,8 +49,8 @@ def _face_model(args: argparse.Namespace) -> ModelRef:
     return ModelRef(model_id, version)
 
 
-def _worker(k: int, args: argparse.Namespace, model: ModelRef | None, start_at: float, stop_at: float,
-            warm_until: float, out: Any) -> None:
+def _worker(k: int, args: argparse.Namespace, model: ModelRef | None, ready: Any, go: Any, times: Any,
+            out: Any) -> None:
     import grpc
 
     rng = np.random.default_rng(1000 + k)
@@ -60,8 +60,10 @@ def _worker(k: int, args: argparse.Namespace, model: ModelRef | None, start_at: 
     errors: dict[str, int] = {}
     done = 0
     with _client(args) as c:
-        while time.time() < start_at:
-            time.sleep(0.001)
+        c.health()  # connected before the clock starts
+        ready.put(k)
+        go.wait()
+        warm_until, stop_at = times[0], times[1]
         i = 0
         while time.time() < stop_at and (args.count == 0 or done < args.count // args.clients):
             if images:
@@ -117,14 +119,17 @@ def main(argv: list[str] | None = None) -> int:
         args.ca = args.ca.read_bytes()
     model = None if (args.face or args.iris_left or args.iris_right) else _face_model(args)
     ctx = mp.get_context("spawn")
-    out = ctx.Queue()
-    start_at = time.time() + 3.0  # every process connected before the clock starts
-    warm_until = start_at + args.warmup
-    stop_at = warm_until + args.duration
-    procs = [ctx.Process(target=_worker, args=(k, args, model, start_at, stop_at, warm_until, out))
+    out, ready, go = ctx.Queue(), ctx.Queue(), ctx.Event()
+    times = ctx.Array("d", 2)  # warm-up end, stop; set once every process is connected
+    procs = [ctx.Process(target=_worker, args=(k, args, model, ready, go, times, out))
              for k in range(args.clients)]
     for proc in procs:
         proc.start()
+    for _ in procs:  # process start-up (imports, connection) is not part of the measurement
+        ready.get()
+    warm_until = time.time() + args.warmup
+    times[0], times[1] = warm_until, warm_until + args.duration
+    go.set()
     results = [out.get() for _ in procs]
     for proc in procs:
         proc.join()

@@ -6,9 +6,9 @@
     nasname enroll|insert|identify|verify|delete|get|stats|pending|adjudicate|health ...   (client)
     nasname models|evaluate|bench|dedup ...   (other tools, passed through)
 
-``token`` commands act on the local data directory (the operator of the machine needs no token; this is
-also how a lost admin token is replaced); with ``--remote`` they go through the Admin RPCs of a running
-server with an admin token instead.
+``token`` commands act on the local data directory while no server runs on it (the operator of the
+machine needs no token; this is also how a lost admin token is replaced); with ``--remote`` they go
+through the Admin RPCs of a running server, with an admin token.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.errors import NasnameError
+from engine.errors import NasnameError, Unavailable
 
 __all__ = ["main"]
 
@@ -111,7 +111,11 @@ def _token(args: argparse.Namespace) -> int:
     from engine.engine import Engine
 
     _use_data_dir(args)
-    engine = Engine.open(EngineConfig.load(args.config))
+    try:
+        engine = Engine.open(EngineConfig.load(args.config))
+    except Unavailable as exc:  # the data directory is locked by a running server
+        raise Unavailable(f"{exc}; while `nasname serve` runs, use `nasname token ... --remote` with an "
+                          "admin token", reason=exc.reason) from exc
     try:
         tokens = engine.tokens
         if args.token_command == "create":

@@ -3,6 +3,7 @@ drains in-flight calls (no acknowledged enroll lost), restart with auto TLS find
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
@@ -17,8 +18,12 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+import pytest
 
+from engine.config import EngineConfig
+from engine.engine import Engine
 from engine.types import FaceTemplate, ModelRef
+from server.cli import main
 from server.client import Client, template_sample
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,3 +110,27 @@ def test_serve_fresh_then_sigterm_then_restart(tmp_path: Path) -> None:
         for ref in acked:
             assert admin.get_record(ref).record.reference_id == ref
         assert admin.stats().by_status["active"] == len(acked)
+
+
+def test_local_token_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    """Without a server the operator manages tokens on the data directory; with one, --remote."""
+    mp, cap = monkeypatch, capsys
+    data = tmp_path / "data"
+    mp.setenv("NASNAME_MODALITIES", "face")
+    mp.setenv("NASNAME_DATA_DIR", str(data))  # --data-dir sets it too; monkeypatch restores it afterwards
+    assert main(["token", "create", "station 1", "--role", "station", "--data-dir", str(data)]) == 0
+    out = cap.readouterr().out
+    token_id = re.search(r"token id: (\S+)", out).group(1)  # type: ignore[union-attr]
+    assert "nsk_" in out
+    assert main(["token", "list", "--data-dir", str(data)]) == 0
+    [row] = json.loads(cap.readouterr().out)
+    assert (row["token_id"], row["role"], row["revoked"]) == (token_id, "station", None)
+    assert main(["token", "revoke", token_id, "--data-dir", str(data)]) == 0
+    cap.readouterr()
+    engine = Engine.open(EngineConfig.load(None))  # holds the data directory, as a running server does
+    try:
+        assert main(["token", "list", "--data-dir", str(data)]) == 2
+        assert "--remote" in cap.readouterr().err
+    finally:
+        engine.close()
