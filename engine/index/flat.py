@@ -80,6 +80,21 @@ class DenseStore:
         self._n = 0
         self._row: dict[int, int] = {}
 
+    @classmethod
+    def adopt(cls, labels: I64, X: npt.NDArray[np.floating]) -> DenseStore:
+        """A store that takes ownership of ``X`` (n, d) and ``labels`` (n,) as they are (no copy: a
+        1M x 128 snapshot opens without a second 512 MB buffer). Raises ValueError if inconsistent."""
+        if X.ndim != 2 or labels.shape != (X.shape[0],):
+            raise ValueError("vectors and labels do not match")
+        store = cls(X.shape[1], X.dtype.type, capacity=1)
+        store._x = np.require(X, requirements=["C", "W"])
+        store._labels = np.require(labels, requirements=["C", "W"])
+        store._n = X.shape[0]
+        store._row = dict(zip(labels.tolist(), range(X.shape[0]), strict=True))
+        if len(store._row) != store._n:
+            raise ValueError("duplicate labels")
+        return store
+
     def __len__(self) -> int:
         return self._n
 
@@ -208,5 +223,6 @@ class ExactBackend:
     @classmethod
     def from_state(cls, d: int, state: dict[str, npt.NDArray[Any]]) -> ExactBackend:
         b = cls(d)
-        b.store.add(np.asarray(state["labels"], dtype=np.int64), np.asarray(state["vectors"], np.float32))
+        b.store = DenseStore.adopt(np.asarray(state["labels"], dtype=np.int64),
+                                   np.asarray(state["vectors"], dtype=np.float32))
         return b
