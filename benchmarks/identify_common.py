@@ -20,6 +20,7 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
+from engine.index.blas import get_openblas_threads, set_openblas_threads
 from engine.index.face import FaceIndex, FaceIndexOptions, IndexKind
 from engine.types import FaceTemplate, ModelRef
 
@@ -76,6 +77,7 @@ class EngineFace(Contender):
         self.name = name or f"nasname {options.kind.value}"
 
     def build(self, g: Gallery) -> None:
+        self.blas_threads = get_openblas_threads()
         self.index = FaceIndex(MODEL, g.xb.shape[1], self.options)
         for lo in range(0, g.xb.shape[0], ADD_CHUNK):
             chunk = g.xb[lo : lo + ADD_CHUNK]
@@ -88,6 +90,8 @@ class EngineFace(Contender):
 
     def close(self) -> None:
         self.index.close()
+        if self.options.exact_shards and self.blas_threads:
+            set_openblas_threads(self.blas_threads)  # the sharded scan set it process-wide
 
 
 class NumpyBrute(Contender):
@@ -182,6 +186,8 @@ def contenders(kinds: list[str]) -> list[Callable[[], Contender]]:
     for kind in kinds:
         if kind == "exact":
             out += [lambda: EngineFace(FaceIndexOptions()), NumpyBrute, lambda: FaissDefault("flat")]
+        elif kind == "exact-sharded":
+            out += [lambda: EngineFace(FaceIndexOptions(exact_shards=2), "nasname exact, 2 BLAS shards")]
         elif kind == "exact-nobatch":
             out += [lambda: EngineFace(FaceIndexOptions(micro_batch=False), "nasname exact, no batcher")]
         elif kind == "fp16":
@@ -189,5 +195,5 @@ def contenders(kinds: list[str]) -> list[Callable[[], Contender]]:
         elif kind == "hnsw":
             out += [lambda: EngineFace(FaceIndexOptions(kind=IndexKind.HNSW)), lambda: FaissDefault("hnsw")]
         else:
-            raise SystemExit(f"unknown kind {kind!r} (exact, exact-nobatch, fp16, hnsw)")
+            raise SystemExit(f"unknown kind {kind!r} (exact, exact-sharded, exact-nobatch, fp16, hnsw)")
     return out

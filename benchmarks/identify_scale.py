@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--queries", type=int, default=200, help="sequential probes for the latency figures")
     ap.add_argument("--threads", type=int, default=32, help="concurrent callers for throughput")
     ap.add_argument("--seconds", type=float, default=4.0, help="measured time of each throughput run")
-    ap.add_argument("--kinds", default="exact,fp16", help="comma list of exact, exact-nobatch, fp16, hnsw")
+    ap.add_argument("--kinds", default="exact,fp16",
+                    help="comma list of exact, exact-sharded, exact-nobatch, fp16, hnsw")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true", help="also print raw figures as JSON lines")
     args = ap.parse_args(argv)

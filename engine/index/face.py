@@ -78,6 +78,8 @@ class FaceIndexOptions:
     micro_batch / batch_max / batch_wait_ms: concurrent unrestricted single-query searches are served
     in batches of up to batch_max by one worker (``engine.index.batcher``), waiting at most
     batch_wait_ms for a batch to fill under load.
+    exact_shards: 0 = one OpenBLAS call per exact scan (its own threads); N >= 2 = N scan threads
+    with numpy's OpenBLAS set to one thread PROCESS-WIDE (``engine.index.flat`` gives the figures).
     """
 
     kind: IndexKind = IndexKind.EXACT
@@ -90,6 +92,7 @@ class FaceIndexOptions:
     train_size: int = 50000
     compact_fraction: float = 0.2
     micro_batch: bool = True
+    exact_shards: int = 0
     batch_max: int = 64
     batch_wait_ms: float = 2.0
 
@@ -107,6 +110,8 @@ class FaceIndexOptions:
                 raise ConfigurationError(f"face index option {name} must be >= 1")
         if not 0.0 < self.compact_fraction <= 1.0:
             raise ConfigurationError("face index option compact_fraction must be in (0, 1]")
+        if self.exact_shards < 0:
+            raise ConfigurationError("face index option exact_shards must be >= 0")
         if not 0.0 <= self.batch_wait_ms <= 100.0:
             raise ConfigurationError("face index option batch_wait_ms must be in [0, 100]")
         if self.kind is IndexKind.IVF and self.train_size < self.ivf_nlist:
@@ -328,7 +333,7 @@ class FaceIndex:
     def _new_backend(self, initial: bool) -> Backend:
         kind = self.options.kind
         if kind is IndexKind.EXACT or (initial and kind in (IndexKind.SQ8, IndexKind.IVF)):
-            return ExactBackend(self.dim)
+            return ExactBackend(self.dim, self.options.exact_shards)
         from engine.index import faiss_backends as fb  # FAISS is only loaded for approximate kinds
 
         backend: Backend = fb.make_backend(self.dim, self.options)
@@ -347,7 +352,7 @@ class FaceIndex:
 
     def _restore_backend(self, name: str, arrays: dict[str, npt.NDArray[Any]]) -> Backend:
         if name == ExactBackend.__name__:
-            return ExactBackend.from_state(self.dim, arrays)
+            return ExactBackend.from_state(self.dim, arrays, self.options.exact_shards)
         from engine.index import faiss_backends as fb
 
         backend: Backend = fb.restore_backend(name, self.dim, self.options, arrays)

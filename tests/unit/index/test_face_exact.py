@@ -122,3 +122,26 @@ def test_empty_index_and_empty_query_list() -> None:
     assert D.shape == (2, 3) and (I == -1).all() and np.isneginf(D).all()
     D, I = index.search([], 3)
     assert D.shape == (0, 3) and I.shape == (0, 3)
+
+
+@pytest.fixture
+def restore_blas_threads():
+    from engine.index.blas import get_openblas_threads, set_openblas_threads
+
+    before = get_openblas_threads()
+    yield
+    if before:
+        set_openblas_threads(before)  # exact_shards sets numpy's OpenBLAS process-wide
+
+
+@pytest.mark.usefixtures("restore_blas_threads")
+def test_sharded_exact_scan_equals_brute_force(rng: np.random.Generator) -> None:
+    index, xb, labels = build(rng, 40000, 16, FaceIndexOptions(exact_shards=2, micro_batch=False))
+    xq = clustered(rng, 9, 16, n_ids=3)
+    sel = labels[::3]
+    keep = np.isin(labels, sel)
+    for qs in (xq[:1], xq):
+        D, I = index.search(templates(qs), 12)
+        assert_exact(D, I, xb, labels, qs, 12)
+        D, I = index.search(templates(qs), 12, sel)
+        assert_exact(D, I, xb[keep], labels[keep], qs, 12)
