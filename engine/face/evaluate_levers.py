@@ -34,13 +34,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--folds", type=int, nargs="*", default=[1, 2, 3, 4, 5])
     ap.add_argument("--jitter", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--save", type=Path, default=None, help="write the raw embeddings (.npz) here")
     ap.add_argument("--per-fold", type=int, default=0, help="first N matched + N mismatched pairs per fold")
     args = ap.parse_args(argv)
     fx = FaceExtractor.default(FaceConfig(threads=args.threads))
     root = args.data / "face" / "lfw"
     pairs = read_lfw_pairs(args.data / "face" / "lfw_pairs.txt", args.folds, args.per_fold or None)
     paths = sorted({root / p.a for p in pairs} | {root / p.b for p in pairs})
-    emb: dict[str, dict[str, np.ndarray]] = {k: {} for k in ("c", "cm", "cj", "l", "lm")}
+    emb: dict[str, dict[str, np.ndarray]] = {k: {} for k in ("c", "cm", "cj", "l", "lm", "cf", "cb")}
     multi = 0
     t0 = time.perf_counter()
     for path in paths:
@@ -66,19 +67,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.jitter:
             jit = jitter_chips(a.chip[None], args.jitter)[1:]
             emb["cj"][key] = fx.embedder.embed(jit).sum(axis=0)
+        # the whole landmark + chip stage run again on the mirrored photo (its own landmarks)
+        d = a.chosen
+        flipped = np.ascontiguousarray(rgb[:, ::-1])
+        fbox = np.array([[w - 1 - d.right, d.top, w - 1 - d.left, d.bottom]])
+        fpts = fx.predictor.predict(flipped, fbox)[0]
+        fchip = align(flipped, fpts, fx.embedder.manifest.alignment)
+        # landmarks averaged over slightly moved and scaled boxes (ERT output depends on the box)
+        bw, bh = d.width, d.height
+        boxes = [[d.left + dx * bw, d.top + dy * bh, d.right + dx * bw + s * bw, d.bottom + dy * bh + s * bh]
+                 for dx, dy, s in ((0, 0, 0), (0.03, 0, 0), (-0.03, 0, 0), (0, 0.03, 0), (0, -0.03, 0),
+                                   (-0.025, -0.025, 0.05), (0.025, 0.025, -0.05))]
+        mean_pts = fx.predictor.predict(rgb, np.round(np.array(boxes))).mean(axis=0)
+        bchip = align(rgb, mean_pts, fx.embedder.manifest.alignment)
+        extra = fx.embedder.embed(np.stack([fchip, bchip]))
+        emb["cf"][key], emb["cb"][key] = extra[0], extra[1]
     dt = time.perf_counter() - t0
+    if args.save:
+        names = sorted(emb["c"])
+        arrays = {k: np.stack([v[n] for n in names]) for k, v in emb.items() if v}
+        np.savez(args.save, names=np.array(names), **arrays)  # type: ignore[arg-type]
     same = np.array([p.same for p in pairs])
     folds = np.array([p.fold for p in pairs])
     print(f"{len(pairs)} pairs, {len(paths)} images ({len(paths) - len(emb['c'])} without a face, "
           f"{multi} where 'largest' and 'largest_central' differ), {dt:.0f} s")
-    c, cm, cj, lg, lm = (emb[k] for k in ("c", "cm", "cj", "l", "lm"))
+    c, cm, cj, lg, lm, cf, cb = (emb[k] for k in ("c", "cm", "cj", "l", "lm", "cf", "cb"))
     variants = {
         "faithful port (largest face, no mirror)": lg,
         "largest_central": c,
         "largest + mirror": {k: lg[k] + lm[k] for k in lg},
         "largest_central + mirror (default)": {k: c[k] + cm[k] for k in c},
     }
+    variants["largest_central + mirrored-photo landmarks"] = {k: c[k] + cf[k] for k in c}
+    variants["largest_central + mirror + mirrored-photo"] = {k: c[k] + cm[k] + cf[k] for k in c}
+    variants["box-averaged landmarks"] = cb
+    variants["c + mirror + box-avg"] = {k: c[k] + cm[k] + cb[k] for k in c}
+    variants["all: c + mirror + mirrored-photo + box-avg"] = {k: c[k] + cm[k] + cf[k] + cb[k] for k in c}
     if args.jitter:
+        variants[f"all + jitter {args.jitter}"] = {k: c[k] + cm[k] + cf[k] + cb[k] + cj[k] for k in c}
         variants[f"largest_central + jitter {args.jitter}"] = {k: c[k] + cj[k] for k in c}
         variants[f"largest_central + mirror + jitter {args.jitter}"] = {k: c[k] + cm[k] + cj[k] for k in c}
     for name, e in variants.items():
