@@ -16,7 +16,7 @@ N, D_, NQ, K = 6000, 32, 60, 10
 CASES = [
     ("fp16", {}, 0.99, 0.99),
     ("sq8", {"train_size": 2000}, 0.9, 0.9),
-    ("hnsw", {"hnsw_m": 16, "hnsw_ef_construction": 64, "hnsw_ef_search": 64}, 0.97, 0.9),
+    ("hnsw", {"hnsw_m": 12, "hnsw_ef_construction": 32, "hnsw_ef_search": 64}, 0.97, 0.9),
     ("ivf", {"train_size": 2000, "ivf_nlist": 32, "ivf_nprobe": 8}, 0.95, 0.8),
 ]
 
