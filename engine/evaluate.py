@@ -60,12 +60,14 @@ def evaluate(
     scorers: Mapping[str, Scorer] | None = None,
     fusion: Any | None = None,
     mate_excluded: bool = True,
+    pairs_per_fold: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run the evaluation and write its outputs into ``out``. ``extractors`` / ``scorers`` map a kind
     (``face``/``iris``) to the component to use (default: the engine's); ``fusion`` overrides the
     engine's ``Fusion`` for the chimeric part; ``mate_excluded``: also search each mated probe with its
-    mate left out (extra non-mated searches, see ``engine.evaluation.analysis``). Returns the metrics
+    mate left out (extra non-mated searches, see ``engine.evaluation.analysis``); ``pairs_per_fold``:
+    use only the first n same and n different pairs of each fold (quick checks). Returns the metrics
     document."""
     started = time.time()
     samples = read_manifest(manifest, modality, limit)
@@ -115,7 +117,8 @@ def evaluate(
         arrays[f"{kind}_ok"] = d.ok
         arrays[f"{kind}_subjects"] = np.array(d.subjects)
     if pairs is not None:
-        doc["verification_accuracy"] = _pairs_accuracy(pairs, cache, extractors, scorers, progress, arrays)
+        doc["verification_accuracy"] = _pairs_accuracy(pairs, cache, extractors, scorers, progress, arrays,
+                                                       pairs_per_fold)
 
     doc["definitions"] = _definitions()
     doc["inputs"] = {"manifest": str(manifest), "pairs": str(pairs) if pairs else None,
@@ -144,8 +147,17 @@ def _stage_summary(run: ExtractionRun) -> dict[str, Any]:
 
 def _pairs_accuracy(pairs_file: Path, cache: dict[Path, Template | None],
                     extractors: Mapping[str, Extractor] | None, scorers: Mapping[str, Scorer] | None,
-                    progress: bool, arrays: dict[str, Any]) -> dict[str, Any]:
+                    progress: bool, arrays: dict[str, Any], per_fold: int | None = None) -> dict[str, Any]:
     pairs = read_pairs(pairs_file)
+    if per_fold is not None:
+        taken: dict[tuple[int, bool], int] = {}
+        kept = []
+        for p in pairs:
+            key = (p.fold, p.same)
+            if taken.get(key, 0) < per_fold:
+                taken[key] = taken.get(key, 0) + 1
+                kept.append(p)
+        pairs = kept
     root = find_image_root(pairs_file, pairs[0])
     paths = sorted({image_path(root, p.name1, p.index1).resolve() for p in pairs}
                    | {image_path(root, p.name2, p.index2).resolve() for p in pairs})
@@ -169,6 +181,7 @@ def _pairs_accuracy(pairs_file: Path, cache: dict[Path, Template | None],
     arrays.update(pairs_scores=scores, pairs_same=same, pairs_fold=folds)
     result = kfold_accuracy(scores, same, folds).as_dict()
     result["failed_pairs"] = failed
+    result["pairs_per_fold_limit"] = per_fold
     result["note"] = ("a pair with an image that gave no template scores -inf (decided 'different'): "
                       "an error for a same pair, correct for a different pair")
     return {"face": result}
@@ -243,6 +256,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.add_argument("--modality", help="face, iris, iris_left or iris_right (default: all in the manifest)")
     p.add_argument("--limit", type=int, help="first N subjects of each modality only")
+    p.add_argument("--pairs-per-fold", type=int, help="first N same + N different pairs of each fold only")
     p.add_argument("--no-mate-excluded", action="store_true",
                    help="non-mated searches from single-sample subjects only (no mate-excluded searches)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
@@ -258,6 +272,7 @@ def main(argv: list[str]) -> int:
         else:
             doc = evaluate(args.manifest, args.out, pairs=args.pairs, modality=args.modality,
                            limit=args.limit, mate_excluded=not args.no_mate_excluded,
+                           pairs_per_fold=args.pairs_per_fold,
                            progress=not args.no_progress)
     except NasnameError as exc:
         print(f"nasname evaluate: {exc}", file=sys.stderr)

@@ -144,6 +144,9 @@ def test_pairs_kfold_accuracy(tmp_path: Path) -> None:
     doc = evaluate(manifest, tmp_path / "o", pairs=pairs, extractors={"face": FakeFace()}, progress=False)
     acc = doc["verification_accuracy"]["face"]
     assert acc["mean"] == 1.0 and acc["folds"] == 2 and acc["n_pairs"] == 8 and acc["failed_pairs"] == 0
+    small = evaluate(manifest, tmp_path / "p", pairs=pairs, pairs_per_fold=1, extractors={"face": FakeFace()},
+                     progress=False)["verification_accuracy"]["face"]
+    assert small["n_pairs"] == 4 and small["pairs_per_fold_limit"] == 1
 
 
 def test_iris_and_chimeric_fusion_with_a_given_fusion(tmp_path: Path) -> None:
