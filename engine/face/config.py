@@ -59,7 +59,10 @@ class QualityThresholds:
 class FaceConfig:
     """``threads``: onnxruntime intra-op threads per session. ``flip_average``: also embed the
     mirrored chip and average (measured +0.2..0.4 pt on LFW). ``jitter``: extra randomly perturbed
-    chips averaged in (dlib's ``num_jitters``; 0 = off). ``batch_size``: chips per embedding run."""
+    chips averaged in (dlib's ``num_jitters``; 0 = off). ``mirror_photo``: also run landmarks and
+    alignment on the mirrored photo and average that chip in. ``box_average``: landmarks averaged over
+    7 slightly moved boxes. (Effects measured by ``python -m engine.face.evaluate_levers``; every
+    option changes the template's ModelRef version.) ``batch_size``: chips per embedding run."""
 
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     quality: QualityThresholds = field(default_factory=QualityThresholds)
@@ -67,4 +70,6 @@ class FaceConfig:
     threads: int = 2
     flip_average: bool = True
     jitter: int = 0
+    mirror_photo: bool = False
+    box_average: bool = False
     batch_size: int = 16

@@ -63,12 +63,13 @@ def read_lfw_pairs(path: Path, folds: Iterable[int] | None = None, per_fold: int
 
 def embed_paths(fx: FaceExtractor, paths: Sequence[Path], cache_dir: Path | None = None,
                 ) -> tuple[dict[str, F32], dict[str, F32], list[str]]:
-    """Raw embeddings of each image's chip and of its mirror image (``plain``, ``mirror``; combine as
-    wanted), and the images where no face was found. ``cache_dir``: per-run cache (a temp dir)."""
+    """Raw embeddings of each image's chip(s) and of their mirror images (``plain``, ``mirror``; summed
+    over the extra views that ``mirror_photo`` adds; combine as wanted), and the images where no face
+    was found. Jitter is not applied here. ``cache_dir``: per-run cache (a temp dir)."""
     plain: dict[str, F32] = {}
     mirror: dict[str, F32] = {}
     failed: list[str] = []
-    ident = repr((fx.config.detector, fx.embedder.manifest.onnx_sha256))
+    ident = repr((fx.config.detector, fx.embedder.manifest.onnx_sha256, fx.model))
     key = hashlib.sha256(ident.encode()).hexdigest()[:12]
     cache = cache_dir / f"emb-{key}.npz" if cache_dir else None
     if cache is not None and cache.is_file():
@@ -81,22 +82,24 @@ def embed_paths(fx: FaceExtractor, paths: Sequence[Path], cache_dir: Path | None
                 plain[str(p)], mirror[str(p)] = p_all[done[str(p)]], m_all[done[str(p)]]
     todo = [p for p in paths if str(p) not in plain and str(p) not in failed]
     chips: list[npt.NDArray[np.uint8]] = []
-    names: list[str] = []
+    names: list[str] = []  # one per chip (an image with extra views has several)
 
     def flush() -> None:
         if chips:
             arr = np.stack(chips)
             raw = fx.embedder.embed(arr)
             raw_m = fx.embedder.embed(np.ascontiguousarray(arr[:, :, ::-1]))
-            for i, n in enumerate(names):
-                plain[n], mirror[n] = raw[i], raw_m[i]
+            for n in dict.fromkeys(names):
+                idx = [i for i, m in enumerate(names) if m == n]
+                plain[n], mirror[n] = raw[idx].sum(axis=0), raw_m[idx].sum(axis=0)
             chips.clear()
             names.clear()
 
     for p in todo:
         try:
-            chips.append(fx.analyse(p.read_bytes()).chip)
-            names.append(str(p))
+            a = fx.analyse(p.read_bytes())
+            chips.extend([a.chip, *a.extra_chips])
+            names.extend([str(p)] * (1 + len(a.extra_chips)))
         except SampleRejected:
             failed.append(str(p))
         if len(chips) >= 64:

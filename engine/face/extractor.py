@@ -31,6 +31,10 @@ from engine.types import FaceTemplate, ModelRef, Quality, QualityReason
 
 __all__ = ["FaceAnalysis", "FaceExtractor", "choose_face"]
 
+# (dx, dy, grow) as fractions of the box size, for ``box_average``
+BOX_PERTURBATIONS = ((0, 0, 0), (0.03, 0, 0), (-0.03, 0, 0), (0, 0.03, 0), (0, -0.03, 0),
+                     (-0.025, -0.025, 0.05), (0.025, 0.025, -0.05))
+
 U8 = npt.NDArray[np.uint8]
 
 
@@ -41,11 +45,12 @@ class FaceAnalysis:
 
     detections: list[Detection]
     chosen: Detection
-    landmarks: npt.NDArray[np.int64]
+    landmarks: npt.NDArray[np.float64]
     chip: U8
     quality: Quality
     upsampled: bool
     stage_ms: dict[str, float] = field(default_factory=dict)
+    extra_chips: list[U8] = field(default_factory=list)
 
 
 def choose_face(dets: list[Detection], width: int, height: int, policy: str) -> Detection:
@@ -140,16 +145,35 @@ class FaceExtractor:
             raise AcquisitionFailed("no face found in the image", reasons=[QualityReason.NO_FACE.value],
                                     details={"faces_found": 0})
         chosen = choose_face(dets, w, h, dcfg.selection)
-        box = np.array([[chosen.left, chosen.top, chosen.right, chosen.bottom]])
-        landmarks = self.predictor.predict(rgb, box)[0]
+        landmarks = self._landmarks(rgb, chosen)
         t3 = time.perf_counter()
         ms["landmarks"] = (t3 - t2) * 1e3
         chip = align(rgb, landmarks, self.embedder.manifest.alignment)
+        extra: list[U8] = []
+        if cfg.mirror_photo:  # the landmark + chip stages again on the mirrored photo
+            flipped = np.ascontiguousarray(rgb[:, ::-1])
+            fbox = np.array([[w - 1 - chosen.right, chosen.top, w - 1 - chosen.left, chosen.bottom]])
+            extra.append(align(flipped, self.predictor.predict(flipped, fbox)[0].astype(np.float64),
+                               self.embedder.manifest.alignment))
         t4 = time.perf_counter()
         ms["align"] = (t4 - t3) * 1e3
         quality = assess_quality(chosen, landmarks, chip, len(dets), cfg.quality)
         ms["quality"] = (time.perf_counter() - t4) * 1e3
-        return FaceAnalysis(dets, chosen, landmarks, chip, quality, upsampled, ms)
+        return FaceAnalysis(dets, chosen, landmarks, chip, quality, upsampled, ms, extra)
+
+    def _landmarks(self, rgb: U8, d: Detection) -> npt.NDArray[np.float64]:
+        """(5, 2) landmarks of box ``d``; with ``box_average`` the mean over the box and six slightly
+        moved or scaled copies (the regression trees' output depends on where the box falls)."""
+        if not self.config.box_average:
+            box = np.array([[d.left, d.top, d.right, d.bottom]])
+            one: npt.NDArray[np.float64] = self.predictor.predict(rgb, box)[0].astype(np.float64)
+            return one
+        bw, bh = d.width, d.height
+        boxes = [[d.left + dx * bw, d.top + dy * bh, d.right + (dx + s) * bw, d.bottom + (dy + s) * bh]
+                 for dx, dy, s in BOX_PERTURBATIONS]
+        pts = self.predictor.predict(rgb, np.round(np.array(boxes)))
+        mean: npt.NDArray[np.float64] = pts.mean(axis=0)
+        return mean
 
     def _detect(self, rgb: U8) -> tuple[list[Detection], bool]:
         """The passes of ``DetectorConfig`` (fast, full, upsampled); returns (faces, upsampled)."""
@@ -179,10 +203,20 @@ class FaceExtractor:
             groups = cfg.jitter + 1
         return self.embedder.embed_normalised(chips, flip=cfg.flip_average, groups=groups)
 
+    def embed_views(self, views: U8) -> npt.NDArray[np.float32]:
+        """(k, H, W, 3) chips of ONE face (main chip + extra views) -> its (dim,) L2-normalised
+        embedding: raw outputs of every view, its jittered copies and mirror images summed."""
+        cfg = self.config
+        if cfg.jitter > 0:
+            views = jitter_chips(views, cfg.jitter)
+        out: npt.NDArray[np.float32] = self.embedder.embed_normalised(
+            views, flip=cfg.flip_average, groups=views.shape[0])[0]
+        return out
+
     def extract(self, image: bytes | U8) -> Extraction:
         a = self.analyse(image)
         t = time.perf_counter()
-        vec = self.embed_chips(a.chip[None])[0]
+        vec = self.embed_views(np.stack([a.chip, *a.extra_chips]))
         a.stage_ms["embed"] = (time.perf_counter() - t) * 1e3
         details = {"faces_found": len(a.detections), "detector_score": round(a.chosen.score, 4),
                    "upsampled": a.upsampled, "stage_ms": {k: round(v, 3) for k, v in a.stage_ms.items()}}
@@ -192,5 +226,6 @@ class FaceExtractor:
 def _template_ref(manifest: ModelManifest, cfg: FaceConfig) -> ModelRef:
     """Templates made with mirror averaging or jitter differ (slightly) from plain ones, so the ref
     says so: galleries never mix them."""
-    suffix = ("+flip" if cfg.flip_average else "") + (f"+jit{cfg.jitter}" if cfg.jitter else "")
+    suffix = (("+flip" if cfg.flip_average else "") + ("+mphoto" if cfg.mirror_photo else "")
+              + ("+boxavg" if cfg.box_average else "") + (f"+jit{cfg.jitter}" if cfg.jitter else ""))
     return ModelRef(manifest.model_id, manifest.version + suffix)
