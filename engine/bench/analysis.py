@@ -86,5 +86,5 @@ def compute_figures(raw: dict[str, Any]) -> dict[str, Any]:
             g["enroll_per_s"] = r["size"] / r["insert_s"] if r["insert_s"] > 0 else None
             g["disk_bytes_per_record"] = r["disk_bytes"] / r["size"]
         other.append(g)
-    return {"runs": rows, "extraction": extraction, "gallery": other,
+    return {"runs": rows, "extraction": extraction, "gallery": other, "accuracy": raw.get("accuracy", []),
             "datasets": [{k: v for k, v in d.items() if k != "mate"} for d in datasets.values()]}

@@ -49,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--report", type=Path, help="also write the report here (docs/BENCHMARKS.md)")
     p.add_argument("--images", type=Path, help="folder of face_lfw.csv, iris_casia1.csv")
     p.add_argument("--from-raw", type=Path, help="bench_raw.json to re-report")
+    p.add_argument("--accuracy", type=Path, action="append", default=[],
+                   help="metrics.json of a 'nasname evaluate' run to include in the report (repeatable)")
     p.add_argument("--budget", type=float, help="seconds per contender, size and phase (default: grid's)")
     p.add_argument("--queries", type=int, help="single-request queries per contender and size")
     p.add_argument("--no-progress", action="store_true")
@@ -73,6 +75,8 @@ def main(argv: list[str]) -> int:
     except NasnameError as exc:
         print(f"nasname bench: {exc}", file=sys.stderr)
         return 2
+    if args.accuracy:
+        raw["accuracy"] = [_accuracy_doc(p) for p in args.accuracy]
     args.out.mkdir(parents=True, exist_ok=True)
     figures = compute_figures(raw)
     (args.out / "bench_figures.json").write_text(json.dumps(figures, indent=1) + "\n")
@@ -88,6 +92,14 @@ def main(argv: list[str]) -> int:
     print(terminal_table(figures))
     print(f"wrote {args.out}/bench_raw.json, bench_figures.json, BENCHMARKS.md, plots")
     return 0
+
+
+def _accuracy_doc(path: Path) -> dict[str, Any]:
+    """The parts of an evaluate metrics.json that the report shows (no curves)."""
+    doc = _load_raw(path)
+    keep = ("inputs", "verification_accuracy", "definitions")
+    return {**{k: doc[k] for k in keep if k in doc}, "per_modality": doc.get("per_modality", {}),
+            "source": str(path)}
 
 
 def _load_raw(path: Path) -> dict[str, Any]:

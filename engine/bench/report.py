@@ -175,6 +175,7 @@ def markdown(raw: dict[str, Any], figures: dict[str, Any], command: str, plot_na
         stages = ", ".join(f"{k} {v:.1f} ms" for k, v in e["median_stage_ms"].items()) or "not reported"
         out.append(f"- {e['kind']}: median {e['median_total_ms']:.1f} ms per image over {e['images']} "
                    f"images ({stages})")
+    out += accuracy_section(figures.get("accuracy", []))
     out += ["", "## Gallery: durable enroll and open (engine.gallery, face, synthetic templates)", ""]
     out += [f"- {_gallery_line(g)}" for g in figures["gallery"]]
     return "\n".join(out) + "\n"
@@ -187,3 +188,48 @@ def _gallery_line(g: dict[str, Any]) -> str:
             f"open from snapshot {g['open_snapshot_s']:.2f} s, open by rebuild from the store "
             f"{g['open_rebuild_s']:.2f} s, snapshot on close {g['close_snapshot_s']:.2f} s, "
             f"disk {g['disk_bytes_per_record']:,.0f} B/record")
+
+
+def _pct(x: Any) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f} %"
+
+
+def accuracy_section(docs: Sequence[dict[str, Any]]) -> list[str]:
+    """Accuracy figures of ``nasname evaluate`` runs (real images), with the counts behind each."""
+    if not docs:
+        return []
+    out = ["", "## Accuracy (nasname evaluate, real images)", "",
+           "Headline rates are *generalised*: a sample that gives no template counts as a miss "
+           "(FNMR/FNIR) and never as a false match; `matcher-only EER` leaves those pairs out. "
+           "An FNMR/FNIR at a target rate is `n/a` when there are too few non-mated attempts to "
+           "measure it (rule of 3: at least 3/target).", "",
+           "| data | modality | samples | FTE | FTA | EER | matcher-only EER | FNMR @ FMR 1e-2 / 1e-3 / 1e-4 "
+           "| FNIR @ FPIR 0.01 / 0.003 / 0.001 | rank-1 | rank-10 | genuine / impostor pairs "
+           "| mated / non-mated searches |",
+           "|" + "---|" * 13]
+    for d in docs:
+        inputs = d.get("inputs", {})
+        name = Path(str(inputs.get("manifest") or inputs.get("rescored_from") or d["source"])).name
+        if inputs.get("limit"):
+            name += f" (first {inputs['limit']} subjects)"
+        for kind, f in d["per_modality"].items():
+            if "eer" not in f:
+                out.append(f"| {name} | {kind} | {f.get('note', 'not available')} |" + " |" * 11)
+                continue
+            fnmr = " / ".join(_pct(p["fnmr"]) for p in f["fnmr_at_fmr"])
+            fnir = " / ".join(_pct(p["fnir"]) for p in f["fnir_at_fpir"])
+            c, s = f["comparisons"], f["searches"]
+            matcher_eer = f.get("matcher_only", {}).get("eer", {}).get("eer")
+            out.append(
+                f"| {name} | {kind} | {f['samples']:,} | {_pct(f['fte_rate'])} | {_pct(f['fta_rate'])} "
+                f"| {_pct(f['eer']['eer'])} | {_pct(matcher_eer)} | {fnmr} | {fnir} "
+                f"| {_pct(f['rank1_hit_rate']['rate'])} | {_pct(f['rank10_hit_rate']['rate'])} "
+                f"| {c['genuine']:,} / {c['impostor']:,} "
+                f"| {s['mated_searches']:,} / {s['nonmated_searches']:,} |")
+        for kind, acc in d.get("verification_accuracy", {}).items():
+            limit = acc.get("pairs_per_fold_limit")
+            scope = f"first {limit} same + {limit} different pairs per fold" if limit else "all pairs"
+            out.append(f"\n{name} {kind} pairs ({scope}): k-fold accuracy {100 * acc['mean']:.2f} % "
+                       f"+- {100 * acc['std']:.2f} over {acc['folds']} folds, {acc['n_pairs']} pairs, "
+                       f"{acc.get('failed_pairs', 0)} with a failed image.\n")
+    return out
