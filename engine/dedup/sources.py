@@ -1,0 +1,180 @@
+"""Where a job's records come from: the gallery's store (optionally one partition), another nasname
+data directory, or a manifest batch; and how they are frozen in the job directory for resume."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.config import EngineConfig
+from engine.crypto import KeyRing
+from engine.dedup.data import RecordInfo, RecordSet, combine, load_batch, load_store_set, save_batch
+from engine.dedup.manifest import ExtractorFor, read_batch, write_errors
+from engine.errors import InvalidInput, NotFound
+from engine.models.manifest import write_atomic
+from engine.store import Store
+
+__all__ = ["JobSpec", "Opened", "freeze_sources", "open_sources", "open_store"]
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What to compare and how. N:N over ``data_dir`` (``partition``) unless ``against_manifest``
+    (a CSV batch; images under ``batch_folder``, default the CSV's folder) or ``against_gallery``
+    (another data directory) is given: then that batch is compared with itself and with the gallery.
+    Threshold: ``target_fpir`` at the compared gallery size, or an explicit per-comparison ``fmr``."""
+
+    data_dir: str
+    partition: str | None = None
+    against_manifest: str | None = None
+    batch_folder: str | None = None
+    against_gallery: str | None = None
+    target_fpir: float | None = 0.003
+    fmr: float | None = None
+    mode: str = "exact"
+    recall_sample: float = 0.01  # share of probe rows also scored exactly in fast mode
+    block_rows: int | None = None  # probe rows per block (checkpoint granularity); None = kernel default
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("exact", "fast"):
+            raise InvalidInput(f"mode must be exact or fast, got {self.mode!r}", reason="INVALID_REQUEST")
+        if self.against_manifest and self.against_gallery:
+            raise InvalidInput(
+                "give either a manifest batch or another gallery, not both", reason="INVALID_REQUEST"
+            )
+        if self.fmr is not None and self.target_fpir is not None:
+            object.__setattr__(self, "target_fpir", None)  # an explicit FMR overrides the FPIR default
+        if self.fmr is None and self.target_fpir is None:
+            raise InvalidInput("a target FPIR or an FMR is needed", reason="INVALID_THRESHOLD")
+        if self.block_rows is not None and self.block_rows < 1:
+            raise InvalidInput("block_rows must be >= 1", reason="INVALID_REQUEST")
+        if not 0.0 <= self.recall_sample <= 1.0:
+            raise InvalidInput("recall_sample must be in [0, 1]", reason="INVALID_REQUEST")
+
+    @property
+    def kind(self) -> str:
+        return "manifest" if self.against_manifest else "gallery" if self.against_gallery else "nn"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def open_store(data_dir: str | Path) -> tuple[Store, KeyRing]:
+    """The store and key of a data directory (read concurrently with a running server: SQLite WAL).
+    Raises ``NotFound`` when the directory holds no gallery (never creates one)."""
+    config = EngineConfig.load(data_dir=Path(data_dir))
+    if not config.store_path.is_file():
+        raise NotFound(f"no nasname gallery in {config.data_dir}", reason="NO_GALLERY")
+    keyring = KeyRing.load(config.resolved_key_file)
+    return Store(config.store_path, keyring), keyring
+
+
+@dataclass
+class Opened:
+    """The open stores of a job and its combined record set (primary set first)."""
+
+    records: RecordSet
+    n_primary: int
+    store: Store
+    keyring: KeyRing
+    other: Store | None = None
+
+    def close(self) -> None:
+        self.store.close()
+        if self.other is not None:
+            self.other.close()
+
+
+def freeze_sources(
+    spec: JobSpec,
+    job_dir: Path,
+    *,
+    extractor_for: ExtractorFor | None = None,
+    progress: Callable[[str, int], None] | None = None,
+) -> dict[str, Any]:
+    """First stage of a job: read the records once and keep what resume needs in ``job_dir``
+    (store labels; a manifest batch's templates sealed with the gallery key; the row error report).
+    Returns facts for the summary (row errors, counts)."""
+    store, keyring = open_store(spec.data_dir)
+    facts: dict[str, Any] = {"row_errors": 0}
+    try:
+        gallery = load_store_set(store, partition=spec.partition)
+        np.save(job_dir / "gallery_labels.npy", gallery.labels)
+        facts["gallery_records"] = gallery.n
+        if spec.against_manifest:
+            manifest = Path(spec.against_manifest)
+            records, errors = read_batch(
+                manifest,
+                folder=Path(spec.batch_folder) if spec.batch_folder else None,
+                extractor_for=extractor_for,
+                models=store.models(),
+                progress=(lambda k: progress("extract", k)) if progress else None,
+            )
+            write_errors(job_dir / "manifest_errors.csv", errors)
+            facts["row_errors"] = len(errors)
+            facts["error_reasons"] = _count(e.reason for e in errors)
+            part = spec.partition or ""
+            save_batch(
+                job_dir / "batch",
+                keyring,
+                [r.templates for r in records],
+                [RecordInfo(r.reference_id, part, r.attributes, "batch") for r in records],
+            )
+            facts["batch_records"] = len(records)
+        elif spec.against_gallery:
+            other, _ = open_store(spec.against_gallery)
+            try:
+                batch = load_store_set(other)
+            finally:
+                other.close()
+            np.save(job_dir / "batch_labels.npy", batch.labels)
+            facts["batch_records"] = batch.n
+    finally:
+        store.close()
+    write_atomic(job_dir / "sources.json", json.dumps(facts).encode())
+    return facts
+
+
+def open_sources(spec: JobSpec, job_dir: Path) -> Opened:
+    """The frozen record set of a job (after ``freeze_sources``), reloaded from the stores."""
+    store, keyring = open_store(spec.data_dir)
+    other: Store | None = None
+    try:
+        gallery = load_store_set(store, labels=np.load(job_dir / "gallery_labels.npy"))
+        if spec.against_manifest:
+            batch = load_batch(job_dir / "batch", keyring)
+        elif spec.against_gallery:
+            other, _ = open_store(spec.against_gallery)
+            batch = load_store_set(other, labels=np.load(job_dir / "batch_labels.npy"))
+            batch = _as_batch(batch)
+        else:
+            return Opened(gallery, gallery.n, store, keyring)
+        return Opened(combine(batch, gallery), batch.n, store, keyring, other)
+    except BaseException:
+        store.close()
+        if other is not None:
+            other.close()
+        raise
+
+
+def _as_batch(s: RecordSet) -> RecordSet:
+    inner = s.info
+
+    def info(indices: Any) -> dict[int, RecordInfo]:
+        return {
+            k: RecordInfo(v.ref_id, v.partition, v.attributes, "batch") for k, v in inner(indices).items()
+        }
+
+    return RecordSet(s.n, np.full(s.n, -1, dtype=np.int64), s.modalities, info, s.models)
+
+
+def _count(items: Any) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for x in items:
+        out[x] = out.get(x, 0) + 1
+    return out
