@@ -192,3 +192,14 @@ def test_mate_excluded_searches_can_be_turned_off(tmp_path: Path) -> None:
                    progress=False)
     s = doc["per_modality"]["face"]["searches"]
     assert s["nonmated_searches"] == 2 and s["nonmated_searches_mate_excluded"] == 0
+
+
+def test_bench_report_shows_evaluate_figures_with_counts(tmp_path: Path) -> None:
+    from engine.bench.report import accuracy_section
+
+    manifest = _write_set(tmp_path / "set", FACE_ROWS)
+    evaluate(manifest, tmp_path / "out", extractors={"face": FakeFace()}, progress=False)
+    doc = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    text = "\n".join(accuracy_section([{**doc, "source": "m"}]))
+    assert "| manifest.csv | face | 11 | 33.33 % | 12.50 % | 40.00 % |" in text
+    assert "| 10 / 45 | 6 / 6 |" in text  # genuine / impostor pairs, mated / non-mated searches
