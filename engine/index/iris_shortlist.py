@@ -1,0 +1,131 @@
+"""Coarse shortlist stage of the fast iris search: a few sampled columns, every shift, masked.
+
+A gallery item's *coarse code* is its bytes at ``coarse_columns`` angular columns spread evenly around
+the iris (every ``columns / coarse_columns``-th column), with the same columns of its mask. A probe is
+prepared for every shift ``s`` by taking its columns ``c - s`` (the same roll convention as the exact
+matcher), so rotation is still searched in steps of one column, over far fewer bits: 32 columns x 8
+bits = 256 bits instead of 2048. Iris bits are strongly correlated along the angle (Daugman measures
+~249 degrees of freedom in 2048 bits), so columns far apart carry most of the information of the whole
+code; the exact masked rescoring of the shortlist (``engine.index.hamming``) restores exact scores.
+
+Coarse score per shift: ``(n - 2d) / sqrt(n)`` over the ``n`` mutually valid coarse bits with ``d``
+disagreements, i.e. Daugman's normalised deviation from 0.5 (rank-equivalent to ``1 - HD_norm``),
+maximised over shifts. The kernel puts the shifts in vector lanes (no horizontal sum per shift).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numba as nb
+import numpy as np
+import numpy.typing as npt
+
+from engine.index.hamming import KERNEL_LOCK, _heap_replace_root, _njit, _popcount
+
+__all__ = ["coarse_columns_of", "coarse_gallery", "coarse_probe", "coarse_topk"]
+
+U8 = npt.NDArray[np.uint8]
+U64 = npt.NDArray[np.uint64]
+F32 = npt.NDArray[np.float32]
+I64 = npt.NDArray[np.int64]
+
+LANES = 8  # shifts are padded to a multiple of this (padding lanes have mask 0 -> score 0)
+COARSE_BYTES = 32  # 256 bits = 4 uint64 words: the kernel is written for exactly four words
+
+
+def coarse_columns_of(columns: int, bytes_per_column: int) -> npt.NDArray[np.int64]:
+    """The sampled column numbers, evenly spread: as many whole columns as fit in 32 bytes."""
+    m = max(1, min(columns, COARSE_BYTES // bytes_per_column))
+    return (np.arange(m, dtype=np.int64) * columns) // m
+
+
+def _take(picked: U8) -> U64:
+    """Picked bytes (..., <= 32) zero padded to exactly 32 bytes -> (..., 4) uint64."""
+    out = np.zeros((*picked.shape[:-1], COARSE_BYTES), dtype=np.uint8)
+    out[..., : picked.shape[-1]] = picked
+    return out.view(np.uint64)
+
+
+def _byte_index(cols: npt.NDArray[np.int64], bytes_per_column: int) -> npt.NDArray[np.int64]:
+    per = min(bytes_per_column, COARSE_BYTES)  # a column wider than 32 bytes: its first 32 bytes
+    return (cols[..., :, None] * bytes_per_column + np.arange(per)).reshape(*cols.shape[:-1], -1)
+
+
+def coarse_gallery(codes: U8, masks: U8, columns: int, bytes_per_column: int) -> tuple[U64, U64]:
+    """Coarse (n, 4) uint64 codes and masks of gallery rows (n, nbytes) uint8."""
+    idx = _byte_index(coarse_columns_of(columns, bytes_per_column), bytes_per_column)
+    return _take(codes[:, idx]), _take(masks[:, idx])
+
+
+def coarse_probe(code: U8, mask: U8, shifts: npt.NDArray[np.int64], columns: int, bytes_per_column: int
+                 ) -> tuple[U64, U64]:
+    """Coarse probe rows for every shift, *transposed* to (4, S_padded) uint64 (shifts in lanes)."""
+    cols = coarse_columns_of(columns, bytes_per_column)
+    src_cols = (cols[None, :] - shifts[:, None]) % columns  # (S, m): probe column seen at each sample
+    idx = _byte_index(src_cols, bytes_per_column)  # (S, bytes)
+    pc, pm = _take(code[idx]), _take(mask[idx])  # (S, 4)
+    sp = -(-len(shifts) // LANES) * LANES
+    outc = np.zeros((4, sp), dtype=np.uint64)
+    outm = np.zeros((4, sp), dtype=np.uint64)
+    outc[:, : len(shifts)] = pc.T
+    outm[:, : len(shifts)] = pm.T
+    return outc, outm
+
+
+@_njit(parallel=True, nogil=True, fastmath=True, cache=True)
+def _coarse_scan(pcT: Any, pmT: Any, gc: Any, gm: Any, rows: Any, use_rows: bool, n_items: int,
+                 heap_d: Any, heap_i: Any) -> None:  # pragma: no cover - jitted
+    # pcT/pmT: (nq, 4, SP); gc/gm: (n, 4). The four words are written out so that the loop over
+    # shifts vectorises with every count in registers. Heaps (chunks, nq, K) pre-filled -inf / -1.
+    nch = heap_d.shape[0]
+    nq, _, SP = pcT.shape
+    for c in nb.prange(nch):
+        lo = c * n_items // nch
+        hi = (c + 1) * n_items // nch
+        tmp = np.empty(SP, dtype=np.float32)
+        for j in range(lo, hi):
+            i = rows[j] if use_rows else j
+            g0, g1, g2, g3 = gc[i, 0], gc[i, 1], gc[i, 2], gc[i, 3]
+            k0, k1, k2, k3 = gm[i, 0], gm[i, 1], gm[i, 2], gm[i, 3]
+            for q in range(nq):
+                pc = pcT[q]
+                pm = pmT[q]
+                for s in range(SP):
+                    m0 = pm[0, s] & k0
+                    m1 = pm[1, s] & k1
+                    m2 = pm[2, s] & k2
+                    m3 = pm[3, s] & k3
+                    n = _popcount(m0) + _popcount(m1) + _popcount(m2) + _popcount(m3)
+                    d = (_popcount((pc[0, s] ^ g0) & m0) + _popcount((pc[1, s] ^ g1) & m1)
+                         + _popcount((pc[2, s] ^ g2) & m2) + _popcount((pc[3, s] ^ g3) & m3))
+                    nf = np.float32(n)
+                    # Written to a scratch row, then reduced: LLVM vectorises this loop only so.
+                    tmp[s] = (nf - np.float32(2.0) * np.float32(d)) / np.sqrt(nf + np.float32(1e-3))
+                best = np.float32(0.0)
+                for s in range(SP):
+                    best = max(best, tmp[s])
+                if best > heap_d[c, q, 0]:
+                    _heap_replace_root(heap_d[c, q], heap_i[c, q], best, i)
+
+
+def coarse_topk(pcT: U64, pmT: U64, gc: U64, gm: U64, n_items: int, rows: I64 | None, K: int
+                ) -> I64:
+    """Row numbers of the best ~``K`` gallery rows by coarse score for each of ``nq`` probes:
+    (nq, K) int64, -1 padded. ``pcT``/``pmT``: (nq, Wc, SP) from ``coarse_probe``."""
+    nq = pcT.shape[0]
+    m = n_items if rows is None else int(rows.shape[0])
+    nch = max(1, min(m, 2 * nb.get_num_threads()))
+    # Each chunk keeps its own top-K (K per chunk, not K / chunks: a chunk may hold all the mates).
+    heap_d = np.full((nch, nq, K), -np.inf, dtype=np.float32)
+    heap_i = np.full((nch, nq, K), -1, dtype=np.int64)
+    if m:
+        sel = np.zeros(1, dtype=np.int64) if rows is None else rows
+        with KERNEL_LOCK:
+            _coarse_scan(pcT, pmT, gc, gm, sel, rows is not None, m, heap_d, heap_i)
+    D = heap_d.transpose(1, 0, 2).reshape(nq, nch * K)
+    I = heap_i.transpose(1, 0, 2).reshape(nq, nch * K)
+    if nch > 1:
+        part = np.argpartition(-D, K - 1, axis=1)[:, :K]
+        I = np.take_along_axis(I, part, axis=1)
+    return np.ascontiguousarray(I)
