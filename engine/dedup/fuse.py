@@ -7,9 +7,11 @@ like the engine, or given explicitly).
 
 Candidate generation runs per modality, so it needs a per-modality similarity floor ``tau_m`` such
 that no pair that passes the fused rule is missed by every modality. With ``lambda_m = min over sets M
-containing m of T_M / |M|`` and ``tau_m`` the lowest similarity whose LLR can reach ``lambda_m``: if
-every shared modality had ``LLR_m < lambda_m`` the sum would be ``< sum lambda_m <= T_M``. So a pair
-above threshold always has at least one modality above its floor (exactness of the candidate stage).
+containing m of max(T_M / |M|, T_M - sum of the other modalities' largest LLR)`` and ``tau_m`` the
+lowest similarity whose LLR can reach ``lambda_m``: a pair of set M that passes has some modality with
+``LLR_m >= T_M / |M|`` (else the sum is below ``T_M``), and every modality of a passing pair has
+``LLR_m >= T_M - sum of the others' maxima``; so that modality is above its floor (exactness of the
+candidate stage).
 With a single modality ``tau`` is exactly the decision threshold.
 """
 
@@ -100,6 +102,7 @@ def make_thresholds(
     elif not 0.0 < fmr < 1.0:
         raise InvalidInput(f"FMR must be in (0, 1), got {fmr}", reason="INVALID_THRESHOLD")
     mods = sorted(set(modalities))
+    top = {m: float(fusion.calibration(m).llr.max()) for m in mods}
     fused: dict[str, float] = {}
     lam: dict[Modality, float] = {m: float("inf") for m in mods}
     for r in range(1, len(mods) + 1):
@@ -107,7 +110,9 @@ def make_thresholds(
             t = fusion.threshold(subset, fmr)
             fused[set_key(subset)] = t
             for m in subset:
-                lam[m] = min(lam[m], t / len(subset))
+                # the others at their best still need LLR_m >= t - sum(top others) (holds for every m)
+                need = t - sum(top[o] for o in subset if o != m)
+                lam[m] = min(lam[m], max(t / len(subset), need))
     floor: dict[Modality, float] = {}
     for m in mods:
         cal = fusion.calibration(m)

@@ -47,20 +47,41 @@ def make_fusion(directory: Path) -> Fusion:
     """Calibrations: face impostors N(0, 0.12), genuine N(0.8, 0.06); iris from the synthetic code
     generator itself (impostor and mated scores of the exact kernel)."""
     rng = np.random.default_rng(99)
-    save_distributions(FACE_MODEL, "face", rng.normal(0.8, 0.06, 200_000), rng.normal(0.0, 0.12, 1_000_000),
-                       source="synthetic", command="tests/unit/dedup/conftest.py", directory=directory)
+    save_distributions(
+        FACE_MODEL,
+        "face",
+        rng.normal(0.8, 0.06, 200_000),
+        rng.normal(0.0, 0.12, 1_000_000),
+        source="synthetic",
+        command="tests/unit/dedup/conftest.py",
+        directory=directory,
+    )
     codes, masks = impostor_gallery(300, NBYTES, COLUMNS, seed=5)
     data = ModalityData(IRIS_MODEL, np.arange(300), codes=codes, masks=masks, columns=COLUMNS)
     _, _, imp = IrisExact(data).block(0, 300, -1.0)
     eyes = random_irises(300, NBYTES, COLUMNS, seed=6)
     a, b = capture(eyes, COLUMNS, seed=7), capture(eyes, COLUMNS, seed=8)
-    both = ModalityData(IRIS_MODEL, np.arange(600), codes=np.concatenate([a.codes, b.codes]),
-                        masks=np.concatenate([a.masks, b.masks]), columns=COLUMNS)
+    both = ModalityData(
+        IRIS_MODEL,
+        np.arange(600),
+        codes=np.concatenate([a.codes, b.codes]),
+        masks=np.concatenate([a.masks, b.masks]),
+        columns=COLUMNS,
+    )
     gen = IrisExact(both).score_pairs(np.arange(300), np.arange(300, 600))
-    save_distributions(IRIS_MODEL, "iris", gen, imp, source="synthetic codes",
-                       command="tests/unit/dedup/conftest.py", directory=directory)
-    return Fusion.for_models({Modality.FACE: FACE_MODEL, Modality.IRIS_LEFT: IRIS_MODEL,
-                              Modality.IRIS_RIGHT: IRIS_MODEL}, directory)
+    save_distributions(
+        IRIS_MODEL,
+        "iris",
+        gen,
+        imp,
+        source="synthetic codes",
+        command="tests/unit/dedup/conftest.py",
+        directory=directory,
+    )
+    return Fusion.for_models(
+        {Modality.FACE: FACE_MODEL, Modality.IRIS_LEFT: IRIS_MODEL, Modality.IRIS_RIGHT: IRIS_MODEL},
+        directory,
+    )
 
 
 def crossing(fusion: Fusion, modality: Modality, t_llr: float) -> float:

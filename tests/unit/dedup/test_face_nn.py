@@ -74,8 +74,10 @@ def planted_gallery(tmp_path_factory: pytest.TempPathFactory, fusion: Fusion) ->
     assert x.shape[0] == n
     order = rng.permutation(n)  # spread the planted records over every block
     ref_of = {int(src): f"R{pos:05d}" for pos, src in enumerate(order)}
-    records = [(ref_of[int(src)], {Modality.FACE: face_t(x[src])}, "camp-a" if pos % 2 else "camp-b")
-               for pos, src in enumerate(order)]
+    records = [
+        (ref_of[int(src)], {Modality.FACE: face_t(x[src])}, "camp-a" if pos % 2 else "camp-b")
+        for pos, src in enumerate(order)
+    ]
     gallery = make_data_dir(tmp_path_factory.mktemp("face-nn") / "data", records)
     # brute force truth with the engine's decision rule
     sims = x.astype(np.float64) @ x.astype(np.float64).T
@@ -85,11 +87,20 @@ def planted_gallery(tmp_path_factory: pytest.TempPathFactory, fusion: Fusion) ->
     truth = {tuple(sorted((ref_of[int(a)], ref_of[int(b)]))) for a, b in zip(iu[hit], ju[hit], strict=True)}
     base = N_RANDOM
     groups = [{ref_of[base + i] for i in g} for g in planted.groups]
-    chains = [({ref_of[base + i] for i in m}, tuple(sorted((ref_of[base + w[0]], ref_of[base + w[1]]))))
-              for m, w in planted.chains]
+    chains = [
+        ({ref_of[base + i] for i in m}, tuple(sorted((ref_of[base + w[0]], ref_of[base + w[1]]))))
+        for m, w in planted.chains
+    ]
     misses = [tuple(sorted((ref_of[base + a], ref_of[base + b]))) for a, b in planted.misses]
-    return {"gallery": gallery, "truth": truth, "groups": groups, "chains": chains, "misses": misses,
-            "t_llr": t_llr, "n": n}
+    return {
+        "gallery": gallery,
+        "truth": truth,
+        "groups": groups,
+        "chains": chains,
+        "misses": misses,
+        "t_llr": t_llr,
+        "n": n,
+    }
 
 
 def _pairs(job_dir: Path) -> set[tuple[str, ...]]:
@@ -98,10 +109,14 @@ def _pairs(job_dir: Path) -> set[tuple[str, ...]]:
 
 
 def test_exact_nn_recovers_every_planted_group_and_nothing_else(
-        planted_gallery: dict[str, Any], fusion: Fusion, tmp_path: Path) -> None:
+    planted_gallery: dict[str, Any], fusion: Fusion, tmp_path: Path
+) -> None:
     g = planted_gallery
-    job = DedupJob.create(JobSpec(data_dir=str(g["gallery"].data_dir), target_fpir=FPIR, block_rows=700),
-                          tmp_path / "job", fusion=fusion)
+    job = DedupJob.create(
+        JobSpec(data_dir=str(g["gallery"].data_dir), target_fpir=FPIR, block_rows=700),
+        tmp_path / "job",
+        fusion=fusion,
+    )
     summary = job.run()
     found = _pairs(job.dir)
     assert found == g["truth"]
@@ -126,8 +141,11 @@ def test_exact_nn_recovers_every_planted_group_and_nothing_else(
 
 def test_partition_restricts_the_job(planted_gallery: dict[str, Any], fusion: Fusion, tmp_path: Path) -> None:
     g = planted_gallery
-    job = DedupJob.create(JobSpec(data_dir=str(g["gallery"].data_dir), partition="camp-a", target_fpir=FPIR),
-                          tmp_path / "job", fusion=fusion)
+    job = DedupJob.create(
+        JobSpec(data_dir=str(g["gallery"].data_dir), partition="camp-a", target_fpir=FPIR),
+        tmp_path / "job",
+        fusion=fusion,
+    )
     summary = job.run()
     assert summary["records"] == g["n"] // 2  # odd positions
     doc = json.loads((job.dir / "report.json").read_text())
@@ -138,8 +156,9 @@ class Crash(RuntimeError):
     pass
 
 
-def test_interrupted_job_resumes_to_the_same_result(planted_gallery: dict[str, Any], fusion: Fusion,
-                                                    tmp_path: Path) -> None:
+def test_interrupted_job_resumes_to_the_same_result(
+    planted_gallery: dict[str, Any], fusion: Fusion, tmp_path: Path
+) -> None:
     g = planted_gallery
     spec = JobSpec(data_dir=str(g["gallery"].data_dir), target_fpir=FPIR, block_rows=300)
     ref = DedupJob.create(spec, tmp_path / "ref", fusion=fusion)
@@ -168,8 +187,9 @@ def test_interrupted_job_resumes_to_the_same_result(planted_gallery: dict[str, A
     assert a["clusters"] == b["clusters"] and a["pairs"] == b["pairs"]
 
 
-def test_cancel_stops_at_a_block_and_resume_finishes(planted_gallery: dict[str, Any], fusion: Fusion,
-                                                      tmp_path: Path) -> None:
+def test_cancel_stops_at_a_block_and_resume_finishes(
+    planted_gallery: dict[str, Any], fusion: Fusion, tmp_path: Path
+) -> None:
     from engine.dedup import JobCancelled
 
     g = planted_gallery
