@@ -133,6 +133,7 @@ def _measure(args: argparse.Namespace, command: str) -> dict[str, Any]:
     records += gallery_records(grid.gallery_sizes, grid.face_dim, progress)
     raw["records"] = records
     raw["seconds"] = time.time() - started
+    raw["load_average_at_end"] = machine_info()["load_average_at_start"]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench_raw.json").write_text(json.dumps(raw) + "\n")
     return raw

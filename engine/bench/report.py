@@ -127,7 +127,8 @@ def markdown(raw: dict[str, Any], figures: dict[str, Any], command: str, plot_na
         "## Machine",
         f"- CPU: {m['cpu_model']}, {m['cpus']} logical CPUs (threads/core {m.get('threads_per_core')}, "
         f"hypervisor {m.get('hypervisor') or 'none'}), memory {mem}",
-        f"- Python {m['python']} on {m['platform']}; load average at start {m['load_average_at_start']}",
+        f"- Python {m['python']} on {m['platform']}; load average at start {m['load_average_at_start']}"
+        f", at end {raw.get('load_average_at_end', 'not recorded')}",
         "- Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v),
         "",
         "Timings on a shared, busy machine are noisy: latencies are medians (p50) and 99th percentiles",
@@ -144,7 +145,10 @@ def markdown(raw: dict[str, Any], figures: dict[str, Any], command: str, plot_na
         "planted mate is the top result.",
         "- enroll/s = gallery size / build time (engine rows include making template objects); B/tmpl RSS = "
         "resident memory growth during the build / N (noisy); B/tmpl snapshot and open s = engine index "
-        "snapshot size / N and the time to load it (the index part of opening a gallery).",
+        "snapshot size / N and the time to load it (the index part of opening a gallery). numpy rows build "
+        "nothing (an array copy), so their enroll/s only says there is no build step.",
+        "- recall@k on isotropic random vectors is the hardest case for approximate indexes (the k nearest "
+        "impostors are barely nearer than the rest); mate@1 is the figure that matters for de-duplication.",
         f"- Face: synthetic {g['face_dim']}-d unit vectors; iris: {g['iris_nbytes']}-byte codes of "
         f"{g['iris_columns']} columns with masks. Planted mates mimic genuine score ranges "
         "(measured below).",
