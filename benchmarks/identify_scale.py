@@ -1,6 +1,6 @@
 """Identify at scale: latency and concurrent throughput of the face index against baselines.
 
-    .venv/bin/python -m benchmarks.identify_scale --n 1000000            # exact + fp16 (~3-4 min)
+    .venv/bin/python -m benchmarks.identify_scale --n 1000000     # exact, fp16, exact-blas (~4-5 min)
     .venv/bin/python -m benchmarks.identify_scale --n 300000 --kinds exact,fp16,hnsw
 
 For each contender (engine index options next to the numpy brute-force and FAISS-default baselines,
@@ -33,8 +33,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--queries", type=int, default=200, help="sequential probes for the latency figures")
     ap.add_argument("--threads", type=int, default=32, help="concurrent callers for throughput")
     ap.add_argument("--seconds", type=float, default=4.0, help="measured time of each throughput run")
-    ap.add_argument("--kinds", default="exact,fp16",
-                    help="comma list of exact, exact-sharded, exact-nobatch, fp16, hnsw")
+    ap.add_argument("--kinds", default="exact,fp16,exact-blas",
+                    help="comma list of exact, exact-blas, exact-nobatch, fp16, hnsw")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true", help="also print raw figures as JSON lines")
     args = ap.parse_args(argv)

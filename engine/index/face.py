@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import weakref
 import zipfile
@@ -78,8 +79,10 @@ class FaceIndexOptions:
     micro_batch / batch_max / batch_wait_ms: concurrent unrestricted single-query searches are served
     in batches of up to batch_max by one worker (``engine.index.batcher``), waiting at most
     batch_wait_ms for a batch to fill under load.
-    exact_shards: 0 = one OpenBLAS call per exact scan (its own threads); N >= 2 = N scan threads
-    with numpy's OpenBLAS set to one thread PROCESS-WIDE (``engine.index.flat`` gives the figures).
+    exact_shards: scan threads of the exact kind. None (default) = one per CPU (up to 8); 0 or 1 =
+    one OpenBLAS call per scan using OpenBLAS's own threads. With >= 2, numpy's OpenBLAS is set to
+    ONE thread PROCESS-WIDE the first time a gallery of >= 32k templates is scanned (logged; figures
+    and reasons in ``engine.index.flat``).
     """
 
     kind: IndexKind = IndexKind.EXACT
@@ -92,7 +95,7 @@ class FaceIndexOptions:
     train_size: int = 50000
     compact_fraction: float = 0.2
     micro_batch: bool = True
-    exact_shards: int = 0
+    exact_shards: int | None = None
     batch_max: int = 64
     batch_wait_ms: float = 2.0
 
@@ -110,7 +113,9 @@ class FaceIndexOptions:
                 raise ConfigurationError(f"face index option {name} must be >= 1")
         if not 0.0 < self.compact_fraction <= 1.0:
             raise ConfigurationError("face index option compact_fraction must be in (0, 1]")
-        if self.exact_shards < 0:
+        if self.exact_shards is None:
+            object.__setattr__(self, "exact_shards", min(8, os.cpu_count() or 1))
+        if (self.exact_shards or 0) < 0:
             raise ConfigurationError("face index option exact_shards must be >= 0")
         if not 0.0 <= self.batch_wait_ms <= 100.0:
             raise ConfigurationError("face index option batch_wait_ms must be in [0, 100]")
@@ -120,6 +125,7 @@ class FaceIndexOptions:
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["kind"] = self.kind.value
+        del out["exact_shards"]  # a property of the machine, not of the snapshot: re-chosen on load
         return out
 
 
@@ -333,7 +339,7 @@ class FaceIndex:
     def _new_backend(self, initial: bool) -> Backend:
         kind = self.options.kind
         if kind is IndexKind.EXACT or (initial and kind in (IndexKind.SQ8, IndexKind.IVF)):
-            return ExactBackend(self.dim, self.options.exact_shards)
+            return ExactBackend(self.dim, int(self.options.exact_shards or 0))
         from engine.index import faiss_backends as fb  # FAISS is only loaded for approximate kinds
 
         backend: Backend = fb.make_backend(self.dim, self.options)
@@ -352,7 +358,7 @@ class FaceIndex:
 
     def _restore_backend(self, name: str, arrays: dict[str, npt.NDArray[Any]]) -> Backend:
         if name == ExactBackend.__name__:
-            return ExactBackend.from_state(self.dim, arrays, self.options.exact_shards)
+            return ExactBackend.from_state(self.dim, arrays, int(self.options.exact_shards or 0))
         from engine.index import faiss_backends as fb
 
         backend: Backend = fb.restore_backend(name, self.dim, self.options, arrays)

@@ -6,11 +6,13 @@ single query is one OpenBLAS ``sgemv`` over the whole array (threaded, memory-bo
 a batch is ``sgemm`` over row blocks that stay in cache, followed by a threshold-pruned running
 top-k (``engine.index.topk``). Both release the GIL, so concurrent readers really run in parallel.
 
-Optional sharding (``FaceIndexOptions.exact_shards`` >= 2): the rows are split into contiguous ranges
-scanned by that many threads with numpy's OpenBLAS set to ONE thread process-wide. Measured on the
-quiet 2-core box, 1M x 128, 32 queries per batch: 1.96 ms/query sharded vs 2.6 ms/query with
-OpenBLAS's own threads (single query: 17 vs 16 ms). Not the default because it changes a
-process-wide setting; an oversubscribed machine also favours it (OpenBLAS threads spin-wait).
+Sharding (``FaceIndexOptions.exact_shards``, default one per CPU): the rows are split into contiguous
+ranges scanned by that many threads, with numpy's OpenBLAS set to ONE thread process-wide (OpenBLAS
+has no per-call setting). Measured on the quiet 2-core box, 1M x 128, 32 queries per batch: 1.96
+ms/query sharded vs 2.6 with OpenBLAS's own threads; single query 17 vs 16 ms. On the busy shared
+box (load ~18) the difference is dramatic: at 20k, single query p50 0.7 ms sharded vs 36 ms, because
+OpenBLAS's (and OpenMP's) worker threads spin-wait for each other when the CPUs are oversubscribed.
+A server process should not use multi-threaded BLAS from many request threads anyway.
 
 Rows live in one contiguous array with amortised growth; removal moves the last row into the hole
 (O(1), no tombstones), so a scan never reads dead rows. Per-row overhead: the int64 label plus one
@@ -217,7 +219,7 @@ class ExactBackend:
         self._pool_lock = threading.Lock()
 
     def _scan(self, xq: F32, k: int, mask: Mask | list[Mask | None] | None) -> tuple[F32, I64]:
-        if self.shards < 2:
+        if self.shards < 2 or len(self.store) < 2 * BLOCK_ROWS:
             return scan_ip(self.store.xb, xq, k, mask)
         with self._pool_lock:
             if self._pool is None:

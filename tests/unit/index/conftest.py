@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import numpy.typing as npt
 import pytest
 
+from engine.index.blas import get_openblas_threads, set_openblas_threads
 from engine.types import FaceTemplate, ModelRef
 
 MODEL = ModelRef("test-face", "1")
@@ -67,3 +70,11 @@ def assert_exact(D: F32, I: npt.NDArray[np.int64], xb: F32, labels: npt.NDArray[
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def restore_blas_threads() -> Iterator[None]:
+    before = get_openblas_threads()
+    yield
+    if before:
+        set_openblas_threads(before)  # exact_shards sets numpy's OpenBLAS process-wide

@@ -21,6 +21,7 @@ def build(rng: np.random.Generator, n: int, d: int, options: FaceIndexOptions | 
     return index, xb, labels
 
 
+@pytest.mark.usefixtures("restore_blas_threads")
 @pytest.mark.parametrize(("n", "nq"), [(1, 3), (50, 1), (3000, 1), (3000, 17), (40000, 1), (40000, 33)])
 def test_search_equals_brute_force(rng: np.random.Generator, n: int, nq: int) -> None:
     index, xb, labels = build(rng, n, 32)
@@ -124,19 +125,10 @@ def test_empty_index_and_empty_query_list() -> None:
     assert D.shape == (0, 3) and I.shape == (0, 3)
 
 
-@pytest.fixture
-def restore_blas_threads():
-    from engine.index.blas import get_openblas_threads, set_openblas_threads
-
-    before = get_openblas_threads()
-    yield
-    if before:
-        set_openblas_threads(before)  # exact_shards sets numpy's OpenBLAS process-wide
-
-
 @pytest.mark.usefixtures("restore_blas_threads")
-def test_sharded_exact_scan_equals_brute_force(rng: np.random.Generator) -> None:
-    index, xb, labels = build(rng, 40000, 16, FaceIndexOptions(exact_shards=2, micro_batch=False))
+@pytest.mark.parametrize("shards", [0, 2, 3])
+def test_sharded_exact_scan_equals_brute_force(rng: np.random.Generator, shards: int) -> None:
+    index, xb, labels = build(rng, 40000, 16, FaceIndexOptions(exact_shards=shards, micro_batch=False))
     xq = clustered(rng, 9, 16, n_ids=3)
     sel = labels[::3]
     keep = np.isin(labels, sel)
