@@ -132,29 +132,36 @@ def _words(x: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint64]:
 
 
 class NumpyIris:
-    """Brute force masked fractional Hamming distance, min over +-``shifts`` columns, uint64 popcount
-    (``np.bitwise_count``); similarity = 1 - HD."""
+    """Brute force masked Hamming distance over +-``shifts`` columns, uint64 popcount
+    (``np.bitwise_count``). ``normalise`` (default) scores as ``engine.iris.matcher`` does (Daugman's
+    normalisation for the number of bits compared: ``0.5 + (0.5 - HD) * sqrt(n / n0)``,
+    ``n0 = 911 * nbits / 2048``), so its top-k is the exact answer the engine indexes must match;
+    otherwise 1 - fractional HD."""
 
-    def __init__(self, shifts: int = 15) -> None:
+    def __init__(self, shifts: int = 15, normalise: bool = True) -> None:
         self.shifts = shifts
+        self.normalise = normalise
 
     def fit(self, data: IrisData) -> None:
         self.codes, self.masks = _words(data.codes).copy(), _words(data.masks).copy()
         self.step = data.codes.shape[1] // data.columns
+        self.n0 = 911.0 * data.codes.shape[1] * 8 / 2048.0
 
     def prepare(self, data: IrisData) -> None:
         self.qcodes, self.qmasks = data.qcodes, data.qmasks
 
     def query(self, j: int, k: int) -> I64:
-        best = np.full(self.codes.shape[0], np.inf)
+        best = np.full(self.codes.shape[0], -np.inf)
         for s in range(-self.shifts, self.shifts + 1):
             qc = _words(np.roll(self.qcodes[j], s * self.step)[None, :])
             qm = _words(np.roll(self.qmasks[j], s * self.step)[None, :])
             valid = self.masks & qm
-            bits = np.bitwise_count(valid).sum(axis=1, dtype=np.int64)
-            diff = np.bitwise_count((self.codes ^ qc) & valid).sum(axis=1, dtype=np.int64)
-            np.minimum(best, np.where(bits > 0, diff / np.maximum(bits, 1), np.inf), out=best)
-        return _topk(1.0 - best, k)
+            n = np.bitwise_count(valid).sum(axis=1, dtype=np.int64)
+            d = np.bitwise_count((self.codes ^ qc) & valid).sum(axis=1, dtype=np.int64)
+            hd = d / np.maximum(n, 1)
+            sim = 0.5 + (0.5 - hd) * np.sqrt(n / self.n0) if self.normalise else 1.0 - hd
+            np.maximum(best, np.where(n > 0, sim, 0.0), out=best)
+        return _topk(np.clip(best, 0.0, 1.0) if self.normalise else best, k)
 
 
 class FaissIris:
