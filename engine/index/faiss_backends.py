@@ -253,7 +253,10 @@ class ShardedBackend:
     def _executor(self) -> ThreadPoolExecutor:
         with self._pool_lock:
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(len(self.parts), thread_name_prefix="face-shard")
+                # omp_set_num_threads is per calling thread in OpenMP: the shard threads scan alone
+                # (one query each) instead of opening a parallel region whose idle thread spins.
+                self._pool = ThreadPoolExecutor(len(self.parts), thread_name_prefix="face-shard",
+                                                initializer=faiss.omp_set_num_threads, initargs=(1,))
             return self._pool
 
     def vectors(self, labels: I64) -> tuple[F32, Bool]:
