@@ -1,0 +1,7 @@
+"""``python -m engine.dedup ...`` = ``nasname dedup ...``."""
+
+import sys
+
+from engine.dedup import main
+
+sys.exit(main())
