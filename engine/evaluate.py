@@ -1,6 +1,7 @@
 """``nasname evaluate``: accuracy of the engine's extractors and matchers on a labelled image set.
 
-    nasname evaluate --manifest FILE.csv [--pairs pairs.txt] --out DIR [--modality face|iris|...]
+    nasname evaluate --manifest FILE.csv [--manifest MORE.csv] [--pairs pairs.txt] --out DIR
+                     [--modality face|iris|...]
                      [--limit N] [--no-progress]
     nasname evaluate --rescore DIR/scores.npz --out DIR2      # recompute figures from cached scores
 
@@ -50,7 +51,7 @@ def _load_extractor(kind: str) -> Extractor:
 
 
 def evaluate(
-    manifest: Path,
+    manifest: Path | Sequence[Path],
     out: Path,
     *,
     pairs: Path | None = None,
@@ -70,7 +71,8 @@ def evaluate(
     use only the first n same and n different pairs of each fold (quick checks). Returns the metrics
     document."""
     started = time.time()
-    samples = read_manifest(manifest, modality, limit)
+    manifests = [manifest] if isinstance(manifest, Path) else list(manifest)
+    samples = [s for m in manifests for s in read_manifest(m, modality, limit)]
     kinds = [k for k in ("face", "iris") if any(s.kind == k for s in samples)]
     data: dict[str, KindScores] = {}
     runs: dict[str, ExtractionRun] = {}
@@ -121,7 +123,8 @@ def evaluate(
                                                        pairs_per_fold)
 
     doc["definitions"] = _definitions()
-    doc["inputs"] = {"manifest": str(manifest), "pairs": str(pairs) if pairs else None,
+    doc["inputs"] = {"manifest": " + ".join(str(m) for m in manifests),
+                     "pairs": str(pairs) if pairs else None,
                      "modality": modality, "limit": limit, "samples": len(samples),
                      "mate_excluded_nonmated": mate_excluded,
                      "seconds": round(time.time() - started, 1)}
@@ -208,9 +211,19 @@ def rescore(scores_file: Path, out: Path, mate_excluded: bool = True) -> dict[st
         acc = kfold_accuracy(arrays["pairs_scores"], arrays["pairs_same"], arrays["pairs_fold"]).as_dict()
         doc["verification_accuracy"] = {"face": acc}
     doc["definitions"] = _definitions()
-    doc["inputs"] = {"rescored_from": str(scores_file)}
+    doc["inputs"] = {**_earlier_inputs(scores_file), "rescored_from": str(scores_file),
+                     "mate_excluded_nonmated": mate_excluded}
     _write_outputs(out, doc, arrays, curves)
     return doc
+
+
+def _earlier_inputs(scores_file: Path) -> dict[str, Any]:
+    """The ``inputs`` of the run that wrote ``scores_file`` (its metrics.json beside it), if readable."""
+    try:
+        earlier = json.loads((scores_file.parent / "metrics.json").read_text())
+        return dict(earlier.get("inputs", {}))
+    except (OSError, ValueError):
+        return {}
 
 
 def _definitions() -> dict[str, str]:
@@ -250,7 +263,9 @@ def _write_outputs(out: Path, doc: dict[str, Any], arrays: dict[str, Any],
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nasname evaluate", description=__doc__.split("\n\n")[0])
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--manifest", type=Path, help="CSV with columns identity,modality,path")
+    src.add_argument("--manifest", type=Path, action="append",
+                     help="CSV with columns identity,modality,path (repeat to combine: a face set and "
+                          "an iris set give chimeric fused subjects)")
     src.add_argument("--rescore", type=Path, help="scores.npz of an earlier run: recompute the figures")
     p.add_argument("--pairs", type=Path, help="LFW-format pairs file: k-fold verification accuracy")
     p.add_argument("--out", type=Path, required=True, help="output directory")

@@ -213,7 +213,8 @@ def accuracy_section(docs: Sequence[dict[str, Any]]) -> list[str]:
            "|" + "---|" * 13]
     for d in docs:
         inputs = d.get("inputs", {})
-        name = Path(str(inputs.get("manifest") or inputs.get("rescored_from") or d["source"])).name
+        where = str(inputs.get("manifest") or inputs.get("rescored_from") or d["source"])
+        name = " + ".join(Path(part).name for part in where.split(" + "))
         if inputs.get("limit"):
             name += f" (first {inputs['limit']} subjects)"
         for kind, f in d["per_modality"].items():

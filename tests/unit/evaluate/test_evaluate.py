@@ -203,3 +203,22 @@ def test_bench_report_shows_evaluate_figures_with_counts(tmp_path: Path) -> None
     text = "\n".join(accuracy_section([{**doc, "source": "m"}]))
     assert "| manifest.csv | face | 11 | 33.33 % | 12.50 % | 40.00 % |" in text
     assert "| 10 / 45 | 6 / 6 |" in text  # genuine / impostor pairs, mated / non-mated searches
+
+
+def test_two_manifests_combine_into_chimeric_subjects(tmp_path: Path) -> None:
+    face = _write_set(tmp_path / "f", [(p, "face", f"{p}:{i}") for p in ("a", "b") for i in range(2)])
+    iris = _write_set(tmp_path / "i", [(p, "iris", f"{p}E:{i}") for p in ("x", "y") for i in range(2)])
+
+    class Identity:
+        def llr_of(self, s: Any) -> Any:
+            return np.asarray(s, dtype=np.float64)
+
+    class FakeFusion:
+        def calibration(self, modality: Any) -> Identity:
+            return Identity()
+
+    doc = evaluate([face, iris], tmp_path / "o", extractors={"face": FakeFace(), "iris": FakeIris()},
+                   fusion=FakeFusion(), progress=False)
+    assert set(doc["per_modality"]) == {"face", "iris", "fused"}
+    assert doc["per_modality"]["fused"]["subjects"] == 2
+    assert " + " in doc["inputs"]["manifest"]
