@@ -1,7 +1,7 @@
 """``nasname bench``: identify latency/throughput scale curves against baselines, enroll throughput,
 memory per template, snapshot open time, extraction time per stage; one Markdown report.
 
-    nasname bench [--quick] [--sizes 1e3,1e4,1e5,1e6] [--family face,iris] [--out DIR]
+    nasname bench [--quick] [--sizes 1e3,1e4,1e5,1e6] [--iris-sizes ...] [--family face,iris] [--out DIR]
                   [--report docs/BENCHMARKS.md] [--images DIR]
     nasname bench --from-raw DIR/bench_raw.json --out DIR      # recompute figures and report only
 """
@@ -44,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nasname bench", description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="small grid that runs in under a minute")
     p.add_argument("--sizes", type=_sizes, help="gallery sizes, comma separated (e.g. 1e3,1e4,1e5,1e6)")
+    p.add_argument("--iris-sizes", type=_sizes, help="iris gallery sizes when they differ from --sizes")
     p.add_argument("--family", default="face,iris", help="face, iris or face,iris")
     p.add_argument("--out", type=Path, default=Path("bench-results"), help="output directory")
     p.add_argument("--report", type=Path, help="also write the report here (docs/BENCHMARKS.md)")
@@ -63,7 +64,11 @@ def _grid(args: argparse.Namespace) -> Grid:
         grid = replace(grid, budget_s=args.budget)
     if args.queries is not None:
         grid = replace(grid, queries=args.queries)
-    return grid.with_sizes(args.sizes) if args.sizes else grid
+    if args.sizes:
+        grid = grid.with_sizes(args.sizes)
+    if args.iris_sizes:
+        grid = replace(grid, iris_sizes=args.iris_sizes)
+    return grid
 
 
 def main(argv: list[str]) -> int:
