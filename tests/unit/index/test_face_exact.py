@@ -88,6 +88,10 @@ def test_model_and_dimension_are_checked(rng: np.random.Generator) -> None:
     with pytest.raises(InvalidInput):
         index.search(templates(unit_rows(rng, 1, 8)), 0)
     with pytest.raises(InvalidInput):
+        index.search(templates(unit_rows(rng, 1, 8)), FaceIndex.MAX_K + 1)
+    with pytest.raises(InvalidInput):
+        index.add(np.array([-1]), templates(unit_rows(rng, 1, 8)))
+    with pytest.raises(InvalidInput):
         index.add(np.array([1, 1]), templates(unit_rows(rng, 2, 8)))
     with pytest.raises(InvalidInput):
         index.add(np.array([1, 2]), templates(unit_rows(rng, 1, 8)))
