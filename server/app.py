@@ -129,8 +129,7 @@ def bootstrap_admin_token(tokens: TokenStore, out: TextIO = sys.stdout) -> str |
     return secret
 
 
-def serve(config_path: Path | None = None, *, ready: threading.Event | None = None,
-          **overrides: Any) -> int:
+def serve(config_path: Path | None = None, **overrides: Any) -> int:
     """Run until SIGTERM/SIGINT: open the engine (creating the data dir, key and store on a fresh
     machine), bind, serve; then drain in-flight calls and close the engine. Returns the exit code."""
     from engine.config import EngineConfig, load_toml
@@ -161,8 +160,6 @@ def serve(config_path: Path | None = None, *, ready: threading.Event | None = No
         log.info("listening on %s:%d (%s)", shown, port, "plaintext" if credentials is None else "TLS")
         print(f"nasname listening on {shown}:{port} ({'plaintext' if credentials is None else 'TLS'}), "
               f"data in {engine_config.data_dir}", flush=True)
-        if ready is not None:
-            ready.set()
         try:
             stopping.wait()
         finally:

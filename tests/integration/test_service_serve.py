@@ -64,7 +64,8 @@ def serving(data_dir: Path, *extra: str) -> Iterator[tuple[subprocess.Popen[str]
         log.close()
 
 
-def test_serve_fresh_then_sigterm_then_restart(tmp_path: Path) -> None:
+def test_serve_fresh_then_sigterm_then_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "data"
     acked: list[str] = []
     with serving(data, "--allow-plaintext") as (proc, address, out):
@@ -110,6 +111,11 @@ def test_serve_fresh_then_sigterm_then_restart(tmp_path: Path) -> None:
         for ref in acked:
             assert admin.get_record(ref).record.reference_id == ref
         assert admin.stats().by_status["active"] == len(acked)
+        # the CLI finds the auto certificate of a loopback server in the data directory by itself
+        monkeypatch.setenv("NASNAME_DATA_DIR", str(data))
+        capsys.readouterr()
+        assert main(["stats", "--address", address, "--token", secrets[0]]) == 0
+        assert json.loads(capsys.readouterr().out)["by_status"]["active"] == str(len(acked))
 
 
 def test_local_token_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
