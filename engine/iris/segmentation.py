@@ -55,6 +55,7 @@ class SegmentationParams:
     dark_quantiles: tuple[float, ...] = (0.004, 0.01, 0.02, 0.04, 0.07, 0.11)
     specular_tophat: float = 45.0
     specular_size_px: int = 11
+    pupil_keep: float = 0.25
     limbus_arc_deg: float = 25.0
     limbus_arc_up: float = 0.8
     limbus_centre_shift: float = 0.12
@@ -102,11 +103,15 @@ class Segmentation:
     measures: dict[str, float] = field(default_factory=dict)
 
 
+_GLOW_KERNEL = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))
+
+
 def _fill_specular(gray: F32, p: SegmentationParams) -> tuple[F32, B]:
     k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (p.specular_size_px, p.specular_size_px))
     opened = cv2.morphologyEx(gray, cv2.MORPH_OPEN, k)
     spec = (gray - opened) > p.specular_tophat
-    spec = cv2.dilate(spec.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    # the glow around a glint is dimmer than the threshold but still brighter than the pupil under it
+    spec = cv2.dilate(spec.astype(np.uint8), _GLOW_KERNEL).astype(bool)
     filled = np.where(spec, opened, gray).astype(np.float32)
     return filled, spec
 
@@ -128,27 +133,30 @@ def _ring_profiles(img: F32, cx: F32, cy: F32, radii: F32, angles: F32) -> tuple
 
 
 def _best_circle(img: F32, cx0: float, cy0: float, shift: float, step: float, radii: F32,
-                 arcs: list[F32], window_frac: float, min_window: int = 2) -> tuple[Circle, float]:
+                 arcs: list[F32], window_frac: float, min_window: int = 2,
+                 around: Circle | None = None) -> tuple[Circle, float]:
     """Integro-differential operator over a grid of centres: maximise the step of the arc-mean
     intensity across the circle (mean over ``w`` px outside minus ``w`` px inside, ``w`` =
     ``window_frac * r`` so that a blurred boundary of a big circle is measured whole; dark
     inside, bright outside). ``radii`` must be spaced 1 px. With two arcs (left and right of the eye)
     the score favours circles whose edge is seen on both sides. Returns the circle and the step
-    (grey levels)."""
+    (grey levels). ``around``: a circle (the pupil) that the result must enclose with its inner
+    window clear of it, whatever the centre offset."""
     offs = np.arange(-shift, shift + 1e-6, step, dtype=np.float32)
     gx, gy = np.meshgrid(offs + cx0, offs + cy0)
     cx, cy = gx.ravel().astype(np.float32), gy.ravel().astype(np.float32)
     win = np.maximum(min_window, np.round(window_frac * radii)).astype(np.int64)
     window = int(win.max())
-    ext = np.concatenate([radii[0] - np.arange(window, 0, -1, dtype=np.float32), radii,
+    before = window
+    ext = np.concatenate([radii[0] - np.arange(before, 0, -1, dtype=np.float32), radii,
                           radii[-1] + np.arange(1, window + 1, dtype=np.float32)])
     ext = np.maximum(ext, 0.5)
+    n = radii.size
+    idx = np.arange(n) + before  # position of each radius in ext
     steps = []
     for angles in arcs:
         means, frac = _ring_profiles(img, cx, cy, ext, angles)
         csum = np.concatenate([np.zeros((means.shape[0], 1), np.float32), np.cumsum(means, axis=1)], axis=1)
-        n = radii.size
-        idx = np.arange(n) + window  # position of each radius in ext
         outer = (csum[:, idx + win + 1] - csum[:, idx + 1]) / win
         inner = (csum[:, idx] - csum[:, idx - win]) / win
         st = outer - inner
@@ -156,6 +164,11 @@ def _best_circle(img: F32, cx0: float, cy0: float, shift: float, step: float, ra
         st[frac[:, idx + win] < 0.6] = -1e6
         steps.append(st)
     score = steps[0] if len(steps) == 1 else (steps[0] + steps[1]) / 2 - np.abs(steps[0] - steps[1]) / 4
+    if around is not None:
+        # an off-centre circle could otherwise hug the (much stronger) pupil edge on one side
+        offset = np.hypot(cx - around.x, cy - around.y)[:, None]
+        gap = radii[None, :] - offset - win[None, :] - around.r
+        score = np.where(gap >= 0.1 * around.r + 4, score, -1e6)
     k = int(np.argmax(score))
     mi, ri = divmod(k, radii.size)
     return Circle(float(cx[mi]), float(cy[mi]), float(radii[ri])), float(score[mi, ri])
@@ -183,7 +196,7 @@ def _pupil_candidates(img: F32, p: SegmentationParams) -> list[tuple[float, floa
     return cands
 
 
-def _pupil_score(img: F32, c: Circle, angles: F32) -> float:
+def _pupil_score(img: F32, c: Circle, angles: F32) -> tuple[float, float]:
     """Relative, all-round darkness of a pupil candidate: the lower quartile over angles of the step
     between the ring just outside and the ring just inside, over the inside grey level. A real pupil
     is dark all round; a lash, a spectacle frame or the iris (whose inside ring is mid-grey) is not."""
@@ -193,13 +206,14 @@ def _pupil_score(img: F32, c: Circle, angles: F32) -> float:
     v = cv2.remap(img, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     inside, outside = v[:3].mean(axis=0), v[3:].mean(axis=0)
     step = float(np.percentile(outside - inside, 25))
-    return step / (float(np.median(inside)) + 10.0)
+    level = float(np.median(inside))
+    return step / (level + 10.0), level
 
 
 def _find_pupil(img: F32, p: SegmentationParams) -> tuple[Circle, float]:
     """Best pupil candidate by *relative* contrast (step / inside level): the iris against the sclera
     can have a larger step than the pupil against the iris, but never a darker inside."""
-    best: tuple[Circle, float, float] | None = None
+    found: list[tuple[Circle, float, float, float]] = []
     arcs = [np.linspace(0, 2 * np.pi, 48, endpoint=False, dtype=np.float32)]
     seen: list[tuple[float, float, float]] = []
     for cx, cy, r0 in _pupil_candidates(img, p):
@@ -216,28 +230,34 @@ def _find_pupil(img: F32, p: SegmentationParams) -> tuple[Circle, float]:
         circle, step = _best_circle(img, circle.x, circle.y, 1.0, 0.5,
                                     np.arange(max(lo, circle.r - 2), circle.r + 2.01, 1.0, dtype=np.float32),
                                     arcs, 0.1)
-        score = _pupil_score(img, circle, arcs[0])
-        if best is None or score > best[2]:
-            best = (circle, step, score)
-    if best is None or not np.isfinite(best[1]) or best[1] <= 0:
+        score, inside = _pupil_score(img, circle, arcs[0])
+        found.append((circle, step, score, inside))
+    found = [f for f in found if np.isfinite(f[1]) and f[1] > 0 and f[2] > 0]
+    if not found:
         raise AcquisitionFailed("no pupil found in the image", reasons=[QualityReason.NO_IRIS.value])
-    return best[0], best[1]
+    # the pupil is the darkest disc of the eye: a dark iris against bright sclera can score as well
+    # as the pupil, but its inside is never as dark
+    top = max(f[2] for f in found)
+    circle, step, _, _ = min((f for f in found if f[2] >= p.pupil_keep * top), key=lambda f: f[3])
+    return circle, step
 
 
 def _find_limbus(img: F32, pupil: Circle, p: SegmentationParams) -> tuple[Circle, float]:
-    lo = max(p.iris_radius_px[0], pupil.r / p.pupil_iris_ratio[1], pupil.r + 4)
+    """Integro-differential operator on the lateral arcs (lids usually hide the top and bottom)."""
+    arc = math.radians(p.limbus_arc_deg)
+    right = np.linspace(-arc * p.limbus_arc_up, arc, 24, dtype=np.float32)
+    arcs = [right, (np.pi - right).astype(np.float32)]
+    lo = max(p.iris_radius_px[0], pupil.r / p.pupil_iris_ratio[1])
     hi = min(p.iris_radius_px[1], pupil.r / p.pupil_iris_ratio[0])
     if hi <= lo + 2:
         raise AcquisitionFailed("pupil size leaves no room for an iris",
                                 reasons=[QualityReason.NO_IRIS.value])
-    arc = math.radians(p.limbus_arc_deg)
-    right = np.linspace(-arc * p.limbus_arc_up, arc, 16, dtype=np.float32)
-    arcs = [right, (np.pi - right).astype(np.float32)]
     shift = max(2.0, round(p.limbus_centre_shift * lo))
     radii = np.arange(lo, hi + 1e-6, 1.0, dtype=np.float32)
-    c, _ = _best_circle(img, pupil.x, pupil.y, shift, max(1.0, shift / 4), radii, arcs, p.limbus_window)
+    c, _ = _best_circle(img, pupil.x, pupil.y, shift, max(1.0, shift / 4), radii, arcs, p.limbus_window,
+                        around=pupil)
     fine = np.arange(max(lo, c.r - 3), min(hi, c.r + 3) + 1e-6, 1.0, dtype=np.float32)
-    return _best_circle(img, c.x, c.y, 2.0, 1.0, fine, arcs, p.limbus_window)
+    return _best_circle(img, c.x, c.y, 2.0, 1.0, fine, arcs, p.limbus_window, around=pupil)
 
 
 def _find_lid(gy: F32, pupil: Circle, iris: Circle, upper: bool, p: SegmentationParams) -> Eyelid:
