@@ -265,3 +265,39 @@ def test_acknowledged_writes_survive_a_restart(tmp_path: Path, fusion: Fusion) -
             assert engine.get(ref).reference_id == ref
     finally:
         engine.close()
+
+
+def test_face_and_iris_templates_fuse_per_modality(tmp_path: Path, fusion: Fusion) -> None:
+    """A record with face + left iris; the probe's per-modality scores both come back over the wire."""
+    from engine.config import EngineConfig
+    from engine.engine import Engine
+    from engine.types import IrisTemplate
+    from server.client import template_sample
+
+    cfg = EngineConfig(data_dir=tmp_path / "data", modalities=("face", "iris_left", "iris_right"),
+                       snapshot_every=0)
+    s = start_service(Engine.open(cfg, fusion=fusion))
+    try:
+        rng = np.random.default_rng(30)
+        iris_model = ModelRef("synthetic-iris", "1")
+
+        def iris(code: np.ndarray) -> pb.Sample:
+            return template_sample("iris_left", IrisTemplate(code, np.full(code.size, 255, np.uint8), 64,
+                                                             iris_model))
+
+        people = {f"M{i}": (unit(rng), rng.integers(0, 256, 1024, dtype=np.uint8)) for i in range(10)}
+        station = s.client(Role.STATION)
+        for ref, (v, code) in people.items():
+            station.insert([*face(v), iris(code)], reference_id=ref)
+        v, code = people["M4"]
+        r = station.identify([*face(mate(v, rng)), iris(code)])
+        assert [c.reference_id for c in r.candidates] == ["M4"]
+        scores = {sc.modality: sc for sc in r.candidates[0].scores}
+        assert set(scores) == {pb.MODALITY_FACE, pb.MODALITY_IRIS_LEFT}
+        assert r.candidates[0].fused == pytest.approx(sum(sc.llr for sc in scores.values()))
+        assert {x.modality for x in r.samples} == {pb.MODALITY_FACE, pb.MODALITY_IRIS_LEFT}
+        assert {x.model.model_id for x in r.samples} == {MODEL.model_id, "synthetic-iris"}
+        record = s.client(Role.INVESTIGATOR).get_record("M4").record
+        assert {m.modality for m in record.models} == {pb.MODALITY_FACE, pb.MODALITY_IRIS_LEFT}
+    finally:
+        s.stop()
