@@ -49,11 +49,12 @@ class Server:
     """A configured gRPC server and the parts a graceful shutdown needs."""
 
     def __init__(self, grpc_server: grpc.Server, gate: Gate, health_servicer: health.HealthServicer,
-                 config: ServerConfig) -> None:
+                 config: ServerConfig, servicer: NasnameServicer) -> None:
         self.grpc = grpc_server
         self.gate = gate
         self.health = health_servicer
         self.config = config
+        self.servicer = servicer
 
     def start(self) -> None:
         self.grpc.start()
@@ -66,6 +67,7 @@ class Server:
         self.gate.close()
         self.health.enter_graceful_shutdown()
         self.grpc.stop(self.config.grace_s if grace is None else grace).wait()
+        self.servicer.close()
 
     def wait_for_termination(self, timeout: float | None = None) -> bool:
         return bool(self.grpc.wait_for_termination(timeout))
@@ -94,8 +96,8 @@ def create_server(address: str, engine: Engine, *, tokens: TokenStore,
         ThreadPoolExecutor(max_workers=config.effective_workers, thread_name_prefix="nasname-rpc"),
         interceptors=[interceptor], options=options,
         maximum_concurrent_rpcs=config.effective_max_concurrent_rpcs)
-    pb_grpc.add_NasnameServicer_to_server(
-        NasnameServicer(engine, max_batch_items=config.max_batch_items), grpc_server)  # type: ignore[no-untyped-call]
+    servicer = NasnameServicer(engine, max_batch_items=config.max_batch_items)
+    pb_grpc.add_NasnameServicer_to_server(servicer, grpc_server)  # type: ignore[no-untyped-call]
     pb_grpc.add_AdminServicer_to_server(AdminServicer(tokens), grpc_server)  # type: ignore[no-untyped-call]
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
@@ -112,7 +114,7 @@ def create_server(address: str, engine: Engine, *, tokens: TokenStore,
         from engine.errors import ConfigurationError
 
         raise ConfigurationError(f"cannot bind {address} (in use, or not a local address)")
-    return Server(grpc_server, gate, health_servicer, config), port
+    return Server(grpc_server, gate, health_servicer, config, servicer), port
 
 
 def bootstrap_admin_token(tokens: TokenStore, out: TextIO = sys.stdout) -> str | None:

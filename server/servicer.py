@@ -6,15 +6,18 @@ caller's identity and the request id come from the interceptor through ``current
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from queue import Queue
 from typing import Any, Protocol
 
 import grpc
 
 from engine.engine import Engine
-from engine.errors import InvalidInput, ResourceExhausted
+from engine.errors import InvalidInput, NasnameError, ResourceExhausted
 from engine.store.values import TokenInfo
 from server import convert as cv
 from server import errors
@@ -45,9 +48,14 @@ def _need_id(value: str, field: str = "reference_id") -> str:
 
 
 class NasnameServicer(pb_grpc.NasnameServicer):  # type: ignore[misc]
-    def __init__(self, engine: Engine, *, max_batch_items: int = 10_000) -> None:
+    def __init__(self, engine: Engine, *, max_batch_items: int = 10_000, batch_in_flight: int = 8) -> None:
         self.engine = engine
         self.max_batch_items = max_batch_items
+        self.batch_in_flight = batch_in_flight
+        self._pool = ThreadPoolExecutor(max_workers=batch_in_flight, thread_name_prefix="nasname-batch")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
     def Enroll(self, request: pb.EnrollRequest, context: grpc.ServicerContext) -> pb.EnrollResponse:
         call = current_call()
@@ -94,22 +102,59 @@ class NasnameServicer(pb_grpc.NasnameServicer):  # type: ignore[misc]
 
     def BatchIdentify(self, requests: Iterator[pb.IdentifyRequest],
                       context: grpc.ServicerContext) -> Iterator[pb.BatchIdentifyResponse]:
-        """Results in request order; one probe's failure is reported in its own item, the stream goes on."""
+        """Results in request order; one probe's failure is reported in its own item, the stream goes on.
+
+        Up to ``batch_in_flight`` probes of a stream are searched at once (the engine's index batches
+        concurrent searches into one scan). A reader thread takes requests as they arrive, so a client
+        that waits for each answer before sending the next probe is served too."""
         call = current_call()
-        for n, request in enumerate(requests, start=1):
-            if n > self.max_batch_items:
-                errors.abort(context, ResourceExhausted(
-                    f"a batch holds at most {self.max_batch_items} probes", reason="BATCH_TOO_LARGE",
-                    details={"max_batch_items": self.max_batch_items}), call.request_id)
-            if not context.is_active():  # cancelled or past its deadline: stop working for nobody
-                return
-            rid = request.request_id or uuid.uuid4().hex
+        queue: Queue[tuple[str, Future[pb.IdentifyResponse]] | BaseException | None] = Queue()
+        slots = threading.Semaphore(self.batch_in_flight)
+        stop = threading.Event()
+
+        def read() -> None:
             try:
-                result = self._identify(request, rid)
-            except Exception as exc:
-                yield pb.BatchIdentifyResponse(request_id=rid, error=errors.item_status(exc, rid))
-            else:
-                yield pb.BatchIdentifyResponse(request_id=rid, result=result)
+                for n, request in enumerate(requests, start=1):
+                    if n > self.max_batch_items:
+                        raise ResourceExhausted(f"a batch holds at most {self.max_batch_items} probes",
+                                                reason="BATCH_TOO_LARGE",
+                                                details={"max_batch_items": self.max_batch_items})
+                    while not slots.acquire(timeout=0.5):
+                        if stop.is_set():
+                            return
+                    if stop.is_set():
+                        return
+                    rid = request.request_id or uuid.uuid4().hex
+                    queue.put((rid, self._pool.submit(self._identify, request, rid)))
+            except BaseException as exc:  # handed to the handler thread, which ends the call with it
+                queue.put(exc)
+                return
+            queue.put(None)
+
+        reader = threading.Thread(target=read, name="nasname-batch-reader", daemon=True)
+        reader.start()
+        try:
+            while (item := queue.get()) is not None:
+                if isinstance(item, NasnameError):
+                    errors.abort(context, item, call.request_id)
+                if isinstance(item, BaseException):
+                    raise item  # e.g. an abort already recorded by the interceptor's size check
+                rid, future = item
+                try:
+                    result = future.result()
+                except Exception as exc:
+                    yield pb.BatchIdentifyResponse(request_id=rid, error=errors.item_status(exc, rid))
+                else:
+                    yield pb.BatchIdentifyResponse(request_id=rid, result=result)
+                slots.release()
+                if not context.is_active():  # cancelled or past its deadline: stop working for nobody
+                    return
+        finally:
+            stop.set()
+            while not queue.empty():
+                left = queue.get_nowait()
+                if isinstance(left, tuple):
+                    left[1].cancel()
 
     def Verify(self, request: pb.VerifyRequest, context: grpc.ServicerContext) -> pb.VerifyResponse:
         call = current_call()

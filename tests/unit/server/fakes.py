@@ -83,10 +83,21 @@ class FakeEngine:
     calls: list[tuple[str, Any]] = field(default_factory=list)
     delay: float = 0.0
 
+    active: int = 0
+    max_active: int = 0  # most calls seen inside the engine at once
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
     def _enter(self, name: str, args: Any) -> None:
         self.calls.append((name, args))
-        if self.delay:
-            time.sleep(self.delay)
+        with self._lock:
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+        try:
+            if self.delay:
+                time.sleep(self.delay)
+        finally:
+            with self._lock:
+                self.active -= 1
         if self.fail is not None:
             raise self.fail
 

@@ -143,3 +143,38 @@ def test_mutual_tls(tmp_path: Path) -> None:
         assert no_cert.value.code() == SC.UNAVAILABLE
     finally:
         r.server.stop(0)
+
+
+def test_batch_identify_interactive_client_and_size_limit() -> None:
+    import queue
+
+    r = start(ServerConfig(address="127.0.0.1:0", allow_plaintext=True, max_batch_items=3))
+    try:
+        c = r.client(Role.INVESTIGATOR)
+        outbox: queue.Queue[object] = queue.Queue()
+
+        def requests():  # type: ignore[no-untyped-def]
+            while (item := outbox.get()) is not None:
+                yield item
+
+        replies = c.batch_identify(requests())
+        for i in range(3):  # one probe at a time, each answered before the next is sent
+            outbox.put(c.identify_request([image_sample("face", b"x")], request_id=f"q{i}"))
+            assert next(replies).request_id == f"q{i}"
+        outbox.put(c.identify_request([image_sample("face", b"x")], request_id="q3"))
+        with pytest.raises(grpc.RpcError) as exc:
+            next(replies)
+        assert exc.value.code() == SC.RESOURCE_EXHAUSTED and error_reason(exc.value) == "BATCH_TOO_LARGE"
+        outbox.put(None)
+    finally:
+        r.server.stop(0)
+
+
+def test_batch_identify_searches_concurrently_and_keeps_order(fresh: Running) -> None:
+    fresh.engine.delay = 0.2
+    fresh.engine.max_active = 0
+    c = fresh.client(Role.INVESTIGATOR)
+    reqs = [c.identify_request([image_sample("face", b"x")], request_id=f"b{i}") for i in range(8)]
+    out = [o.request_id for o in c.batch_identify(reqs)]
+    assert out == [f"b{i}" for i in range(8)]
+    assert fresh.engine.max_active > 1  # probes of one stream were searched concurrently
