@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from engine.calibration import save_distributions
 from engine.errors import AcquisitionFailed
 from engine.evaluation.pairs import read_pairs
 from engine.face.alignment import align
@@ -45,6 +46,7 @@ from engine.imageio import decode_rgb
 from engine.metrics import fnir_at_fpir, kfold_accuracy, rank_hit_rate, search_outcomes, tar_at_far
 from engine.models.manifest import ModelManifest
 from engine.models.registry import ensure_model
+from engine.types import ModelRef
 
 __all__ = ["main", "one_to_n", "pairs_figures"]
 
@@ -205,7 +207,42 @@ def timing_only(data: Path, runs: int, model_dir: Path | None) -> dict[str, Any]
             "variants": {}}
 
 
-def evaluate(data: Path, cache: Path | None, limit: int | None, model_dir: Path | None) -> dict[str, Any]:
+def _cached_embeddings(paths: list[Path], lms: npt.NDArray[np.float64], embedders: dict[str, FaceEmbedder],
+                       cache: Path | None) -> dict[str, F32]:
+    """``embed_all``, reused from ``<cache>.embeddings.npz`` when images and model files match."""
+    key = [str(p) for p in paths] + [e.manifest.onnx_sha256 for e in embedders.values()]
+    store = cache.with_suffix(".embeddings.npz") if cache is not None else None
+    if store is not None and store.is_file():
+        with np.load(store, allow_pickle=False) as z:
+            if list(z["key"]) == key:
+                return {k: np.asarray(z[k], np.float32) for k in z.files if k != "key"}
+    embs = embed_all(paths, lms, embedders)
+    if store is not None:
+        np.savez(store, key=np.array(key), **embs)  # type: ignore[arg-type]
+    return embs
+
+
+def calibrate_mobilefacenet(x: F32, identities: list[str], embedders: dict[str, FaceEmbedder]) -> str:
+    """Write MobileFaceNet's genuine/impostor distributions (mirror-averaged templates, as the default
+    ``FaceConfig`` makes them) to ``engine/calibration_data``; every pair of images with a face."""
+    ok = ~np.isnan(x[:, 0])
+    v, who = x[ok].astype(np.float64), np.array(identities)[ok]
+    iu = np.triu_indices(len(v), k=1)
+    scores = (v @ v.T)[iu]
+    same = who[iu[0]] == who[iu[1]]
+    manifest = embedders["mobilefacenet"].manifest
+    ref = ModelRef(manifest.model_id, manifest.version + "+flip")
+    source = (f"LFW deep-funneled, all {len(v)} shared images with a face ({int((~ok).sum())} without), all "
+              f"pairs: {int(same.sum())} genuine, {int((~same).sum())} impostor; cosine of mirror-averaged "
+              f"{ref} templates (dlib detection + landmarks, 3-point alignment)")
+    path = save_distributions(ref, "face", scores[same], scores[~same], source=source,
+                              command="python -m engine.models.mobilefacenet_eval --data ../shared/data "
+                                      "--calibrate")
+    return str(path)
+
+
+def evaluate(data: Path, cache: Path | None, limit: int | None, model_dir: Path | None,
+             calibrate: bool = False) -> dict[str, Any]:
     identities, paths = _images(data, limit)
     lfw = data / "face" / "lfw"
     index = {(p.parent.name, int(p.stem.rsplit("_", 1)[1])): i for i, p in enumerate(paths)
@@ -215,8 +252,10 @@ def evaluate(data: Path, cache: Path | None, limit: int | None, model_dir: Path 
     log.info("landmarks: %.0f s", time.perf_counter() - t0)
     embedders = _embedders(model_dir)
     t1 = time.perf_counter()
-    embs = embed_all(paths, lms, embedders)
+    embs = _cached_embeddings(paths, lms, embedders, cache)
     log.info("embeddings: %.0f s", time.perf_counter() - t1)
+    calibration = (calibrate_mobilefacenet(embs["mobilefacenet+flip"], identities, embedders)
+                   if calibrate else None)
     sims = {k: _cos(v, v) for k, v in embs.items()}
     sims["fused"] = _fused([sims["dlib_resnet_v1"], sims["mobilefacenet"]], identities)
     sims["fused+flip"] = _fused([sims["dlib_resnet_v1+flip"], sims["mobilefacenet+flip"]], identities)
@@ -232,6 +271,8 @@ def evaluate(data: Path, cache: Path | None, limit: int | None, model_dir: Path 
         result["variants"][key] = fig
     for name, emb in embedders.items():
         result["timing_ms_1_thread"][name] = timing(paths, lms, emb)
+    if calibration is not None:
+        result["calibration_file"] = calibration
     return result
 
 
@@ -264,12 +305,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, help="first N images only (no pairs figures)")
     p.add_argument("--model-dir", type=Path)
     p.add_argument("--timing-only", type=int, metavar="RUNS", help="only time RUNS faces per model")
+    p.add_argument("--calibrate", action="store_true",
+                   help="also write MobileFaceNet's score distributions to engine/calibration_data")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.timing_only:
         result = timing_only(args.data, args.timing_only, args.model_dir)
     else:
-        result = evaluate(args.data, args.cache, args.limit, args.model_dir)
+        result = evaluate(args.data, args.cache, args.limit, args.model_dir, args.calibrate)
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(_table(result))
