@@ -257,10 +257,10 @@ def test_acknowledged_writes_survive_a_restart(tmp_path: Path, fusion: Fusion) -
     for t in threads:
         t.join(10)
     s.engine.close()
-    assert set(errors) <= {SC.UNAVAILABLE}, errors
+    assert set(errors) <= {SC.UNAVAILABLE, SC.CANCELLED}, errors  # refused or cut: never acknowledged
     engine = open_engine(tmp_path / "data", fusion)
     try:
-        assert engine.count() == len(acked)
+        assert len(acked) <= engine.count() <= len(acked) + len(errors)
         for ref in acked:
             assert engine.get(ref).reference_id == ref
     finally:

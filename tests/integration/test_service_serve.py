@@ -101,7 +101,9 @@ def test_serve_fresh_then_sigterm_then_restart(tmp_path: Path, monkeypatch: pyte
         stop.set()
         for t in threads:
             t.join(20)
-        assert set(codes) <= {grpc.StatusCode.UNAVAILABLE}, codes
+        # calls that arrive while the server stops are refused (UNAVAILABLE) or cut (CANCELLED): never
+        # acknowledged, so they may or may not have been stored; acknowledged ones must all be there
+        assert set(codes) <= {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}, codes
         assert (data / "nasname.key").exists() or any(data.rglob("*.key"))
     assert len(acked) >= 15
     with serving(data) as (_, address, out):  # default: TLS with the auto certificate
@@ -110,12 +112,12 @@ def test_serve_fresh_then_sigterm_then_restart(tmp_path: Path, monkeypatch: pyte
         admin = Client(address, token=secrets[0], ca=cert, timeout=20)
         for ref in acked:
             assert admin.get_record(ref).record.reference_id == ref
-        assert admin.stats().by_status["active"] == len(acked)
+        assert len(acked) <= int(admin.stats().by_status["active"]) <= len(acked) + len(codes)
         # the CLI finds the auto certificate of a loopback server in the data directory by itself
         monkeypatch.setenv("NASNAME_DATA_DIR", str(data))
         capsys.readouterr()
         assert main(["stats", "--address", address, "--token", secrets[0]]) == 0
-        assert json.loads(capsys.readouterr().out)["by_status"]["active"] == str(len(acked))
+        assert int(json.loads(capsys.readouterr().out)["by_status"]["active"]) >= len(acked)
 
 
 def test_local_token_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
