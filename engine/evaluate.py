@@ -27,7 +27,7 @@ import numpy as np
 
 from engine.errors import NasnameError
 from engine.evaluation.analysis import KindScores, analyse
-from engine.evaluation.chimeric import chimeric_scores, fusion_available
+from engine.evaluation.chimeric import calibration_status, chimeric_scores, engine_fusion, fusion_available
 from engine.evaluation.extraction import ExtractionRun, extract_files
 from engine.evaluation.manifest import Sample, read_manifest
 from engine.evaluation.pairs import find_image_root, image_path, read_pairs
@@ -95,14 +95,17 @@ def evaluate(
     curves: dict[str, tuple[ErrorCurve, ErrorCurve]] = {}
     if "face" in data and "iris" in data:
         if fusion is not None or fusion_available():
-            data["fused"] = chimeric_scores(data["face"], data["iris"], models["face"], models["iris"],
-                                            fusion)
+            fusion = fusion if fusion is not None else engine_fusion(models["face"], models["iris"])
+            data["fused"] = chimeric_scores(data["face"], data["iris"], fusion)
         else:
             doc["per_modality"]["fused"] = {"available": False,
                                             "note": "engine.fusion not available: per-modality only"}
     for kind, ks_data in data.items():
         result = analyse(ks_data, mate_excluded)
         fig = result.figures
+        if kind == "fused":
+            fig["calibration"] = calibration_status(fusion)
+            fig["pairing"] = "i-th face subject + i-th iris subject, k-th samples (manifest order)"
         if kind in runs:
             fig["failure_reasons"] = dict(runs[kind].failures)
             fig["extraction_ms"] = _stage_summary(runs[kind])

@@ -21,7 +21,7 @@ from engine.errors import ConfigurationError
 from engine.evaluation.analysis import KindScores
 from engine.types import Modality, ModelRef
 
-__all__ = ["chimeric_scores", "fusion_available"]
+__all__ = ["calibration_status", "chimeric_scores", "engine_fusion", "fusion_available"]
 
 I64 = npt.NDArray[np.int64]
 
@@ -41,15 +41,28 @@ def _pairing(subjects: list[str]) -> dict[str, list[int]]:
     return out  # dicts keep first-appearance order
 
 
-def chimeric_scores(face: KindScores, iris: KindScores, face_model: ModelRef, iris_model: ModelRef,
-                    fusion: Any | None = None) -> KindScores:
-    """Fused ``KindScores`` of the chimeric subjects (kind ``"fused"``)."""
-    if fusion is None:
-        try:
-            fusion_cls = importlib.import_module("engine.fusion").Fusion
-        except (ImportError, AttributeError) as exc:
-            raise ConfigurationError(f"engine.fusion is not available: {exc}") from exc
-        fusion = fusion_cls.for_models({Modality.FACE: face_model, Modality.IRIS_LEFT: iris_model})
+def engine_fusion(face_model: ModelRef, iris_model: ModelRef) -> Any:
+    """The engine's ``Fusion`` for these two models (their shipped calibration, or its defaults)."""
+    try:
+        fusion_cls = importlib.import_module("engine.fusion").Fusion
+    except (ImportError, AttributeError) as exc:
+        raise ConfigurationError(f"engine.fusion is not available: {exc}") from exc
+    return fusion_cls.for_models({Modality.FACE: face_model, Modality.IRIS_LEFT: iris_model})
+
+
+def calibration_status(fusion: Any) -> dict[str, str]:
+    """Per modality: ``measured`` (a calibration file of the model) or ``default`` (coarse built-in
+    distributions: fused figures then say little about a calibrated deployment)."""
+    out = {}
+    for m in (Modality.FACE, Modality.IRIS_LEFT):
+        measured = getattr(fusion.calibration(m), "measured", None)
+        out[m.kind] = "unknown" if measured is None else ("measured" if measured else "default")
+    return out
+
+
+def chimeric_scores(face: KindScores, iris: KindScores, fusion: Any) -> KindScores:
+    """Fused ``KindScores`` of the chimeric subjects (kind ``"fused"``); ``fusion`` offers
+    ``calibration(modality).llr_of(scores)`` (``engine.fusion.Fusion``)."""
     f_groups = list(_pairing(face.subjects).items())
     i_groups = list(_pairing(iris.subjects).items())
     fi: list[int] = []

@@ -169,6 +169,7 @@ def test_iris_and_chimeric_fusion_with_a_given_fusion(tmp_path: Path) -> None:
     assert doc["per_modality"]["iris"]["score_summary"]["genuine"]["mean"] > 0.8
     assert doc["rank1_hit_rate"]["fused"]["rate"] == 1.0
     assert doc["per_modality"]["fused"]["comparisons"]["genuine"] == 3
+    assert doc["per_modality"]["fused"]["calibration"] == {"face": "unknown", "iris": "unknown"}
 
 
 def test_manifest_errors(tmp_path: Path) -> None:
