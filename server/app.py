@@ -136,7 +136,7 @@ def serve(config_path: Path | None = None, **overrides: Any) -> int:
     machine), bind, serve; then drain in-flight calls and close the engine. Returns the exit code."""
     from engine.config import EngineConfig, load_toml
     from server.logs import setup_logging
-    from server.tls import server_credentials
+    from server.tls import AUTO_CERT, server_credentials
 
     toml = load_toml(config_path)
     config = ServerConfig.load(toml, **overrides)
@@ -162,6 +162,9 @@ def serve(config_path: Path | None = None, **overrides: Any) -> int:
         log.info("listening on %s:%d (%s)", shown, port, "plaintext" if credentials is None else "TLS")
         print(f"nasname listening on {shown}:{port} ({'plaintext' if credentials is None else 'TLS'}), "
               f"data in {engine_config.data_dir}", flush=True)
+        if credentials is not None and config.tls_cert is None:
+            print(f"self-signed certificate for clients to trust: {engine_config.data_dir / AUTO_CERT}",
+                  flush=True)
         try:
             stopping.wait()
         finally:
