@@ -46,6 +46,7 @@ def running() -> Iterator[Running]:
 @pytest.fixture
 def fresh(running: Running) -> Running:
     running.engine.fail = None
+    running.engine.fail_times = 0
     running.engine.delay = 0.0
     running.engine.calls.clear()
     return running

@@ -83,6 +83,7 @@ class FakeEngine:
     calls: list[tuple[str, Any]] = field(default_factory=list)
     delay: float = 0.0
 
+    fail_times: int = 0  # 0: ``fail`` is raised every time
     active: int = 0
     max_active: int = 0  # most calls seen inside the engine at once
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -99,7 +100,12 @@ class FakeEngine:
             with self._lock:
                 self.active -= 1
         if self.fail is not None:
-            raise self.fail
+            exc = self.fail
+            if self.fail_times > 0:  # fail only this many more times, then succeed
+                self.fail_times -= 1
+                if self.fail_times == 0:
+                    self.fail = None
+            raise exc
 
     def insert(self, reference_id: str | None, samples: list[Sample], **kw: Any) -> InsertResult:
         self._enter("insert", (reference_id, samples, kw))

@@ -280,3 +280,19 @@ def test_reflection_answers_authenticated_callers_only(running: Running) -> None
     names = _list_services(c, c.metadata)
     assert {"nasname.v1.Nasname", "nasname.v1.Admin", "grpc.health.v1.Health"} <= set(names)
     assert fails(lambda: _list_services(c, ())).code() == SC.UNAUTHENTICATED
+
+
+def test_client_retries_unavailable_for_idempotent_calls_only(fresh: Running) -> None:
+    c = fresh.client(Role.STATION, retries=2)
+    fresh.engine.fail, fresh.engine.fail_times = e.Unavailable("busy", reason="STORE_UNAVAILABLE"), 1
+    assert c.identify([FACE]).candidates[0].reference_id == "R-mate"
+    assert [name for name, _ in fresh.engine.calls] == ["identify", "identify"]
+    fresh.engine.calls.clear()
+    fresh.engine.fail, fresh.engine.fail_times = e.Unavailable("busy", reason="STORE_UNAVAILABLE"), 1
+    err = fails(lambda: c.enroll([FACE]))  # a write is never repeated by the client
+    assert err.code() == SC.UNAVAILABLE and error_reason(err) == "STORE_UNAVAILABLE"
+    assert [name for name, _ in fresh.engine.calls] == ["enroll"]
+    fresh.engine.calls.clear()
+    fresh.engine.fail, fresh.engine.fail_times = e.Unavailable("down"), 5
+    assert fails(lambda: c.identify([FACE])).code() == SC.UNAVAILABLE
+    assert len(fresh.engine.calls) == 3  # first try + 2 retries
