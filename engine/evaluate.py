@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -63,6 +64,7 @@ def evaluate(
     mate_excluded: bool = True,
     pairs_per_fold: int | None = None,
     progress: bool = True,
+    command: str | None = None,
 ) -> dict[str, Any]:
     """Run the evaluation and write its outputs into ``out``. ``extractors`` / ``scorers`` map a kind
     (``face``/``iris``) to the component to use (default: the engine's); ``fusion`` overrides the
@@ -130,6 +132,7 @@ def evaluate(
                      "pairs": str(pairs) if pairs else None,
                      "modality": modality, "limit": limit, "samples": len(samples),
                      "mate_excluded_nonmated": mate_excluded,
+                     "command": command or "engine.evaluate.evaluate() (Python API)",
                      "seconds": round(time.time() - started, 1)}
     _write_outputs(out, doc, arrays, curves)
     return doc
@@ -290,8 +293,8 @@ def main(argv: list[str]) -> int:
         else:
             doc = evaluate(args.manifest, args.out, pairs=args.pairs, modality=args.modality,
                            limit=args.limit, mate_excluded=not args.no_mate_excluded,
-                           pairs_per_fold=args.pairs_per_fold,
-                           progress=not args.no_progress)
+                           pairs_per_fold=args.pairs_per_fold, progress=not args.no_progress,
+                           command="nasname evaluate " + " ".join(shlex.quote(a) for a in argv))
     except NasnameError as exc:
         print(f"nasname evaluate: {exc}", file=sys.stderr)
         return 2

@@ -211,6 +211,7 @@ def accuracy_section(docs: Sequence[dict[str, Any]]) -> list[str]:
            "| FNIR @ FPIR 0.01 / 0.003 / 0.001 | rank-1 | rank-10 | genuine / impostor pairs "
            "| mated / non-mated searches |",
            "|" + "---|" * 13]
+    notes: list[str] = []
     for d in docs:
         inputs = d.get("inputs", {})
         where = str(inputs.get("manifest") or inputs.get("rescored_from") or d["source"])
@@ -219,22 +220,26 @@ def accuracy_section(docs: Sequence[dict[str, Any]]) -> list[str]:
             name += f" (first {inputs['limit']} subjects)"
         for kind, f in d["per_modality"].items():
             if "eer" not in f:
-                out.append(f"| {name} | {kind} | {f.get('note', 'not available')} |" + " |" * 11)
+                out.append(f"| {name} | {kind} | {f.get('note', 'not available')} |" + " |" * 10)
                 continue
             fnmr = " / ".join(_pct(p["fnmr"]) for p in f["fnmr_at_fmr"])
             fnir = " / ".join(_pct(p["fnir"]) for p in f["fnir_at_fpir"])
             c, s = f["comparisons"], f["searches"]
             matcher_eer = f.get("matcher_only", {}).get("eer", {}).get("eer")
+            cal = ", ".join(f"{k} {v}" for k, v in f.get("calibration", {}).items())
+            label = kind if kind != "fused" else f"fused (calibration: {cal or 'not recorded'})"
             out.append(
-                f"| {name} | {kind} | {f['samples']:,} | {_pct(f['fte_rate'])} | {_pct(f['fta_rate'])} "
+                f"| {name} | {label} | {f['samples']:,} | {_pct(f['fte_rate'])} | {_pct(f['fta_rate'])} "
                 f"| {_pct(f['eer']['eer'])} | {_pct(matcher_eer)} | {fnmr} | {fnir} "
                 f"| {_pct(f['rank1_hit_rate']['rate'])} | {_pct(f['rank10_hit_rate']['rate'])} "
                 f"| {c['genuine']:,} / {c['impostor']:,} "
                 f"| {s['mated_searches']:,} / {s['nonmated_searches']:,} |")
+        notes.append(f"- {name}: `{inputs.get('command', 'command not recorded')}`")
         for kind, acc in d.get("verification_accuracy", {}).items():
             limit = acc.get("pairs_per_fold_limit")
             scope = f"first {limit} same + {limit} different pairs per fold" if limit else "all pairs"
-            out.append(f"\n{name} {kind} pairs ({scope}): k-fold accuracy {100 * acc['mean']:.2f} % "
-                       f"+- {100 * acc['std']:.2f} over {acc['folds']} folds, {acc['n_pairs']} pairs, "
-                       f"{acc.get('failed_pairs', 0)} with a failed image.\n")
+            notes.append(f"  - {kind} pairs ({scope}): k-fold accuracy {100 * acc['mean']:.2f} % "
+                         f"+- {100 * acc['std']:.2f} over {acc['folds']} folds, {acc['n_pairs']} pairs, "
+                         f"{acc.get('failed_pairs', 0)} with a failed image")
+    out += ["", "Commands:", *notes]
     return out
