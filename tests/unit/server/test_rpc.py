@@ -282,6 +282,22 @@ def test_reflection_answers_authenticated_callers_only(running: Running) -> None
     assert fails(lambda: _list_services(c, ())).code() == SC.UNAUTHENTICATED
 
 
+def test_reflection_serves_the_contract_and_its_dependencies(running: Running) -> None:
+    from google.protobuf import descriptor_pb2
+
+    c = running.client(Role.STATION)
+    stub = reflection_pb2_grpc.ServerReflectionStub(c.channel)
+    reqs = [reflection_pb2.ServerReflectionRequest(file_containing_symbol="nasname.v1.Nasname"),
+            reflection_pb2.ServerReflectionRequest(file_by_filename="google/rpc/status.proto")]
+    replies = list(stub.ServerReflectionInfo(iter(reqs), metadata=c.metadata, timeout=10))
+    files = [descriptor_pb2.FileDescriptorProto.FromString(raw) for r in replies
+             for raw in r.file_descriptor_response.file_descriptor_proto]
+    contract = next(f for f in files if f.package == "nasname.v1")
+    assert {s.name for s in contract.service} == {"Nasname", "Admin"}
+    assert "google/rpc/status.proto" in contract.dependency
+    assert any(f.name == "google/rpc/status.proto" for f in files)
+
+
 def test_client_retries_unavailable_for_idempotent_calls_only(fresh: Running) -> None:
     c = fresh.client(Role.STATION, retries=2)
     fresh.engine.fail, fresh.engine.fail_times = e.Unavailable("busy", reason="STORE_UNAVAILABLE"), 1
