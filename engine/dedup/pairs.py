@@ -23,8 +23,9 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.dedup.data import ModalityData
+from engine.dedup.pairkernel import pair_scores
 from engine.errors import InvalidInput
-from engine.index.hamming import best_scores, pad_words, shift_order, shifted_rows
+from engine.index.hamming import best_scores, pad_words, shift_order
 from engine.index.iris_shortlist import coarse_gallery, coarse_probe, coarse_topk
 from engine.iris.matcher import MatchParams
 
@@ -131,13 +132,19 @@ class IrisExact:
         self.shifts = shift_order(self.params.max_shift, self.columns)
         self.gc, self.gm = pad_words(self.codes), pad_words(self.masks)
         self.n_typical = self.params.n_typical_for(self.codes.shape[1] * 8)
+        self._roll: npt.NDArray[np.int64] | None = None
         self.block_rows = block_rows
         self.col_tile = col_tile
 
     def prepare(self, probes: I64) -> tuple[Any, Any]:
         """(nq, S, W) shifted probe words."""
-        rows = [shifted_rows(self.codes[i], self.masks[i], self.shifts, self.bpc) for i in probes.tolist()]
-        return np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows])
+        nq, nbytes = probes.size, self.codes.shape[1]
+        if self._roll is None:  # the byte permutation of every shift (shifted_rows' convention)
+            self._roll = (np.arange(nbytes)[None, :] - self.shifts[:, None] * self.bpc) % nbytes
+        w = self.gc.shape[1]
+        pc = pad_words(self.codes[probes][:, self._roll].reshape(-1, nbytes)).reshape(nq, -1, w)
+        pm = pad_words(self.masks[probes][:, self._roll].reshape(-1, nbytes)).reshape(nq, -1, w)
+        return pc, pm
 
     def block(self, lo: int, hi: int, threshold: float) -> Pairs:
         return self.rows(np.arange(lo, hi, dtype=np.int64), threshold)
@@ -158,18 +165,19 @@ class IrisExact:
                 parts.append((probes[qi], cols[cj], s[qi, cj]))
         return _cat(parts)
 
-    def score_pairs(self, i: I64, j: I64) -> F32:
-        """Exact similarity of each pair (i[k], j[k]) (grouped by probe: one kernel call per probe)."""
+    def score_pairs(self, i: I64, j: I64, chunk: int = 4096) -> F32:
+        """Exact similarity of each pair (i[k], j[k]): the probes are prepared once per chunk of
+        distinct ``i`` and every pair is scored in one parallel kernel call (``pairkernel``)."""
         out = np.empty(i.size, dtype=np.float32)
         if i.size == 0:
             return out
-        order = np.argsort(i, kind="stable")
-        starts = np.flatnonzero(np.r_[True, np.diff(i[order]) != 0])
-        for a, b in zip(starts, np.r_[starts[1:], order.size], strict=True):
-            sel = order[a:b]
-            pc, pm = self.prepare(i[sel[:1]])
-            s, _, _ = best_scores(pc, pm, self.gc, self.gm, np.ascontiguousarray(j[sel]), self.n_typical)
-            out[sel] = s[0]
+        probes, slot = np.unique(i, return_inverse=True)
+        slot = slot.reshape(-1)
+        for lo in range(0, probes.size, chunk):
+            hi = min(probes.size, lo + chunk)
+            sel = np.nonzero((slot >= lo) & (slot < hi))[0]
+            pc, pm = self.prepare(probes[lo:hi])
+            out[sel] = pair_scores(pc, pm, self.gc, self.gm, slot[sel] - lo, j[sel], self.n_typical)
         return out
 
 
