@@ -25,6 +25,7 @@ from engine.evaluation.design import make_design
 from engine.metrics import (
     ErrorCurve,
     SearchOutcomes,
+    cmc,
     det_curve,
     eer,
     fnir_at_fpir,
@@ -148,6 +149,7 @@ def analyse(data: KindScores, mate_excluded: bool = True) -> KindAnalysis:
                            "n_mated_searches": outcomes.n_mated},
         "rank10_hit_rate": {"rate": _none_if_nan(rank_hit_rate(outcomes, 10)) if outcomes.n_mated else None,
                             "n_mated_searches": outcomes.n_mated},
+        "cmc": {"ranks": "1..20", "hit_rate": [_none_if_nan(x) for x in cmc(outcomes, 20)]},
         "matcher_only": _matcher_only(gen, imp),
         "comparisons": {"genuine": int(gen.size), "impostor": int(imp.size),
                         "failed_genuine": gen_fail, "failed_impostor": imp_fail},

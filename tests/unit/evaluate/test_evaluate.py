@@ -96,6 +96,7 @@ def test_evaluate_face_counts_failures_and_finds_mates(tmp_path: Path) -> None:
     # mated: alice 1,2 / bob 1,2 found; carol:1 (no enrolled mate) and the failed bob probe are misses
     assert doc["rank1_hit_rate"]["face"]["rate"] == pytest.approx(4 / 6)
     assert doc["rank10_hit_rate"]["face"]["rate"] == pytest.approx(4 / 6)
+    assert fig["cmc"]["hit_rate"][:2] == pytest.approx([4 / 6, 4 / 6])
     # 1:1 over all 11 samples: 55 pairs; genuine = alice 3 + bob 6 + carol 1 = 10
     c = fig["comparisons"]
     assert (c["genuine"], c["impostor"]) == (10, 45)
