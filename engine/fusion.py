@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 F64 = npt.NDArray[np.float64]
 
 LLR_CLIP = 60.0
+GENUINE_OUTLIER_SHARE = 1e-3
 _LLR_STEP = 0.02  # resolution of the fused-LLR distribution (nats)
 _TAIL_QUANTILE = 0.99  # the Gaussian tail is fitted to impostor scores above this quantile
 
@@ -124,6 +125,12 @@ class ModalityCalibration:
         # Density floors where a histogram has no data: a normal fit of the same scores, so that the
         # ratio stays defined (and small) far from the data instead of 0/0.
         g_density = np.maximum(g_pdf, 1e-3 * _normal_fit_pdf(centres, gen))
+        # Genuine outliers: a small share of genuine comparisons can land anywhere (a poor photo, an
+        # occluded eye), far more often than a Gaussian lower tail admits. Modelling them as a uniform
+        # component keeps the evidence of a score that no impostor reaches positive, however unusual
+        # it is for genuines, so the impostor tail (the FPIR) governs decisions there.
+        span = float(centres[-1] - centres[0]) + width
+        g_density = (1.0 - GENUINE_OUTLIER_SHARE) * g_density + GENUINE_OUTLIER_SHARE / span
         i_density = np.maximum(i_density, 1e-3 * _normal_fit_pdf(centres, imp) * ~in_tail)
         llr = np.log(np.maximum(g_density, 1e-300)) - np.log(np.maximum(i_density, 1e-300))
         # Non-decreasing by a running minimum from the top: a spurious high ratio below the data (where

@@ -361,8 +361,18 @@ class Gallery:
         return self.store.ref_ids_of(labels)
 
     def count(self, status: RecordStatus | None = RecordStatus.ACTIVE, partition: str | None = None) -> int:
-        """Records with ``status`` (None = any), in ``partition`` (None = all)."""
+        """Records with ``status`` (None = any), in ``partition`` (None = all). Active counts come
+        from memory (every identify needs the gallery size for its threshold), others from SQL."""
+        if status is RecordStatus.ACTIVE:
+            self._check_open()
+            with self._rw.read():
+                return self._parts.count(partition)
         return self.store.count(status, partition)
+
+    def partitions_of(self, labels: npt.NDArray[np.int64]) -> list[str]:
+        """Partition of each active label ("" for labels no longer active)."""
+        with self._rw.read():
+            return self._parts.names(np.asarray(labels, dtype=np.int64).reshape(-1))
 
     def pending(self, *, partition: str | None = None, limit: int = 100, after_label: int = 0
                 ) -> list[PendingCase]:

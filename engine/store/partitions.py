@@ -35,3 +35,18 @@ class PartitionMap:
         if code is None:
             return np.empty(0, dtype=np.int64)
         return np.flatnonzero(self._of == code).astype(np.int64)
+
+    def count(self, partition: str | None = None) -> int:
+        """Active records in ``partition`` (None = all): one vectorised pass, no SQL."""
+        if partition is None:
+            return int(np.count_nonzero(self._of >= 0))
+        code = self._codes.get(partition)
+        return 0 if code is None else int(np.count_nonzero(self._of == code))
+
+    def names(self, labels: npt.NDArray[np.int64]) -> list[str]:
+        """Partition of each label ("" for labels not active)."""
+        by_code = {c: p for p, c in self._codes.items()}
+        inside = labels < self._of.size
+        codes = np.full(labels.size, -1, dtype=np.int32)
+        codes[inside] = self._of[labels[inside]]
+        return [by_code.get(int(c), "") for c in codes]
