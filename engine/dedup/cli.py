@@ -120,7 +120,7 @@ class _Bar:
 def _run(job: DedupJob, quiet: bool, thumbnails: bool, args: argparse.Namespace) -> int:
     bar = _Bar(quiet)
     try:
-        summary = job.run(on_progress=bar)
+        summary = job.resume(on_progress=bar) if args.command == "resume" else job.run(on_progress=bar)
     except JobCancelled as exc:
         bar.close()
         print(f"{exc}; resume with: nasname dedup resume {job.dir}", file=sys.stderr)

@@ -104,8 +104,8 @@ class DedupJob:
     # -- lifecycle ---------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, spec: JobSpec, job_dir: Path, **kwargs: Any) -> DedupJob:
-        """A new job in ``job_dir`` (created; must not already hold a job)."""
+    def create(cls, spec: JobSpec, job_dir: Path, *, job_id: str | None = None, **kwargs: Any) -> DedupJob:
+        """A new job in ``job_dir`` (created; must not already hold a job); ``job_id`` default random."""
         job_dir = Path(job_dir)
         job_dir.mkdir(parents=True, exist_ok=True)
         if (job_dir / "job.json").exists():
@@ -113,7 +113,7 @@ class DedupJob:
                 f"{job_dir} already holds a dedup job; resume it or choose another --out", reason="JOB_EXISTS"
             )
         meta = {
-            "id": uuid.uuid4().hex[:12],
+            "id": job_id or uuid.uuid4().hex[:12],
             "spec": spec.to_json(),
             "created": time.time(),
             "state": "created",
@@ -137,6 +137,11 @@ class DedupJob:
     def _save_checkpoint(self, cp: dict[str, Any]) -> None:
         cp["updated"] = time.time()
         write_atomic(self.dir / "checkpoint.json", json.dumps(cp).encode())
+
+    def resume(self, on_progress: Callable[[Progress], None] | None = None) -> dict[str, Any]:
+        """Withdraw a cancel request and run on from the last checkpoint."""
+        (self.dir / "cancel").unlink(missing_ok=True)
+        return self.run(on_progress)
 
     def cancel(self) -> None:
         """Ask the running job (any process) to stop at the next block boundary; resumable later."""
@@ -167,8 +172,8 @@ class DedupJob:
     # -- run -----------------------------------------------------------------------------------
 
     def run(self, on_progress: Callable[[Progress], None] | None = None) -> dict[str, Any]:
-        """Run (or resume) to the end; returns the summary. Raises ``JobCancelled`` when cancelled."""
-        (self.dir / "cancel").unlink(missing_ok=True)
+        """Run (or continue) to the end; returns the summary. Raises ``JobCancelled`` when cancelled
+        (also when the cancel came while the job was still queued: use :meth:`resume` to go on)."""
         self._set_state("running")
         try:
             cp = self._checkpoint()

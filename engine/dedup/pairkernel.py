@@ -26,8 +26,9 @@ U64 = npt.NDArray[np.uint64]
 
 
 @nb.njit(parallel=True, nogil=True, fastmath=True, cache=True)
-def _pair_scores(pc: Any, pm: Any, gc: Any, gm: Any, slot: Any, item: Any, inv_n0: float,
-                 out: Any) -> None:  # pragma: no cover - jitted
+def _pair_scores(
+    pc: Any, pm: Any, gc: Any, gm: Any, slot: Any, item: Any, inv_n0: float, out: Any
+) -> None:  # pragma: no cover - jitted
     for k in nb.prange(slot.shape[0]):
         q = slot[k]
         out[k] = np.float32(_clip01(_best(pc[q], pm[q], gc, gm, item[k], inv_n0)[0]))
@@ -39,6 +40,14 @@ def pair_scores(pc: U64, pm: U64, gc: U64, gm: U64, slot: I64, item: I64, n_typi
     out = np.empty(slot.shape[0], dtype=np.float32)
     if slot.size:
         with KERNEL_LOCK:
-            _pair_scores(pc, pm, gc, gm, np.ascontiguousarray(slot, dtype=np.int64),
-                         np.ascontiguousarray(item, dtype=np.int64), 1.0 / n_typical, out)
+            _pair_scores(
+                pc,
+                pm,
+                gc,
+                gm,
+                np.ascontiguousarray(slot, dtype=np.int64),
+                np.ascontiguousarray(item, dtype=np.int64),
+                1.0 / n_typical,
+                out,
+            )
     return out
