@@ -7,6 +7,7 @@
     verify_target_fmr = 0.0001
     keep_images = false
     face_index = "exact"           # exact | fp16 | sq8 | hnsw | ivf (approximate: recall measured)
+    face_model = "dlib_resnet_v1"  # registered face embedding; opt-in ones must be installed first
     modalities = ["face", "iris_left", "iris_right"]
 
 Environment overrides, highest priority: ``NASNAME_<KEY>`` for any key of ``[engine]`` (e.g.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +67,9 @@ class EngineConfig:
     max_results_limit: int = 1000
     snapshot_every: int = 10000  # changes between background index snapshots
     face_threads: int = 0  # onnxruntime intra-op threads (0 = library default)
+    # A registry name (engine.models.registry). A gallery's face templates all come from one model:
+    # changing this on a gallery that has face templates needs `nasname models switch-face`.
+    face_model: str = "dlib_resnet_v1"
 
     def __post_init__(self) -> None:
         for name in ("identify_target_fpir", "enroll_target_fpir", "verify_target_fmr"):
@@ -73,6 +78,8 @@ class EngineConfig:
                 raise ConfigurationError(f"{name} must be in (0, 1), got {v}")
         if self.shortlist < 1 or self.max_results_limit < 1:
             raise ConfigurationError("shortlist and max_results_limit must be positive")
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,63}", self.face_model):
+            raise ConfigurationError(f"face_model must be a registered model name, got {self.face_model!r}")
 
     @property
     def store_path(self) -> Path:

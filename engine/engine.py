@@ -14,6 +14,7 @@ the target FPIR at the size of the searched gallery (for that set of shared moda
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -67,7 +68,7 @@ class Engine:
     ) -> None:
         self._gallery = gallery
         self._config = config
-        self._load_extractor = extractors or _default_loader
+        self._load_extractor = extractors or functools.partial(_default_loader, face_model=config.face_model)
         self._enabled = {Modality.parse(m) for m in config.modalities}
         self._fusion = fusion
         self._fusion_lock = threading.Lock()
@@ -88,10 +89,21 @@ class Engine:
         """Open (or create) the gallery in ``config.data_dir`` (key, store, index snapshots).
 
         Extractors are loaded lazily, on the first image of their kind; each modality's model is fixed
-        by its first template (``ModelMismatch`` for any other model afterwards)."""
+        by its first template (``ModelMismatch`` for any other model afterwards). With the default
+        extractors, a gallery whose face templates are not of ``config.face_model`` is refused here
+        (``ModelMismatch`` naming both models and ``nasname models switch-face``)."""
         config = config or EngineConfig.load()
         config.data_dir.mkdir(parents=True, exist_ok=True)
-        return cls(Gallery.open(config), config, extractors=extractors, fusion=fusion)
+        gallery = Gallery.open(config)
+        if extractors is None:
+            from engine.extractors import check_face_model
+
+            try:
+                check_face_model(config.face_model, gallery.models(), config.data_dir)
+            except BaseException:
+                gallery.close()
+                raise
+        return cls(gallery, config, extractors=extractors, fusion=fusion)
 
     @property
     def config(self) -> EngineConfig:
@@ -400,10 +412,10 @@ class Engine:
         self._gallery.close()
 
 
-def _default_loader(kind: str) -> Extractor:
+def _default_loader(kind: str, face_model: str | None = None) -> Extractor:
     from engine.extractors import load_extractor
 
-    return load_extractor(kind)
+    return load_extractor(kind, face_model if kind == "face" else None)
 
 
 def _images(samples: Sequence[Sample]) -> dict[Modality, bytes]:

@@ -29,7 +29,7 @@ from engine.imageio import decode_rgb
 from engine.models.manifest import ModelManifest
 from engine.types import FaceTemplate, ModelRef, Quality, QualityReason
 
-__all__ = ["FaceAnalysis", "FaceExtractor", "choose_face"]
+__all__ = ["FaceAnalysis", "FaceExtractor", "choose_face", "template_ref"]
 
 # (dx, dy, grow) as fractions of the box size, for ``box_average``
 BOX_PERTURBATIONS = ((0, 0, 0), (0.03, 0, 0), (-0.03, 0, 0), (0, 0.03, 0), (0, -0.03, 0),
@@ -110,7 +110,7 @@ class FaceExtractor:
         self.detector = FaceDetector(dm.verify(detector_manifest.parent), dm, cfg.detector, cfg.threads)
         self.predictor = ShapePredictor(lm.verify(landmarks_manifest.parent), lm)
         self.embedder = FaceEmbedder(em.verify(embedding_manifest.parent), em, cfg.threads, cfg.batch_size)
-        self._model = _template_ref(em, cfg)
+        self._model = template_ref(em, cfg)
 
     @classmethod
     def default(cls, config: FaceConfig | None = None, *, embedding: str = "dlib_resnet_v1",
@@ -223,7 +223,7 @@ class FaceExtractor:
         return Extraction(FaceTemplate(vec, self.model), a.quality, details)
 
 
-def _template_ref(manifest: ModelManifest, cfg: FaceConfig) -> ModelRef:
+def template_ref(manifest: ModelManifest, cfg: FaceConfig) -> ModelRef:
     """Templates made with mirror averaging or jitter differ (slightly) from plain ones, so the ref
     says so: galleries never mix them."""
     suffix = (("+flip" if cfg.flip_average else "") + ("+mphoto" if cfg.mirror_photo else "")

@@ -1,6 +1,8 @@
-"""``nasname models [list | convert [NAME...] | verify | mobilefacenet ...]``: inspect, convert and
-check the models. ``mobilefacenet`` installs the opt-in MobileFaceNet model with its own flags
-(licence acceptance, source tarball or ``--fetch``; see ``engine.models.mobilefacenet.main``).
+"""``nasname models [list | convert [NAME...] | verify | mobilefacenet ... | switch-face ...]``: inspect,
+convert and check the models. ``mobilefacenet`` installs the opt-in MobileFaceNet model with its own
+flags (licence acceptance, source tarball or ``--fetch``; see ``engine.models.mobilefacenet.main``).
+``switch-face --data-dir D --to NAME [--drop-missing]`` re-extracts a stopped gallery's face
+templates with another embedding model (``engine.models.face_switch``; resumable: run it again).
 
 ``main(argv) -> int`` is wired into ``server/cli.py``; it prints to stdout and returns an exit code
 (0 ok, 1 a model failed, 2 usage error).
@@ -9,6 +11,7 @@ check the models. ``mobilefacenet`` installs the opt-in MobileFaceNet model with
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,7 +34,57 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("verify", help="check every converted model against its manifest's sha256")
     sub.add_parser("mobilefacenet", add_help=False,
                    help="install the opt-in MobileFaceNet model (licence notice; see its --help)")
+    sw = sub.add_parser("switch-face", help="re-extract a gallery's face templates with another model "
+                        "(from kept images; resumable; the server must be stopped)")
+    sw.add_argument("--data-dir", type=Path, required=True, help="the gallery's data directory")
+    sw.add_argument("--to", required=True, metavar="NAME", help="registered face model, e.g. mobilefacenet")
+    sw.add_argument("--config", type=Path, default=None, help="engine TOML file (key file location)")
+    sw.add_argument("--drop-missing", action="store_true",
+                    help="drop the face template of records without a usable kept image (reported)")
     return p
+
+
+def _switch_face(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from engine.config import EngineConfig
+    from engine.extractors import load_extractor
+    from engine.models.face_switch import FaceSwitchJob, SwitchProgress
+
+    out = sys.stdout
+    try:
+        config = EngineConfig.load(args.config, data_dir=args.data_dir)
+        job = FaceSwitchJob(config, args.to, load_extractor("face", args.to), drop_missing=args.drop_missing)
+        with tqdm(desc=f"switch-face -> {args.to}", unit="record", file=sys.stderr) as bar:
+            def show(p: SwitchProgress) -> None:
+                bar.total = p.total
+                bar.update(p.done - bar.n)
+                bar.set_postfix(dropped=p.dropped)
+
+            summary = job.run(on_progress=show)
+    except NasnameError as exc:
+        print(f"switch-face: FAILED ({exc.reason}): {exc}", file=out)
+        return 1
+    print(f"switch-face: {summary.from_model} -> {summary.to_model}: {summary.reextracted} re-extracted, "
+          f"{len(summary.dropped)} dropped (job {summary.job_id})", file=out)
+    for ref_id, why in sorted(summary.dropped.items()):
+        print(f"  dropped face template of {ref_id}: {why}", file=out)
+    print(f"previous database kept at {summary.backup} (delete it once the new gallery is accepted); "
+          f"set face_model = \"{args.to}\" in the engine configuration", file=out)
+    return 0
+
+
+def _command(words: list[str]) -> str | None:
+    """The sub-command word (the first word that is neither an option nor --model-dir's value)."""
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+        elif word == "--model-dir":
+            skip = True
+        elif not word.startswith("-"):
+            return word
+    return None
 
 
 def _state(name: str, directory: Path) -> str:
@@ -48,7 +101,7 @@ def _state(name: str, directory: Path) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
-    if "mobilefacenet" in words:  # its own flags: --accept-licence, --source, --fetch, --model-dir
+    if _command(words) == "mobilefacenet":  # its own flags: --accept-licence, --source, --fetch, --model-dir
         from engine.models.mobilefacenet import main as install_mobilefacenet
 
         at = words.index("mobilefacenet")
@@ -57,8 +110,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as exc:
         return 0 if exc.code == 0 else 2
+    if args.model_dir is not None:  # the extractors read the model directory from the environment
+        os.environ["NASNAME_MODEL_DIR"] = str(args.model_dir)
     directory: Path = args.model_dir or model_dir()
     out = sys.stdout
+    if args.command == "switch-face":
+        return _switch_face(args)
     if args.command == "list":
         print(f"model directory: {directory}", file=out)
         for spec in registered():
