@@ -85,8 +85,8 @@ class FaceIndexOptions:
     batch_wait_ms for a batch to fill under load.
     exact_shards: scan threads of the exact kind. None (default) = one per CPU (up to 8); 0 or 1 =
     one OpenBLAS call per scan using OpenBLAS's own threads. With >= 2, numpy's OpenBLAS is set to
-    ONE thread PROCESS-WIDE the first time a gallery of >= 32k templates is scanned (logged; figures
-    and reasons in ``engine.index.flat``).
+    ONE thread PROCESS-WIDE when the index first searches (logged; figures and reasons in
+    ``engine.index.flat``), and galleries of >= 32k templates are scanned in that many threads.
     """
 
     kind: IndexKind = IndexKind.EXACT

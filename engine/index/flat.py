@@ -219,13 +219,16 @@ class ExactBackend:
         self._pool_lock = threading.Lock()
 
     def _scan(self, xq: F32, k: int, mask: Mask | list[Mask | None] | None) -> tuple[F32, I64]:
-        if self.shards < 2 or len(self.store) < 2 * BLOCK_ROWS:
-            return scan_ip(self.store.xb, xq, k, mask)
-        with self._pool_lock:
-            if self._pool is None:
-                set_openblas_threads(1)  # the shard threads are the parallelism (module docstring)
-                self._pool = ThreadPoolExecutor(self.shards, thread_name_prefix="face-exact-shard")
-        return scan_ip_sharded(self._pool, self.shards, self.store.xb, xq, k, mask)
+        if self.shards >= 2:
+            with self._pool_lock:
+                if self._pool is None:
+                    # The shard threads are the parallelism; small galleries are scanned on one
+                    # thread, which also keeps OpenBLAS workers from spinning (module docstring).
+                    set_openblas_threads(1)
+                    self._pool = ThreadPoolExecutor(self.shards, thread_name_prefix="face-exact-shard")
+            if len(self.store) >= 2 * BLOCK_ROWS:
+                return scan_ip_sharded(self._pool, self.shards, self.store.xb, xq, k, mask)
+        return scan_ip(self.store.xb, xq, k, mask)
 
     def __len__(self) -> int:
         return len(self.store)

@@ -72,8 +72,9 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def restore_blas_threads() -> Iterator[None]:
+    """The exact index sets numpy's OpenBLAS to one thread process-wide; undo it after each test."""
     before = get_openblas_threads()
     yield
     if before:

@@ -21,7 +21,6 @@ def build(rng: np.random.Generator, n: int, d: int, options: FaceIndexOptions | 
     return index, xb, labels
 
 
-@pytest.mark.usefixtures("restore_blas_threads")
 @pytest.mark.parametrize(("n", "nq"), [(1, 3), (50, 1), (3000, 1), (3000, 17), (40000, 1), (40000, 33)])
 def test_search_equals_brute_force(rng: np.random.Generator, n: int, nq: int) -> None:
     index, xb, labels = build(rng, n, 32)
@@ -129,7 +128,6 @@ def test_empty_index_and_empty_query_list() -> None:
     assert D.shape == (0, 3) and I.shape == (0, 3)
 
 
-@pytest.mark.usefixtures("restore_blas_threads")
 @pytest.mark.parametrize("shards", [0, 2, 3])
 def test_sharded_exact_scan_equals_brute_force(rng: np.random.Generator, shards: int) -> None:
     index, xb, labels = build(rng, 40000, 16, FaceIndexOptions(exact_shards=shards, micro_batch=False))
