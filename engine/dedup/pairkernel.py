@@ -31,7 +31,7 @@ def _pair_scores(
 ) -> None:  # pragma: no cover - jitted
     for k in nb.prange(slot.shape[0]):
         q = slot[k]
-        out[k] = np.float32(_clip01(_best(pc[q], pm[q], gc, gm, item[k], inv_n0)[0]))
+        out[k] = np.float32(_clip01(_best(pc, pm, q, gc, gm, item[k], inv_n0)[0]))
 
 
 def pair_scores(pc: U64, pm: U64, gc: U64, gm: U64, slot: I64, item: I64, n_typical: float) -> F32:

@@ -100,6 +100,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     total_units = n * (n - 1) // 2
     done_units, found = 0, []
     started = time.perf_counter()
+    cpu0 = time.process_time()
     lo = 0
     while lo < n and time.perf_counter() - started < args.budget:
         hi = min(n, lo + kern.block_rows)
@@ -107,6 +108,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         done_units += (hi - lo) * (n - lo) - (hi - lo) * (hi - lo + 1) // 2
         lo = hi
     elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu0
     complete = lo >= n
     got = {(int(a), int(b)) for f in found for a, b in zip(f[0], f[1], strict=True)}
     covered = [tuple(map(int, p)) for p in truth if p[0] < lo]
@@ -122,6 +124,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "complete": complete,
         "pairs_s_total": round(elapsed if complete else elapsed * total_units / max(done_units, 1), 1),
         "extrapolated": not complete,
+        # CPU seconds of all threads: on a busy shared machine, cpu / cores estimates an idle run
+        "cpu_s_measured": round(cpu, 2),
+        "cpu_s_total": round(cpu if complete else cpu * total_units / max(done_units, 1), 1),
         "comparisons_per_s": round(done_units / max(elapsed, 1e-9)),
         "pairs_found": len(got),
         "planted_checked": len(covered),
