@@ -107,9 +107,10 @@ def _sim(d: int, n: int, inv_n0: float) -> float:
 
 
 @_njit(inline="always", fastmath=True)
-def _best(pc: Any, pm: Any, gc: Any, gm: Any, i: int, inv_n0: float) -> tuple[float, int, int]:
-    """Best unclipped similarity of gallery row ``i`` over the probe's shift rows; (sim, s, n)."""
-    S, W = pc.shape
+def _best(pc: Any, pm: Any, q: int, gc: Any, gm: Any, i: int, inv_n0: float) -> tuple[float, int, int]:
+    """Best unclipped similarity of gallery row ``i`` over probe ``q``'s shift rows; (sim, s, n).
+    Indexed in full (no ``pc[q]`` slice: a slice is a refcounted view in numba)."""
+    _, S, W = pc.shape
     best = -1.0
     best_s = 0
     best_n = 0
@@ -117,9 +118,9 @@ def _best(pc: Any, pm: Any, gc: Any, gm: Any, i: int, inv_n0: float) -> tuple[fl
         d = np.uint64(0)
         n = np.uint64(0)
         for w in range(W):
-            m = pm[s, w] & gm[i, w]
+            m = pm[q, s, w] & gm[i, w]
             n += _popcount(m)
-            d += _popcount((pc[s, w] ^ gc[i, w]) & m)
+            d += _popcount((pc[q, s, w] ^ gc[i, w]) & m)
         v = _sim(int(d), int(n), inv_n0)
         if v > best:
             best = v
@@ -140,7 +141,7 @@ def _best_scores(pc: Any, pm: Any, gc: Any, gm: Any, rows: Any, inv_n0: float,
     for j in nb.prange(rows.shape[0]):
         i = rows[j]
         for q in range(nq):
-            v, s, n = _best(pc[q], pm[q], gc, gm, i, inv_n0)
+            v, s, n = _best(pc, pm, q, gc, gm, i, inv_n0)
             out_sim[q, j] = _clip01(v)
             out_shift[q, j] = s
             out_bits[q, j] = n
@@ -179,7 +180,7 @@ def _topk_scan(pc: Any, pm: Any, gc: Any, gm: Any, rows: Any, use_rows: bool, n_
         for j in range(lo, hi):
             i = rows[j] if use_rows else j
             for q in range(nq):
-                v = np.float32(_clip01(_best(pc[q], pm[q], gc, gm, i, inv_n0)[0]))
+                v = np.float32(_clip01(_best(pc, pm, q, gc, gm, i, inv_n0)[0]))
                 if v > heap_d[c, q, 0]:
                     _heap_replace_root(heap_d[c, q], heap_i[c, q], v, i)
 

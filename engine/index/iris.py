@@ -43,6 +43,7 @@ I64 = npt.NDArray[np.int64]
 
 SNAPSHOT_FORMAT = 1
 KINDS = ("exact", "fast")
+FAST_BATCH = 16  # probes per coarse pass: bounds the (batch, n) float32 coarse score buffer
 
 
 @dataclass(frozen=True)
@@ -228,21 +229,23 @@ class IrisIndex:
         nq = qc.shape[0]
         m = self._n if rows is None else rows.size
         K = min(m, max(self.options.shortlist_min, k, int(np.ceil(self.options.shortlist_fraction * m))))
-        prepared = [iris_shortlist.coarse_probe(qc[q], qm[q], self.coarse_shifts, self.columns,
-                                                self.bytes_per_column) for q in range(nq)]
-        cc = np.stack([p[0] for p in prepared])
-        cm = np.stack([p[1] for p in prepared])
-        short = iris_shortlist.coarse_topk(cc, cm, self._ccodes, self._cmasks, self._n, rows, K)
-        pc, pm = self._prepare(qc, qm)
         D = np.full((nq, k), -np.inf, dtype=np.float32)
         I = np.full((nq, k), -1, dtype=np.int64)
-        for q in range(nq):
-            cand = short[q][short[q] >= 0]
-            sim, _, _ = hamming.best_scores(pc[q : q + 1], pm[q : q + 1], self._codes, self._masks, cand,
-                                            self.n_typical)
-            d, col = topk_rows(sim, k)
-            D[q] = d[0]
-            I[q] = np.where(col[0] >= 0, self._labels[cand[np.maximum(col[0], 0)]], -1)
+        pc, pm = self._prepare(qc, qm)
+        for lo in range(0, nq, FAST_BATCH):
+            hi = min(nq, lo + FAST_BATCH)
+            prepared = [iris_shortlist.coarse_probe(qc[q], qm[q], self.coarse_shifts, self.columns,
+                                                    self.bytes_per_column) for q in range(lo, hi)]
+            cc = np.stack([p[0] for p in prepared])
+            cm = np.stack([p[1] for p in prepared])
+            shortlists = iris_shortlist.coarse_shortlists(cc, cm, self._ccodes, self._cmasks, self._n,
+                                                          rows, K)
+            for q, cand in zip(range(lo, hi), shortlists, strict=True):
+                sim, _, _ = hamming.best_scores(pc[q : q + 1], pm[q : q + 1], self._codes, self._masks, cand,
+                                                self.n_typical)
+                d, col = topk_rows(sim, k)
+                D[q] = d[0]
+                I[q] = np.where(col[0] >= 0, self._labels[cand[np.maximum(col[0], 0)]], -1)
         return D, I
 
     # -- helpers -------------------------------------------------------------------------------------

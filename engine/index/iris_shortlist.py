@@ -21,9 +21,9 @@ import numba as nb
 import numpy as np
 import numpy.typing as npt
 
-from engine.index.hamming import KERNEL_LOCK, _heap_replace_root, _njit, _popcount
+from engine.index.hamming import KERNEL_LOCK, _njit, _popcount
 
-__all__ = ["coarse_columns_of", "coarse_gallery", "coarse_probe", "coarse_topk"]
+__all__ = ["coarse_columns_of", "coarse_gallery", "coarse_probe", "coarse_shortlists"]
 
 U8 = npt.NDArray[np.uint8]
 U64 = npt.NDArray[np.uint64]
@@ -73,12 +73,17 @@ def coarse_probe(code: U8, mask: U8, shifts: npt.NDArray[np.int64], columns: int
     return outc, outm
 
 
+NBINS = 1024  # score histogram: a/sqrt(n) lies in [-16, 16] for 256 bits; bins of 1/32
+_BIN_SCALE = NBINS / 32.0
+
+
 @_njit(parallel=True, nogil=True, fastmath=True, cache=True)
 def _coarse_scan(pcT: Any, pmT: Any, gc: Any, gm: Any, rows: Any, use_rows: bool, n_items: int,
-                 heap_d: Any, heap_i: Any) -> None:  # pragma: no cover - jitted
-    # pcT/pmT: (nq, 4, SP); gc/gm: (n, 4). The four words are written out so that the loop over
-    # shifts vectorises with every count in registers. Heaps (chunks, nq, K) pre-filled -inf / -1.
-    nch = heap_d.shape[0]
+                 scores: Any, hist: Any) -> None:  # pragma: no cover - jitted
+    # pcT/pmT: (nq, 4, SP); gc/gm: (n, 4); scores (nq, n_items); hist (chunks, nq, NBINS) zeroed.
+    # The four words are written out so that the loop over shifts vectorises with every count in
+    # registers. Selection is by histogram threshold, not a heap: one increment per item, no branches.
+    nch = hist.shape[0]
     nq, _, SP = pcT.shape
     for c in nb.prange(nch):
         lo = c * n_items // nch
@@ -89,43 +94,46 @@ def _coarse_scan(pcT: Any, pmT: Any, gc: Any, gm: Any, rows: Any, use_rows: bool
             g0, g1, g2, g3 = gc[i, 0], gc[i, 1], gc[i, 2], gc[i, 3]
             k0, k1, k2, k3 = gm[i, 0], gm[i, 1], gm[i, 2], gm[i, 3]
             for q in range(nq):
-                pc = pcT[q]
-                pm = pmT[q]
+                # Full 3-D indexing, no per-item slices (a slice is a refcounted view in numba).
                 for s in range(SP):
-                    m0 = pm[0, s] & k0
-                    m1 = pm[1, s] & k1
-                    m2 = pm[2, s] & k2
-                    m3 = pm[3, s] & k3
+                    m0 = pmT[q, 0, s] & k0
+                    m1 = pmT[q, 1, s] & k1
+                    m2 = pmT[q, 2, s] & k2
+                    m3 = pmT[q, 3, s] & k3
                     n = _popcount(m0) + _popcount(m1) + _popcount(m2) + _popcount(m3)
-                    d = (_popcount((pc[0, s] ^ g0) & m0) + _popcount((pc[1, s] ^ g1) & m1)
-                         + _popcount((pc[2, s] ^ g2) & m2) + _popcount((pc[3, s] ^ g3) & m3))
+                    d = (_popcount((pcT[q, 0, s] ^ g0) & m0) + _popcount((pcT[q, 1, s] ^ g1) & m1)
+                         + _popcount((pcT[q, 2, s] ^ g2) & m2) + _popcount((pcT[q, 3, s] ^ g3) & m3))
                     nf = np.float32(n)
                     # Written to a scratch row, then reduced: LLVM vectorises this loop only so.
                     tmp[s] = (nf - np.float32(2.0) * np.float32(d)) / np.sqrt(nf + np.float32(1e-3))
-                best = np.float32(0.0)
+                best = np.float32(-16.0)
                 for s in range(SP):
                     best = max(best, tmp[s])
-                if best > heap_d[c, q, 0]:
-                    _heap_replace_root(heap_d[c, q], heap_i[c, q], best, i)
+                scores[q, j] = best
+                b = min(NBINS - 1, max(0, int((best + np.float32(16.0)) * np.float32(_BIN_SCALE))))
+                hist[c, q, b] += 1
 
 
-def coarse_topk(pcT: U64, pmT: U64, gc: U64, gm: U64, n_items: int, rows: I64 | None, K: int
-                ) -> I64:
-    """Row numbers of the best ~``K`` gallery rows by coarse score for each of ``nq`` probes:
-    (nq, K) int64, -1 padded. ``pcT``/``pmT``: (nq, Wc, SP) from ``coarse_probe``."""
+def coarse_shortlists(pcT: U64, pmT: U64, gc: U64, gm: U64, n_items: int, rows: I64 | None, K: int
+                      ) -> list[I64]:
+    """Gallery row numbers of at least ``min(K, m)`` best rows by coarse score, for each of ``nq``
+    probes (``pcT``/``pmT``: (nq, 4, SP) from ``coarse_probe``): the rows whose score reaches the
+    histogram bin where the count from the top first reaches ``K`` (so a few more than K)."""
     nq = pcT.shape[0]
     m = n_items if rows is None else int(rows.shape[0])
+    if m == 0:
+        return [np.zeros(0, dtype=np.int64) for _ in range(nq)]
     nch = max(1, min(m, 2 * nb.get_num_threads()))
-    # Each chunk keeps its own top-K (K per chunk, not K / chunks: a chunk may hold all the mates).
-    heap_d = np.full((nch, nq, K), -np.inf, dtype=np.float32)
-    heap_i = np.full((nch, nq, K), -1, dtype=np.int64)
-    if m:
-        sel = np.zeros(1, dtype=np.int64) if rows is None else rows
-        with KERNEL_LOCK:
-            _coarse_scan(pcT, pmT, gc, gm, sel, rows is not None, m, heap_d, heap_i)
-    D = heap_d.transpose(1, 0, 2).reshape(nq, nch * K)
-    I = heap_i.transpose(1, 0, 2).reshape(nq, nch * K)
-    if nch > 1:
-        part = np.argpartition(-D, K - 1, axis=1)[:, :K]
-        I = np.take_along_axis(I, part, axis=1)
-    return np.ascontiguousarray(I)
+    scores = np.empty((nq, m), dtype=np.float32)
+    hist = np.zeros((nch, nq, NBINS), dtype=np.int64)
+    sel = np.zeros(1, dtype=np.int64) if rows is None else rows
+    with KERNEL_LOCK:
+        _coarse_scan(pcT, pmT, gc, gm, sel, rows is not None, m, scores, hist)
+    from_top = np.cumsum(hist.sum(axis=0)[:, ::-1], axis=1)  # (nq, NBINS): count in bins >= NBINS-1-x
+    out = []
+    for q in range(nq):
+        top_bin = NBINS - 1 - int(np.searchsorted(from_top[q], min(K, m)))
+        edge = np.float32(top_bin / _BIN_SCALE - 16.0 - 1e-4)  # a hair low: keep the whole bin
+        pos = np.flatnonzero(scores[q] >= edge).astype(np.int64)
+        out.append(pos if rows is None else rows[pos])
+    return out

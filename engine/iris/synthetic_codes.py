@@ -87,14 +87,16 @@ def random_irises(n: int, nbytes: int = 256, columns: int = 256, *, seed: int | 
 
 def _lid_masks(rng: np.random.Generator, n: int, nbytes: int, columns: int, p: CaptureParams) -> U8:
     bpc = nbytes // columns
-    col = np.arange(columns)[None, :]
+    col = np.arange(columns, dtype=np.int32)[None, :]
     valid = np.ones((n, columns), dtype=bool)
     # Angle 0 at 3 o'clock, counter-clockwise: upper lid around columns/4, lower lid around 3*columns/4.
     for centre, (lo, hi) in ((columns // 4, p.upper_lid), (3 * columns // 4, p.lower_lid)):
-        width = (rng.uniform(lo, hi, size=(n, 1)) * columns).astype(np.int64)
+        width = (rng.uniform(lo, hi, size=(n, 1)) * columns).astype(np.int32)
         jitter = rng.integers(-columns // 32, columns // 32 + 1, size=(n, 1))
-        start = centre + jitter - width // 2
-        valid &= ((col - start) % columns) >= width
+        start = ((centre + jitter - width // 2) % columns).astype(np.int32)
+        offset = col - start  # in (-columns, columns): wrap without a per-element modulo
+        offset += np.int32(columns) * (offset < 0)
+        valid &= offset >= width
     masks = np.repeat(np.where(valid, 255, 0).astype(np.uint8), bpc, axis=1)
     if p.noise_bits > 0:
         ands = max(1, round(-np.log2(p.noise_bits)))
@@ -151,8 +153,11 @@ def impostor_gallery(n: int, nbytes: int = 256, columns: int = 256, *, seed: int
     for lo, child in zip(range(0, n, chunk), ss.spawn(-(-n // chunk)), strict=True):
         hi = min(n, lo + chunk)
         rng = np.random.default_rng(child)
-        cap = capture(random_irises(hi - lo, nbytes, columns, seed=rng), columns, seed=rng, flips=False)
-        codes[lo:hi], masks[lo:hi] = cap.codes, cap.masks
+        # No rotation and no flips: either would only turn a random identity into another one.
+        code = random_irises(hi - lo, nbytes, columns, seed=rng)
+        mask = _lid_masks(rng, hi - lo, nbytes, columns, CaptureParams())
+        junk = rng.integers(0, 256, size=code.shape, dtype=np.uint8)
+        codes[lo:hi], masks[lo:hi] = (code & mask) | (junk & ~mask), mask
     return codes, masks
 
 

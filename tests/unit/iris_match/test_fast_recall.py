@@ -5,7 +5,6 @@ miss) in a gallery of 20,500, with the production shortlist fraction (0.5 % of t
 benchmark (``python -m benchmarks.iris_scale``) measures the same recall at full size.
 """
 
-# ruff: noqa: E741  (FAISS short names D, I, as in engine/index)
 from __future__ import annotations
 
 import numpy as np
