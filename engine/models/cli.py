@@ -11,7 +11,6 @@ templates with another embedding model (``engine.models.face_switch``; resumable
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,17 +43,20 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _switch_face(args: argparse.Namespace) -> int:
+def _switch_face(args: argparse.Namespace, directory: Path) -> int:
     from tqdm import tqdm
 
     from engine.config import EngineConfig
-    from engine.extractors import load_extractor
+    from engine.extractors import require_installed
+    from engine.face import FaceExtractor
     from engine.models.face_switch import FaceSwitchJob, SwitchProgress
 
     out = sys.stdout
     try:
         config = EngineConfig.load(args.config, data_dir=args.data_dir)
-        job = FaceSwitchJob(config, args.to, load_extractor("face", args.to), drop_missing=args.drop_missing)
+        require_installed(args.to, directory)
+        extractor = FaceExtractor.default(embedding=args.to, model_directory=directory)
+        job = FaceSwitchJob(config, args.to, extractor, drop_missing=args.drop_missing)
         with tqdm(desc=f"switch-face -> {args.to}", unit="record", file=sys.stderr) as bar:
             def show(p: SwitchProgress) -> None:
                 bar.total = p.total
@@ -110,12 +112,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as exc:
         return 0 if exc.code == 0 else 2
-    if args.model_dir is not None:  # the extractors read the model directory from the environment
-        os.environ["NASNAME_MODEL_DIR"] = str(args.model_dir)
     directory: Path = args.model_dir or model_dir()
     out = sys.stdout
     if args.command == "switch-face":
-        return _switch_face(args)
+        return _switch_face(args, directory)
     if args.command == "list":
         print(f"model directory: {directory}", file=out)
         for spec in registered():
