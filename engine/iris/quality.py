@@ -37,7 +37,7 @@ class QualityParams:
     80 px and more) because whole-eye cameras such as MMU2's deliver about 45 px and still match."""
 
     min_iris_radius_px: float = 30.0
-    pupil_iris_ratio: tuple[float, float] = (0.15, 0.7)
+    pupil_iris_ratio: tuple[float, float] = (0.21, 0.7)
     max_concentricity: float = 0.25
     min_pupil_contrast: float = 12.0
     min_limbus_contrast: float = 6.0

@@ -51,11 +51,12 @@ class SegmentationParams:
 
     pupil_radius_px: tuple[float, float] = (6.0, 90.0)
     iris_radius_px: tuple[float, float] = (28.0, 160.0)
-    pupil_iris_ratio: tuple[float, float] = (0.14, 0.8)
+    pupil_iris_ratio: tuple[float, float] = (0.2, 0.8)
     dark_quantiles: tuple[float, ...] = (0.004, 0.01, 0.02, 0.04, 0.07, 0.11)
     specular_tophat: float = 45.0
     specular_size_px: int = 11
-    pupil_keep: float = 0.25
+    pupil_keep: float = 0.85
+    pupil_search: tuple[float, float, float] = (0.8, 1.8, 0.3)
     limbus_arc_deg: float = 25.0
     limbus_arc_up: float = 0.8
     limbus_centre_shift: float = 0.12
@@ -120,15 +121,18 @@ def _ring_profiles(img: F32, cx: F32, cy: F32, radii: F32, angles: F32) -> tuple
     """Mean intensity along arcs. ``cx, cy``: (M,) centres; returns (M, R) means and the (M, R)
     fraction of arc samples inside the image."""
     h, w = img.shape
-    cos, sin = np.cos(angles), np.sin(angles)
+    cos, sin = np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
     xs = cx[:, None, None] + radii[None, :, None] * cos[None, None, :]
     ys = cy[:, None, None] + radii[None, :, None] * sin[None, None, :]
     m, r, a = xs.shape
     inside = (xs >= 0) & (xs <= w - 1) & (ys >= 0) & (ys <= h - 1)
-    vals = cv2.remap(img, xs.reshape(m * r, a).astype(np.float32), ys.reshape(m * r, a).astype(np.float32),
-                     cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).reshape(m, r, a)
-    frac = inside.mean(axis=2).astype(np.float32)
-    means = (vals * inside).sum(axis=2) / np.maximum(inside.sum(axis=2), 1)
+    vals = cv2.remap(img, xs.reshape(m * r, a), ys.reshape(m * r, a), cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE).reshape(m, r, a)
+    count = inside.sum(axis=2, dtype=np.int32)
+    frac = (count / a).astype(np.float32)
+    if int(count.min()) == a:  # the usual case: every arc inside the frame
+        return vals.mean(axis=2, dtype=np.float32), frac
+    means = np.where(inside, vals, 0.0).sum(axis=2) / np.maximum(count, 1)
     return means.astype(np.float32), frac
 
 
@@ -179,7 +183,11 @@ _CLOSE_KERNEL = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
 
 def _pupil_candidates(img: F32, p: SegmentationParams) -> list[tuple[float, float, float]]:
     cands: list[tuple[float, float, float]] = []
-    levels = np.quantile(img, p.dark_quantiles)
+    levels = list(np.quantile(img, p.dark_quantiles))
+    # plus a level between the darkest pixels and the median: a big uniform (painted or saturated)
+    # pupil with sensor noise is only speckle at quantiles smaller than its area
+    darkest, median = np.quantile(img, [0.002, 0.5])
+    levels.append(darkest + 0.2 * (median - darkest))
     rmin, rmax = p.pupil_radius_px
     for level in levels:
         dark = (img <= level).astype(np.uint8)
@@ -197,17 +205,18 @@ def _pupil_candidates(img: F32, p: SegmentationParams) -> list[tuple[float, floa
 
 
 def _pupil_score(img: F32, c: Circle, angles: F32) -> tuple[float, float]:
-    """Relative, all-round darkness of a pupil candidate: the lower quartile over angles of the step
-    between the ring just outside and the ring just inside, over the inside grey level. A real pupil
-    is dark all round; a lash, a spectacle frame or the iris (whose inside ring is mid-grey) is not."""
+    """(all-round score, inside grey level) of a pupil candidate. A real pupil is darker than its
+    surround in every direction; a lash, a brow, a spectacle frame or the iris (cut by the lids) is
+    not."""
     rs = np.array([0.6, 0.75, 0.88, 1.15, 1.3], dtype=np.float32) * c.r
     xs = (c.x + rs[:, None] * np.cos(angles)[None, :]).astype(np.float32)
     ys = (c.y + rs[:, None] * np.sin(angles)[None, :]).astype(np.float32)
     v = cv2.remap(img, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     inside, outside = v[:3].mean(axis=0), v[3:].mean(axis=0)
-    step = float(np.percentile(outside - inside, 25))
     level = float(np.median(inside))
-    return step / (level + 10.0), level
+    # all-round: the fraction of directions in which it is brighter just outside than inside
+    # (a dark iris gives a pupil a small step, but in every direction; lids cut an iris circle)
+    return float(np.mean(outside - inside > 3.0 + 0.1 * level)), level
 
 
 def _find_pupil(img: F32, p: SegmentationParams) -> tuple[Circle, float]:
@@ -220,12 +229,12 @@ def _find_pupil(img: F32, p: SegmentationParams) -> tuple[Circle, float]:
         if any(abs(cx - a) < 3 and abs(cy - b) < 3 and abs(r0 - c) < 3 for a, b, c in seen):
             continue
         seen.append((cx, cy, r0))
-        lo = max(p.pupil_radius_px[0], r0 * 0.8)
-        hi = min(p.pupil_radius_px[1], r0 * 1.8 + 3)
+        lo = max(p.pupil_radius_px[0], r0 * p.pupil_search[0])
+        hi = min(p.pupil_radius_px[1], r0 * p.pupil_search[1] + 3)
         radii = np.arange(lo, hi + 1e-6, 1.0, dtype=np.float32)
         if radii.size < 3:
             continue
-        shift = max(2.0, round(r0 * 0.3))
+        shift = max(2.0, round(r0 * p.pupil_search[2]))
         circle, step = _best_circle(img, cx, cy, shift, max(1.0, shift / 3), radii, arcs, 0.1)
         circle, step = _best_circle(img, circle.x, circle.y, 1.0, 0.5,
                                     np.arange(max(lo, circle.r - 2), circle.r + 2.01, 1.0, dtype=np.float32),
@@ -254,7 +263,7 @@ def _find_limbus(img: F32, pupil: Circle, p: SegmentationParams) -> tuple[Circle
                                 reasons=[QualityReason.NO_IRIS.value])
     shift = max(2.0, round(p.limbus_centre_shift * lo))
     radii = np.arange(lo, hi + 1e-6, 1.0, dtype=np.float32)
-    c, _ = _best_circle(img, pupil.x, pupil.y, shift, max(1.0, shift / 4), radii, arcs, p.limbus_window,
+    c, _ = _best_circle(img, pupil.x, pupil.y, shift, max(1.0, shift / 2), radii, arcs, p.limbus_window,
                         around=pupil)
     fine = np.arange(max(lo, c.r - 3), min(hi, c.r + 3) + 1e-6, 1.0, dtype=np.float32)
     return _best_circle(img, c.x, c.y, 2.0, 1.0, fine, arcs, p.limbus_window, around=pupil)
