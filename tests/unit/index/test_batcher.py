@@ -129,8 +129,7 @@ def test_dropped_index_stops_its_worker() -> None:
     assert not worker.is_alive()
 
 
-@pytest.mark.parametrize("kind", ["exact", "fp16"])
-def test_restricted_queries_in_one_batch(kind: str) -> None:
+def test_restricted_queries_in_one_batch() -> None:
     """Callers restricted to different partitions (and unrestricted ones) share batches, yet each
     gets exactly its own partition's answer."""
     rng = np.random.default_rng(5)
@@ -138,8 +137,8 @@ def test_restricted_queries_in_one_batch(kind: str) -> None:
     xb = clustered(rng, n, 16, n_ids=3000)
     labels = np.arange(n, dtype=np.int64) + 100
     parts = [None, labels[::2], labels[1::2], labels[: n // 2 + 1000]]
-    batched = FaceIndex(MODEL, 16, FaceIndexOptions(kind=kind, batch_max=32, batch_wait_ms=5.0))  # type: ignore[arg-type]
-    plain = FaceIndex(MODEL, 16, FaceIndexOptions(kind=kind, micro_batch=False))  # type: ignore[arg-type]
+    batched = FaceIndex(MODEL, 16, FaceIndexOptions(batch_max=32, batch_wait_ms=5.0))
+    plain = FaceIndex(MODEL, 16, FaceIndexOptions(micro_batch=False))
     for index in (batched, plain):
         index.add(labels, templates(xb))
     qs = templates(xb[rng.integers(0, n, 160)])
@@ -153,3 +152,23 @@ def test_restricted_queries_in_one_batch(kind: str) -> None:
             assert np.isin(I, a).all()
         assert np.allclose(D, De, atol=1e-5)  # same scores at every rank (labels may differ in ties)
     batched.close()
+
+
+def test_batch_function_groups_restrictions_for_faiss_kinds() -> None:
+    """A batch reaching a FAISS kind (e.g. queued just before sq8/ivf converted) is split into one
+    search per distinct restriction, rows back in their places."""
+    rng = np.random.default_rng(6)
+    n = 6000
+    xb = clustered(rng, n, 16, n_ids=1500)
+    labels = np.arange(n, dtype=np.int64)
+    index = FaceIndex(MODEL, 16, FaceIndexOptions(kind="fp16", micro_batch=False))  # type: ignore[arg-type]
+    index.add(labels, templates(xb))
+    xq = xb[rng.integers(0, n, 12)]
+    parts = [None, labels[::2], labels[1::3]]
+    allowed = [parts[i % 3] for i in range(12)]
+    D, I = index._search_batch(xq, 4, allowed)
+    for i in range(12):
+        De, _ = index.search(templates(xq[i : i + 1]), 4, allowed[i])
+        assert np.allclose(D[i], De[0], atol=1e-5)
+        if allowed[i] is not None:
+            assert np.isin(I[i], allowed[i]).all()
