@@ -152,16 +152,18 @@ class FaceSwitchJob:
         except Unavailable as exc:
             raise Unavailable(f"{exc}; stop the nasname server before switching the face model",
                               reason="GALLERY_LOCKED") from exc
+        started = False
         try:
             keyring = KeyRing.load(self.config.resolved_key_file)
             cp = self._start(keyring)
+            started = True
             if cp["stage"] == "extract":
                 cp = self._extract(keyring, cp, on_progress)
             if cp["stage"] == "swap":
                 cp = self._swap(keyring, cp)
         except BaseException as exc:
             meta = self._read("job.json")
-            if meta:
+            if meta and started:  # a refusal to start leaves an earlier job's record alone
                 self._write("job.json", {**meta, "state": "failed", "error": str(exc) or type(exc).__name__})
             raise
         finally:
