@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -52,6 +52,11 @@ __all__ = ["Engine"]
 log = logging.getLogger(__name__)
 
 ExtractorLoader = Callable[[str], Extractor]
+
+# The fused threshold never goes below zero: a candidate is never reported on evidence that favours
+# "different persons" (LLR < 0), even when the impostor distribution is so narrow that the target FPIR
+# alone would allow it (tiny galleries, extreme calibrations). This only ever lowers FPIR.
+MIN_FUSED_THRESHOLD = 0.0
 
 
 class Engine:
@@ -179,6 +184,10 @@ class Engine:
                 fusion = self._fusion = Fusion.for_models(models)
             return fusion
 
+    @staticmethod
+    def _threshold(fusion: Fusion, modalities: Iterable[Modality], fmr: float) -> float:
+        return max(fusion.threshold(modalities, fmr), MIN_FUSED_THRESHOLD)
+
     # -- search --------------------------------------------------------------------------------
 
     def _search(
@@ -197,7 +206,7 @@ class Engine:
         fusion = self._fusion_for(probe)
         n = self._gallery.count(partition=partition) if reference_ids is None else len(set(reference_ids))
         fmr = per_comparison_fmr(target_fpir, max(n, 1))
-        threshold = Threshold(target_fpir, n, fusion.threshold(probe.keys(), fmr))
+        threshold = Threshold(target_fpir, n, self._threshold(fusion, probe.keys(), fmr))
         shortlist = max(self._config.shortlist, max_results)
         scores: dict[int, dict[Modality, float]] = {}
         for modality, template in probe.items():
@@ -216,7 +225,9 @@ class Engine:
                 for lab, sim in zip(missing, self._gallery.score(modality, template, missing), strict=True):
                     if np.isfinite(sim):
                         scores[int(lab)][modality] = float(sim)
-        names = self._gallery.ref_ids_of(np.fromiter(scores, dtype=np.int64, count=len(scores)))
+        labels = np.fromiter(scores, dtype=np.int64, count=len(scores))
+        names = self._gallery.ref_ids_of(labels)
+        partitions = dict(zip(labels.tolist(), self._gallery.partitions_of(labels), strict=True))
         thresholds: dict[frozenset[Modality], float] = {}
         candidates: list[Candidate] = []
         for label, per_modality in scores.items():
@@ -224,10 +235,11 @@ class Engine:
                 continue
             shared = frozenset(per_modality)
             if shared not in thresholds:
-                thresholds[shared] = fusion.threshold(shared, fmr)
+                thresholds[shared] = self._threshold(fusion, shared, fmr)
             fused, llrs = fusion.fuse(per_modality)
             if fused >= thresholds[shared]:
-                candidates.append(Candidate(names[label], fused, dict(per_modality), llrs))
+                candidates.append(Candidate(names[label], fused, dict(per_modality), llrs,
+                                            partitions[label]))
         candidates.sort(key=lambda c: (-c.fused, c.reference_id))
         return candidates[:max_results], threshold
 
@@ -335,7 +347,7 @@ class Engine:
         fusion = self._fusion_for(probe)
         fmr = target_fmr if target_fmr is not None else self._config.verify_target_fmr
         fused, llrs = fusion.fuse(scores)
-        threshold = Threshold(fmr, 1, fusion.threshold(shared, per_comparison_fmr(fmr, 1)))
+        threshold = Threshold(fmr, 1, self._threshold(fusion, shared, per_comparison_fmr(fmr, 1)))
         return VerifyResult(reference_id, fused >= threshold.fused_threshold, fused, scores, llrs,
                             threshold, results)
 
