@@ -7,12 +7,13 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
 
 from engine.config import EngineConfig
-from engine.engine import Engine
+from engine.engine import Engine, _default_loader
 from engine.errors import ConfigurationError, Conflict, ModelMismatch
 from engine.extractor import Extraction
 from engine.extractors import check_face_model, load_extractor, require_installed
@@ -84,6 +85,32 @@ def test_opt_in_model_must_be_installed(tmp_path: Path, monkeypatch: pytest.Monk
         require_installed("dlib_mmod")
     with pytest.raises(ConfigurationError, match="no selectable model"):
         load_extractor("iris", "mobilefacenet")
+
+
+class FakeFaceFactory:
+    """Stands in for ``FaceExtractor`` in ``engine.extractors.KINDS``: records the embedding asked for."""
+
+    asked: ClassVar[list[str]] = []
+
+    @classmethod
+    def default(cls, *, embedding: str) -> FakeFace:
+        cls.asked.append(embedding)
+        return FakeFace(ModelRef(embedding, "1"), 4)
+
+
+def test_load_extractor_passes_the_model_name_and_caches_per_kind_and_model(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine import extractors
+
+    monkeypatch.setitem(extractors.KINDS, "face", (__name__, "FakeFaceFactory"))
+    monkeypatch.setattr(extractors, "_cache", {})
+    first = load_extractor("face")
+    assert load_extractor("face", "dlib_resnet_v1") is first
+    assert first.model == ModelRef("dlib_resnet_v1", "1")
+    assert FakeFaceFactory.asked == ["dlib_resnet_v1"]
+    assert _default_loader("face", "dlib_resnet_v1") is first  # what Engine uses with config.face_model
+    with pytest.raises(ConfigurationError, match="unknown model"):
+        load_extractor("face", "no_such_model")
 
 
 def test_engine_refuses_a_gallery_of_another_face_model(tmp_path: Path,
