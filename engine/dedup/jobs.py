@@ -322,4 +322,4 @@ def _block_rows(kind: str, mode: str) -> int:
 
     if kind == "face":
         return pairs.FACE_BLOCK_ROWS if mode == "exact" else 4096
-    return pairs.IRIS_BLOCK_ROWS if mode == "exact" else 256
+    return pairs.IRIS_BLOCK_ROWS if mode == "exact" else 128

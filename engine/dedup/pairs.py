@@ -26,7 +26,7 @@ from engine.dedup.data import ModalityData
 from engine.dedup.pairkernel import pair_scores
 from engine.errors import InvalidInput
 from engine.index.hamming import best_scores, pad_words, shift_order
-from engine.index.iris_shortlist import coarse_gallery, coarse_probe, coarse_topk
+from engine.index.iris_shortlist import coarse_gallery, coarse_probe, coarse_shortlists
 from engine.iris.matcher import MatchParams
 
 __all__ = [
@@ -208,7 +208,7 @@ class IrisCoarseToFine:
         *,
         shortlist: int = 16,
         coarse_shift_step: int = 2,
-        block_rows: int = 256,
+        block_rows: int = 128,
     ):
         self.exact_kernel = IrisExact(data, params)
         ek = self.exact_kernel
@@ -232,9 +232,10 @@ class IrisCoarseToFine:
         pmT = np.stack([p[1] for p in prepared])
         cand_rows = np.arange(lo + 1, m, dtype=np.int64)
         k = min(self.shortlist, cand_rows.size)
-        top = coarse_topk(pcT, pmT, self.cg, self.cm, 0, cand_rows, k)  # (nq, k) positions, -1 padded
-        qi = np.repeat(probes, top.shape[1])
-        cj = top.reshape(-1)
+        # per probe: row numbers of (at least) its k best rows by coarse score
+        lists = coarse_shortlists(pcT, pmT, self.cg, self.cm, 0, cand_rows, k)
+        qi = np.repeat(probes, [len(x) for x in lists])
+        cj = np.concatenate(lists) if lists else np.empty(0, dtype=np.int64)
         keep = cj > qi
         qi, cj = qi[keep], cj[keep]
         s = ek.score_pairs(qi, cj)

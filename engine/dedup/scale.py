@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from engine.dedup.data import ModalityData
-from engine.dedup.pairs import FaceExact, IrisExact, make_kernel, recall_sample
+from engine.dedup.pairs import FaceExact, IrisCoarseToFine, IrisExact, make_kernel, recall_sample
 from engine.types import ModelRef
 
 __all__ = ["add_arguments", "planted_faces", "planted_irises", "run"]
@@ -83,6 +83,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--budget", type=float, default=600.0, help="seconds before stopping and extrapolating")
     p.add_argument("--recall-probes", type=int, default=1000, help="fast mode: probe rows checked exactly")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--coarse-step", type=int, default=2, help="iris fast: every k-th shift in the coarse stage"
+    )
+    p.add_argument("--shortlist", type=int, default=16, help="iris fast: coarse candidates kept per probe")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -95,7 +99,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     gen_s = time.perf_counter() - t0
     threshold = args.threshold if args.threshold is not None else (0.6 if args.kind == "face" else 0.68)
     t0 = time.perf_counter()
-    kern = make_kernel(args.kind, data, args.mode)
+    if args.kind == "iris" and args.mode == "fast":
+        kern: Any = IrisCoarseToFine(data, shortlist=args.shortlist, coarse_shift_step=args.coarse_step)
+    else:
+        kern = make_kernel(args.kind, data, args.mode)
     build_s = time.perf_counter() - t0
     total_units = n * (n - 1) // 2
     done_units, found = 0, []
@@ -114,6 +121,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     covered = [tuple(map(int, p)) for p in truth if p[0] < lo]
     out: dict[str, Any] = {
         "kind": args.kind,
+        "options": {"coarse_step": args.coarse_step, "shortlist": args.shortlist}
+        if args.mode == "fast"
+        else {},
         "mode": args.mode,
         "n": n,
         "threshold": threshold,
