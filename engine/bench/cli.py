@@ -85,6 +85,8 @@ def main(argv: list[str]) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     figures = compute_figures(raw)
     (args.out / "bench_figures.json").write_text(json.dumps(figures, indent=1) + "\n")
+    if args.report:
+        (args.report.parent / "bench_figures.json").write_text(json.dumps(figures, indent=1) + "\n")
     names = [p.name for p in plots(figures, args.out)]
     text = markdown(raw, figures, raw.get("command", command), names)
     (args.out / "BENCHMARKS.md").write_text(text)
@@ -125,6 +127,7 @@ def _measure(args: argparse.Namespace, command: str) -> dict[str, Any]:
     raw: dict[str, Any] = {
         "format": 1,
         "command": command,
+        "out": str(args.out),
         "started_utc": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine_info(),
         "grid": {"name": grid.name, "face_sizes": grid.face_sizes, "iris_sizes": grid.iris_sizes,
