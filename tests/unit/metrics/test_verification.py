@@ -131,3 +131,35 @@ def test_large_inputs_are_vectorised() -> None:
     r = eer(gen, imp)
     assert 0.001 < r.eer < 0.002  # two unit-sd-apart... d'=6: EER = Phi(-3) = 0.00135
     assert r.eer == pytest.approx(0.00135, abs=3e-4)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.integers(0, 20), min_size=1, max_size=30),
+    st.lists(st.integers(0, 20), min_size=1, max_size=400),
+    st.sampled_from([0.5, 0.1, 0.01]),
+)
+def test_operating_point_is_the_lowest_threshold_meeting_the_target(
+    gen: list[int], imp: list[int], target: float
+) -> None:
+    g, i = np.array(gen, float), np.array(imp, float)
+    (p,) = fnmr_at_fmr(g, i, (target,), min_errors=0.0)
+    assert p.threshold is not None and p.false_positive_rate is not None
+    assert p.false_positive_rate <= target + 1e-12
+    assert p.false_positive_rate == np.mean(i >= p.threshold)
+    assert p.false_negative_rate == np.mean(g < p.threshold)
+    # any lower score that could serve as threshold would exceed the target
+    lower = np.unique(np.concatenate([g, i]))
+    lower = lower[lower < p.threshold]
+    assert all(np.mean(i >= t) > target for t in lower)
+
+
+def test_thinned_curve_keeps_ends_and_order() -> None:
+    rng = np.random.default_rng(5)
+    c = det_curve(rng.normal(1, 1, 5000), rng.normal(0, 1, 50000))
+    t = c.thinned(300)
+    assert t.thresholds.size <= 300 + 2 and t.thresholds[0] == -math.inf and t.thresholds[-1] == math.inf
+    assert np.all(np.diff(t.thresholds) > 0)
+    assert np.all(np.diff(t.false_positive) <= 0) and np.all(np.diff(t.false_negative) >= 0)
+    d = c.as_dict(max_points=100)
+    assert d["thresholds"][0] is None and d["n_negative"] == 50000
