@@ -182,3 +182,38 @@ def test_cli_run_status_and_unreadable_manifest(
     status = json.loads(capsys.readouterr().out)
     assert status["state"] == "done" and status["done"] == status["total"] > 0
     assert main(["status", str(tmp_path / "nothing")]) == 1
+
+
+def test_thumbnails_only_when_asked_and_images_are_kept(tmp_path: Path, fusion: Fusion) -> None:
+    from PIL import Image
+
+    from engine.crypto import KeyRing
+    from engine.dedup.html import thumbnail_from_store
+    from engine.dedup.report import render_html
+
+    rng = np.random.default_rng(8)
+    x = unit_rows(rng, 3)
+    x[2] = at_cosine(rng, x[0], 0.95)
+    d = tmp_path / "data"
+    d.mkdir()
+    keyring = KeyRing.from_file(d / "nasname.key")
+    buf = io.BytesIO()
+    Image.new("RGB", (120, 150), (200, 120, 90)).save(buf, "JPEG")
+    store = Store(d / "nasname.db", keyring, keep_images=True)
+    try:
+        for i in range(3):
+            store.insert(
+                {Modality.FACE: face_t(x[i])}, ref_id=f"K{i}", images={Modality.FACE: buf.getvalue()}
+            )
+    finally:
+        store.close()
+    job = DedupJob.create(JobSpec(data_dir=str(d)), tmp_path / "job", fusion=fusion)
+    job.run()
+    assert "<img" not in (job.dir / "report.html").read_text()  # default: no image at all
+    store = Store(d / "nasname.db", keyring, keep_images=True)
+    try:
+        render_html(job.dir, thumbnail_of=thumbnail_from_store(store))
+    finally:
+        store.close()
+    html = (job.dir / "report.html").read_text()
+    assert html.count('<img class="thumb" alt="" src="data:image/jpeg;base64,') == 2  # K0 and K2
