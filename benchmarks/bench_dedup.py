@@ -20,7 +20,7 @@ from engine.dedup.pairs import FaceExact, IrisExact, Pairs, make_kernel, recall_
 from engine.dedup.scale import planted_faces, planted_irises
 
 FACE_THRESHOLD = 0.6
-IRIS_THRESHOLD = 0.62
+IRIS_THRESHOLD = 0.68  # ~FMR 1e-7 on these synthetic codes (0.62 lets ~5e-4 of impostor pairs in)
 
 _data: dict[tuple[str, int], tuple[ModalityData, np.ndarray[Any, Any]]] = {}
 
@@ -65,7 +65,7 @@ def test_iris_nn(benchmark: Any, n: int, mode: str) -> None:
     found = benchmark.pedantic(_all_blocks, args=(kern, n, IRIS_THRESHOLD), rounds=1, iterations=1)
     _record(benchmark, found, truth)
     if mode == "fast":
-        probes = np.unique(np.concatenate([np.arange(0, n, 10), truth[:, 0]]))
+        probes = np.arange(0, n, 4)  # uniform: seeding with planted rows would bias recall up
         sel = np.isin(found[0], probes)
         rs = recall_sample(
             IrisExact(data), (found[0][sel], found[1][sel], found[2][sel]), probes, IRIS_THRESHOLD
