@@ -165,16 +165,20 @@ class NumpyIris:
 
 
 class FaissIris:
-    """FAISS default for binary codes, ``IndexBinaryFlat``: plain Hamming distance (FAISS has no
-    masks), min over the same rotations (each rotation is one query row)."""
+    """FAISS for binary codes with default settings: ``IndexBinaryFlat`` (exact) or
+    ``IndexBinaryHNSW`` (approximate, M=32 default): plain Hamming distance (FAISS has no masks), min
+    over the same rotations (each rotation is one query row)."""
 
-    def __init__(self, shifts: int = 15) -> None:
+    def __init__(self, shifts: int = 15, kind: str = "flat") -> None:
         self.shifts = shifts
+        self.kind = kind
 
     def fit(self, data: IrisData) -> None:
         import faiss
 
-        self.index = faiss.IndexBinaryFlat(data.codes.shape[1] * 8)
+        nbits = data.codes.shape[1] * 8
+        flat = self.kind == "flat"
+        self.index: Any = faiss.IndexBinaryFlat(nbits) if flat else faiss.IndexBinaryHNSW(nbits, 32)
         self.index.add(data.codes)
         self.step = data.codes.shape[1] // data.columns
 

@@ -2,9 +2,10 @@
 
 Every engine contender runs next to its baselines in the same process and the same run: numpy brute
 force and FAISS with default settings for exact search, plus FAISS-HNSW and hnswlib with their
-defaults wherever approximate search is compared. ``reference`` names the exact contender that
-recall is measured against. ``max_size``: above it a contender is skipped (and reported as such)
-because one query or the build would take minutes on a small machine.
+defaults wherever approximate search is compared (iris: FAISS binary HNSW, as hnswlib has no Hamming
+space). ``reference`` names the exact contender that recall is measured against. ``max_size``: above
+it a contender is skipped (and reported as such) because one query or the build would take minutes on
+a small machine.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ IRIS = (
     ContenderSpec("FAISS IndexBinaryFlat (defaults, no masks)", "faiss-iris", {"shifts": 15}),
     ContenderSpec("engine exact", "engine-iris", {"kind": "exact"}, role="engine"),
     ContenderSpec("engine fast", "engine-iris", {"kind": "fast"}, role="engine", approximate=True),
+    ContenderSpec("FAISS IndexBinaryHNSW (defaults, no masks)", "faiss-iris", {"shifts": 15, "kind": "hnsw"},
+                  approximate=True),
 )
 
 
