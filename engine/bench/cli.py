@@ -13,6 +13,7 @@ import json
 import logging
 import shlex
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -46,7 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sizes", type=_sizes, help="gallery sizes, comma separated (e.g. 1e3,1e4,1e5,1e6)")
     p.add_argument("--iris-sizes", type=_sizes, help="iris gallery sizes when they differ from --sizes")
     p.add_argument("--family", default="face,iris", help="face, iris or face,iris")
-    p.add_argument("--out", type=Path, default=Path("bench-results"), help="output directory")
+    p.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "nasname-bench",
+                   help="output directory (default: <tmp>/nasname-bench, outside any source tree)")
     p.add_argument("--report", type=Path, help="also write the report here (docs/BENCHMARKS.md)")
     p.add_argument("--images", type=Path, help="folder of face_lfw.csv, iris_casia1.csv")
     p.add_argument("--from-raw", type=Path, help="bench_raw.json to re-report")
