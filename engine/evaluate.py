@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.errors import NasnameError
+from engine.errors import InvalidInput, NasnameError
 from engine.evaluation.analysis import KindScores, analyse
 from engine.evaluation.chimeric import calibration_status, chimeric_scores, engine_fusion, fusion_available
 from engine.evaluation.extraction import ExtractionRun, extract_files
@@ -41,6 +41,9 @@ from engine.types import ModelRef, Template
 __all__ = ["evaluate", "main", "rescore"]
 
 log = logging.getLogger(__name__)
+
+#: All-pairs scoring keeps an n x n float32 matrix per modality: 30k samples = 3.4 GiB.
+MAX_SAMPLES_PER_KIND = 30_000
 
 HEADLINE = ("fte_rate", "eer", "fnmr_at_fmr", "fnir_at_fpir", "rank1_hit_rate", "rank10_hit_rate")
 
@@ -83,6 +86,10 @@ def evaluate(
     cache: dict[Path, Template | None] = {}
     for kind in kinds:
         ks = [s for s in samples if s.kind == kind]
+        if len(ks) > MAX_SAMPLES_PER_KIND:
+            raise InvalidInput(f"{len(ks)} {kind} samples: the all-pairs score matrix would need "
+                               f"{len(ks) ** 2 * 4 / 2**30:.1f} GiB; use --limit (at most "
+                               f"{MAX_SAMPLES_PER_KIND} samples per modality)")
         extractor = (extractors or {}).get(kind) or _load_extractor(kind)
         given = (scorers or {}).get(kind)
         scorer, scorer_names[kind] = (given, "given") if given else default_scorer(kind)
