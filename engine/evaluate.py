@@ -99,31 +99,24 @@ def evaluate(
         cache.update({s.path: t for s, t in zip(ks, run.templates, strict=True)})
         data[kind] = _score_kind(kind, ks, run, scorer)
 
-    doc: dict[str, Any] = {key: {} for key in HEADLINE}
-    doc["per_modality"] = {}
-    curves: dict[str, tuple[ErrorCurve, ErrorCurve]] = {}
+    fused_note = None
     if "face" in data and "iris" in data:
         if fusion is not None or fusion_available():
             fusion = fusion if fusion is not None else engine_fusion(models["face"], models["iris"])
             data["fused"] = chimeric_scores(data["face"], data["iris"], fusion)
         else:
-            doc["per_modality"]["fused"] = {"available": False,
-                                            "note": "engine.fusion not available: per-modality only"}
-    for kind, ks_data in data.items():
-        result = analyse(ks_data, mate_excluded)
-        fig = result.figures
-        if kind == "fused":
-            fig["calibration"] = calibration_status(fusion)
-            fig["pairing"] = "i-th face subject + i-th iris subject, k-th samples (manifest order)"
-        if kind in runs:
-            fig["failure_reasons"] = dict(runs[kind].failures)
-            fig["extraction_ms"] = _stage_summary(runs[kind])
-            fig["model"] = str(models[kind])
-            fig["matcher"] = scorer_names[kind]
-        doc["per_modality"][kind] = fig
-        for key in HEADLINE:
-            doc[key][kind] = fig[key]["eer"] if key == "eer" else fig[key]
-        curves[kind] = (result.det, result.fnir_fpir)
+            fused_note = {"available": False, "note": "engine.fusion not available: per-modality only"}
+    doc, curves = _analyse_all(data, mate_excluded)
+    if fused_note is not None:
+        doc["per_modality"]["fused"] = fused_note
+    if "fused" in data:
+        doc["per_modality"]["fused"]["calibration"] = calibration_status(fusion)
+        doc["per_modality"]["fused"]["pairing"] = ("i-th face subject + i-th iris subject, k-th samples "
+                                                   "(manifest order)")
+    for kind, run in runs.items():
+        doc["per_modality"][kind].update(
+            failure_reasons=dict(run.failures), extraction_ms=_stage_summary(run), model=str(models[kind]),
+            matcher=scorer_names[kind])
 
     arrays: dict[str, Any] = {}
     for kind, d in data.items():
@@ -143,6 +136,23 @@ def evaluate(
                      "seconds": round(time.time() - started, 1)}
     _write_outputs(out, doc, arrays, curves)
     return doc
+
+
+def _analyse_all(
+    data: Mapping[str, KindScores], mate_excluded: bool
+) -> tuple[dict[str, Any], dict[str, tuple[ErrorCurve, ErrorCurve]]]:
+    """Figures of every modality kind: the metrics document (headline keys -> kind -> value, plus
+    ``per_modality``) and the (DET, FNIR-FPIR) curves per kind."""
+    doc: dict[str, Any] = {key: {} for key in HEADLINE}
+    doc["per_modality"] = {}
+    curves: dict[str, tuple[ErrorCurve, ErrorCurve]] = {}
+    for kind, ks in data.items():
+        result = analyse(ks, mate_excluded)
+        doc["per_modality"][kind] = result.figures
+        for key in HEADLINE:
+            doc[key][kind] = result.figures[key]["eer"] if key == "eer" else result.figures[key]
+        curves[kind] = (result.det, result.fnir_fpir)
+    return doc, curves
 
 
 def _score_kind(kind: str, samples: Sequence[Sample], run: ExtractionRun, scorer: Scorer) -> KindScores:
@@ -207,19 +217,12 @@ def rescore(scores_file: Path, out: Path, mate_excluded: bool = True) -> dict[st
     """Recompute every figure from a ``scores.npz`` written by ``evaluate``."""
     with np.load(scores_file) as z:
         arrays = {k: z[k] for k in z.files}
-    doc: dict[str, Any] = {key: {} for key in HEADLINE}
-    doc["per_modality"] = {}
-    curves = {}
-    for kind in ("face", "iris", "fused"):
-        if f"{kind}_scores" not in arrays:
-            continue
-        ks = KindScores(kind, [str(s) for s in arrays[f"{kind}_subjects"]], arrays[f"{kind}_ok"],
-                        arrays[f"{kind}_scores"])
-        result = analyse(ks, mate_excluded)
-        doc["per_modality"][kind] = result.figures
-        for key in HEADLINE:
-            doc[key][kind] = result.figures[key]["eer"] if key == "eer" else result.figures[key]
-        curves[kind] = (result.det, result.fnir_fpir)
+    data = {
+        kind: KindScores(kind, [str(s) for s in arrays[f"{kind}_subjects"]], arrays[f"{kind}_ok"],
+                         arrays[f"{kind}_scores"])
+        for kind in ("face", "iris", "fused") if f"{kind}_scores" in arrays
+    }
+    doc, curves = _analyse_all(data, mate_excluded)
     if "pairs_scores" in arrays:
         acc = kfold_accuracy(arrays["pairs_scores"], arrays["pairs_same"], arrays["pairs_fold"]).as_dict()
         doc["verification_accuracy"] = {"face": acc}
