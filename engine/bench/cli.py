@@ -4,6 +4,7 @@ memory per template, snapshot open time, extraction time per stage; one Markdown
     nasname bench [--quick] [--sizes 1e3,1e4,1e5,1e6] [--iris-sizes ...] [--family face,iris] [--out DIR]
                   [--report docs/BENCHMARKS.md] [--images DIR]
     nasname bench --from-raw DIR/bench_raw.json --out DIR      # recompute figures and report only
+    nasname bench ... --compare OLD/bench_figures.json         # add a what-changed table
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.bench.analysis import compute_figures
+from engine.bench.compare import compare_rows, compare_section
 from engine.bench.extras import default_image_dir, extraction_records, gallery_records
 from engine.bench.grids import GRIDS, Grid
 from engine.bench.machine import machine_info
@@ -54,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--from-raw", type=Path, help="bench_raw.json to re-report")
     p.add_argument("--accuracy", type=Path, action="append", default=[],
                    help="metrics.json of a 'nasname evaluate' run to include in the report (repeatable)")
+    p.add_argument("--compare", type=Path, help="earlier bench_figures.json: what changed")
     p.add_argument("--budget", type=float, help="seconds per contender, size and phase (default: grid's)")
     p.add_argument("--queries", type=int, help="single-request queries per contender and size")
     p.add_argument("--no-progress", action="store_true")
@@ -91,6 +94,11 @@ def main(argv: list[str]) -> int:
         (args.report.parent / "bench_figures.json").write_text(json.dumps(figures, indent=1) + "\n")
     names = [p.name for p in plots(figures, args.out)]
     text = markdown(raw, figures, raw.get("command", command), names)
+    if args.compare:
+        old = _load_raw(args.compare)
+        figures["compared_with"] = {"source": str(args.compare), "rows": compare_rows(old, figures)}
+        text += "\n".join(compare_section(figures["compared_with"]["rows"], f"`{args.compare}`")) + "\n"
+        (args.out / "bench_figures.json").write_text(json.dumps(figures, indent=1) + "\n")
     (args.out / "BENCHMARKS.md").write_text(text)
     if args.report:
         args.report.parent.mkdir(parents=True, exist_ok=True)

@@ -111,3 +111,19 @@ def test_report_and_rerun_from_raw(tmp_path: Path) -> None:
     assert main(argv) == 0
     assert (tmp_path / "B.md").read_text() == (tmp_path / "o" / "BENCHMARKS.md").read_text()
     assert (tmp_path / "o" / "bench_face.png").is_file()
+
+
+def test_compare_two_runs() -> None:
+    from engine.bench.compare import compare_rows, compare_section
+
+    def run(name: str, p50: float, status: str = "ok") -> dict[str, object]:
+        return {"family": "face", "size": 10, "contender": name, "status": status, "p50_ms": p50,
+                "qps_single": 1000 / p50, "qps_concurrent": None, "recall_at_k": 1.0, "mate_rank1": 1.0}
+
+    old = {"runs": [run("a", 2.0), run("b", 1.0), run("c", 1.0, "failed")]}
+    new = {"runs": [run("a", 1.0), run("c", 1.0), run("d", 1.0)]}
+    rows = compare_rows(old, new)
+    assert [r["contender"] for r in rows] == ["a"]
+    assert rows[0]["p50_ms"]["ratio"] == 0.5 and rows[0]["qps_single"]["ratio"] == 2.0
+    assert rows[0]["qps_concurrent"]["ratio"] is None
+    assert "| face | 10 | a | 0.50x | 2.00x | - | 1.000 -> 1.000 |" in "\n".join(compare_section(rows, "old"))
