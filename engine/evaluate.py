@@ -140,18 +140,18 @@ def evaluate(
 
 def _analyse_all(
     data: Mapping[str, KindScores], mate_excluded: bool
-) -> tuple[dict[str, Any], dict[str, tuple[ErrorCurve, ErrorCurve]]]:
+) -> tuple[dict[str, Any], dict[str, tuple[ErrorCurve, ErrorCurve, ErrorCurve]]]:
     """Figures of every modality kind: the metrics document (headline keys -> kind -> value, plus
-    ``per_modality``) and the (DET, FNIR-FPIR) curves per kind."""
+    ``per_modality``) and the (DET, FNIR-FPIR, matcher-only DET) curves per kind."""
     doc: dict[str, Any] = {key: {} for key in HEADLINE}
     doc["per_modality"] = {}
-    curves: dict[str, tuple[ErrorCurve, ErrorCurve]] = {}
+    curves: dict[str, tuple[ErrorCurve, ErrorCurve, ErrorCurve]] = {}
     for kind, ks in data.items():
         result = analyse(ks, mate_excluded)
         doc["per_modality"][kind] = result.figures
         for key in HEADLINE:
             doc[key][kind] = result.figures[key]["eer"] if key == "eer" else result.figures[key]
-        curves[kind] = (result.det, result.fnir_fpir)
+        curves[kind] = (result.det, result.fnir_fpir, result.det_matcher)
     return doc, curves
 
 
@@ -225,6 +225,7 @@ def rescore(scores_file: Path, out: Path, mate_excluded: bool = True) -> dict[st
     doc, curves = _analyse_all(data, mate_excluded)
     if "pairs_scores" in arrays:
         acc = kfold_accuracy(arrays["pairs_scores"], arrays["pairs_same"], arrays["pairs_fold"]).as_dict()
+        acc["failed_pairs"] = int(np.isneginf(arrays["pairs_scores"]).sum())
         doc["verification_accuracy"] = {"face": acc}
     doc["definitions"] = _definitions()
     doc["inputs"] = {**_earlier_inputs(scores_file), "rescored_from": str(scores_file),
@@ -261,14 +262,16 @@ def _definitions() -> dict[str, str]:
 
 
 def _write_outputs(out: Path, doc: dict[str, Any], arrays: dict[str, Any],
-                   curves: Mapping[str, tuple[ErrorCurve, ErrorCurve]]) -> None:
+                   curves: Mapping[str, tuple[ErrorCurve, ErrorCurve, ErrorCurve]]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out / "scores.npz", **arrays)
-    doc["curves"] = {k: {"det": det.as_dict(), "fnir_fpir": fnir.as_dict()}
-                     for k, (det, fnir) in curves.items()}
+    doc["curves"] = {k: {"det": det.as_dict(), "fnir_fpir": fnir.as_dict(), "det_matcher_only": dm.as_dict()}
+                     for k, (det, fnir, dm) in curves.items()}
     if curves:
         plot_curves({k: c[0] for k, c in curves.items()}, out / "det.png", xlabel="FMR", ylabel="FNMR",
-                    title="DET (1:1, all pairs)")
+                    title="DET (1:1, all pairs; failures count as misses)")
+        plot_curves({k: c[2] for k, c in curves.items()}, out / "det_matcher_only.png", xlabel="FMR",
+                    ylabel="FNMR", title="DET (1:1, pairs where both samples gave a template)")
         plot_curves({k: c[1] for k, c in curves.items()}, out / "fnir_fpir.png", xlabel="FPIR",
                     ylabel="FNIR (rank 1)", title="FNIR vs FPIR (1:N)")
     tmp = out / "metrics.json.tmp"

@@ -63,8 +63,12 @@ class KindScores:
 
 @dataclass(frozen=True)
 class KindAnalysis:
+    """``det`` over all pairs (failures as misses), ``det_matcher`` over pairs where both samples gave
+    a template, ``fnir_fpir`` at rank 1."""
+
     figures: dict[str, Any]
     det: ErrorCurve
+    det_matcher: ErrorCurve
     fnir_fpir: ErrorCurve
     outcomes: SearchOutcomes
 
@@ -156,7 +160,9 @@ def analyse(data: KindScores, mate_excluded: bool = True) -> KindAnalysis:
         "searches": counts,
         "score_summary": _summary(gen, imp),
     }
-    return KindAnalysis(figures, det_curve(gen, imp), fnir_fpir_curve(outcomes, rank=1), outcomes)
+    det_matcher = det_curve(gen[np.isfinite(gen)], imp[np.isfinite(imp)])
+    return KindAnalysis(figures, det_curve(gen, imp), det_matcher, fnir_fpir_curve(outcomes, rank=1),
+                        outcomes)
 
 
 def _matcher_only(gen: F64, imp: F64) -> dict[str, Any]:

@@ -107,6 +107,7 @@ def test_evaluate_face_counts_failures_and_finds_mates(tmp_path: Path) -> None:
     assert doc["eer"]["face"] == pytest.approx(0.4)  # set by the 4 failed of 10 genuine pairs
     out = tmp_path / "out"
     assert (out / "det.png").stat().st_size > 1000 and (out / "fnir_fpir.png").is_file()
+    assert (out / "det_matcher_only.png").is_file()
     on_disk = json.loads((out / "metrics.json").read_text())
     assert set(on_disk) >= {"fte_rate", "eer", "fnmr_at_fmr", "fnir_at_fpir", "rank1_hit_rate"}
 
