@@ -47,9 +47,13 @@ Pairs = tuple[I64, I64, F32]
 # Face: (block rows x column tile) float32 score tile = 1024 x 16384 x 4 B = 64 MB at most.
 FACE_BLOCK_ROWS = 1024
 FACE_COL_TILE = 16384
-# Iris: 128 probes x 8192 columns x 12 B of (sim, shift, bits) = 12 MB per tile.
+# Iris: blocks of 128 probes (checkpoint granularity) scored 16 probes at a time: 16 probes' shift
+# rows (16 x 31 x 2 x 256 B = 254 KB) stay in L2 while the columns stream past; 128 at once spill and
+# measured 17% slower per pair (2.19 vs 2.56 M pairs per CPU-second, busy 2-core box). A tile of
+# 16 probes x 65536 columns x 12 B of (sim, shift, bits) = 12.6 MB.
 IRIS_BLOCK_ROWS = 128
-IRIS_COL_TILE = 8192
+IRIS_PROBE_CHUNK = 16
+IRIS_COL_TILE = 65536
 # float32 GEMM rounding: keep candidates this far under the threshold; fusion rescores them exactly.
 FACE_SLACK = 1e-4
 
@@ -166,16 +170,18 @@ class IrisExact:
         m = self.codes.shape[0]
         if probes.size == 0:
             return _empty()
-        pc, pm = self.prepare(probes)
         parts: list[Pairs] = []
-        for c0 in range(int(probes[0]) + 1, m, self.col_tile):
-            c1 = min(m, c0 + self.col_tile)
-            cols = np.arange(c0, c1, dtype=np.int64)
-            s, _, _ = best_scores(pc, pm, self.gc, self.gm, cols, self.n_typical)
-            hit = (s >= threshold) & (cols[None, :] > probes[:, None])
-            qi, cj = np.nonzero(hit)
-            if qi.size:
-                parts.append((probes[qi], cols[cj], s[qi, cj]))
+        for p0 in range(0, probes.size, IRIS_PROBE_CHUNK):
+            chunk = probes[p0 : p0 + IRIS_PROBE_CHUNK]
+            pc, pm = self.prepare(chunk)
+            for c0 in range(int(chunk[0]) + 1, m, self.col_tile):
+                c1 = min(m, c0 + self.col_tile)
+                cols = np.arange(c0, c1, dtype=np.int64)
+                s, _, _ = best_scores(pc, pm, self.gc, self.gm, cols, self.n_typical)
+                hit = (s >= threshold) & (cols[None, :] > chunk[:, None])
+                qi, cj = np.nonzero(hit)
+                if qi.size:
+                    parts.append((chunk[qi], cols[cj], s[qi, cj]))
         return _cat(parts)
 
     def score_pairs(self, i: I64, j: I64, chunk: int = 4096) -> F32:
