@@ -80,3 +80,18 @@ def test_occlusion_is_masked(iris_extractor: IrisExtractor) -> None:
     # and the occluded capture still matches its open-eye capture
     sim = MATCHER.similarity(t_closed.template, _template(iris_extractor, render(5, open_eye)))
     assert sim > 0.75
+
+
+def test_extractor_protocol_and_all_pairs_scoring(iris_extractor: IrisExtractor, eyes: SyntheticEyes) -> None:
+    from engine.extractor import Extractor
+    from engine.iris.dataset_eval import score_all_pairs
+
+    assert isinstance(iris_extractor, Extractor) and iris_extractor.kind == "iris"
+    temps = [_template(iris_extractor, eyes.capture(i, k)) for i in range(3) for k in range(2)]
+    ids = [str(i) for i in range(3) for _ in range(2)]
+    gen, imp = score_all_pairs(temps, ids)
+    ref = [MATCHER.similarity(temps[a], temps[b]) for a in range(6) for b in range(a + 1, 6)]
+    same = [ids[a] == ids[b] for a in range(6) for b in range(a + 1, 6)]
+    assert gen.size == 3 and imp.size == 12
+    assert np.allclose(np.sort(gen), np.sort([r for r, s in zip(ref, same, strict=True) if s]), atol=1e-5)
+    assert np.allclose(np.sort(imp), np.sort([r for r, s in zip(ref, same, strict=True) if not s]), atol=1e-5)
