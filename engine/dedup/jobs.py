@@ -34,7 +34,7 @@ from engine.dedup.data import RecordSet
 from engine.dedup.fuse import MODALITIES, Thresholds, make_thresholds
 from engine.dedup.manifest import ExtractorFor
 from engine.dedup.pairs import FaceExact, IrisExact, PairKernel, make_kernel, recall_sample
-from engine.dedup.sources import JobSpec, freeze_sources, open_sources
+from engine.dedup.sources import JobSpec, Opened, freeze_sources, open_sources
 from engine.errors import Conflict, InvalidInput, NasnameError, NotFound
 from engine.fusion import Fusion
 from engine.models.manifest import write_atomic
@@ -178,15 +178,16 @@ class DedupJob:
         try:
             cp = self._checkpoint()
             if cp["stage"] == "prepare":
-                cp = self._prepare(on_progress)
-            opened = open_sources(self.spec, self.dir)
+                cp, opened = self._prepare()
+            else:
+                opened = open_sources(self.spec, self.dir)
             try:
                 if cp["stage"] == "pairs":
                     cp = self._pairs(opened.records, cp, on_progress)
                 if cp["stage"] == "fuse":
                     from engine.dedup.finish import finish
 
-                    summary = finish(self, opened, cp, self._fusion_for(opened.records))
+                    finish(self, opened, cp, self._fusion_for(opened.records))
                     cp = {**cp, "stage": "done"}
                     self._save_checkpoint(cp)
             finally:
@@ -211,9 +212,10 @@ class DedupJob:
             self._fusion = Fusion.for_models(records.models)
         return self._fusion
 
-    def _prepare(self, on_progress: Callable[[Progress], None] | None) -> dict[str, Any]:
-        facts = freeze_sources(self.spec, self.dir, extractor_for=self._extractor_for)
-        opened = open_sources(self.spec, self.dir)
+    def _prepare(self) -> tuple[dict[str, Any], Opened]:
+        """Freeze the sources, fix thresholds and the block plan; returns the checkpoint and the open
+        record set (kept open for the pairs stage: the templates are read once)."""
+        facts, opened = freeze_sources(self.spec, self.dir, extractor_for=self._extractor_for)
         try:
             records, k_a = opened.records, opened.n_primary
             if not records.modalities:
@@ -235,8 +237,9 @@ class DedupJob:
                     hi = min(primary, lo + kern_rows)
                     weight = (hi - lo) * (total - lo) - (hi - lo) * (hi - lo + 1) // 2
                     plan.append([m.value, lo, hi, primary, int(weight)])
-        finally:
+        except BaseException:
             opened.close()
+            raise
         (self.dir / "candidates.bin").write_bytes(b"")
         cp = {
             "stage": "pairs",
@@ -249,7 +252,7 @@ class DedupJob:
             "facts": facts,
         }
         self._save_checkpoint(cp)
-        return cp
+        return cp, opened
 
     def _pairs(
         self, records: RecordSet, cp: dict[str, Any], on_progress: Callable[[Progress], None] | None

@@ -96,16 +96,19 @@ def freeze_sources(
     *,
     extractor_for: ExtractorFor | None = None,
     progress: Callable[[str, int], None] | None = None,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], Opened]:
     """First stage of a job: read the records once and keep what resume needs in ``job_dir``
     (store labels; a manifest batch's templates sealed with the gallery key; the row error report).
-    Returns facts for the summary (row errors, counts)."""
+    Returns facts for the summary (row errors, counts) and the open record set (the caller closes it),
+    the same one ``open_sources`` gives on a later resume."""
     store, keyring = open_store(spec.data_dir)
+    other: Store | None = None
     facts: dict[str, Any] = {"row_errors": 0}
     try:
         gallery = load_store_set(store, partition=spec.partition)
         np.save(job_dir / "gallery_labels.npy", gallery.labels)
         facts["gallery_records"] = gallery.n
+        opened = Opened(gallery, gallery.n, store, keyring)
         if spec.against_manifest:
             manifest = Path(spec.against_manifest)
             records, errors = read_batch(
@@ -126,18 +129,22 @@ def freeze_sources(
                 [RecordInfo(r.reference_id, part, r.attributes, "batch") for r in records],
             )
             facts["batch_records"] = len(records)
+            batch = load_batch(job_dir / "batch", keyring)
+            opened = Opened(combine(batch, gallery), batch.n, store, keyring)
         elif spec.against_gallery:
             other, _ = open_store(spec.against_gallery)
-            try:
-                batch = load_store_set(other)
-            finally:
-                other.close()
+            batch = load_store_set(other)
             np.save(job_dir / "batch_labels.npy", batch.labels)
             facts["batch_records"] = batch.n
-    finally:
+            batch = _as_batch(batch)
+            opened = Opened(combine(batch, gallery), batch.n, store, keyring, other)
+        write_atomic(job_dir / "sources.json", json.dumps(facts).encode())
+        return facts, opened
+    except BaseException:
         store.close()
-    write_atomic(job_dir / "sources.json", json.dumps(facts).encode())
-    return facts
+        if other is not None:
+            other.close()
+        raise
 
 
 def open_sources(spec: JobSpec, job_dir: Path) -> Opened:
