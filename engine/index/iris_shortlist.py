@@ -88,27 +88,30 @@ def _coarse_scan(pcT: Any, pmT: Any, gc: Any, gm: Any, rows: Any, use_rows: bool
     for c in nb.prange(nch):
         lo = c * n_items // nch
         hi = (c + 1) * n_items // nch
-        tmp = np.empty(SP, dtype=np.float32)
+        tmp = np.empty(LANES, dtype=np.float32)
         for j in range(lo, hi):
             i = rows[j] if use_rows else j
             g0, g1, g2, g3 = gc[i, 0], gc[i, 1], gc[i, 2], gc[i, 3]
             k0, k1, k2, k3 = gm[i, 0], gm[i, 1], gm[i, 2], gm[i, 3]
             for q in range(nq):
                 # Full 3-D indexing, no per-item slices (a slice is a refcounted view in numba).
-                for s in range(SP):
-                    m0 = pmT[q, 0, s] & k0
-                    m1 = pmT[q, 1, s] & k1
-                    m2 = pmT[q, 2, s] & k2
-                    m3 = pmT[q, 3, s] & k3
-                    n = _popcount(m0) + _popcount(m1) + _popcount(m2) + _popcount(m3)
-                    d = (_popcount((pcT[q, 0, s] ^ g0) & m0) + _popcount((pcT[q, 1, s] ^ g1) & m1)
-                         + _popcount((pcT[q, 2, s] ^ g2) & m2) + _popcount((pcT[q, 3, s] ^ g3) & m3))
-                    nf = np.float32(n)
-                    # Written to a scratch row, then reduced: LLVM vectorises this loop only so.
-                    tmp[s] = (nf - np.float32(2.0) * np.float32(d)) / np.sqrt(nf + np.float32(1e-3))
                 best = np.float32(-16.0)
-                for s in range(SP):
-                    best = max(best, tmp[s])
+                for blk in range(SP // LANES):
+                    # Constant trip count: LLVM vectorises it whole, with no remainder loop.
+                    for lane in range(LANES):
+                        s = blk * LANES + lane
+                        m0 = pmT[q, 0, s] & k0
+                        m1 = pmT[q, 1, s] & k1
+                        m2 = pmT[q, 2, s] & k2
+                        m3 = pmT[q, 3, s] & k3
+                        n = _popcount(m0) + _popcount(m1) + _popcount(m2) + _popcount(m3)
+                        d = (_popcount((pcT[q, 0, s] ^ g0) & m0) + _popcount((pcT[q, 1, s] ^ g1) & m1)
+                             + _popcount((pcT[q, 2, s] ^ g2) & m2) + _popcount((pcT[q, 3, s] ^ g3) & m3))
+                        nf = np.float32(n)
+                        # Scratch row, then a separate max: LLVM vectorises the loop only so.
+                        tmp[lane] = (nf - np.float32(2.0) * np.float32(d)) / np.sqrt(nf + np.float32(1e-3))
+                    for lane in range(LANES):
+                        best = max(best, tmp[lane])
                 scores[q, j] = best
                 b = min(NBINS - 1, max(0, int((best + np.float32(16.0)) * np.float32(_BIN_SCALE))))
                 hist[c, q, b] += 1
