@@ -439,6 +439,10 @@ class Gallery:
                 self.snapshot()
         finally:
             self._closed = True
+            for index in self._indexes.values():
+                close = getattr(index, "close", None)  # indexes with worker threads (micro-batching)
+                if close is not None:
+                    close()
             self.store.close()
             self._dir_lock.release()
 
