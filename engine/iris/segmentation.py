@@ -194,6 +194,18 @@ def _best_circle(img: F32, cx0: float, cy0: float, shift: float, step: float, ra
 _CLOSE_KERNEL = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
 
 
+def _fill_holes(mask: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """Set to 1 every 0-region of ``mask`` that does not touch the image border."""
+    h, w = mask.shape
+    flood = np.zeros((h + 2, w + 2), np.uint8)
+    flood[1:-1, 1:-1] = mask
+    # the border ring is 0 and connected, so one fill from a corner reaches every outside region
+    cv2.floodFill(flood, None, (0, 0), 1)
+    holes = flood[1:-1, 1:-1] == 0
+    out: npt.NDArray[np.uint8] = np.where(holes, np.uint8(1), mask).astype(np.uint8)
+    return out
+
+
 def _pupil_candidates(img: F32, p: SegmentationParams) -> list[tuple[float, float, float]]:
     cands: list[tuple[float, float, float]] = []
     # quantiles of a quarter-size sample: plenty for grey levels, 4x cheaper
@@ -209,6 +221,8 @@ def _pupil_candidates(img: F32, p: SegmentationParams) -> list[tuple[float, floa
         # a uniform (painted or saturated) pupil with sensor noise splits into speckle at any
         # quantile smaller than its area: closing rejoins it
         dark = cv2.morphologyEx(dark, cv2.MORPH_CLOSE, _CLOSE_KERNEL)
+        # a glint inside the pupil leaves a hole in its dark mask that would pull the centre off
+        dark = _fill_holes(dark)
         # the frame edge counts as bright, so a dark band at the border cannot hold a big disc
         dark[0, :] = dark[-1, :] = 0
         dark[:, 0] = dark[:, -1] = 0
