@@ -225,21 +225,24 @@ class Engine:
                 for lab, sim in zip(missing, self._gallery.score(modality, template, missing), strict=True):
                     if np.isfinite(sim):
                         scores[int(lab)][modality] = float(sim)
-        labels = np.fromiter(scores, dtype=np.int64, count=len(scores))
-        names = self._gallery.ref_ids_of(labels)
-        partitions = dict(zip(labels.tolist(), self._gallery.partitions_of(labels), strict=True))
         thresholds: dict[frozenset[Modality], float] = {}
-        candidates: list[Candidate] = []
+        passing: list[tuple[int, float, dict[Modality, float], dict[Modality, float]]] = []
         for label, per_modality in scores.items():
-            if label not in names:  # deleted since the search
-                continue
             shared = frozenset(per_modality)
             if shared not in thresholds:
                 thresholds[shared] = self._threshold(fusion, shared, fmr)
             fused, llrs = fusion.fuse(per_modality)
             if fused >= thresholds[shared]:
-                candidates.append(Candidate(names[label], fused, dict(per_modality), llrs,
-                                            partitions[label]))
+                passing.append((label, fused, per_modality, llrs))
+        if not passing:
+            return [], threshold
+        # Names and partitions only for the few candidates that pass (one store query, not one per hit).
+        labels = np.array([p[0] for p in passing], dtype=np.int64)
+        names = self._gallery.ref_ids_of(labels)
+        partitions = dict(zip(labels.tolist(), self._gallery.partitions_of(labels), strict=True))
+        candidates = [Candidate(names[label], fused, dict(per_modality), llrs, partitions[label])
+                      for label, fused, per_modality, llrs in passing
+                      if label in names]  # a record deleted since the search is dropped
         candidates.sort(key=lambda c: (-c.fused, c.reference_id))
         return candidates[:max_results], threshold
 
