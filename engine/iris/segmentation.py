@@ -222,7 +222,7 @@ def _pupil_candidates(img: F32, p: SegmentationParams) -> list[tuple[float, floa
         # quantile smaller than its area: closing rejoins it
         dark = cv2.morphologyEx(dark, cv2.MORPH_CLOSE, _CLOSE_KERNEL)
         # a glint inside the pupil leaves a hole in its dark mask that would pull the centre off
-        dark = _fill_holes(dark)
+        dark = _fill_holes(np.asarray(dark, dtype=np.uint8))
         # the frame edge counts as bright, so a dark band at the border cannot hold a big disc
         dark[0, :] = dark[-1, :] = 0
         dark[:, 0] = dark[:, -1] = 0
@@ -275,7 +275,9 @@ def _pupil_candidates_scored(img: F32, p: SegmentationParams) -> list[tuple[Circ
     if not found:
         raise AcquisitionFailed("no pupil found in the image", reasons=[QualityReason.NO_IRIS.value])
     top = max(f[2] for f in found)
-    kept = sorted((f for f in found if f[2] >= p.pupil_keep * top), key=lambda f: f[3])
+    # darkest inside first; a stronger boundary step breaks near-ties (a lid over the pupil top
+    # leaves several equally dark circles)
+    kept = sorted((f for f in found if f[2] >= p.pupil_keep * top), key=lambda f: f[3] - 0.1 * f[1])
     out: list[tuple[Circle, float]] = []
     for c, step, _, _ in kept:
         if not any(abs(c.x - o.x) < 0.3 * o.r and abs(c.y - o.y) < 0.3 * o.r and abs(c.r - o.r) < 0.2 * o.r
