@@ -4,7 +4,7 @@ engine's calibration data (engine/calibration_data/<model_id>@<version>.json).
     .venv/bin/python models/calibrate_face.py [--data ../shared/data] [--cache /tmp/face-cache]
 
 Images: every LFW image used by View-2 folds 1-5 (face/lfw_pairs.txt; deep-funneled LFW). Scores:
-cosine similarity of the default FaceExtractor's templates (mirror-averaged dlib ResNet) for *every*
+cosine similarity of the default FaceExtractor's templates (dlib ResNet + mirrored-photo view) for *every*
 pair of those images: same person = genuine, different people = impostor (millions of impostor pairs,
 so the tail that sets thresholds for large galleries is measured, not extrapolated). Images where no
 face is found are left out (reported). Only numbers are written.
@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from engine.calibration import save_distributions  # noqa: E402
 from engine.face import FaceConfig, FaceExtractor  # noqa: E402
-from engine.face.evaluate import embed_paths, normalise, read_lfw_pairs  # noqa: E402
+from engine.face.evaluate import embed_paths, normalise, read_lfw_pairs, templates  # noqa: E402
 
 
 def main() -> int:
@@ -39,7 +39,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         plain, mirror, failed = embed_paths(fx, paths, args.cache or Path(tmp))
     names = sorted(plain)
-    x = np.stack([normalise(plain[n] + mirror[n]) for n in names])
+    raw = templates(fx, plain, mirror)
+    x = np.stack([normalise(raw[n]) for n in names])
     person = np.array([Path(n).parent.name for n in names])
     sims = x @ x.T
     iu = np.triu_indices(len(names), k=1)

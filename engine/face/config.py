@@ -58,18 +58,20 @@ class QualityThresholds:
 @dataclass(frozen=True)
 class FaceConfig:
     """``threads``: onnxruntime intra-op threads per session. ``flip_average``: also embed the
-    mirrored chip and average (measured +0.2..0.4 pt on LFW). ``jitter``: extra randomly perturbed
-    chips averaged in (dlib's ``num_jitters``; 0 = off). ``mirror_photo``: also run landmarks and
-    alignment on the mirrored photo and average that chip in. ``box_average``: landmarks averaged over
-    7 slightly moved boxes. (Effects measured by ``python -m engine.face.evaluate_levers``; every
-    option changes the template's ModelRef version.) ``batch_size``: chips per embedding run."""
+    mirror image of every chip. ``jitter``: extra randomly perturbed chips averaged in (dlib's
+    ``num_jitters``; 0 = off). ``mirror_photo`` (default): also run landmarks and alignment on the
+    mirrored photo and average that chip in (LFW 5-fold: 98.60% -> 99.17%, where mirroring the chip
+    itself gives 98.93%: the second, independent alignment is what helps). ``box_average``:
+    landmarks averaged over 7 slightly moved boxes. (Effects measured by
+    ``python -m engine.face.evaluate_levers``; every option changes the template's ModelRef
+    version.) ``batch_size``: chips per embedding run."""
 
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     quality: QualityThresholds = field(default_factory=QualityThresholds)
     limits: ImageLimits = field(default_factory=ImageLimits)
     threads: int = 2
-    flip_average: bool = True
+    flip_average: bool = False
     jitter: int = 0
-    mirror_photo: bool = False
+    mirror_photo: bool = True
     box_average: bool = False
     batch_size: int = 16

@@ -21,7 +21,8 @@ import numpy.typing as npt
 from engine.errors import SampleRejected
 from engine.face.extractor import FaceExtractor
 
-__all__ = ["LfwPair", "embed_paths", "kfold_accuracy", "orl_rank1", "read_lfw_pairs", "tar_at_far"]
+__all__ = ["LfwPair", "embed_paths", "kfold_accuracy", "orl_rank1", "read_lfw_pairs", "tar_at_far",
+           "templates"]
 
 log = logging.getLogger(__name__)
 F32 = npt.NDArray[np.float32]
@@ -110,6 +111,13 @@ def embed_paths(fx: FaceExtractor, paths: Sequence[Path], cache_dir: Path | None
         np.savez(cache, names=np.array(names_all), plain=np.stack([plain[n] for n in names_all]),
                  mirror=np.stack([mirror[n] for n in names_all]), failed=np.array(failed, dtype=str))
     return plain, mirror, failed
+
+
+def templates(fx: FaceExtractor, plain: dict[str, F32], mirror: dict[str, F32]) -> dict[str, F32]:
+    """The raw sums that ``fx``'s configuration turns into templates (jitter aside)."""
+    if fx.config.flip_average:
+        return {k: plain[k] + mirror[k] for k in plain}
+    return dict(plain)
 
 
 def normalise(v: F32) -> F32:

@@ -24,6 +24,7 @@ from engine.face.evaluate import (
     pair_scores,
     read_lfw_pairs,
     tar_at_far,
+    templates,
 )
 from engine.face.extractor import FaceExtractor
 
@@ -65,7 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"LFW folds {args.folds}: {len(pairs)} pairs, {len(paths)} images, {dt:.0f} s "
           f"({dt / max(len(paths), 1) * 1e3:.0f} ms/image incl. mirror), selection={args.selection}")
     print(f"failure to enrol: {len(failed)}/{len(paths)} = {len(failed) / max(len(paths), 1):.2%}")
-    variants = {"plain": plain, "mirror-averaged": {k: plain[k] + mirror[k] for k in plain}}
+    variants = {f"{fx.model}": templates(fx, plain, mirror),
+                "views + their mirrors": {k: plain[k] + mirror[k] for k in plain}}
     for name, emb in variants.items():
         s = pair_scores(pairs, emb, root)
         acc, std = kfold_accuracy(s, same, folds)
@@ -75,7 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.orl:
         gallery, probes = orl_split(args.data / "face" / "orl")
         o_plain, o_mirror, o_failed = embed_paths(fx, [Path(p) for p in [*gallery, *probes]])
-        o_variants = {"plain": o_plain, "mirror-averaged": {k: o_plain[k] + o_mirror[k] for k in o_plain}}
+        o_variants = {f"{fx.model}": templates(fx, o_plain, o_mirror),
+                      "views + their mirrors": {k: o_plain[k] + o_mirror[k] for k in o_plain}}
         for name, emb in o_variants.items():
             print(f"ORL rank-1 ({name}, 1 gallery image/person, {len(probes)} probes, "
                   f"{len(o_failed)} no-face): {orl_rank1(emb, gallery, probes):.2%}")

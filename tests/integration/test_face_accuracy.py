@@ -25,6 +25,7 @@ from engine.face.evaluate import (
     pair_scores,
     read_lfw_pairs,
     tar_at_far,
+    templates,
 )
 from engine.face.evaluate_lfw import orl_split
 from engine.types import QualityReason
@@ -47,7 +48,7 @@ def test_lfw_subset_accuracy_tar_and_fte(shared_data: Path, fx: FaceExtractor, t
     fte = len(failed) / len(paths)
     same = np.array([p.same for p in pairs])
     folds = np.array([p.fold for p in pairs])
-    emb = {k: plain[k] + mirror[k] for k in plain}  # the default: mirror-averaged
+    emb = templates(fx, plain, mirror)
     scores = pair_scores(pairs, emb, root)
     acc, std = kfold_accuracy(scores, same, folds)
     tar, thr = tar_at_far(scores, same, 1e-2)
@@ -62,7 +63,7 @@ def test_orl_rank1_one_gallery_image_per_person(shared_data: Path, fx: FaceExtra
     gallery, probes = orl_split(shared_data / "face" / "orl")
     assert len(gallery) == 40 and len(probes) == 360
     plain, mirror, failed = embed_paths(fx, [Path(p) for p in [*gallery, *probes]])
-    emb = {k: plain[k] + mirror[k] for k in plain}
+    emb = templates(fx, plain, mirror)
     rank1 = orl_rank1(emb, gallery, probes)
     print(f"\nORL rank-1 {rank1:.2%} ({len(failed)} images without a face)")
     assert rank1 >= 0.98

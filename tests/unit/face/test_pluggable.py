@@ -29,7 +29,7 @@ def _extractor(embedding: Path, **cfg: object) -> FaceExtractor:
 
 def test_arcface_style_model_drops_in(tmp_path: Path) -> None:
     fx = _extractor(build_tiny_arcface(tmp_path))
-    assert fx.model == ModelRef("tiny_arcface", "1+flip")
+    assert fx.model == ModelRef("tiny_arcface", "1+mphoto")
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (300, 300, 3), dtype=np.uint8)
     pts = (0.25 + DLIB_TEMPLATE) / 1.5 * 150 * 1.2 + 40
@@ -38,7 +38,7 @@ def test_arcface_style_model_drops_in(tmp_path: Path) -> None:
     emb = fx.embed_chips(np.stack([chip, chip[::-1]]))
     assert emb.shape == (2, 512) and np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
     assert not np.allclose(emb[0], emb[1])
-    plain = _extractor(tmp_path / "tiny_arcface.json", flip_average=False)
+    plain = _extractor(tmp_path / "tiny_arcface.json", mirror_photo=False)
     assert plain.model == ModelRef("tiny_arcface", "1")
 
 
