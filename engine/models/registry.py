@@ -82,18 +82,30 @@ def get_spec(name: str) -> ModelSpec:
         raise ConfigurationError(f"unknown model {name!r} (registered: {known})") from None
 
 
+def _converted(directory: Path, name: str) -> bool:
+    """A readable manifest and its model file exist (a half-deleted model is converted again;
+    an altered one fails verification instead)."""
+    path = directory / f"{name}.json"
+    if not path.is_file():
+        return False
+    try:
+        return ModelManifest.load(path).onnx_path(directory).is_file()
+    except ConfigurationError:
+        return False
+
+
 def ensure_model(name: str, directory: Path | None = None) -> tuple[ModelManifest, Path]:
     """Manifest and sha256-verified model file of ``name``, converting it on first use."""
     spec = get_spec(name)
     directory = directory or model_dir()
     manifest_path = directory / f"{name}.json"
     with _LOCK:
-        if not manifest_path.is_file():
+        if not _converted(directory, name):
             directory.mkdir(parents=True, exist_ok=True)
             with (directory / ".convert.lock").open("w") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be converting right now
                 try:
-                    if not manifest_path.is_file():
+                    if not _converted(directory, name):
                         log.info("converting model %s into %s (first use)", name, directory)
                         built = spec.build(directory)
                         if built.name != name:

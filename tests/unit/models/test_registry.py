@@ -36,7 +36,10 @@ def test_convert_once_then_cached_and_verified(tmp_path: Path) -> None:
     m1, p1 = ensure_model("tiny_test_model", tmp_path)
     m2, p2 = ensure_model("tiny_test_model", tmp_path)
     assert calls == [tmp_path] and p1 == p2 and m1 == m2 and p1.is_file()
-    p1.write_bytes(p1.read_bytes() + b"\x00")  # altered after conversion
+    p1.unlink()  # a deleted model file is converted again
+    ensure_model("tiny_test_model", tmp_path)
+    assert len(calls) == 2
+    p1.write_bytes(p1.read_bytes() + b"\x00")  # altered after conversion: refused, not overwritten
     with pytest.raises(IntegrityError, match="does not match its manifest"):
         ensure_model("tiny_test_model", tmp_path)
 
