@@ -119,6 +119,11 @@ class Engine:
         return self._gallery
 
     @property
+    def fusion(self) -> Fusion | None:
+        """The calibrations in use (None until first needed, unless passed in; e.g. for dedup jobs)."""
+        return self._fusion
+
+    @property
     def tokens(self) -> Any:
         """The API-token store (create_token / authenticate / list_tokens / revoke_token)."""
         return self._gallery.store

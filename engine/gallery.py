@@ -286,6 +286,16 @@ class Gallery:
         self._scheduler.changed()
         return result
 
+    def open_case(self, ref_id: str, candidates: Sequence[Mapping[str, Any]], *, actor: str) -> WriteResult:
+        """Queue an ACTIVE record for adjudication (see ``Store.open_case``); it is out of every search
+        when this returns, and back in after a final ``distinct`` decision."""
+        self._check_open()
+        with self._write_mutex:
+            result = self.store.open_case(ref_id, candidates, actor=actor)
+            self._resync(result)
+        self._scheduler.changed()
+        return result
+
     def _resync(self, result: WriteResult) -> None:
         states, _ = self.store.scan(result.label - 1, 1)
         self._apply([s for s in states if s.label == result.label], result.seq)

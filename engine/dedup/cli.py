@@ -6,7 +6,7 @@
     nasname dedup status JOB          # JSON progress snapshot
     nasname dedup cancel JOB          # the running job stops at its next block (resumable)
     nasname dedup report JOB [--thumbnails]   # re-render report.html (thumbnails: kept images only)
-    nasname dedup push JOB --actor NAME       # batch jobs: clustered batch records -> adjudication queue
+    nasname dedup push JOB --actor NAME       # clusters -> adjudication queue (N:N: not while a server runs)
     nasname dedup scale --kind face|iris --n N [--mode exact|fast]   # synthetic timing (see scale.py)
 
 ``JOB`` is the job directory given as ``--out``. Progress bar and ETA on stderr (tqdm); results on
@@ -60,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
         help="face thumbnails in report.html (only if the gallery keeps images; "
         "for roles allowed to see them)",
     )
-    r.add_argument("--push-to-queue", action="store_true", help="batch jobs: queue clustered batch records")
+    r.add_argument("--push-to-queue", action="store_true", help="queue clusters for adjudication")
     r.add_argument("--actor", default="dedup-cli", help="actor recorded in the audit trail when pushing")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     for name, text in (
@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
         ("status", "progress snapshot"),
         ("cancel", "ask a running job to stop"),
         ("report", "re-render report.html"),
-        ("push", "queue a batch job's clustered records for adjudication"),
+        ("push", "queue a job's clusters for adjudication (batch records; N:N: all but the oldest member)"),
     ):
         q = sub.add_parser(name, help=text)
         q.add_argument("job", type=Path, help="job directory")

@@ -5,9 +5,11 @@ opened when a record is inserted as PENDING. That fits a batch job exactly: each
 falls in a cluster is inserted as PENDING with its cluster mates as candidates, as an enrollment would
 have done, and an adjudicator decides it (``same`` erases it, ``distinct`` activates it).
 
-It does not fit N:N over records that are already ACTIVE: the store has no operation that opens a
-case on an existing record (only ``insert(status=PENDING, candidates=...)``), so N:N clusters are
-refused here with a clear reason rather than forced in; they go to reviewers through the reports.
+N:N clusters hold records that are already ACTIVE: in each cluster the oldest member (lowest label)
+stays active and every other member is moved to PENDING with an open case naming its direct cluster
+mates as candidates (``Gallery.open_case``: through the gallery, so the indexes follow at once). A
+final ``distinct`` decision makes it active again; ``same`` erases it. Members that cannot be queued
+(already pending, already adjudicated once, gone) are skipped with the reason.
 """
 
 from __future__ import annotations
@@ -15,13 +17,17 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from engine.dedup.jobs import DedupJob
 from engine.dedup.sources import open_sources
-from engine.errors import AlreadyExists, Conflict
+from engine.errors import AlreadyExists, Conflict, NotFound
 from engine.store import RecordStatus
 from engine.types import FaceTemplate, IrisTemplate, Modality, Template
+
+if TYPE_CHECKING:
+    from engine.gallery import Gallery
 
 __all__ = ["PushResult", "push_clusters"]
 
@@ -34,17 +40,24 @@ class PushResult:
     skipped: dict[str, str]  # ref id -> reason (e.g. ALREADY_EXISTS)
 
 
-def push_clusters(job: DedupJob, *, actor: str, partition: str | None = None) -> PushResult:
-    """Insert every clustered batch record as PENDING with its cluster mates as candidates."""
-    if job.spec.kind == "nn":
-        raise Conflict(
-            "N:N clusters cannot be queued: the store can open an adjudication case only when "
-            "a record is inserted as pending, not on an already active record",
-            reason="QUEUE_UNSUPPORTED_FOR_NN",
-        )
+def push_clusters(
+    job: DedupJob, *, actor: str, partition: str | None = None, gallery: Gallery | None = None
+) -> PushResult:
+    """Batch jobs: insert every clustered batch record as PENDING with its cluster mates as candidates.
+    N:N jobs: open a case on every cluster member but the oldest (see module doc) through ``gallery``
+    (default: open the job's gallery here, which fails with ``Unavailable`` while a server holds it:
+    push through the server then)."""
     if job.progress().stage != "done":
         raise Conflict(f"job {job.job_id} has not finished", reason="JOB_NOT_DONE")
     doc: dict[str, Any] = json.loads((job.dir / "report.json").read_text())
+    if job.spec.kind == "nn":
+        if gallery is not None:
+            return _push_nn(job, doc, gallery, actor)
+        from engine.config import EngineConfig
+        from engine.gallery import Gallery as _Gallery
+
+        with _Gallery.open(EngineConfig.load(data_dir=Path(job.spec.data_dir))) as own:
+            return _push_nn(job, doc, own, actor)
     opened = open_sources(job.spec, job.dir)
     try:
         records = opened.records
@@ -77,6 +90,31 @@ def push_clusters(job: DedupJob, *, actor: str, partition: str | None = None) ->
                     skipped[ref] = "ALREADY_EXISTS"
     finally:
         opened.close()
+    log.info(
+        "dedup job %s: %d record(s) queued for adjudication, %d skipped",
+        job.job_id,
+        len(queued),
+        len(skipped),
+    )
+    return PushResult(queued, skipped)
+
+
+def _push_nn(job: DedupJob, doc: dict[str, Any], gallery: Gallery, actor: str) -> PushResult:
+    queued: list[str] = []
+    skipped: dict[str, str] = {}
+    for c in doc["clusters"]:
+        refs = [str(m["ref_id"]) for m in c["members"]]
+        labels = gallery.store.labels_of(refs, status=None)
+        for ref in refs:
+            if ref not in labels:
+                skipped[ref] = "NOT_FOUND"
+        present = sorted((r for r in refs if r in labels), key=lambda r: labels[r])
+        for ref in present[1:]:  # the oldest record of the cluster stays active
+            try:
+                gallery.open_case(ref, _candidates(doc, c, ref), actor=actor)
+                queued.append(ref)
+            except (Conflict, NotFound) as exc:
+                skipped[ref] = exc.reason
     log.info(
         "dedup job %s: %d record(s) queued for adjudication, %d skipped",
         job.job_id,

@@ -51,6 +51,35 @@ class AdjudicationMixin:
         conn.execute("INSERT INTO adjudication (record_id, candidates, created) VALUES (?, ?, ?)",
                      (label, text, now))
 
+    def open_case(self, ref_id: str, candidates: Sequence[Mapping[str, Any]], *, actor: str
+                  ) -> WriteResult:
+        """Open an adjudication case on an existing ACTIVE record (e.g. a de-duplication finding): the
+        record becomes PENDING (out of every index once the change is applied) with ``candidates`` (the
+        engine's candidate JSON: ``ref_id``, ``fused``, ``scores``, ``llrs``), in one transaction with
+        its change row and an audit row. Raises ``NotFound`` (unknown or deleted id), ``Conflict``
+        (``NOT_ACTIVE``; ``CASE_OPEN``; ``ALREADY_ADJUDICATED``: the schema keeps one case per record,
+        so a record decided once cannot be queued again), ``InvalidInput`` (bad candidates)."""
+        if not actor:
+            raise InvalidInput("opening a case needs an actor", reason="INVALID_REQUEST")
+        now = time.time()
+        with self.db.write() as conn:
+            label, status = self._live(conn, ref_id)
+            row = conn.execute("SELECT outcome FROM adjudication WHERE record_id = ?", (label,)).fetchone()
+            if row is not None:
+                open_ = row[0] is None
+                what = "has an open" if open_ else "already had an"
+                raise Conflict(f"record {ref_id} {what} adjudication case",
+                               reason="CASE_OPEN" if open_ else "ALREADY_ADJUDICATED",
+                               details={"ref_id": ref_id})
+            if status is not RecordStatus.ACTIVE:
+                raise Conflict(f"record {ref_id} is {status.value}, not active", reason="NOT_ACTIVE",
+                               details={"ref_id": ref_id, "status": status.value})
+            self._open_case(conn, label, candidates, now)
+            seq = self._set_status(conn, label, RecordStatus.PENDING)
+            audit.append(conn, actor, "open_case", ref_id,
+                         {"from": status.value, "candidates": len(candidates)})
+        return WriteResult(ref_id, label, seq)
+
     def pending(self, *, partition: str | None = None, limit: int = 100, after_label: int = 0
                 ) -> list[PendingCase]:
         """Open cases (record still PENDING, no final decision), oldest label first; page with
