@@ -20,6 +20,7 @@ from engine.errors import PermissionDenied, ResourceExhausted, Unauthenticated
 
 __all__ = [
     "ANY_ROLE",
+    "IMAGE_ROLES",
     "PUBLIC_METHODS",
     "RPC_ROLES",
     "Authenticator",
@@ -29,6 +30,7 @@ __all__ = [
     "TokenChecker",
     "TokenFacts",
     "bearer_secret",
+    "may_see_images",
 ]
 
 
@@ -57,12 +59,29 @@ RPC_ROLES: dict[str, frozenset[Role]] = {
     _NASNAME + "Adjudicate": frozenset({_J, _A}),
     _NASNAME + "Stats": frozenset({_I, _A}),
     _NASNAME + "Delete": frozenset({_A}),
+    _NASNAME + "StartDedup": frozenset({_I, _A}),
+    _NASNAME + "WatchDedup": frozenset({_I, _A}),
+    _NASNAME + "GetDedup": frozenset({_I, _A}),
+    _NASNAME + "CancelDedup": frozenset({_I, _A}),
+    _NASNAME + "ResumeDedup": frozenset({_I, _A}),
+    _NASNAME + "GetDedupResult": frozenset({_I, _A}),
+    _NASNAME + "FetchDedupReport": frozenset({_I, _A}),
     _ADMIN + "CreateToken": frozenset({_A}),
     _ADMIN + "ListTokens": frozenset({_A}),
     _ADMIN + "RevokeToken": frozenset({_A}),
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": ANY_ROLE,
     "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo": ANY_ROLE,
 }
+
+# Roles that may see stored face images (today: the thumbnails of FetchDedupReport's HTML, and only
+# when the gallery keeps images). Investigators review suspected duplicates and need the faces to do
+# it; stations never read back images; adjudicators cannot fetch dedup reports at all.
+IMAGE_ROLES: frozenset[Role] = frozenset({_I, _A})
+
+
+def may_see_images(role: Role | None) -> bool:
+    return role in IMAGE_ROLES
+
 
 # No token needed.
 PUBLIC_METHODS = frozenset({"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch",

@@ -195,6 +195,55 @@ class Client:
         return self._call(self.stub.Stats, pb.StatsRequest(), pb.StatsResponse,
                           idempotent=True, timeout=timeout)
 
+    # -- de-duplication jobs ---------------------------------------------------------------------
+
+    def start_dedup(self, *, partition: str = "", target_fpir: float | None = None, fmr: float | None = None,
+                    fast: bool = False, push_to_queue: bool = False,
+                    timeout: float | None = None) -> pb.StartDedupResponse:
+        """N:N over the server's gallery (or ``partition``); returns the job id at once."""
+        req = pb.StartDedupRequest(partition=partition, push_to_queue=push_to_queue,
+                                   mode=pb.DEDUP_MODE_FAST if fast else pb.DEDUP_MODE_EXACT)
+        if fmr is not None:
+            req.fmr = fmr
+        elif target_fpir is not None:
+            req.target_fpir = target_fpir
+        return self._call(self.stub.StartDedup, req, pb.StartDedupResponse, idempotent=False, timeout=timeout)
+
+    def _job(self, method: str, job_id: str, idempotent: bool,
+             timeout: float | None) -> pb.DedupStatusResponse:
+        return self._call(getattr(self.stub, method), pb.DedupJobRequest(job_id=job_id),
+                          pb.DedupStatusResponse, idempotent=idempotent, timeout=timeout)
+
+    def get_dedup(self, job_id: str, *, timeout: float | None = None) -> pb.DedupStatusResponse:
+        return self._job("GetDedup", job_id, True, timeout)
+
+    def cancel_dedup(self, job_id: str, *, timeout: float | None = None) -> pb.DedupStatusResponse:
+        return self._job("CancelDedup", job_id, False, timeout)
+
+    def resume_dedup(self, job_id: str, *, timeout: float | None = None) -> pb.DedupStatusResponse:
+        return self._job("ResumeDedup", job_id, False, timeout)
+
+    def watch_dedup(self, job_id: str, *, timeout: float | None = None) -> Iterator[pb.DedupProgress]:
+        """Progress snapshots (~1 s apart) until the job stops; ``timeout`` bounds the whole stream."""
+        yield from self.stub.WatchDedup(pb.DedupJobRequest(job_id=job_id), timeout=timeout,
+                                        metadata=self.metadata)
+
+    def get_dedup_result(self, job_id: str, *, limit: int = 0, offset: int = 0,
+                         timeout: float | None = None) -> pb.GetDedupResultResponse:
+        req = pb.GetDedupResultRequest(job_id=job_id, limit=limit, offset=offset)
+        return self._call(self.stub.GetDedupResult, req, pb.GetDedupResultResponse,
+                          idempotent=True, timeout=timeout)
+
+    def fetch_dedup_report(self, job_id: str, fmt: str = "json", *, timeout: float | None = None) -> bytes:
+        """The report as bytes: ``fmt`` json | csv (clusters) | pairs_csv | html."""
+        formats = {"json": pb.REPORT_FORMAT_JSON, "csv": pb.REPORT_FORMAT_CSV,
+                   "pairs_csv": pb.REPORT_FORMAT_PAIRS_CSV, "html": pb.REPORT_FORMAT_HTML}
+        if fmt not in formats:
+            raise ValueError(f"format must be one of {', '.join(formats)}")
+        req = pb.FetchDedupReportRequest(job_id=job_id, format=formats[fmt])
+        chunks = self.stub.FetchDedupReport(req, timeout=timeout or self.timeout, metadata=self.metadata)
+        return b"".join(c.data for c in chunks)
+
     # -- administration --------------------------------------------------------------------------
 
     def create_token(self, name: str, role: str, *, timeout: float | None = None) -> pb.CreateTokenResponse:

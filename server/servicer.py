@@ -24,6 +24,7 @@ from server import errors
 from server._gen.nasname.v1 import nasname_pb2 as pb
 from server._gen.nasname.v1 import nasname_pb2_grpc as pb_grpc
 from server.auth import Role
+from server.dedup import DedupMixin, DedupService
 from server.interceptor import current_call
 
 __all__ = ["AdminServicer", "NasnameServicer", "TokenAdmin"]
@@ -47,15 +48,27 @@ def _need_id(value: str, field: str = "reference_id") -> str:
     return value
 
 
-class NasnameServicer(pb_grpc.NasnameServicer):  # type: ignore[misc]
-    def __init__(self, engine: Engine, *, max_batch_items: int = 10_000, batch_in_flight: int = 8) -> None:
+def _dedup_for(engine: Engine) -> DedupService:
+    """Jobs in the engine's data directory (an engine without one, e.g. a test fake: none)."""
+    config = getattr(engine, "config", None)
+    data_dir = getattr(config, "data_dir", None)
+    if data_dir is None:
+        return DedupService(None, None)
+    return DedupService(data_dir, engine.gallery, engine.fusion)
+
+
+class NasnameServicer(DedupMixin, pb_grpc.NasnameServicer):  # type: ignore[misc]
+    def __init__(self, engine: Engine, *, max_batch_items: int = 10_000, batch_in_flight: int = 8,
+                 dedup: DedupService | None = None) -> None:
         self.engine = engine
+        self.dedup = dedup or _dedup_for(engine)
         self.max_batch_items = max_batch_items
         self.batch_in_flight = batch_in_flight
         self._pool = ThreadPoolExecutor(max_workers=batch_in_flight, thread_name_prefix="nasname-batch")
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self.dedup.close()  # running jobs checkpoint and stop; ResumeDedup after a restart
 
     def Enroll(self, request: pb.EnrollRequest, context: grpc.ServicerContext) -> pb.EnrollResponse:
         call = current_call()

@@ -121,6 +121,13 @@ class JobRunner:
             DedupJob.open(d).progress() for d in sorted(self.root.iterdir()) if (d / "job.json").is_file()
         ]
 
+    def is_active(self, job_id: str) -> bool:
+        """Whether a run of the job is queued or running in this runner (its ``job.json`` state may
+        still show how the previous run ended until the worker picks it up)."""
+        with self._lock:
+            fut = self._futures.get(job_id)
+        return fut is not None and not fut.done()
+
     def wait(self, job_id: str, timeout: float | None = None) -> None:
         """Block until the job's current run ends (tests, CLI)."""
         with self._lock:

@@ -33,6 +33,20 @@ class AdjudicationDecision(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ADJUDICATION_DECISION_UNSPECIFIED: _ClassVar[AdjudicationDecision]
     ADJUDICATION_DECISION_SAME: _ClassVar[AdjudicationDecision]
     ADJUDICATION_DECISION_DISTINCT: _ClassVar[AdjudicationDecision]
+
+class DedupMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DEDUP_MODE_UNSPECIFIED: _ClassVar[DedupMode]
+    DEDUP_MODE_EXACT: _ClassVar[DedupMode]
+    DEDUP_MODE_FAST: _ClassVar[DedupMode]
+
+class ReportFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REPORT_FORMAT_UNSPECIFIED: _ClassVar[ReportFormat]
+    REPORT_FORMAT_JSON: _ClassVar[ReportFormat]
+    REPORT_FORMAT_CSV: _ClassVar[ReportFormat]
+    REPORT_FORMAT_PAIRS_CSV: _ClassVar[ReportFormat]
+    REPORT_FORMAT_HTML: _ClassVar[ReportFormat]
 MODALITY_UNSPECIFIED: Modality
 MODALITY_FACE: Modality
 MODALITY_IRIS_LEFT: Modality
@@ -47,6 +61,14 @@ ENROLL_OUTCOME_PENDING_ADJUDICATION: EnrollOutcome
 ADJUDICATION_DECISION_UNSPECIFIED: AdjudicationDecision
 ADJUDICATION_DECISION_SAME: AdjudicationDecision
 ADJUDICATION_DECISION_DISTINCT: AdjudicationDecision
+DEDUP_MODE_UNSPECIFIED: DedupMode
+DEDUP_MODE_EXACT: DedupMode
+DEDUP_MODE_FAST: DedupMode
+REPORT_FORMAT_UNSPECIFIED: ReportFormat
+REPORT_FORMAT_JSON: ReportFormat
+REPORT_FORMAT_CSV: ReportFormat
+REPORT_FORMAT_PAIRS_CSV: ReportFormat
+REPORT_FORMAT_HTML: ReportFormat
 
 class ModelRef(_message.Message):
     __slots__ = ("model_id", "version")
@@ -541,3 +563,167 @@ class RevokeTokenResponse(_message.Message):
     request_id: str
     token_id: str
     def __init__(self, request_id: _Optional[str] = ..., token_id: _Optional[str] = ...) -> None: ...
+
+class StartDedupRequest(_message.Message):
+    __slots__ = ("request_id", "partition", "target_fpir", "fmr", "mode", "push_to_queue")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FPIR_FIELD_NUMBER: _ClassVar[int]
+    FMR_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    PUSH_TO_QUEUE_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    partition: str
+    target_fpir: float
+    fmr: float
+    mode: DedupMode
+    push_to_queue: bool
+    def __init__(self, request_id: _Optional[str] = ..., partition: _Optional[str] = ..., target_fpir: _Optional[float] = ..., fmr: _Optional[float] = ..., mode: _Optional[_Union[DedupMode, str]] = ..., push_to_queue: _Optional[bool] = ...) -> None: ...
+
+class StartDedupResponse(_message.Message):
+    __slots__ = ("request_id", "job_id")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    job_id: str
+    def __init__(self, request_id: _Optional[str] = ..., job_id: _Optional[str] = ...) -> None: ...
+
+class DedupJobRequest(_message.Message):
+    __slots__ = ("request_id", "job_id")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    job_id: str
+    def __init__(self, request_id: _Optional[str] = ..., job_id: _Optional[str] = ...) -> None: ...
+
+class DedupProgress(_message.Message):
+    __slots__ = ("job_id", "state", "stage", "done", "total", "candidates", "elapsed_s", "eta_s", "message", "queued")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_S_FIELD_NUMBER: _ClassVar[int]
+    ETA_S_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    state: str
+    stage: str
+    done: int
+    total: int
+    candidates: int
+    elapsed_s: float
+    eta_s: float
+    message: str
+    queued: int
+    def __init__(self, job_id: _Optional[str] = ..., state: _Optional[str] = ..., stage: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., candidates: _Optional[int] = ..., elapsed_s: _Optional[float] = ..., eta_s: _Optional[float] = ..., message: _Optional[str] = ..., queued: _Optional[int] = ...) -> None: ...
+
+class DedupStatusResponse(_message.Message):
+    __slots__ = ("request_id", "progress")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    progress: DedupProgress
+    def __init__(self, request_id: _Optional[str] = ..., progress: _Optional[_Union[DedupProgress, _Mapping]] = ...) -> None: ...
+
+class GetDedupResultRequest(_message.Message):
+    __slots__ = ("request_id", "job_id", "limit", "offset")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    job_id: str
+    limit: int
+    offset: int
+    def __init__(self, request_id: _Optional[str] = ..., job_id: _Optional[str] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class DedupMember(_message.Message):
+    __slots__ = ("reference_id", "partition")
+    REFERENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    reference_id: str
+    partition: str
+    def __init__(self, reference_id: _Optional[str] = ..., partition: _Optional[str] = ...) -> None: ...
+
+class DedupLink(_message.Message):
+    __slots__ = ("reference_id_a", "reference_id_b", "fused", "threshold", "scores", "llrs")
+    class ScoresEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class LlrsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    REFERENCE_ID_A_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_ID_B_FIELD_NUMBER: _ClassVar[int]
+    FUSED_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    LLRS_FIELD_NUMBER: _ClassVar[int]
+    reference_id_a: str
+    reference_id_b: str
+    fused: float
+    threshold: float
+    scores: _containers.ScalarMap[str, float]
+    llrs: _containers.ScalarMap[str, float]
+    def __init__(self, reference_id_a: _Optional[str] = ..., reference_id_b: _Optional[str] = ..., fused: _Optional[float] = ..., threshold: _Optional[float] = ..., scores: _Optional[_Mapping[str, float]] = ..., llrs: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class DedupCluster(_message.Message):
+    __slots__ = ("cluster", "risk", "chained", "missing_pairs", "members", "pairs", "weakest_link")
+    CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    RISK_FIELD_NUMBER: _ClassVar[int]
+    CHAINED_FIELD_NUMBER: _ClassVar[int]
+    MISSING_PAIRS_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    PAIRS_FIELD_NUMBER: _ClassVar[int]
+    WEAKEST_LINK_FIELD_NUMBER: _ClassVar[int]
+    cluster: int
+    risk: float
+    chained: bool
+    missing_pairs: int
+    members: _containers.RepeatedCompositeFieldContainer[DedupMember]
+    pairs: _containers.RepeatedCompositeFieldContainer[DedupLink]
+    weakest_link: DedupLink
+    def __init__(self, cluster: _Optional[int] = ..., risk: _Optional[float] = ..., chained: _Optional[bool] = ..., missing_pairs: _Optional[int] = ..., members: _Optional[_Iterable[_Union[DedupMember, _Mapping]]] = ..., pairs: _Optional[_Iterable[_Union[DedupLink, _Mapping]]] = ..., weakest_link: _Optional[_Union[DedupLink, _Mapping]] = ...) -> None: ...
+
+class GetDedupResultResponse(_message.Message):
+    __slots__ = ("request_id", "job_id", "summary_json", "total_clusters", "clusters")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_JSON_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_CLUSTERS_FIELD_NUMBER: _ClassVar[int]
+    CLUSTERS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    job_id: str
+    summary_json: str
+    total_clusters: int
+    clusters: _containers.RepeatedCompositeFieldContainer[DedupCluster]
+    def __init__(self, request_id: _Optional[str] = ..., job_id: _Optional[str] = ..., summary_json: _Optional[str] = ..., total_clusters: _Optional[int] = ..., clusters: _Optional[_Iterable[_Union[DedupCluster, _Mapping]]] = ...) -> None: ...
+
+class FetchDedupReportRequest(_message.Message):
+    __slots__ = ("request_id", "job_id", "format")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    job_id: str
+    format: ReportFormat
+    def __init__(self, request_id: _Optional[str] = ..., job_id: _Optional[str] = ..., format: _Optional[_Union[ReportFormat, str]] = ...) -> None: ...
+
+class ReportChunk(_message.Message):
+    __slots__ = ("data", "content_type")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    content_type: str
+    def __init__(self, data: _Optional[bytes] = ..., content_type: _Optional[str] = ...) -> None: ...

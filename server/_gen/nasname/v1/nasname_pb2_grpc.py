@@ -85,6 +85,41 @@ class NasnameStub:
                 request_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.StatsRequest.SerializeToString,
                 response_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.StatsResponse.FromString,
                 _registered_method=True)
+        self.StartDedup = channel.unary_unary(
+                '/nasname.v1.Nasname/StartDedup',
+                request_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.StartDedupRequest.SerializeToString,
+                response_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.StartDedupResponse.FromString,
+                _registered_method=True)
+        self.WatchDedup = channel.unary_stream(
+                '/nasname.v1.Nasname/WatchDedup',
+                request_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.DedupJobRequest.SerializeToString,
+                response_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.DedupProgress.FromString,
+                _registered_method=True)
+        self.GetDedup = channel.unary_unary(
+                '/nasname.v1.Nasname/GetDedup',
+                request_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.DedupJobRequest.SerializeToString,
+                response_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.DedupStatusResponse.FromString,
+                _registered_method=True)
+        self.CancelDedup = channel.unary_unary(
+                '/nasname.v1.Nasname/CancelDedup',
+                request_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.DedupJobRequest.SerializeToString,
+                response_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.DedupStatusResponse.FromString,
+                _registered_method=True)
+        self.ResumeDedup = channel.unary_unary(
+                '/nasname.v1.Nasname/ResumeDedup',
+                request_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.DedupJobRequest.SerializeToString,
+                response_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.DedupStatusResponse.FromString,
+                _registered_method=True)
+        self.GetDedupResult = channel.unary_unary(
+                '/nasname.v1.Nasname/GetDedupResult',
+                request_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.GetDedupResultRequest.SerializeToString,
+                response_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.GetDedupResultResponse.FromString,
+                _registered_method=True)
+        self.FetchDedupReport = channel.unary_stream(
+                '/nasname.v1.Nasname/FetchDedupReport',
+                request_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.FetchDedupReportRequest.SerializeToString,
+                response_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.ReportChunk.FromString,
+                _registered_method=True)
 
 
 class NasnameServicer:
@@ -154,6 +189,52 @@ class NasnameServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartDedup(self, request, context):
+        """Batch de-duplication jobs (see the messages above). Unknown job: NOT_FOUND (JOB_NOT_FOUND).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchDedup(self, request, context):
+        """Progress snapshots about 1 s apart; the stream ends when the job stops running.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDedup(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelDedup(self, request, context):
+        """Finished jobs: FAILED_PRECONDITION (JOB_DONE); resumable later with ResumeDedup.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeDedup(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDedupResult(self, request, context):
+        """Unfinished jobs: FAILED_PRECONDITION (JOB_NOT_DONE).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FetchDedupReport(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NasnameServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -206,6 +287,41 @@ def add_NasnameServicer_to_server(servicer, server):
                     servicer.Stats,
                     request_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.StatsRequest.FromString,
                     response_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.StatsResponse.SerializeToString,
+            ),
+            'StartDedup': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartDedup,
+                    request_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.StartDedupRequest.FromString,
+                    response_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.StartDedupResponse.SerializeToString,
+            ),
+            'WatchDedup': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchDedup,
+                    request_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.DedupJobRequest.FromString,
+                    response_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.DedupProgress.SerializeToString,
+            ),
+            'GetDedup': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDedup,
+                    request_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.DedupJobRequest.FromString,
+                    response_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.DedupStatusResponse.SerializeToString,
+            ),
+            'CancelDedup': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelDedup,
+                    request_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.DedupJobRequest.FromString,
+                    response_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.DedupStatusResponse.SerializeToString,
+            ),
+            'ResumeDedup': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeDedup,
+                    request_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.DedupJobRequest.FromString,
+                    response_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.DedupStatusResponse.SerializeToString,
+            ),
+            'GetDedupResult': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDedupResult,
+                    request_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.GetDedupResultRequest.FromString,
+                    response_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.GetDedupResultResponse.SerializeToString,
+            ),
+            'FetchDedupReport': grpc.unary_stream_rpc_method_handler(
+                    servicer.FetchDedupReport,
+                    request_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.FetchDedupReportRequest.FromString,
+                    response_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.ReportChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -479,6 +595,195 @@ class Nasname:
             '/nasname.v1.Nasname/Stats',
             server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.StatsRequest.SerializeToString,
             server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.StatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartDedup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nasname.v1.Nasname/StartDedup',
+            server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.StartDedupRequest.SerializeToString,
+            server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.StartDedupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchDedup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/nasname.v1.Nasname/WatchDedup',
+            server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.DedupJobRequest.SerializeToString,
+            server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.DedupProgress.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDedup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nasname.v1.Nasname/GetDedup',
+            server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.DedupJobRequest.SerializeToString,
+            server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.DedupStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelDedup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nasname.v1.Nasname/CancelDedup',
+            server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.DedupJobRequest.SerializeToString,
+            server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.DedupStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeDedup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nasname.v1.Nasname/ResumeDedup',
+            server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.DedupJobRequest.SerializeToString,
+            server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.DedupStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDedupResult(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nasname.v1.Nasname/GetDedupResult',
+            server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.GetDedupResultRequest.SerializeToString,
+            server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.GetDedupResultResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FetchDedupReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/nasname.v1.Nasname/FetchDedupReport',
+            server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.FetchDedupReportRequest.SerializeToString,
+            server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.ReportChunk.FromString,
             options,
             channel_credentials,
             insecure,
