@@ -160,6 +160,9 @@ def add_client_commands(sub: Any) -> None:
     p.add_argument("--mate", help="for 'same': the reference id it duplicates")
     p.add_argument("--comment", default="")
     command("health", "is the server serving? (no token needed)", lambda c, a: c.health())
+    from server.cli_dedup import add_dedup_command
+
+    add_dedup_command(command)
 
 
 def run_client(run: Callable[[Client, argparse.Namespace], Message | str], args: argparse.Namespace) -> int:

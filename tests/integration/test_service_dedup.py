@@ -1,6 +1,8 @@
 """Batch de-duplication over gRPC against a real server on 127.0.0.1:0: a synthetic gallery with
 planted duplicates (two pairs and one chain of three), start -> watch -> paged result clusters ->
-every report format, cancel + resume, the adjudication-queue push, errors and roles."""
+every report format, cancel + resume, the adjudication-queue push, errors and roles; the
+``nasname dedup-remote`` commands with thumbnails for a role allowed images; a job stopped by a
+graceful shutdown resumes on the next server."""
 
 from __future__ import annotations
 
@@ -9,14 +11,19 @@ import io
 import json
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
+from PIL import Image
 
+from engine.config import EngineConfig
+from engine.engine import Engine
 from engine.fusion import Fusion
 from engine.types import FaceTemplate, Modality
 from server.auth import IMAGE_ROLES, Role
+from server.cli import main as cli_main
 from server.client import error_reason
 from tests.integration.test_service_support import (
     MODEL,
@@ -147,3 +154,63 @@ def test_push_to_queue_last(service: Service) -> None:
     again = admin.start_dedup().job_id  # pending records are no longer compared: no cluster is left
     _watch_to_end(service, again)
     assert admin.get_dedup_result(again).total_clusters == 0
+
+
+def _gallery_service(data_dir: Path, fusion: Fusion, *, keep_images: bool) -> Service:
+    cfg = EngineConfig(data_dir=data_dir, modalities=("face",), snapshot_every=0, keep_images=keep_images)
+    return start_service(Engine.open(cfg, fusion=fusion))
+
+
+def _jpeg(shade: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 48), (shade, 90, 200 - shade)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def test_cli_and_thumbnails_for_a_role_that_may_see_images(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fusion = make_fusion(tmp_path / "cal")
+    s = _gallery_service(tmp_path / "data", fusion, keep_images=True)
+    try:
+        rng = np.random.default_rng(4)
+        base = unit(rng)
+        for i, v in enumerate([base, mate(base, rng, 0.03), *(unit(rng) for _ in range(20))]):
+            s.engine.gallery.insert({Modality.FACE: FaceTemplate(v, MODEL)}, ref_id=f"K{i:02d}",
+                                    images={Modality.FACE: _jpeg(5 * i)})
+        conn = ["--address", s.address, "--token", s.secrets[Role.INVESTIGATOR], "--plaintext"]
+        assert cli_main(["dedup-remote", "start", *conn]) == 0
+        job_id = json.loads(capsys.readouterr().out)["job_id"]
+        assert cli_main(["dedup-remote", "watch", job_id, *conn]) == 0
+        assert json.loads(capsys.readouterr().out)["state"] == "done"
+        out = tmp_path / "r.html"
+        assert cli_main(["dedup-remote", "report", job_id, "--format", "html", "--out", str(out), *conn]) == 0
+        html = out.read_text()
+        assert Role.INVESTIGATOR in IMAGE_ROLES and html.count("data:image/jpeg;base64,") == 2  # K00, K01
+        assert cli_main(["dedup-remote", "status", "0123456789ab", *conn]) == 1  # NOT_FOUND, reported
+        assert "JOB_NOT_FOUND" in capsys.readouterr().err
+    finally:
+        s.stop()
+
+
+def test_graceful_shutdown_leaves_a_resumable_job(tmp_path: Path) -> None:
+    fusion = make_fusion(tmp_path / "cal")
+    s = _gallery_service(tmp_path / "data", fusion, keep_images=False)
+    rng = np.random.default_rng(8)
+    base = unit(rng)
+    for i, v in enumerate([base, mate(base, rng, 0.03), *(unit(rng) for _ in range(30))]):
+        s.engine.gallery.insert({Modality.FACE: FaceTemplate(v, MODEL)}, ref_id=f"S{i:02d}")
+    gate = threading.Event()
+    s.server.servicer.dedup.runner._pool.submit(gate.wait, 60)  # keeps the job queued
+    job_id = s.client(Role.ADMIN).start_dedup().job_id
+    threading.Timer(0.5, gate.set).start()
+    s.stop()  # the runner asks the job to stop, waits for it
+    s = _gallery_service(tmp_path / "data", fusion, keep_images=False)
+    try:
+        admin = s.client(Role.ADMIN)
+        assert admin.get_dedup(job_id).progress.state == "cancelled"
+        admin.resume_dedup(job_id)
+        assert [p.state for p in admin.watch_dedup(job_id, timeout=60)][-1] == "done"
+        assert _members(admin.get_dedup_result(job_id)) == [{"S00", "S01"}]
+    finally:
+        s.stop()
