@@ -220,6 +220,11 @@ class IrisIndex:
     def _search_exact(self, qc: U8, qm: U8, k: int, rows: I64 | None) -> SearchResult:
         pc, pm = self._prepare(qc, qm)
         m = self._n if rows is None else rows.size
+        if qc.shape[0] * m <= hamming.SERIAL_BELOW:  # small: score all on this thread, no heaps
+            sel = np.arange(m, dtype=np.int64) if rows is None else rows
+            sim, _, _ = hamming.best_scores(pc, pm, self._codes, self._masks, sel, self.n_typical)
+            D, col = topk_rows(sim, k)
+            return D, self._to_labels(sel[np.maximum(col, 0)], col >= 0)
         kk = min(k, max(m, 1))
         cD, cI = hamming.topk_scan(pc, pm, self._codes, self._masks, self._n, rows, kk, self.n_typical)
         D, I = topk_rows(cD, k)

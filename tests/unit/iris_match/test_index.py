@@ -122,3 +122,25 @@ def test_snapshot_round_trip_and_damage(tmp_path: Path, gallery: tuple[np.ndarra
     (tmp_path / "bad.npz").write_bytes(path.read_bytes()[:100])
     with pytest.raises(IntegrityError):
         IrisIndex.load(tmp_path / "bad.npz")
+
+
+def test_parallel_and_serial_kernels_agree(gallery: tuple[np.ndarray, ...]) -> None:
+    from engine.index import hamming
+
+    gc, gm, pc, pm = gallery
+    G, M = hamming.pad_words(gc), hamming.pad_words(gm)
+    shifts = hamming.shift_order(15, 256)
+    prepared = [hamming.shifted_rows(pc[q], pm[q], shifts, 1) for q in range(40)]
+    P = np.stack([p[0] for p in prepared])
+    Q = np.stack([p[1] for p in prepared])
+    rows = np.arange(len(gc), dtype=np.int64)
+    assert 40 * len(rows) > hamming.SERIAL_BELOW >= len(rows)
+    par, par_shift, par_bits = hamming.best_scores(P, Q, G, M, rows, 911.0)
+    for q in range(40):
+        ser, ser_shift, ser_bits = hamming.best_scores(P[q : q + 1], Q[q : q + 1], G, M, rows, 911.0)
+        np.testing.assert_array_equal(ser[0], par[q])
+        np.testing.assert_array_equal(ser_shift[0], par_shift[q])
+        np.testing.assert_array_equal(ser_bits[0], par_bits[q])
+    cD, _ = hamming.topk_scan(P, Q, G, M, len(gc), None, 5, 911.0)
+    top = -np.sort(-cD, axis=1)[:, :5]
+    np.testing.assert_allclose(top, -np.sort(-par, axis=1)[:, :5], atol=1e-7)
