@@ -26,7 +26,7 @@ class DetectorConfig:
 
     score_threshold: float = 0.0
     min_face_px: int = 40
-    fast_side: int = 400
+    fast_side: int = 320
     max_side: int = 1280
     max_upsampled_side: int = 1600
     pyramid_scale: float = 5.0 / 6.0

@@ -151,7 +151,7 @@ class FaceExtractor:
         chip = align(rgb, landmarks, self.embedder.manifest.alignment)
         extra: list[U8] = []
         if cfg.mirror_photo:  # the landmark + chip stages again on the mirrored photo
-            flipped = np.ascontiguousarray(rgb[:, ::-1])
+            flipped = rgb[:, ::-1]  # a view: the predictor and the sampler index it directly
             fbox = np.array([[w - 1 - chosen.right, chosen.top, w - 1 - chosen.left, chosen.bottom]])
             extra.append(align(flipped, self.predictor.predict(flipped, fbox)[0].astype(np.float64),
                                self.embedder.manifest.alignment))
