@@ -10,11 +10,16 @@ normalised distance is ``HD_norm = 0.5 - (0.5 - d / n) * sqrt(n / n_typical)`` a
 ``1 - HD_norm``; the best (highest) similarity over the shifts is kept, clipped to [0, 1]. ``n = 0``
 gives similarity 0.0 (nothing comparable is never evidence of a match).
 
-Why this shape. Measured on the 2-core Xeon (AVX-512 VPOPCNTDQ) at N = 1M, 2048-bit codes, 31
-shifts: numba with an LLVM ``ctpop`` intrinsic, loop per item then per shift then per word, compiles
-to ``vpopcntq`` on ymm registers and runs ~0.19 s per probe on a quiet machine; the variants tried
-(shifts in vector lanes, items in vector lanes, forced 512-bit vectors, integer-only comparison) were
-no faster. One popcount per word for the mask overlap and one for the disagreements is the floor.
+Why this shape. Measured on the shared 2-core Xeon (AVX-512 VPOPCNTDQ) at N = 1M, 2048-bit codes,
+31 shifts: numba with an LLVM ``ctpop`` intrinsic, loop per item then per shift then per word,
+compiles to ``vpopcntq`` on ymm registers; 0.15-0.19 s per probe in the quietest moments, 0.3 s and
+more while the machine was shared (numpy ``bitwise_count``, same work: ~9 s). The variants tried
+(shifts in vector lanes, items in vector lanes, forced 512-bit vectors via NUMBA_CPU_FEATURES, fully
+unrolled words, integer-only comparison) were no faster. One popcount per word for the mask overlap
+and one for the disagreements is the floor of this formulation.
+
+Scans are split in chunks (``prange``) over numba's threads; small candidate sets are scored on the
+calling thread instead, because waking numba's worker took 4-9 ms on the busy machine.
 """
 
 from __future__ import annotations
