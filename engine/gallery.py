@@ -330,6 +330,16 @@ class Gallery:
         """Top-``k`` ACTIVE records per probe (one batched index search), best first, restricted to
         a ``partition`` and/or an explicit list of ``ref_ids`` (both given = intersection). One list
         of at most ``k`` hits per probe; empty when the modality holds no template yet."""
+        scores, labels = self.search_labels(modality, probes, k, partition=partition, ref_ids=ref_ids)
+        names = self.store.ref_ids_of(np.unique(labels[labels >= 0]))
+        return [[Hit(names[int(lab)], int(lab), float(s)) for s, lab in zip(scores[q], labels[q], strict=True)
+                 if lab >= 0 and int(lab) in names] for q in range(labels.shape[0])]
+
+    def search_labels(self, modality: Modality, probes: Sequence[Template], k: int, *,
+                      partition: str | None = None, ref_ids: Sequence[str] | None = None
+                      ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """As :meth:`search_many`, but the raw ``(D, I)`` arrays (labels, -1 padding) without the
+        store lookup of reference ids: the hot path of identify names only the candidates it keeps."""
         self._check_open()
         if k < 1:
             raise InvalidInput("k must be >= 1", reason="INVALID_K")
@@ -340,15 +350,13 @@ class Gallery:
         with self._rw.read():
             index = self._indexes.get(modality)
             if index is None:
-                return [[] for _ in probes]
+                return (np.full((len(probes), 0), -np.inf, dtype=np.float32),
+                        np.full((len(probes), 0), -1, dtype=np.int64))
             allowed = listed
             if partition is not None:
                 in_part = self._parts.labels(partition)
                 allowed = in_part if listed is None else np.intersect1d(in_part, listed)
-            scores, labels = index.search(list(probes), k, allowed)
-        names = self.store.ref_ids_of(np.unique(labels[labels >= 0]))
-        return [[Hit(names[int(lab)], int(lab), float(s)) for s, lab in zip(scores[q], labels[q], strict=True)
-                 if lab >= 0 and int(lab) in names] for q in range(labels.shape[0])]
+            return index.search(list(probes), k, allowed)
 
     def score(self, modality: Modality, template: Template, labels: npt.NDArray[np.int64]
               ) -> npt.NDArray[np.float32]:
