@@ -7,9 +7,14 @@ The method is Daugman's, made fast by vectorised sampling:
 2. The pupil is the largest compact dark disc: for a few darkness levels (quantiles of the image) the
    dark mask's distance transform gives the biggest inscribed disc; thin dark things (lashes, brows)
    cannot hold a big disc. Each candidate is refined by the circular integro-differential operator
-   (the radius and centre where the mean intensity along the circle jumps most from dark to bright).
+   (the radius and centre where the mean intensity along the circle jumps most from dark to bright),
+   measured as a contrast relative to the inside level (a pupil beats the larger absolute step of a
+   dark iris against the sclera), on an image clipped at a low grey-level quantile (lid skin and
+   sclera cannot outweigh the pupil edge) and without the top sector, where upper lids cover it.
 3. The limbus is found by the same operator around the pupil, on the left and right arcs only
-   (near horizontal), because eyelids usually hide the top and the bottom of the iris.
+   (near horizontal), because eyelids usually hide the top and the bottom of the iris; the radius
+   must be a peak of the edge strength, not a step still growing at the end of the range (skin
+   beyond the eye corners).
 4. Eyelids are parabolas found by a line-integral of the vertical intensity gradient (upper lid:
    bright skin above, darker iris below; lower lid the other way round).
 5. Inside the iris, pixels far from the iris' own robust grey level (lashes dark, skin and glints
@@ -47,9 +52,12 @@ class SegmentationParams:
     frame need small fractions, big pupils large ones).
     ``specular_tophat``: grey levels above the local opening that count as a reflection.
     ``pupil_keep``: candidates whose all-round score is at least this fraction of the best compete,
-    and the darkest wins. ``pupil_joint``: how many of those are also tried with a limbus search
-    (1 = off; measured worse on MMU2 when on). ``pupil_search``: refinement radius range and centre
-    shift, as multiples of the candidate's radius.
+    and the darkest wins (darkness measured outside the top ``pupil_lid_sector`` degrees, which
+    are also left out of the refinement). ``pupil_relative``: offset (grey levels) of the relative
+    pupil contrast (0 = absolute step). ``pupil_clip_quantile``: grey-level quantile the pupil
+    refinement clips the image at (1 = no clipping). ``pupil_joint``: how many of those are also
+    tried with a limbus search (1 = off; measured worse on MMU2 when on). ``pupil_search``:
+    refinement radius range and centre shift, as multiples of the candidate's radius.
     ``limbus_arc_deg``/``limbus_arc_up``: lateral arcs used for the limbus (below / fraction above
     horizontal); ``limbus_centre_shift``: its centre search around the pupil centre, as a fraction
     of the smallest radius; ``limbus_window``: edge window as a fraction of the radius.
@@ -71,6 +79,9 @@ class SegmentationParams:
     pupil_joint: int = 1
     discs_per_level: int = 2
     pupil_texture: float = 1.0
+    pupil_lid_sector: float = 90.0
+    pupil_clip_quantile: float = 0.3
+    pupil_relative: float = 10.0
     pupil_search: tuple[float, float, float] = (0.8, 1.8, 0.3)
     limbus_arc_deg: float = 25.0
     limbus_arc_up: float = 0.8
@@ -153,14 +164,17 @@ def _ring_profiles(img: F32, cx: F32, cy: F32, radii: F32, angles: F32) -> tuple
 
 def _best_circle(img: F32, cx0: float, cy0: float, shift: float, step: float, radii: F32,
                  arcs: list[F32], window_frac: float, min_window: int = 2,
-                 around: Circle | None = None) -> tuple[Circle, float]:
+                 around: Circle | None = None, peak_only: bool = False,
+                 relative: float = 0.0) -> tuple[Circle, float]:
     """Integro-differential operator over a grid of centres: maximise the step of the arc-mean
     intensity across the circle (mean over ``w`` px outside minus ``w`` px inside, ``w`` =
     ``window_frac * r`` so that a blurred boundary of a big circle is measured whole; dark
     inside, bright outside). ``radii`` must be spaced 1 px. With two arcs (left and right of the eye)
     the score favours circles whose edge is seen on both sides. Returns the circle and the step
     (grey levels). ``around``: a circle (the pupil) that the result must enclose with its inner
-    window clear of it, whatever the centre offset."""
+    window clear of it, whatever the centre offset. ``peak_only``: the radius must be a local
+    maximum of the score (not the outer end of the range). ``relative`` > 0: the step is divided by
+    (inside level + ``relative``) and scaled by 50, a contrast rather than a grey-level step."""
     offs = np.arange(-shift, shift + 1e-6, step, dtype=np.float32)
     gx, gy = np.meshgrid(offs + cx0, offs + cy0)
     cx, cy = gx.ravel().astype(np.float32), gy.ravel().astype(np.float32)
@@ -179,6 +193,10 @@ def _best_circle(img: F32, cx0: float, cy0: float, shift: float, step: float, ra
         outer = (csum[:, idx + win + 1] - csum[:, idx + 1]) / win
         inner = (csum[:, idx] - csum[:, idx - win]) / win
         st = outer - inner
+        if relative > 0:
+            # contrast relative to the inside level: a pupil (dark inside) beats the iris-to-sclera
+            # edge of a dark iris, whose absolute step can be larger
+            st = st / (np.maximum(inner, 0.0) + relative) * 50.0
         # the outer window must be seen too, or the frame edge fakes a boundary
         st[frac[:, idx + win] < 0.6] = -1e6
         steps.append(st)
@@ -188,6 +206,14 @@ def _best_circle(img: F32, cx0: float, cy0: float, shift: float, step: float, ra
         offset = np.hypot(cx - around.x, cy - around.y)[:, None]
         gap = radii[None, :] - offset - win[None, :] - around.r
         score = np.where(gap >= 0.1 * around.r + 4, score, -1e6)
+    if peak_only and radii.size >= 3:
+        # a boundary is a peak of the step over radius; a step still growing at the outer end of
+        # the search range (bright skin beyond the eye corners) is not one
+        is_peak = np.zeros(score.shape, bool)
+        is_peak[:, 1:-1] = (score[:, 1:-1] >= score[:, :-2]) & (score[:, 1:-1] >= score[:, 2:])
+        # the low end stays allowed: a small iris may sit at the bottom of the plausible range
+        is_peak[:, 0] = score[:, 0] >= score[:, 1]
+        score = np.where(is_peak, score, -1e6)
     k = int(np.argmax(score))
     mi, ri = divmod(k, radii.size)
     return Circle(float(cx[mi]), float(cy[mi]), float(radii[ri])), float(score[mi, ri])
@@ -242,7 +268,8 @@ def _pupil_candidates(img: F32, p: SegmentationParams) -> list[tuple[float, floa
     return cands
 
 
-def _pupil_score(img: F32, c: Circle, angles: F32, p_texture: float = 1.0) -> tuple[float, float]:
+def _pupil_score(img: F32, c: Circle, angles: F32, p_texture: float = 1.0,
+                 level_cols: B | None = None) -> tuple[float, float]:
     """(all-round score, inside grey level) of a pupil candidate. A real pupil is darker than its
     surround in every direction; a lash, a brow, a spectacle frame or the iris (cut by the lids) is
     not."""
@@ -252,7 +279,12 @@ def _pupil_score(img: F32, c: Circle, angles: F32, p_texture: float = 1.0) -> tu
     v = cv2.remap(img, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     inside, outside = v[:3].mean(axis=0), v[3:].mean(axis=0)
     # a pupil is dark *and* smooth inside; a brow or a lash clump is dark but textured
-    level = float(np.median(inside)) + p_texture * float(np.std(v[:3]))
+    # (robust spread: a bright lid edge or a glint touching one side must not outweigh the rest)
+    # (``level_cols``: the directions a lid rarely covers, so a lid over the pupil's top does not
+    # make the true pupil look lighter than a smaller circle in its visible part)
+    inner = v[:3] if level_cols is None else v[:3, level_cols]
+    q25, q75 = np.percentile(inner, [25.0, 75.0])
+    level = float(np.median(inner.mean(axis=0))) + p_texture * float(q75 - q25) * 0.74
     # all-round: the fraction of directions in which it is brighter just outside than inside
     # (a dark iris gives a pupil a small step, but in every direction; lids cut an iris circle)
     return float(np.mean(outside - inside > 3.0 + 0.1 * level)), level
@@ -264,6 +296,16 @@ def _pupil_candidates_scored(img: F32, p: SegmentationParams) -> list[tuple[Circ
     bright sclera can score as well as the pupil, but its inside is never as dark."""
     found: list[tuple[Circle, float, float, float]] = []
     arcs = [np.linspace(0, 2 * np.pi, 48, endpoint=False, dtype=np.float32)]
+    # the refinement leaves out the top of the circle, where an upper lid often covers the pupil
+    # (image y grows downwards: up is 270 degrees)
+    lid_free = arcs[0][np.abs(arcs[0] - 1.5 * np.pi) > math.radians(p.pupil_lid_sector / 2)]
+    refine_arcs = [lid_free.astype(np.float32)]
+    lid_free_cols = np.abs(arcs[0] - 1.5 * np.pi) > math.radians(p.pupil_lid_sector / 2)
+    # the pupil edge is a step from very dark to iris grey; anything brighter (lid skin, sclera,
+    # a glint) is clipped so that a bright lid edge across the pupil or the iris-to-sclera edge of
+    # a dark iris cannot outweigh it
+    clip = float(np.quantile(img[::2, ::2], p.pupil_clip_quantile)) if p.pupil_clip_quantile < 1 else np.inf
+    edge_img: F32 = np.minimum(img, np.float32(clip)) if np.isfinite(clip) else img
     seen: list[tuple[float, float, float]] = []
     for cx, cy, r0 in _pupil_candidates(img, p):
         # the same blob seen at several darkness levels is refined once
@@ -277,11 +319,16 @@ def _pupil_candidates_scored(img: F32, p: SegmentationParams) -> list[tuple[Circ
         if radii.size < 3:
             continue
         shift = max(2.0, round(r0 * p.pupil_search[2]))
-        circle, step = _best_circle(img, cx, cy, shift, max(1.0, shift / 3), radii, arcs, 0.1)
-        circle, step = _best_circle(img, circle.x, circle.y, 1.0, 0.5,
+        circle, step = _best_circle(edge_img, cx, cy, shift, max(1.0, shift / 3), radii, refine_arcs, 0.1,
+                                    relative=p.pupil_relative)
+        circle, step = _best_circle(edge_img, circle.x, circle.y, 1.0, 0.5,
                                     np.arange(max(lo, circle.r - 2), circle.r + 2.01, 1.0, dtype=np.float32),
-                                    arcs, 0.1)
-        score, inside = _pupil_score(img, circle, arcs[0], p.pupil_texture)
+                                    refine_arcs, 0.1, relative=p.pupil_relative)
+        if p.pupil_relative > 0:
+            # the boundary contrast reported (quality, tie-breaks) stays in grey levels
+            _, step = _best_circle(img, circle.x, circle.y, 0.0, 1.0, np.array([circle.r], np.float32),
+                                   arcs, 0.1)
+        score, inside = _pupil_score(img, circle, arcs[0], p.pupil_texture, lid_free_cols)
         found.append((circle, step, score, inside))
     found = [f for f in found if np.isfinite(f[1]) and f[1] > 0 and f[2] > 0]
     if not found:
@@ -311,7 +358,7 @@ def _find_limbus(img: F32, pupil: Circle, p: SegmentationParams) -> tuple[Circle
     shift = max(2.0, round(p.limbus_centre_shift * lo))
     radii = np.arange(lo, hi + 1e-6, 1.0, dtype=np.float32)
     c, _ = _best_circle(img, pupil.x, pupil.y, shift, max(1.0, shift / 2), radii, arcs, p.limbus_window,
-                        around=pupil)
+                        around=pupil, peak_only=True)
     fine = np.arange(max(lo, c.r - 3), min(hi, c.r + 3) + 1e-6, 1.0, dtype=np.float32)
     return _best_circle(img, c.x, c.y, 2.0, 1.0, fine, arcs, p.limbus_window, around=pupil)
 
