@@ -78,7 +78,7 @@ class SegmentationParams:
     dark_quantiles: tuple[float, ...] = (0.004, 0.01, 0.02, 0.04, 0.07, 0.11)
     specular_tophat: float = 45.0
     specular_size_px: int = 11
-    pupil_keep: float = 0.95
+    pupil_keep: float = 0.9
     pupil_joint: int = 1
     discs_per_level: int = 2
     pupil_texture: float = 1.0
@@ -86,7 +86,7 @@ class SegmentationParams:
     pupil_clip_quantile: float = 0.3
     pupil_relative: float = 10.0
     pupil_search: tuple[float, float, float] = (0.8, 1.8, 0.3)
-    limbus_arc_deg: float = 25.0
+    limbus_arc_deg: float = 30.0
     limbus_arc_up: float = 0.8
     limbus_centre_shift: float = 0.12
     limbus_window: float = 0.05
