@@ -29,7 +29,7 @@ from typing import Any
 from engine.errors import ConfigurationError
 from engine.models.manifest import default_data_dir
 
-__all__ = ["EngineConfig", "load_toml"]
+__all__ = ["EngineConfig", "coerce_setting", "load_toml"]
 
 
 def load_toml(path: Path | None) -> dict[str, Any]:
@@ -100,7 +100,7 @@ class EngineConfig:
         for key, raw in values.items():
             if key not in fields:
                 raise ConfigurationError(f"unknown engine setting {key!r}")
-            kwargs[key] = _coerce(key, fields[key].type, raw)
+            kwargs[key] = coerce_setting(key, str(fields[key].type), raw)
         return cls(**kwargs)
 
     @classmethod
@@ -115,8 +115,9 @@ class EngineConfig:
         return cls.from_mapping(values)
 
 
-def _coerce(key: str, annotation: Any, raw: Any) -> Any:
-    kind = str(annotation)
+def coerce_setting(key: str, kind: str, raw: Any, *, section: str = "engine") -> Any:
+    """Convert a raw TOML or environment value to the field type named by ``kind`` (the dataclass
+    field's annotation as a string). Shared by every configuration section (``server.config`` too)."""
     try:
         if "Path" in kind:
             return None if raw in (None, "") else Path(str(raw)).expanduser()
@@ -128,6 +129,8 @@ def _coerce(key: str, annotation: Any, raw: Any) -> Any:
                 raise ValueError(f"not a boolean: {raw!r}")
             return text in {"1", "true", "yes", "on"}
         if kind == "int":
+            if isinstance(raw, bool):
+                raise ValueError(f"not an integer: {raw!r}")
             return int(raw)
         if kind == "float":
             return float(raw)
@@ -136,4 +139,4 @@ def _coerce(key: str, annotation: Any, raw: Any) -> Any:
             return tuple(str(i).strip() for i in items if str(i).strip())
         return str(raw)
     except (TypeError, ValueError) as exc:
-        raise ConfigurationError(f"setting {key}: {exc}") from exc
+        raise ConfigurationError(f"{section} setting {key}: {exc}") from exc

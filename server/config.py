@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.config import coerce_setting
 from engine.errors import ConfigurationError
 
 __all__ = ["ServerConfig", "default_workers", "is_loopback", "split_address"]
@@ -138,7 +139,7 @@ class ServerConfig:
         for key, raw in values.items():
             if key not in fields:
                 raise ConfigurationError(f"unknown server setting {key!r}")
-            kwargs[key] = _coerce(key, str(fields[key].type), raw)
+            kwargs[key] = coerce_setting(key, str(fields[key].type), raw, section="server")
         return cls(**kwargs)
 
     @classmethod
@@ -157,25 +158,3 @@ class ServerConfig:
                 values[f.name] = raw
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.from_mapping(values)
-
-
-def _coerce(key: str, kind: str, raw: Any) -> Any:
-    try:
-        if "Path" in kind:
-            return None if raw in (None, "") else Path(str(raw)).expanduser()
-        if kind == "bool":
-            if isinstance(raw, bool):
-                return raw
-            text = str(raw).strip().lower()
-            if text not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
-                raise ValueError(f"not a boolean: {raw!r}")
-            return text in {"1", "true", "yes", "on"}
-        if kind == "int":
-            if isinstance(raw, bool):
-                raise ValueError(f"not an integer: {raw!r}")
-            return int(raw)
-        if kind == "float":
-            return float(raw)
-        return str(raw)
-    except (TypeError, ValueError) as exc:
-        raise ConfigurationError(f"server setting {key}: {exc}") from exc

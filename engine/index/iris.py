@@ -17,8 +17,6 @@ always covers rows [0, n) with no tombstones.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,6 +28,7 @@ import numpy.typing as npt
 from engine.errors import IntegrityError, InvalidInput, ModelMismatch, NotFound
 from engine.index import hamming, iris_shortlist
 from engine.index.base import Labels, SearchResult
+from engine.index.snapshot import atomic_savez
 from engine.index.topk import topk_rows
 from engine.iris.matcher import default_n_typical
 from engine.types import IrisTemplate, ModelRef, Template
@@ -313,7 +312,7 @@ class IrisIndex:
                 "version": self._model.version, "nbytes": self.nbytes, "columns": self.columns,
                 "options": asdict(self.options)}
         meta_arr = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-        _atomic_savez(path, {"meta": meta_arr, "labels": labels, "codes": codes, "masks": masks})
+        atomic_savez(path, {"meta": meta_arr, "labels": labels, "codes": codes, "masks": masks})
 
     @classmethod
     def load(cls, path: Path) -> IrisIndex:
@@ -334,24 +333,3 @@ class IrisIndex:
                 InvalidInput) as exc:
             raise IntegrityError(f"unreadable iris index snapshot {path.name}: {exc}") from exc
         return index
-
-
-def _atomic_savez(path: Path, arrays: dict[str, npt.NDArray[Any]]) -> None:
-    """Uncompressed .npz via temp file in the same directory + fsync + rename + directory fsync."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)  # type: ignore[arg-type]
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

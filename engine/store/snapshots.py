@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -24,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import IntegrityError
+from engine.fsutil import write_atomic
 from engine.types import Modality, ModelRef
 
 __all__ = ["SIDECAR", "Snapshot", "SnapshotScheduler", "index_path", "read_sidecar", "remove_unreferenced",
@@ -81,22 +80,7 @@ def write_sidecar(directory: Path, seq: int, files: Mapping[Modality, Path],
         "indexes": {m.value: {"file": files[m].name, "model_id": models[m].model_id,
                               "model_version": models[m].version} for m in files},
     }
-    directory = Path(directory)
-    fd, tmp = tempfile.mkstemp(prefix=SIDECAR + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(meta, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, directory / SIDECAR)
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(Path(directory) / SIDECAR, json.dumps(meta, indent=1).encode())
 
 
 def remove_unreferenced(directory: Path, keep: set[Path]) -> None:

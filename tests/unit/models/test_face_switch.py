@@ -121,9 +121,9 @@ def test_engine_refuses_a_gallery_of_another_face_model(tmp_path: Path,
     engine.insert("R0", [Sample(Modality.FACE, image=b"face-0")])
     engine.close()
     with pytest.raises(ModelMismatch) as err:
-        Engine.open(config)  # default extractors: face_model dlib_resnet_v1 makes dlib_resnet_v1@1+flip
+        Engine.open(config)  # default extractors: face_model dlib_resnet_v1 makes dlib_resnet_v1@1+mphoto
     text = str(err.value)
-    assert "templates of dlib_resnet_v1@1," in text and "dlib_resnet_v1@1+flip" in text
+    assert "templates of dlib_resnet_v1@1," in text and "dlib_resnet_v1@1+mphoto" in text
     assert f"nasname models switch-face --data-dir {config.data_dir} --to dlib_resnet_v1" in text
     assert err.value.reason == "FACE_MODEL_MISMATCH"
     Engine.open(_gallery(tmp_path / "foreign", 1)).close()  # precomputed templates of an unknown model
