@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from engine import metrics
 from engine.errors import SampleRejected
 from engine.face.extractor import FaceExtractor
 
@@ -133,30 +134,21 @@ def pair_scores(pairs: Sequence[LfwPair], emb: dict[str, F32], root: Path) -> np
     return out
 
 
-def _best_threshold(scores: npt.NDArray[np.float64], same: npt.NDArray[np.bool_]) -> float:
-    cands = np.unique(scores)
-    mids = np.concatenate([[cands[0] - 1e-6], (cands[:-1] + cands[1:]) / 2, [cands[-1] + 1e-6]])
-    acc = [((scores > t) == same).mean() for t in mids]
-    return float(mids[int(np.argmax(acc))])
-
-
 def kfold_accuracy(scores: npt.ArrayLike, same: npt.ArrayLike, folds: npt.ArrayLike) -> tuple[float, float]:
-    """Mean and std of per-fold accuracy, each fold judged at the threshold best on the others."""
-    s, y, f = np.asarray(scores, float), np.asarray(same, bool), np.asarray(folds)
-    accs = []
-    for k in np.unique(f):
-        t = _best_threshold(s[f != k], y[f != k]) if len(np.unique(f)) > 1 else _best_threshold(s, y)
-        accs.append(((s[f == k] > t) == y[f == k]).mean())
-    return float(np.mean(accs)), float(np.std(accs))
+    """Mean and std of per-fold accuracy, each fold judged at the threshold best on the others
+    (``engine.metrics.kfold_accuracy``, the one implementation of the LFW protocol)."""
+    result = metrics.kfold_accuracy(scores, same, folds)
+    return result.mean, result.std
 
 
 def tar_at_far(scores: npt.ArrayLike, same: npt.ArrayLike, far: float) -> tuple[float, float]:
-    """(TAR, threshold) at the smallest threshold whose impostor acceptance rate is <= ``far``."""
+    """(TAR, threshold) at the lowest threshold whose impostor acceptance rate is <= ``far``
+    (``engine.metrics.fnmr_at_fmr``; one impostor error suffices here, the caller states the count)."""
     s, y = np.asarray(scores, float), np.asarray(same, bool)
-    imp = np.sort(s[~y])[::-1]
-    allowed = int(np.floor(far * imp.size))
-    thr = float(imp[allowed]) if allowed < imp.size else float(imp[-1]) - 1e-9
-    return float((s[y] > thr).mean()), thr
+    (point,) = metrics.fnmr_at_fmr(s[y], s[~y], (far,), min_errors=1.0)
+    if point.false_negative_rate is None or point.threshold is None:
+        return float("nan"), float("nan")
+    return 1.0 - point.false_negative_rate, point.threshold
 
 
 def orl_rank1(emb: dict[str, F32], gallery: dict[str, str], probes: dict[str, str]) -> float:
