@@ -57,11 +57,11 @@ def test_switch_dlib_gallery_to_a_new_model_from_kept_images(shared_data: Path, 
     assert crashed == [3]
     summary = FaceSwitchJob(config, "tiny_arcface", new, hook=crash_once, batch=2).run()
     assert summary.reextracted == len(PEOPLE) and not summary.dropped
-    assert (summary.from_model, summary.to_model) == (str(old.model), "tiny_arcface@1+flip")
+    assert (summary.from_model, summary.to_model) == (str(old.model), "tiny_arcface@1+mphoto")
 
     engine = Engine.open(config, extractors=lambda kind: new)
     try:
-        assert engine.gallery.models() == {Modality.FACE: ModelRef("tiny_arcface", "1+flip")}
+        assert engine.gallery.models() == {Modality.FACE: ModelRef("tiny_arcface", "1+mphoto")}
         for name, data in images.items():
             face = engine.gallery.get(name).templates[Modality.FACE]
             assert isinstance(face, FaceTemplate) and face.model == new.model and face.vector.size == 512
@@ -76,6 +76,6 @@ def test_switch_dlib_gallery_to_a_new_model_from_kept_images(shared_data: Path, 
         with pytest.raises(ModelMismatch):
             engine.identify([Sample(Modality.FACE, template=dlib_probe)])
         audited = [e for e in engine.gallery.store.audit_entries() if e["action"] == "switch_face_model"]
-        assert len(audited) == 1 and audited[0]["details"]["to"] == "tiny_arcface@1+flip"
+        assert len(audited) == 1 and audited[0]["details"]["to"] == "tiny_arcface@1+mphoto"
     finally:
         engine.close()
