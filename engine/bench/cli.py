@@ -91,6 +91,7 @@ def main(argv: list[str]) -> int:
     figures = compute_figures(raw)
     (args.out / "bench_figures.json").write_text(json.dumps(figures, indent=1) + "\n")
     if args.report:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
         (args.report.parent / "bench_figures.json").write_text(json.dumps(figures, indent=1) + "\n")
     names = [p.name for p in plots(figures, args.out)]
     text = markdown(raw, figures, raw.get("command", command), names)
