@@ -22,6 +22,7 @@ import dataclasses
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from typing import Any
 from engine.errors import ConfigurationError
 from engine.models.manifest import default_data_dir
 
-__all__ = ["EngineConfig", "coerce_setting", "load_toml"]
+__all__ = ["EngineConfig", "coerce_setting", "load_toml", "settings_kwargs"]
 
 
 def load_toml(path: Path | None) -> dict[str, Any]:
@@ -95,13 +96,7 @@ class EngineConfig:
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> EngineConfig:
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        kwargs: dict[str, Any] = {}
-        for key, raw in values.items():
-            if key not in fields:
-                raise ConfigurationError(f"unknown engine setting {key!r}")
-            kwargs[key] = coerce_setting(key, str(fields[key].type), raw)
-        return cls(**kwargs)
+        return cls(**settings_kwargs(cls, values, "engine"))
 
     @classmethod
     def load(cls, path: Path | None = None, **overrides: Any) -> EngineConfig:
@@ -113,6 +108,19 @@ class EngineConfig:
                 values[f.name] = env
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.from_mapping(values)
+
+
+def settings_kwargs(cls: Any, values: Mapping[str, Any], section: str) -> dict[str, Any]:
+    """Constructor arguments of the settings dataclass ``cls`` from raw TOML / environment values:
+    unknown keys are refused, each value is converted to its field's type. Shared by every
+    configuration section (``server.config`` too)."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, raw in values.items():
+        if key not in fields:
+            raise ConfigurationError(f"unknown {section} setting {key!r}")
+        kwargs[key] = coerce_setting(key, str(fields[key].type), raw, section=section)
+    return kwargs
 
 
 def coerce_setting(key: str, kind: str, raw: Any, *, section: str = "engine") -> Any:

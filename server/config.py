@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.config import coerce_setting
+from engine.config import settings_kwargs
 from engine.errors import ConfigurationError
 
 __all__ = ["ServerConfig", "default_workers", "is_loopback", "split_address"]
@@ -134,13 +134,7 @@ class ServerConfig:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> ServerConfig:
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        kwargs: dict[str, Any] = {}
-        for key, raw in values.items():
-            if key not in fields:
-                raise ConfigurationError(f"unknown server setting {key!r}")
-            kwargs[key] = coerce_setting(key, str(fields[key].type), raw, section="server")
-        return cls(**kwargs)
+        return cls(**settings_kwargs(cls, values, "server"))
 
     @classmethod
     def load(cls, toml: Mapping[str, Any], environ: Mapping[str, str] | None = None,
