@@ -23,9 +23,8 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.dedup.data import ModalityData
-from engine.dedup.pairkernel import pair_scores
 from engine.errors import InvalidInput
-from engine.index.hamming import best_scores, pad_words, shift_order
+from engine.index.hamming import best_scores, pad_words, pair_scores, shift_order
 from engine.index.iris_shortlist import coarse_gallery, coarse_probe, coarse_shortlists
 from engine.iris.matcher import MatchParams
 
@@ -186,7 +185,8 @@ class IrisExact:
 
     def score_pairs(self, i: I64, j: I64, chunk: int = 4096) -> F32:
         """Exact similarity of each pair (i[k], j[k]): the probes are prepared once per chunk of
-        distinct ``i`` and every pair is scored in one parallel kernel call (``pairkernel``)."""
+        distinct ``i`` and every pair is scored in one parallel kernel call
+        (``engine.index.hamming.pair_scores``)."""
         out = np.empty(i.size, dtype=np.float32)
         if i.size == 0:
             return out

@@ -38,6 +38,7 @@ __all__ = [
     "KERNEL_LOCK",
     "best_scores",
     "pad_words",
+    "pair_scores",
     "shift_order",
     "shifted_rows",
     "topk_scan",
@@ -209,6 +210,26 @@ def _topk_scan(pc: Any, pm: Any, gc: Any, gm: Any, rows: Any, use_rows: bool, n_
                 v = np.float32(_clip01(_best(pc, pm, q, gc, gm, i, inv_n0)[0]))
                 if v > heap_d[c, q, 0]:
                     _heap_replace_root(heap_d[c, q], heap_i[c, q], v, i)
+
+
+@_njit(parallel=True, nogil=True, fastmath=True, cache=True)
+def _pair_scores(pc: Any, pm: Any, gc: Any, gm: Any, slot: Any, item: Any, inv_n0: float,
+                 out: Any) -> None:  # pragma: no cover - jitted
+    for k in nb.prange(slot.shape[0]):
+        out[k] = np.float32(_clip01(_best(pc, pm, slot[k], gc, gm, item[k], inv_n0)[0]))
+
+
+def pair_scores(pc: U64, pm: U64, gc: U64, gm: U64, slot: I64, item: I64, n_typical: float) -> F32:
+    """Similarity of arbitrary pairs in one parallel call: pair k = prepared probe ``slot[k]``
+    (``pc``/``pm`` (nq, S, W)) vs gallery row ``item[k]`` (``gc``/``gm`` (n, W)); (len(slot),)
+    float32 in [0, 1], the same arithmetic as :func:`best_scores`. For scattered pairs (a coarse
+    shortlist per probe, N:N fusion) where one ``best_scores`` launch per probe would dominate."""
+    out = np.empty(slot.shape[0], dtype=np.float32)
+    if slot.size:
+        with KERNEL_LOCK:
+            _pair_scores(pc, pm, gc, gm, np.ascontiguousarray(slot, dtype=np.int64),
+                         np.ascontiguousarray(item, dtype=np.int64), 1.0 / n_typical, out)
+    return out
 
 
 def best_scores(pc: U64, pm: U64, gc: U64, gm: U64, rows: I64, n_typical: float
