@@ -24,6 +24,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from engine.engine import Engine
+from engine.store.idempotency import DEFAULT_RETENTION_S
 from server._gen.nasname.v1 import nasname_pb2 as pb
 from server._gen.nasname.v1 import nasname_pb2_grpc as pb_grpc
 from server.auth import Authenticator, RateLimiter, Role, TokenChecker
@@ -98,7 +99,10 @@ def create_server(address: str, engine: Engine, *, tokens: TokenStore,
         maximum_concurrent_rpcs=config.effective_max_concurrent_rpcs)
     servicer = NasnameServicer(engine, max_batch_items=config.max_batch_items)
     pb_grpc.add_NasnameServicer_to_server(servicer, grpc_server)  # type: ignore[no-untyped-call]
-    pb_grpc.add_AdminServicer_to_server(AdminServicer(tokens), grpc_server)  # type: ignore[no-untyped-call]
+    # (an engine without configuration, e.g. a test fake: the default window)
+    retention = getattr(getattr(engine, "config", None), "idempotency_retention_s", DEFAULT_RETENTION_S)
+    admin = AdminServicer(tokens, retention_s=retention)
+    pb_grpc.add_AdminServicer_to_server(admin, grpc_server)  # type: ignore[no-untyped-call]
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
     for name in SERVICE_NAMES:

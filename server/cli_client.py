@@ -39,7 +39,10 @@ def add_connection_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--client-cert", type=Path, help="PEM client certificate (mutual TLS)")
     g.add_argument("--client-key", type=Path, help="PEM client key (mutual TLS)")
     g.add_argument("--plaintext", action="store_true", help="no TLS (loopback servers that allow it)")
-    g.add_argument("--timeout", type=float, default=60.0, help="deadline per call, seconds")
+    g.add_argument("--timeout", type=float, default=60.0, help="deadline per attempt, seconds")
+    g.add_argument("--retries", type=int, default=3,
+                   help="further attempts after UNAVAILABLE / DEADLINE_EXCEEDED, with backoff; writes "
+                        "reuse their request id, so a retried enroll never makes a second record")
 
 
 def _default_ca(address: str) -> Path | None:
@@ -60,7 +63,8 @@ def _default_ca(address: str) -> Path | None:
 def connect(args: argparse.Namespace) -> Client:
     ca = args.ca or (None if args.plaintext else _default_ca(args.address))
     return Client(args.address, token=args.token, plaintext=args.plaintext, ca=ca,
-                  client_cert=args.client_cert, client_key=args.client_key, timeout=args.timeout)
+                  client_cert=args.client_cert, client_key=args.client_key, timeout=args.timeout,
+                  retries=max(0, args.retries))
 
 
 def _samples(args: argparse.Namespace) -> list[Any]:

@@ -36,10 +36,17 @@ class CallInfo:
     method: str  # short RPC name, e.g. "Enroll"
     request_id: str
     principal: Principal | None
+    supplied: bool = False  # the caller sent the request id (not generated here)
 
     @property
     def actor(self) -> str:
         return self.principal.token_id if self.principal else "anonymous"
+
+    @property
+    def idempotency_id(self) -> str | None:
+        """The request id as an idempotency key for writes: only one the caller chose (and can send
+        again when it retries); a generated one identifies this attempt only."""
+        return self.request_id if self.supplied else None
 
 
 _CALL: ContextVar[CallInfo | None] = ContextVar("nasname_call", default=None)
@@ -97,7 +104,7 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc,type-arg]
     def _enter(self, method: str, metadata: Sequence[tuple[str, Any]], context: grpc.ServicerContext,
                request: Any) -> CallInfo:
         """Run every check; returns the call's info or aborts the RPC."""
-        rid = ""
+        rid, supplied = "", False
         try:
             if isinstance(request, _Oversized):
                 raise ResourceExhausted(
@@ -110,6 +117,7 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc,type-arg]
                     rid = ""
                     raise InvalidInput("request_id must be 1-128 letters, digits or . : _ -",
                                        reason="INVALID_REQUEST_ID")
+                supplied = bool(rid)
                 if not rid:
                     rid = request.request_id = _new_request_id()
             if self.gate.closed:
@@ -120,7 +128,7 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc,type-arg]
                                   "call started", "DEADLINE_EXCEEDED", request_id=rid)
         except NasnameError as exc:
             errors.abort(context, exc, rid)
-        return CallInfo(method.rsplit("/", 1)[-1], rid or _new_request_id(), principal)
+        return CallInfo(method.rsplit("/", 1)[-1], rid or _new_request_id(), principal, supplied)
 
     def _check_stream(self, items: Iterator[Any], context: grpc.ServicerContext,
                       info: CallInfo) -> Iterator[Any]:
