@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from queue import Queue
@@ -237,9 +237,11 @@ def token_to_pb(t: TokenInfo) -> pb.Token:
 
 
 class AdminServicer(pb_grpc.AdminServicer):  # type: ignore[misc]
-    def __init__(self, tokens: TokenAdmin, *, retention_s: float = DEFAULT_RETENTION_S) -> None:
+    def __init__(self, tokens: TokenAdmin, *, retention_s: float = DEFAULT_RETENTION_S,
+                 on_revoke: Callable[[str], object] | None = None) -> None:
         self.tokens = tokens
         self.retention_s = retention_s
+        self.on_revoke = on_revoke  # ends the revoked token's open calls (server.calls)
 
     def _key(self, operation: str) -> IdempotencyKey | None:
         """Token writes are idempotent per caller and request id, like the engine's writes."""
@@ -271,6 +273,8 @@ class AdminServicer(pb_grpc.AdminServicer):  # type: ignore[misc]
         with _translating(context, call.request_id):
             self.tokens.revoke_token(_need_id(request.token_id, "token_id"), actor=call.actor,
                                      key=self._key("revoke_token"))
+        if self.on_revoke is not None:
+            self.on_revoke(request.token_id)
         return pb.RevokeTokenResponse(request_id=call.request_id, token_id=request.token_id)
 
 
