@@ -32,6 +32,7 @@ from server.auth import Authenticator, RateLimiter, Role, TokenChecker
 from server.calls import CallRegistry
 from server.config import ServerConfig
 from server.interceptor import Gate, ServiceInterceptor
+from server.memory import Trimmer, fix_mmap_threshold
 from server.servicer import AdminServicer, NasnameServicer, TokenAdmin
 
 __all__ = ["Server", "bootstrap_admin_token", "create_server", "serve"]
@@ -53,7 +54,7 @@ class Server:
 
     def __init__(self, grpc_server: grpc.Server, gate: Gate, health_servicer: health.HealthServicer,
                  config: ServerConfig, servicer: NasnameServicer, calls: CallRegistry | None = None,
-                 pools: tuple[ThreadPoolExecutor, ...] = ()) -> None:
+                 pools: tuple[ThreadPoolExecutor, ...] = (), trimmer: Trimmer | None = None) -> None:
         self.grpc = grpc_server
         self.gate = gate
         self.health = health_servicer
@@ -61,10 +62,12 @@ class Server:
         self.servicer = servicer
         self.calls = calls or CallRegistry()
         self.pools = pools
+        self.trimmer = trimmer or Trimmer()
 
     def start(self) -> None:
         self.grpc.start()
         self.calls.start()
+        self.trimmer.start()
         for name in ("", *SERVICE_NAMES):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
@@ -75,6 +78,7 @@ class Server:
         self.health.enter_graceful_shutdown()
         self.grpc.stop(self.config.grace_s if grace is None else grace).wait()
         self.calls.stop()
+        self.trimmer.stop()
         for pool in self.pools:
             pool.shutdown(wait=False, cancel_futures=True)
         self.servicer.close()
@@ -101,8 +105,10 @@ def create_server(address: str, engine: Engine, *, tokens: TokenStore,
                                      thread_name_prefix="nasname-stream")
     health_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nasname-health")
     limit = config.effective_max_message_bytes
+    trimmer = Trimmer()
     interceptor = ServiceInterceptor(authenticator, max_message_bytes=limit, gate=gate, calls=calls,
-                                     stream_pool=stream_pool, health_pool=health_pool)
+                                     stream_pool=stream_pool, health_pool=health_pool,
+                                     on_received=trimmer.received)
     # gRPC core rejects anything above the hard cap without a reason; between the configured limit and
     # the cap the interceptor answers RESOURCE_EXHAUSTED with reason MESSAGE_TOO_LARGE.
     hard_cap = limit + 1024 * 1024
@@ -139,7 +145,7 @@ def create_server(address: str, engine: Engine, *, tokens: TokenStore,
 
         raise ConfigurationError(f"cannot bind {address} (in use, or not a local address)")
     pools = (stream_pool, health_pool)
-    return Server(grpc_server, gate, health_servicer, config, servicer, calls, pools), port
+    return Server(grpc_server, gate, health_servicer, config, servicer, calls, pools, trimmer), port
 
 
 def _active_tokens(tokens: TokenStore, ids: set[str]) -> set[str]:
@@ -171,6 +177,7 @@ def serve(config_path: Path | None = None, **overrides: Any) -> int:
     toml = load_toml(config_path)
     config = ServerConfig.load(toml, **overrides)
     setup_logging(config.log_format)
+    fix_mmap_threshold()  # server.memory: large request buffers go back to the system
     engine_config = EngineConfig.load(config_path)
     credentials = server_credentials(config, engine_config.data_dir)  # config errors before opening
     engine = Engine.open(engine_config)

@@ -132,13 +132,15 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc,type-arg]
     def __init__(self, authenticator: Authenticator, *, max_message_bytes: int,
                  gate: Gate | None = None, calls: CallRegistry | None = None,
                  stream_pool: ThreadPoolExecutor | None = None,
-                 health_pool: ThreadPoolExecutor | None = None) -> None:
+                 health_pool: ThreadPoolExecutor | None = None,
+                 on_received: Callable[[int], None] | None = None) -> None:
         self.authenticator = authenticator
         self.max_message_bytes = max_message_bytes
         self.gate = gate or Gate()
         self.calls = calls or CallRegistry()
         self.stream_pool = stream_pool
         self.health_pool = health_pool
+        self.on_received = on_received  # request bytes read (server.memory.Trimmer)
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
         handler = continuation(details)
@@ -239,7 +241,11 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc,type-arg]
         limit = self.max_message_bytes
         deserialize = handler.request_deserializer
 
+        on_received = self.on_received
+
         def checked(data: bytes) -> Any:
+            if on_received is not None:
+                on_received(len(data))
             if len(data) > limit:
                 return _Oversized(len(data))
             if deserialize is None:
