@@ -61,6 +61,20 @@ ExtractorLoader = Callable[[str], Extractor]
 # alone would allow it (tiny galleries, extreme calibrations). This only ever lowers FPIR.
 MIN_FUSED_THRESHOLD = 0.0
 
+# The target FPIR a request may ask for. Below 1e-6 a threshold is beyond anything calibration data
+# can support (an FPIR of 1e-300 is a number, not a measurement) and would quietly switch
+# de-duplication off; above 0.5, more than half of the searches for a new person would return a false
+# candidate, which is no longer a search. Configured defaults are in this range too (0.003).
+FPIR_RANGE = (1e-6, 0.5)
+
+
+def _check_fpir(value: float | None) -> None:
+    lo, hi = FPIR_RANGE
+    if value is not None and not lo <= value <= hi:  # also refuses NaN
+        raise InvalidInput(f"target FPIR must be between {lo:g} and {hi:g}, got {value:g}",
+                           reason="INVALID_THRESHOLD", details={"min": lo, "max": hi})
+
+
 
 class Engine:
     """Operations over one gallery. Build with :meth:`open` (from configuration) or directly with
@@ -325,6 +339,7 @@ class Engine:
         key = self._key(actor, request_id, "enroll")
         if (done := self._replayed(key)) is not None:
             return enroll_from_json(done)
+        _check_fpir(target_fpir)
         templates, results = self.extract(samples)
         fpir = target_fpir if target_fpir is not None else self._config.enroll_target_fpir
         try:
@@ -371,6 +386,7 @@ class Engine:
         excluded from its own results). Restriction to a partition and/or an explicit id list."""
         if (samples is None) == (reference_id is None):
             raise InvalidInput("identify takes either samples or a reference id", reason="INVALID_REQUEST")
+        _check_fpir(target_fpir)
         exclude: int | None = None
         if reference_id is not None:
             record = self._gallery.get(reference_id)

@@ -261,3 +261,9 @@ def test_long_reference_id_is_not_echoed_whole(fresh: Running) -> None:
     info = error_info(err)
     assert info is not None and len(info.metadata["ref_id"]) <= 160
     assert len(err.details()) <= 400
+
+
+def test_request_id_with_a_trailing_newline_is_refused(fresh: Running) -> None:
+    err = fails(lambda: fresh.client(Role.STATION, retries=0).enroll([FACE], request_id="st-1\n"))
+    assert err.code() == SC.INVALID_ARGUMENT and error_reason(err) == "INVALID_REQUEST_ID"
+    assert not fresh.engine.calls
