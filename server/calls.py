@@ -88,12 +88,11 @@ class CallRegistry:
 
     # -- admission (called on gRPC's serving thread: only counters, no I/O) ------------------------
 
-    def admit(self, key: str, per_caller: int | None = None) -> Slot | None:
+    def admit(self, key: str) -> Slot | None:
         """A slot for a new stream presenting credential ``key``, or None when a limit is reached."""
-        limit = self.max_per_caller if per_caller is None else per_caller
         with self._lock:
             held = self._per_key.get(key, 0)
-            if self._open >= self.max_streams or held >= limit:
+            if self._open >= self.max_streams or held >= self.max_per_caller:
                 return None
             self._open += 1
             self._per_key[key] = held + 1

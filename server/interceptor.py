@@ -138,6 +138,9 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc,type-arg]
         self.max_message_bytes = max_message_bytes
         self.gate = gate or Gate()
         self.calls = calls or CallRegistry()
+        # Health watches are counted on their own: anonymous watchers must not use up the stream
+        # slots of authenticated callers.
+        self.watchers = CallRegistry(max_streams=MAX_HEALTH_WATCHERS, max_per_caller=MAX_HEALTH_WATCHERS)
         self.stream_pool = stream_pool
         self.health_pool = health_pool
         self.on_received = on_received  # request bytes read (server.memory.Trimmer)
@@ -151,7 +154,7 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc,type-arg]
         streaming = bool(handler.request_streaming or handler.response_streaming)
         slot: Slot | None = None
         if method == _HEALTH_WATCH:
-            slot = self.calls.admit("health:watch", per_caller=MAX_HEALTH_WATCHERS)
+            slot = self.watchers.admit("anonymous")
         elif streaming and method not in PUBLIC_METHODS:
             slot = self.calls.admit(caller_key(metadata))
         if streaming and slot is None:

@@ -267,3 +267,29 @@ def test_request_id_with_a_trailing_newline_is_refused(fresh: Running) -> None:
     err = fails(lambda: fresh.client(Role.STATION, retries=0).enroll([FACE], request_id="st-1\n"))
     assert err.code() == SC.INVALID_ARGUMENT and error_reason(err) == "INVALID_REQUEST_ID"
     assert not fresh.engine.calls
+
+
+def test_health_watches_hold_no_thread_and_are_limited(small: Running) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from server.interceptor import MAX_HEALTH_WATCHERS
+
+    channel = grpc.insecure_channel(small.address)
+    stub = health_pb2_grpc.HealthStub(channel)
+    watches = [stub.Watch(health_pb2.HealthCheckRequest(), timeout=30) for _ in range(MAX_HEALTH_WATCHERS)]
+    try:
+        for w in watches:
+            assert next(w).status == health_pb2.HealthCheckResponse.SERVING
+        extra = stub.Watch(health_pb2.HealthCheckRequest(), timeout=10)
+        with pytest.raises(grpc.RpcError) as exc:
+            next(extra)
+        assert exc.value.code() == SC.RESOURCE_EXHAUSTED
+        # 16 open watches on a server with two unary threads: unary calls and streams still run
+        assert _client(small, Role.STATION).identify([FACE], timeout=3).candidates
+        stream = IdleStream(_client(small, "inv0"))
+        assert _wait_for(lambda: small.server.calls.open_streams == 1)
+        stream.close()
+    finally:
+        for w in watches:
+            w.cancel()
+        channel.close()
