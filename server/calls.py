@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from server.periodic import Periodic
+
 __all__ = ["CallRegistry", "OpenCall", "Slot"]
 
 log = logging.getLogger(__name__)
@@ -83,8 +85,8 @@ class CallRegistry:
         self._open = 0
         self._per_key: dict[str, int] = {}
         self._calls: set[OpenCall] = set()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._last_check = 0.0
+        self._watchdog = Periodic("nasname-calls", _TICK_S, self._tick)
 
     # -- admission (called on gRPC's serving thread: only counters, no I/O) ------------------------
 
@@ -171,26 +173,14 @@ class CallRegistry:
         return ended
 
     def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="nasname-calls", daemon=True)
-        self._thread.start()
+        self._watchdog.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5.0)
-            self._thread = None
+        self._watchdog.stop()
 
-    def _run(self) -> None:
-        last_check = 0.0
-        while not self._stop.wait(_TICK_S):
-            now = time.monotonic()
-            check = now - last_check >= _TOKEN_CHECK_S
-            if check:
-                last_check = now
-            try:
-                self.sweep(check_tokens=check)
-            except Exception:  # never let the watchdog die
-                log.exception("call watchdog pass failed")
+    def _tick(self) -> None:
+        now = time.monotonic()
+        check = now - self._last_check >= _TOKEN_CHECK_S
+        if check:
+            self._last_check = now
+        self.sweep(check_tokens=check)

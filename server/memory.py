@@ -21,6 +21,8 @@ import logging
 import threading
 from typing import Any
 
+from server.periodic import Periodic
+
 __all__ = ["Trimmer", "fix_mmap_threshold"]
 
 log = logging.getLogger(__name__)
@@ -57,8 +59,7 @@ class Trimmer:
         self._libc = _libc()
         self._pending = 0
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._ticker = Periodic("nasname-trim", every_s, self.trim_if_due)
         self.trims = 0
 
     def received(self, nbytes: int) -> None:
@@ -76,21 +77,8 @@ class Trimmer:
         return True
 
     def start(self) -> None:
-        if self._libc is None or self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="nasname-trim", daemon=True)
-        self._thread.start()
+        if self._libc is not None:
+            self._ticker.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5.0)
-            self._thread = None
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every_s):
-            try:
-                self.trim_if_due()
-            except Exception:  # never let it die
-                log.exception("malloc_trim failed")
+        self._ticker.stop()
