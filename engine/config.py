@@ -9,6 +9,7 @@
     face_index = "exact"           # exact | fp16 | sq8 | hnsw | ivf (approximate: recall measured)
     face_model = "dlib_resnet_v1"  # registered face embedding; opt-in ones must be installed first
     modalities = ["face", "iris_left", "iris_right"]
+    idempotency_retention_s = 86400   # how long a write's request id is remembered (retries)
 
 Environment overrides, highest priority: ``NASNAME_<KEY>`` for any key of ``[engine]`` (e.g.
 ``NASNAME_DATA_DIR``, ``NASNAME_FACE_INDEX``); ``NASNAME_CONFIG`` names the TOML file (default
@@ -71,12 +72,17 @@ class EngineConfig:
     # A registry name (engine.models.registry). A gallery's face templates all come from one model:
     # changing this on a gallery that has face templates needs `nasname models switch-face`.
     face_model: str = "dlib_resnet_v1"
+    # A write repeated with the same request id by the same caller within this many seconds returns
+    # the first call's result (engine.store.idempotency); a station's retries after a lost response.
+    idempotency_retention_s: float = 24 * 3600.0
 
     def __post_init__(self) -> None:
         for name in ("identify_target_fpir", "enroll_target_fpir", "verify_target_fmr"):
             v = getattr(self, name)
             if not 0.0 < v < 1.0:
                 raise ConfigurationError(f"{name} must be in (0, 1), got {v}")
+        if not self.idempotency_retention_s > 0:
+            raise ConfigurationError("idempotency_retention_s must be positive")
         if self.shortlist < 1 or self.max_results_limit < 1:
             raise ConfigurationError("shortlist and max_results_limit must be positive")
         if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,63}", self.face_model):

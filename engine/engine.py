@@ -14,6 +14,7 @@ the target FPIR at the size of the searched gallery (for that set of shared moda
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
@@ -28,6 +29,7 @@ from engine.errors import Conflict, InvalidInput, ModelMismatch, NotFound, Quali
 from engine.extractor import Extractor
 from engine.fusion import Fusion, per_comparison_fmr
 from engine.gallery import Gallery
+from engine.idempotency import enroll_from_json, enroll_to_json, insert_from_json, insert_to_json
 from engine.records import (
     AdjudicationDecision,
     AdjudicationItem,
@@ -44,7 +46,8 @@ from engine.records import (
     Threshold,
     VerifyResult,
 )
-from engine.store.values import Record
+from engine.store.idempotency import IdempotencyKey, Idempotent, Replay
+from engine.store.values import Record, WriteResult
 from engine.types import Modality, ModelRef, Template
 
 __all__ = ["Engine"]
@@ -57,6 +60,20 @@ ExtractorLoader = Callable[[str], Extractor]
 # "different persons" (LLR < 0), even when the impostor distribution is so narrow that the target FPIR
 # alone would allow it (tiny galleries, extreme calibrations). This only ever lowers FPIR.
 MIN_FUSED_THRESHOLD = 0.0
+
+# The target FPIR a request may ask for. Below 1e-6 a threshold is beyond anything calibration data
+# can support (an FPIR of 1e-300 is a number, not a measurement) and would quietly switch
+# de-duplication off; above 0.5, more than half of the searches for a new person would return a false
+# candidate, which is no longer a search. Configured defaults are in this range too (0.003).
+FPIR_RANGE = (1e-6, 0.5)
+
+
+def _check_fpir(value: float | None) -> None:
+    lo, hi = FPIR_RANGE
+    if value is not None and not lo <= value <= hi:  # also refuses NaN
+        raise InvalidInput(f"target FPIR must be between {lo:g} and {hi:g}, got {value:g}",
+                           reason="INVALID_THRESHOLD", details={"min": lo, "max": hi})
+
 
 
 class Engine:
@@ -127,6 +144,19 @@ class Engine:
     def tokens(self) -> Any:
         """The API-token store (create_token / authenticate / list_tokens / revoke_token)."""
         return self._gallery.store
+
+    # -- idempotency ---------------------------------------------------------------------------
+
+    def _key(self, actor: str, request_id: str | None, operation: str) -> IdempotencyKey | None:
+        """Writes given a ``request_id`` are idempotent per caller (``actor``): repeated within
+        ``config.idempotency_retention_s`` they return the first call's result and write nothing
+        (``engine.store.idempotency``; the key is committed with the change)."""
+        if not request_id:
+            return None
+        return IdempotencyKey(actor, request_id, operation, self._config.idempotency_retention_s)
+
+    def _replayed(self, key: IdempotencyKey | None) -> dict[str, Any] | None:
+        return None if key is None else self._gallery.store.idempotent_result(key)
 
     # -- samples -------------------------------------------------------------------------------
 
@@ -272,12 +302,22 @@ class Engine:
         partition: str = "default",
         attributes: Mapping[str, str] | None = None,
         actor: str = "local",
+        request_id: str | None = None,
     ) -> InsertResult:
         """Store a record without de-duplication. ``None`` id -> a generated one. Existing id ->
-        AlreadyExists. Durable and searchable when this returns."""
+        AlreadyExists. Durable and searchable when this returns. ``request_id``: see :meth:`_key`."""
+        key = self._key(actor, request_id, "insert")
+        if (done := self._replayed(key)) is not None:
+            return insert_from_json(done)
         templates, results = self.extract(samples)
-        written = self._gallery.insert(templates, ref_id=reference_id, partition=partition,
-                                       attributes=attributes, images=_images(samples), actor=actor)
+        idem = None if key is None else Idempotent(
+            key, lambda w: insert_to_json(InsertResult(_ref(w), results)))
+        try:
+            written = self._gallery.insert(templates, ref_id=reference_id, partition=partition,
+                                           attributes=attributes, images=_images(samples), actor=actor,
+                                           idem=idem)
+        except Replay as replay:
+            return insert_from_json(replay.result)
         return InsertResult(written.ref_id, results)
 
     def enroll(
@@ -290,26 +330,45 @@ class Engine:
         target_fpir: float | None = None,
         search_partition: str | None = None,
         actor: str = "local",
+        request_id: str | None = None,
     ) -> EnrollResult:
         """De-duplicate against the gallery (all partitions unless ``search_partition``), then store:
         ENROLLED (active) when no candidate reaches the threshold, else PENDING_ADJUDICATION with the
-        candidates kept for an adjudicator. Durable either way when this returns."""
+        candidates kept for an adjudicator. Durable either way when this returns. ``request_id``: see
+        :meth:`_key`."""
+        key = self._key(actor, request_id, "enroll")
+        if (done := self._replayed(key)) is not None:
+            return enroll_from_json(done)
+        _check_fpir(target_fpir)
         templates, results = self.extract(samples)
         fpir = target_fpir if target_fpir is not None else self._config.enroll_target_fpir
+        try:
+            return self._enroll(templates, results, samples, key, reference_id=reference_id,
+                                partition=partition, attributes=attributes, fpir=fpir,
+                                search_partition=search_partition, actor=actor)
+        except Replay as replay:
+            return enroll_from_json(replay.result)
+
+    def _enroll(self, templates: Mapping[Modality, Template], results: list[SampleResult],
+                samples: Sequence[Sample], key: IdempotencyKey | None, *, reference_id: str | None,
+                partition: str, attributes: Mapping[str, str] | None, fpir: float,
+                search_partition: str | None, actor: str) -> EnrollResult:
         with self._enroll_lock:
             candidates, threshold = self._search(templates, max_results=self._config.shortlist,
                                                  target_fpir=fpir, partition=search_partition,
                                                  reference_ids=None)
+            outcome = EnrollOutcome.PENDING_ADJUDICATION if candidates else EnrollOutcome.ENROLLED
+            idem = None if key is None else Idempotent(key, lambda w: enroll_to_json(
+                EnrollResult(_ref(w), outcome, candidates, threshold, results)))
             if candidates:
                 written = self._gallery.insert(
                     templates, ref_id=reference_id, partition=partition, attributes=attributes,
                     status=RecordStatus.PENDING, candidates=[_candidate_json(c) for c in candidates],
-                    images=_images(samples), actor=actor)
-                outcome = EnrollOutcome.PENDING_ADJUDICATION
+                    images=_images(samples), actor=actor, idem=idem)
             else:
                 written = self._gallery.insert(templates, ref_id=reference_id, partition=partition,
-                                               attributes=attributes, images=_images(samples), actor=actor)
-                outcome = EnrollOutcome.ENROLLED
+                                               attributes=attributes, images=_images(samples), actor=actor,
+                                               idem=idem)
         log.info("enroll outcome=%s candidates=%d", outcome.value, len(candidates))
         return EnrollResult(written.ref_id, outcome, candidates, threshold, results)
 
@@ -327,6 +386,7 @@ class Engine:
         excluded from its own results). Restriction to a partition and/or an explicit id list."""
         if (samples is None) == (reference_id is None):
             raise InvalidInput("identify takes either samples or a reference id", reason="INVALID_REQUEST")
+        _check_fpir(target_fpir)
         exclude: int | None = None
         if reference_id is not None:
             record = self._gallery.get(reference_id)
@@ -370,9 +430,17 @@ class Engine:
         return VerifyResult(reference_id, fused >= threshold.fused_threshold, fused, scores, llrs,
                             threshold, results)
 
-    def delete(self, reference_id: str, *, actor: str = "local") -> None:
-        """Erase the record's biometrics; it disappears from results immediately. Unknown -> NotFound."""
-        self._gallery.delete(reference_id, actor=actor)
+    def delete(self, reference_id: str, *, actor: str = "local", request_id: str | None = None) -> None:
+        """Erase the record's biometrics; it disappears from results immediately. Unknown -> NotFound.
+        ``request_id``: see :meth:`_key` (a repeat then succeeds instead of finding nothing to delete)."""
+        key = self._key(actor, request_id, "delete")
+        if self._replayed(key) is not None:
+            return
+        try:
+            self._gallery.delete(reference_id, actor=actor,
+                                 idem=None if key is None else Idempotent(key, _write_json))
+        except Replay:
+            return
 
     def get(self, reference_id: str) -> RecordView:
         record = self._gallery.get(reference_id)
@@ -420,9 +488,14 @@ class Engine:
         actor: str,
         comment: str = "",
         mate_reference_id: str | None = None,
+        request_id: str | None = None,
     ) -> RecordView:
         """Decide a pending record: DISTINCT -> it becomes active; SAME -> its biometrics are erased
-        and the decision (with the mate's id) is audited. Not pending -> Conflict."""
+        and the decision (with the mate's id) is audited. Not pending -> Conflict. ``request_id``: see
+        :meth:`_key` (a repeat returns the record's view instead of Conflict)."""
+        key = self._key(actor, request_id, "adjudicate")
+        if self._replayed(key) is not None:
+            return _view(self._gallery.get(reference_id, with_templates=False))
         if decision is AdjudicationDecision.SAME and mate_reference_id is not None:
             case = self._gallery.store.case(reference_id)
             if case is None:
@@ -431,7 +504,10 @@ class Engine:
                 raise InvalidInput(f"{mate_reference_id} is not a candidate of {reference_id}",
                                    reason="INVALID_REQUEST")
             comment = f"{comment} [mate={mate_reference_id}]".strip()
-        self._gallery.decide(reference_id, decision.value, actor=actor, comment=comment)
+        # Replay: decided by the first call; the view below is the record as it is now.
+        with contextlib.suppress(Replay):
+            self._gallery.decide(reference_id, decision.value, actor=actor, comment=comment,
+                                 idem=None if key is None else Idempotent(key, _write_json))
         return _view(self._gallery.get(reference_id, with_templates=False))
 
     def close(self) -> None:
@@ -447,6 +523,15 @@ def _default_loader(kind: str, face_model: str | None = None) -> Extractor:
     from engine.extractors import load_extractor
 
     return load_extractor(kind, face_model if kind == "face" else None)
+
+
+def _ref(written: Any) -> str:
+    assert isinstance(written, WriteResult)
+    return written.ref_id
+
+
+def _write_json(written: Any) -> dict[str, Any]:
+    return {"ref_id": _ref(written)}
 
 
 def _images(samples: Sequence[Sample]) -> dict[Modality, bytes]:

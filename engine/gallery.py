@@ -32,6 +32,7 @@ from engine.errors import InvalidInput, ModelMismatch, NasnameError, Unavailable
 from engine.index.base import TemplateIndex
 from engine.store import PendingCase, Record, RecordState, RecordStatus, Store, WriteResult
 from engine.store import snapshots as snap
+from engine.store.idempotency import Idempotent
 from engine.store.locks import DirectoryLock, RWLock
 from engine.store.partitions import PartitionMap
 from engine.types import FaceTemplate, IrisTemplate, Modality, ModelRef, Template
@@ -232,7 +233,8 @@ class Gallery:
                partition: str = "", attributes: Mapping[str, Any] | None = None,
                status: RecordStatus = RecordStatus.ACTIVE,
                candidates: Sequence[Mapping[str, Any]] | None = None,
-               images: Mapping[Modality, bytes] | None = None, actor: str = "system") -> WriteResult:
+               images: Mapping[Modality, bytes] | None = None, actor: str = "system",
+               idem: Idempotent | None = None) -> WriteResult:
         """Store a record (see ``Store.insert`` for arguments and errors). Durable when this returns;
         an ACTIVE record is then also searchable."""
         self._check_open()
@@ -243,7 +245,8 @@ class Gallery:
                 for modality, template in slots.items():
                     self._validate(modality, template)
                 result = self.store.insert(slots, ref_id=ref_id, partition=partition, attributes=attributes,
-                                           status=status, candidates=candidates, images=images, actor=actor)
+                                           status=status, candidates=candidates, images=images, actor=actor,
+                                           idem=idem)
             except BaseException:
                 with self._rw.write():  # forget indexes made for a first template that was refused
                     for m in new:
@@ -264,23 +267,24 @@ class Gallery:
         self._scheduler.changed()
         return result
 
-    def delete(self, ref_id: str, *, actor: str = "system") -> WriteResult:
+    def delete(self, ref_id: str, *, actor: str = "system", idem: Idempotent | None = None) -> WriteResult:
         """Erase the record's biometrics; it is out of every search when this returns. Unknown or
         already deleted -> ``NotFound``."""
         self._check_open()
         with self._write_mutex:
-            result = self.store.delete(ref_id, actor=actor)
+            result = self.store.delete(ref_id, actor=actor, idem=idem)
             self._resync(result)
         self._scheduler.changed()
         return result
 
-    def decide(self, ref_id: str, decision: str, *, actor: str, comment: str = "", final: bool = True
-               ) -> WriteResult | None:
+    def decide(self, ref_id: str, decision: str, *, actor: str, comment: str = "", final: bool = True,
+               idem: Idempotent | None = None) -> WriteResult | None:
         """Adjudicate a pending record (see ``engine.store.adjudication``): a final ``distinct`` makes
         it ACTIVE (searchable when this returns), a final ``same`` erases it. None when not final."""
         self._check_open()
         with self._write_mutex:
-            result = self.store.decide(ref_id, decision, actor=actor, comment=comment, final=final)
+            result = self.store.decide(ref_id, decision, actor=actor, comment=comment, final=final,
+                                       idem=idem)
             if result is not None:
                 self._resync(result)
         self._scheduler.changed()

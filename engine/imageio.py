@@ -6,6 +6,12 @@ allocated, so a 30000x30000 PNG of a few kilobytes (a decompression bomb) is ref
 are the pixels decoded, fully (a truncated file is an error, not a half-grey picture), EXIF orientation
 applied, and the result converted to 8-bit RGB or grey whatever the source (palette, RGBA, 16-bit,
 CMYK, greyscale).
+
+The limits are what a capture device produces: a 24 Mpx camera (6000x4000) at most, so a 12000x3333
+PNG of 39 KB (which cost 5-9 s of CPU to decode and search for a face) is refused from its header.
+Images above ``work_pixels`` are reduced by an integer factor as they are decoded (JPEG: by the
+decoder's DCT scaling, so the full-size pixels never exist), which bounds the work of detection; a face
+filling a fraction of a 4 Mpx frame still has far more pixels than the aligned chip needs.
 """
 
 from __future__ import annotations
@@ -33,12 +39,15 @@ Image.MAX_IMAGE_PIXELS = None
 
 @dataclass(frozen=True)
 class ImageLimits:
-    """Refusal limits. ``max_pixels`` guards memory (decoded RGB = 3 bytes a pixel)."""
+    """Refusal limits (``max_pixels`` guards memory and CPU: decoded RGB is 3 bytes a pixel) and the
+    working size: larger images are reduced to at most ``work_pixels`` as they are decoded. Three
+    images of ``max_bytes`` make the server's largest legitimate request (server.config)."""
 
-    max_bytes: int = 20 * 1024 * 1024
-    max_side: int = 12000
-    max_pixels: int = 40_000_000
+    max_bytes: int = 10 * 1024 * 1024
+    max_side: int = 8000
+    max_pixels: int = 25_000_000
     min_side: int = 16
+    work_pixels: int = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -87,12 +96,26 @@ def probe(data: bytes, limits: ImageLimits | None = None) -> ImageInfo:
     return _open(data, limits or ImageLimits())[1]
 
 
+def _reduction(width: int, height: int, work_pixels: int) -> int:
+    """The smallest integer factor that brings ``width x height`` to at most ``work_pixels``."""
+    factor = 1
+    while (width // factor) * (height // factor) > work_pixels:
+        factor += 1
+    return factor
+
+
 def _load(data: bytes, limits: ImageLimits) -> Image.Image:
-    img, _ = _open(data, limits)
+    img, info = _open(data, limits)
+    factor = _reduction(info.width, info.height, limits.work_pixels)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # Pillow warns (not raises) on some corrupt EXIF / chunks
+            if factor > 1 and img.format == "JPEG":  # decode at 1/2, 1/4 or 1/8 scale directly
+                img.draft(img.mode, (info.width // factor, info.height // factor))
             img.load()
+            factor = _reduction(img.width, img.height, limits.work_pixels)
+            if factor > 1:
+                img = img.reduce(factor)
             img = ImageOps.exif_transpose(img)
     except (OSError, SyntaxError, ValueError, EOFError, Warning) as exc:
         raise InvalidImage(f"image data is corrupt or truncated: {exc}", reason="CORRUPT_IMAGE") from exc

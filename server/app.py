@@ -10,6 +10,7 @@ process: configuration, logging, engine, first admin token, signals, graceful sh
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import sys
@@ -24,11 +25,14 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from engine.engine import Engine
+from engine.store.idempotency import DEFAULT_RETENTION_S
 from server._gen.nasname.v1 import nasname_pb2 as pb
 from server._gen.nasname.v1 import nasname_pb2_grpc as pb_grpc
 from server.auth import Authenticator, RateLimiter, Role, TokenChecker
+from server.calls import CallRegistry
 from server.config import ServerConfig
 from server.interceptor import Gate, ServiceInterceptor
+from server.memory import Trimmer, fix_mmap_threshold
 from server.servicer import AdminServicer, NasnameServicer, TokenAdmin
 
 __all__ = ["Server", "bootstrap_admin_token", "create_server", "serve"]
@@ -49,15 +53,21 @@ class Server:
     """A configured gRPC server and the parts a graceful shutdown needs."""
 
     def __init__(self, grpc_server: grpc.Server, gate: Gate, health_servicer: health.HealthServicer,
-                 config: ServerConfig, servicer: NasnameServicer) -> None:
+                 config: ServerConfig, servicer: NasnameServicer, calls: CallRegistry | None = None,
+                 pools: tuple[ThreadPoolExecutor, ...] = (), trimmer: Trimmer | None = None) -> None:
         self.grpc = grpc_server
         self.gate = gate
         self.health = health_servicer
         self.config = config
         self.servicer = servicer
+        self.calls = calls or CallRegistry()
+        self.pools = pools
+        self.trimmer = trimmer or Trimmer()
 
     def start(self) -> None:
         self.grpc.start()
+        self.calls.start()
+        self.trimmer.start()
         for name in ("", *SERVICE_NAMES):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
@@ -67,6 +77,10 @@ class Server:
         self.gate.close()
         self.health.enter_graceful_shutdown()
         self.grpc.stop(self.config.grace_s if grace is None else grace).wait()
+        self.calls.stop()
+        self.trimmer.stop()
+        for pool in self.pools:
+            pool.shutdown(wait=False, cancel_futures=True)
         self.servicer.close()
 
     def wait_for_termination(self, timeout: float | None = None) -> bool:
@@ -80,11 +94,24 @@ def create_server(address: str, engine: Engine, *, tokens: TokenStore,
     and the bound port. ``credentials`` None binds without TLS: the caller (``serve``, tests) decides."""
     config = config or ServerConfig(address=address)
     gate = Gate()
-    authenticator = Authenticator(tokens, RateLimiter(config.rate_limit, config.effective_rate_burst))
-    interceptor = ServiceInterceptor(authenticator, max_message_bytes=config.max_message_bytes, gate=gate)
+    authenticator = Authenticator(tokens, RateLimiter(config.rate_limit, config.effective_rate_burst),
+                                  failures=RateLimiter(config.auth_failure_rate, config.auth_failure_burst))
+    calls = CallRegistry(max_streams=config.effective_max_streams,
+                         max_per_caller=config.max_streams_per_caller, idle_s=config.stream_idle_s,
+                         active_tokens=functools.partial(_active_tokens, tokens))
+    # Streams and health checks get threads of their own (server.interceptor): idle streams cannot
+    # take the threads unary calls need, and nothing can keep health from answering.
+    stream_pool = ThreadPoolExecutor(max_workers=config.effective_max_streams,
+                                     thread_name_prefix="nasname-stream")
+    health_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nasname-health")
+    limit = config.effective_max_message_bytes
+    trimmer = Trimmer()
+    interceptor = ServiceInterceptor(authenticator, max_message_bytes=limit, gate=gate, calls=calls,
+                                     stream_pool=stream_pool, health_pool=health_pool,
+                                     on_received=trimmer.received)
     # gRPC core rejects anything above the hard cap without a reason; between the configured limit and
     # the cap the interceptor answers RESOURCE_EXHAUSTED with reason MESSAGE_TOO_LARGE.
-    hard_cap = 2 * config.max_message_bytes
+    hard_cap = limit + 1024 * 1024
     options: list[tuple[str, Any]] = [
         ("grpc.max_receive_message_length", hard_cap),
         ("grpc.max_send_message_length", hard_cap),
@@ -98,7 +125,10 @@ def create_server(address: str, engine: Engine, *, tokens: TokenStore,
         maximum_concurrent_rpcs=config.effective_max_concurrent_rpcs)
     servicer = NasnameServicer(engine, max_batch_items=config.max_batch_items)
     pb_grpc.add_NasnameServicer_to_server(servicer, grpc_server)  # type: ignore[no-untyped-call]
-    pb_grpc.add_AdminServicer_to_server(AdminServicer(tokens), grpc_server)  # type: ignore[no-untyped-call]
+    # (an engine without configuration, e.g. a test fake: the default window)
+    retention = getattr(getattr(engine, "config", None), "idempotency_retention_s", DEFAULT_RETENTION_S)
+    admin = AdminServicer(tokens, retention_s=retention, on_revoke=calls.revoke)
+    pb_grpc.add_AdminServicer_to_server(admin, grpc_server)  # type: ignore[no-untyped-call]
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
     for name in SERVICE_NAMES:
@@ -114,7 +144,13 @@ def create_server(address: str, engine: Engine, *, tokens: TokenStore,
         from engine.errors import ConfigurationError
 
         raise ConfigurationError(f"cannot bind {address} (in use, or not a local address)")
-    return Server(grpc_server, gate, health_servicer, config, servicer), port
+    pools = (stream_pool, health_pool)
+    return Server(grpc_server, gate, health_servicer, config, servicer, calls, pools, trimmer), port
+
+
+def _active_tokens(tokens: TokenStore, ids: set[str]) -> set[str]:
+    """Which of ``ids`` are active tokens (the call watchdog's look for revocations)."""
+    return {t.token_id for t in tokens.list_tokens() if t.token_id in ids and t.revoked is None}
 
 
 def bootstrap_admin_token(tokens: TokenStore, out: TextIO = sys.stdout) -> str | None:
@@ -141,6 +177,7 @@ def serve(config_path: Path | None = None, **overrides: Any) -> int:
     toml = load_toml(config_path)
     config = ServerConfig.load(toml, **overrides)
     setup_logging(config.log_format)
+    fix_mmap_threshold()  # server.memory: large request buffers go back to the system
     engine_config = EngineConfig.load(config_path)
     credentials = server_credentials(config, engine_config.data_dir)  # config errors before opening
     engine = Engine.open(engine_config)
@@ -172,6 +209,25 @@ def serve(config_path: Path | None = None, **overrides: Any) -> int:
                 signal.signal(s, handler)
         server.stop()
         log.info("stopped; closing the engine")
-    finally:
+    except BaseException:
+        _close_engine(engine, engine_config.data_dir)
+        raise
+    return _close_engine(engine, engine_config.data_dir)
+
+
+def _close_engine(engine: Engine, data_dir: Path) -> int:
+    """Close the engine (index snapshot, WAL checkpoint). A failure here, typically a full disk, loses
+    nothing: every acknowledged write is committed in the database, and the indexes are rebuilt from
+    it at the next start. So it gets a clear message and exit code 1, not a traceback."""
+    from engine.errors import NasnameError
+
+    try:
         engine.close()
+    except (OSError, RuntimeError, NasnameError) as exc:  # faiss reports write errors as RuntimeError
+        log.error("closing the engine failed: %s", exc, exc_info=log.isEnabledFor(logging.DEBUG))
+        print(f"nasname: could not save the index snapshot at shutdown ({exc}).\n"
+              "No acknowledged write is lost: the database holds them all, and the indexes are rebuilt "
+              f"from it at the next start (slower). Check free space and permissions in {data_dir}.",
+              file=sys.stderr, flush=True)
+        return 1
     return 0

@@ -5,14 +5,19 @@
         print(r.outcome, [(x.reference_id, x.fused) for x in r.candidates])
 
 Failures raise ``grpc.RpcError``; :func:`error_reason` / :func:`error_info` read the machine-readable
-reason. Idempotent calls (identify, verify, reads) are retried on UNAVAILABLE with exponential backoff
-within their deadline; writes are not (an enroll that may have committed must not run twice).
+reason. Transient failures (UNAVAILABLE, DEADLINE_EXCEEDED) are retried with exponential backoff and
+jitter, each attempt with its own deadline. That is safe for reads, and for the writes the server makes
+idempotent (enroll, insert, delete, adjudicate, create/revoke token): those always carry a request id
+(generated here when the caller gives none) and every retry reuses it, so when the response to an
+enroll was lost after the commit, the retry gets the first call's result and no second record is
+written. De-duplication job control (start/cancel/resume) is not retried.
 """
 
 from __future__ import annotations
 
 import random
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -26,10 +31,16 @@ from server import convert as cv
 from server._gen.nasname.v1 import nasname_pb2 as pb
 from server._gen.nasname.v1 import nasname_pb2_grpc as pb_grpc
 
-__all__ = ["Client", "error_info", "error_reason", "image_sample", "template_sample"]
+__all__ = ["RETRYABLE", "Client", "error_info", "error_reason", "image_sample", "new_request_id",
+           "template_sample"]
 
 T = TypeVar("T")
 _DETAILS_KEY = "grpc-status-details-bin"
+RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
 
 
 def image_sample(modality: str | Modality, image: bytes) -> pb.Sample:
@@ -68,7 +79,8 @@ def _read(value: bytes | Path | str | None) -> bytes | None:
 class Client:
     """One channel to a nasname server. ``token``: the bearer secret. TLS unless ``plaintext``;
     ``ca``: PEM (bytes or path) of the server's CA or self-signed certificate (None: system roots);
-    ``client_cert``/``client_key`` for mutual TLS. ``timeout``: default deadline per call, seconds."""
+    ``client_cert``/``client_key`` for mutual TLS. ``timeout``: default deadline of one attempt, seconds;
+    ``retries``: further attempts after a transient failure (see the module doc)."""
 
     def __init__(self, address: str, *, token: str | None = None, plaintext: bool = False,
                  ca: bytes | Path | str | None = None, client_cert: bytes | Path | str | None = None,
@@ -102,23 +114,27 @@ class Client:
 
     def _call(self, method: Callable[..., Any], request: Any, expect: type[T], *, idempotent: bool,
               timeout: float | None) -> T:
+        """One RPC; ``idempotent`` ones are retried on a transient failure with the same request (for
+        writes: the same request id, which the caller must have set, see :func:`_with_id`)."""
         budget = self.timeout if timeout is None else timeout
-        deadline = time.monotonic() + budget
         attempt = 0
         while True:
-            remaining = deadline - time.monotonic()
             try:
-                return cast(T, method(request, timeout=max(remaining, 0.001), metadata=self.metadata))
+                return cast(T, method(request, timeout=budget, metadata=self.metadata))
             except grpc.RpcError as exc:
                 attempt += 1
-                if not idempotent or attempt > self.retries or exc.code() != grpc.StatusCode.UNAVAILABLE:
+                if not idempotent or attempt > self.retries or exc.code() not in RETRYABLE:
                     raise
-                pause = min(2.0, 0.1 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
-                if time.monotonic() + pause >= deadline:
-                    raise
-                time.sleep(pause)
+                time.sleep(min(2.0, 0.1 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2))
 
     # -- matching --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _with_id(request: T) -> T:
+        """A write request with a request id (a new one when empty): retries must send the same id."""
+        if not getattr(request, "request_id", ""):
+            request.request_id = new_request_id()  # type: ignore[attr-defined]
+        return request
 
     def enroll(self, samples: Sequence[pb.Sample], *, reference_id: str = "", partition: str = "",
                attributes: Mapping[str, str] | None = None, target_fpir: float | None = None,
@@ -129,14 +145,16 @@ class Client:
                                search_partition=search_partition)
         if target_fpir is not None:
             req.target_fpir = target_fpir
-        return self._call(self.stub.Enroll, req, pb.EnrollResponse, idempotent=False, timeout=timeout)
+        return self._call(self.stub.Enroll, self._with_id(req), pb.EnrollResponse, idempotent=True,
+                          timeout=timeout)
 
     def insert(self, samples: Sequence[pb.Sample], *, reference_id: str = "", partition: str = "",
                attributes: Mapping[str, str] | None = None, request_id: str = "",
                timeout: float | None = None) -> pb.InsertResponse:
         req = pb.InsertRequest(request_id=request_id, reference_id=reference_id, samples=samples,
                                partition=partition, attributes=dict(attributes or {}))
-        return self._call(self.stub.Insert, req, pb.InsertResponse, idempotent=False, timeout=timeout)
+        return self._call(self.stub.Insert, self._with_id(req), pb.InsertResponse, idempotent=True,
+                          timeout=timeout)
 
     @staticmethod
     def identify_request(samples: Sequence[pb.Sample] = (), *, reference_id: str = "",
@@ -172,7 +190,8 @@ class Client:
     def delete(self, reference_id: str, *, request_id: str = "",
                timeout: float | None = None) -> pb.DeleteResponse:
         req = pb.DeleteRequest(request_id=request_id, reference_id=reference_id)
-        return self._call(self.stub.Delete, req, pb.DeleteResponse, idempotent=False, timeout=timeout)
+        return self._call(self.stub.Delete, self._with_id(req), pb.DeleteResponse, idempotent=True,
+                          timeout=timeout)
 
     def get_record(self, reference_id: str, *, timeout: float | None = None) -> pb.GetRecordResponse:
         req = pb.GetRecordRequest(reference_id=reference_id)
@@ -185,11 +204,12 @@ class Client:
                           idempotent=True, timeout=timeout)
 
     def adjudicate(self, reference_id: str, same: bool, *, comment: str = "", mate_reference_id: str = "",
-                   timeout: float | None = None) -> pb.AdjudicateResponse:
+                   request_id: str = "", timeout: float | None = None) -> pb.AdjudicateResponse:
         decision = pb.ADJUDICATION_DECISION_SAME if same else pb.ADJUDICATION_DECISION_DISTINCT
-        req = pb.AdjudicateRequest(reference_id=reference_id, decision=decision, comment=comment,
-                                   mate_reference_id=mate_reference_id)
-        return self._call(self.stub.Adjudicate, req, pb.AdjudicateResponse, idempotent=False, timeout=timeout)
+        req = pb.AdjudicateRequest(request_id=request_id, reference_id=reference_id, decision=decision,
+                                   comment=comment, mate_reference_id=mate_reference_id)
+        return self._call(self.stub.Adjudicate, self._with_id(req), pb.AdjudicateResponse, idempotent=True,
+                          timeout=timeout)
 
     def stats(self, *, timeout: float | None = None) -> pb.StatsResponse:
         return self._call(self.stub.Stats, pb.StatsRequest(), pb.StatsResponse,
@@ -246,19 +266,21 @@ class Client:
 
     # -- administration --------------------------------------------------------------------------
 
-    def create_token(self, name: str, role: str, *, timeout: float | None = None) -> pb.CreateTokenResponse:
-        req = pb.CreateTokenRequest(name=name, role=role)
-        return self._call(self.admin.CreateToken, req, pb.CreateTokenResponse,
-                          idempotent=False, timeout=timeout)
+    def create_token(self, name: str, role: str, *, request_id: str = "",
+                     timeout: float | None = None) -> pb.CreateTokenResponse:
+        req = pb.CreateTokenRequest(request_id=request_id, name=name, role=role)
+        return self._call(self.admin.CreateToken, self._with_id(req), pb.CreateTokenResponse,
+                          idempotent=True, timeout=timeout)
 
     def list_tokens(self, *, timeout: float | None = None) -> pb.ListTokensResponse:
         return self._call(self.admin.ListTokens, pb.ListTokensRequest(), pb.ListTokensResponse,
                           idempotent=True, timeout=timeout)
 
-    def revoke_token(self, token_id: str, *, timeout: float | None = None) -> pb.RevokeTokenResponse:
-        req = pb.RevokeTokenRequest(token_id=token_id)
-        return self._call(self.admin.RevokeToken, req, pb.RevokeTokenResponse,
-                          idempotent=False, timeout=timeout)
+    def revoke_token(self, token_id: str, *, request_id: str = "",
+                     timeout: float | None = None) -> pb.RevokeTokenResponse:
+        req = pb.RevokeTokenRequest(request_id=request_id, token_id=token_id)
+        return self._call(self.admin.RevokeToken, self._with_id(req), pb.RevokeTokenResponse,
+                          idempotent=True, timeout=timeout)
 
     def health(self, service: str = "", *, timeout: float | None = None) -> str:
         """``"SERVING"`` / ``"NOT_SERVING"`` / ... (no token needed)."""

@@ -7,12 +7,18 @@
     tls_client_ca = ""                # PEM CA: when set, clients must present a certificate it signed
     auto_tls = true                   # no cert configured: self-signed one in <data_dir>/tls/
     allow_plaintext = false           # honoured only when the address is a loopback address
-    max_message_bytes = 33554432      # larger requests: RESOURCE_EXHAUSTED / MESSAGE_TOO_LARGE
-    workers = 0                       # RPC worker threads; 0 = sized for the machine
+    max_message_bytes = 0             # larger requests: RESOURCE_EXHAUSTED / MESSAGE_TOO_LARGE;
+                                      # 0 = three images at the image size limit, plus 1 MiB
+    workers = 0                       # RPC worker threads for unary calls; 0 = sized for the machine
     max_concurrent_rpcs = 0           # beyond this, RESOURCE_EXHAUSTED; 0 = 16 x workers
+    max_streams = 0                   # open streaming calls (own threads); 0 = workers
+    max_streams_per_caller = 4        # open streaming calls per token
+    stream_idle_s = 60.0              # a request stream silent this long is ended
     max_batch_items = 10000           # probes per BatchIdentify stream
     rate_limit = 0.0                  # requests per second per token (0 = off)
     rate_burst = 0                    # bucket size (0 = 2 x rate_limit, at least 1)
+    auth_failure_rate = 2.0           # failed authentications per second per peer address (0 = off)
+    auth_failure_burst = 30           # ... after a burst of this many
     reflection = true                 # server reflection, for authenticated callers only
     grace_s = 10.0                    # drain time for in-flight RPCs on shutdown
     log_format = "json"               # json | text
@@ -32,6 +38,7 @@ from typing import Any
 
 from engine.config import settings_kwargs
 from engine.errors import ConfigurationError
+from engine.imageio import ImageLimits
 
 __all__ = ["ServerConfig", "default_workers", "is_loopback", "split_address"]
 
@@ -73,12 +80,17 @@ class ServerConfig:
     tls_client_ca: Path | None = None
     auto_tls: bool = True
     allow_plaintext: bool = False
-    max_message_bytes: int = 32 * 1024 * 1024
+    max_message_bytes: int = 0
     workers: int = 0
     max_concurrent_rpcs: int = 0
+    max_streams: int = 0
+    max_streams_per_caller: int = 4
+    stream_idle_s: float = 60.0
     max_batch_items: int = 10_000
     rate_limit: float = 0.0
     rate_burst: int = 0
+    auth_failure_rate: float = 2.0
+    auth_failure_burst: int = 30
     reflection: bool = True
     grace_s: float = 10.0
     log_format: str = "json"
@@ -89,13 +101,18 @@ class ServerConfig:
             raise ConfigurationError("tls_cert and tls_key must be given together")
         if self.tls_client_ca is not None and self.tls_cert is None and not self.auto_tls:
             raise ConfigurationError("tls_client_ca needs TLS (tls_cert/tls_key or auto_tls)")
-        if self.max_message_bytes < 1024:
+        if self.max_message_bytes and self.max_message_bytes < 1024:
             raise ConfigurationError("max_message_bytes must be at least 1024")
-        for name in ("workers", "max_concurrent_rpcs", "rate_burst", "max_batch_items"):
+        for name in ("workers", "max_concurrent_rpcs", "rate_burst", "max_batch_items", "max_streams",
+                     "max_message_bytes", "auth_failure_burst"):
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"{name} must not be negative")
-        if self.rate_limit < 0 or self.grace_s < 0:
-            raise ConfigurationError("rate_limit and grace_s must not be negative")
+        if self.max_streams_per_caller < 1:
+            raise ConfigurationError("max_streams_per_caller must be at least 1")
+        if self.rate_limit < 0 or self.grace_s < 0 or self.auth_failure_rate < 0:
+            raise ConfigurationError("rate_limit, auth_failure_rate and grace_s must not be negative")
+        if not self.stream_idle_s > 0:
+            raise ConfigurationError("stream_idle_s must be positive")
         if self.log_format not in {"json", "text"}:
             raise ConfigurationError("log_format must be 'json' or 'text'")
 
@@ -106,6 +123,16 @@ class ServerConfig:
     @property
     def effective_workers(self) -> int:
         return self.workers or default_workers()
+
+    @property
+    def effective_max_message_bytes(self) -> int:
+        """The largest legitimate request is an enroll with three images at the image size limit;
+        1 MiB more covers templates, attributes and framing. Larger requests are refused."""
+        return self.max_message_bytes or 3 * ImageLimits().max_bytes + 1024 * 1024
+
+    @property
+    def effective_max_streams(self) -> int:
+        return self.max_streams or self.effective_workers
 
     @property
     def effective_max_concurrent_rpcs(self) -> int:

@@ -34,6 +34,12 @@ log = logging.getLogger(__name__)
 
 DOMAIN = "nasname"
 DETAILS_KEY = "grpc-status-details-bin"
+# What a status may echo back. The message goes out twice (grpc-message and inside the details
+# trailer) and gRPC fails the whole status when the trailers pass its metadata limit (8 KiB by
+# default), which an 8 KB reference id in a NOT_FOUND message did; the caller knows what it sent.
+MAX_MESSAGE_CHARS = 400
+MAX_VALUE_CHARS = 160
+MAX_DETAILS = 16
 
 SC = grpc.StatusCode
 
@@ -63,16 +69,25 @@ def status_code_for(exc: e.NasnameError) -> grpc.StatusCode:
     return SC.INTERNAL  # unreachable: NasnameError is in the table
 
 
+def _cap(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    suffix = f"... ({len(text)} chars)"
+    return text[: max(0, limit - len(suffix))] + suffix
+
+
 def _metadata(details: Mapping[str, Any], request_id: str) -> dict[str, str]:
-    out = {str(k): str(v) for k, v in details.items() if v is not None}
+    items = [(str(k), str(v)) for k, v in details.items() if v is not None][:MAX_DETAILS]
+    out = {_cap(k, 64): _cap(v, MAX_VALUE_CHARS) for k, v in items}
     if request_id:
-        out["request_id"] = request_id
+        out["request_id"] = _cap(request_id, MAX_VALUE_CHARS)
     return out
 
 
 def rpc_status(code: grpc.StatusCode, message: str, reason: str,
                details: Mapping[str, Any] | None = None, request_id: str = "") -> status_pb2.Status:
-    """A ``google.rpc.Status`` carrying one ErrorInfo (also used for per-item errors of a stream)."""
+    """A ``google.rpc.Status`` carrying one ErrorInfo (also used for per-item errors of a stream);
+    message and metadata values are capped (see :data:`MAX_MESSAGE_CHARS`)."""
     info = error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata=_metadata(details or {},
                                                                                      request_id))
     packed = any_pb2.Any()
@@ -80,7 +95,7 @@ def rpc_status(code: grpc.StatusCode, message: str, reason: str,
     numeric = code.value[0]
     if not code_pb2.Code.Name(numeric):  # pragma: no cover - every grpc code exists in google.rpc.Code
         numeric = code_pb2.UNKNOWN
-    return status_pb2.Status(code=numeric, message=message, details=[packed])
+    return status_pb2.Status(code=numeric, message=_cap(message, MAX_MESSAGE_CHARS), details=[packed])
 
 
 def abort_with(context: grpc.ServicerContext, code: grpc.StatusCode, message: str, reason: str,
@@ -88,7 +103,7 @@ def abort_with(context: grpc.ServicerContext, code: grpc.StatusCode, message: st
     """End the RPC with ``code`` and an ErrorInfo ``reason`` (raises, as ``context.abort`` does)."""
     status = rpc_status(code, message, reason, details, request_id)
     context.set_trailing_metadata(((DETAILS_KEY, status.SerializeToString()),))
-    context.abort(code, message)
+    context.abort(code, status.message)
     raise AssertionError("context.abort returned")  # pragma: no cover - abort always raises
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from queue import Queue
@@ -18,6 +18,7 @@ import grpc
 
 from engine.engine import Engine
 from engine.errors import InvalidInput, NasnameError, ResourceExhausted
+from engine.store.idempotency import DEFAULT_RETENTION_S, IdempotencyKey
 from engine.store.values import TokenInfo
 from server import convert as cv
 from server import errors
@@ -77,7 +78,8 @@ class NasnameServicer(DedupMixin, pb_grpc.NasnameServicer):  # type: ignore[misc
                 request.reference_id or None, cv.samples_from_pb(request.samples),
                 partition=request.partition or "default", attributes=dict(request.attributes),
                 target_fpir=request.target_fpir if request.HasField("target_fpir") else None,
-                search_partition=request.search_partition or None, actor=call.actor)
+                search_partition=request.search_partition or None, actor=call.actor,
+                request_id=call.idempotency_id)
         return pb.EnrollResponse(request_id=call.request_id, reference_id=r.reference_id,
                                  outcome=cv.OUTCOME_TO_PB[r.outcome],
                                  candidates=cv.candidates_to_pb(r.candidates),
@@ -89,7 +91,8 @@ class NasnameServicer(DedupMixin, pb_grpc.NasnameServicer):  # type: ignore[misc
         with _translating(context, call.request_id):
             r = self.engine.insert(request.reference_id or None, cv.samples_from_pb(request.samples),
                                    partition=request.partition or "default",
-                                   attributes=dict(request.attributes), actor=call.actor)
+                                   attributes=dict(request.attributes), actor=call.actor,
+                                   request_id=call.idempotency_id)
         return pb.InsertResponse(request_id=call.request_id, reference_id=r.reference_id,
                                  samples=cv.sample_results_to_pb(r.samples))
 
@@ -182,7 +185,8 @@ class NasnameServicer(DedupMixin, pb_grpc.NasnameServicer):  # type: ignore[misc
     def Delete(self, request: pb.DeleteRequest, context: grpc.ServicerContext) -> pb.DeleteResponse:
         call = current_call()
         with _translating(context, call.request_id):
-            self.engine.delete(_need_id(request.reference_id), actor=call.actor)
+            self.engine.delete(_need_id(request.reference_id), actor=call.actor,
+                               request_id=call.idempotency_id)
         return pb.DeleteResponse(request_id=call.request_id, reference_id=request.reference_id)
 
     def GetRecord(self, request: pb.GetRecordRequest, context: grpc.ServicerContext) -> pb.GetRecordResponse:
@@ -206,7 +210,8 @@ class NasnameServicer(DedupMixin, pb_grpc.NasnameServicer):  # type: ignore[misc
         with _translating(context, call.request_id):
             record = self.engine.adjudicate(
                 _need_id(request.reference_id), cv.decision_from_pb(request.decision), actor=call.actor,
-                comment=request.comment, mate_reference_id=request.mate_reference_id or None)
+                comment=request.comment, mate_reference_id=request.mate_reference_id or None,
+                request_id=call.idempotency_id)
         return pb.AdjudicateResponse(request_id=call.request_id, record=cv.record_to_pb(record))
 
     def Stats(self, request: pb.StatsRequest, context: grpc.ServicerContext) -> pb.StatsResponse:
@@ -220,9 +225,10 @@ class NasnameServicer(DedupMixin, pb_grpc.NasnameServicer):  # type: ignore[misc
 class TokenAdmin(Protocol):
     """The token store's management side (``engine.store.Store`` satisfies it)."""
 
-    def create_token(self, name: str, role: str, *, actor: str = ...) -> tuple[str, str]: ...
+    def create_token(self, name: str, role: str, *, actor: str = ...,
+                     key: IdempotencyKey | None = ...) -> tuple[str, str]: ...
     def list_tokens(self) -> list[TokenInfo]: ...
-    def revoke_token(self, token_id: str, *, actor: str = ...) -> None: ...
+    def revoke_token(self, token_id: str, *, actor: str = ..., key: IdempotencyKey | None = ...) -> None: ...
 
 
 def token_to_pb(t: TokenInfo) -> pb.Token:
@@ -231,15 +237,25 @@ def token_to_pb(t: TokenInfo) -> pb.Token:
 
 
 class AdminServicer(pb_grpc.AdminServicer):  # type: ignore[misc]
-    def __init__(self, tokens: TokenAdmin) -> None:
+    def __init__(self, tokens: TokenAdmin, *, retention_s: float = DEFAULT_RETENTION_S,
+                 on_revoke: Callable[[str], object] | None = None) -> None:
         self.tokens = tokens
+        self.retention_s = retention_s
+        self.on_revoke = on_revoke  # ends the revoked token's open calls (server.calls)
+
+    def _key(self, operation: str) -> IdempotencyKey | None:
+        """Token writes are idempotent per caller and request id, like the engine's writes."""
+        call = current_call()
+        rid = call.idempotency_id
+        return None if rid is None else IdempotencyKey(call.actor, rid, operation, self.retention_s)
 
     def CreateToken(self, request: pb.CreateTokenRequest,
                     context: grpc.ServicerContext) -> pb.CreateTokenResponse:
         call = current_call()
         with _translating(context, call.request_id):
             role = parse_role(request.role)
-            token_id, secret = self.tokens.create_token(request.name, role.value, actor=call.actor)
+            token_id, secret = self.tokens.create_token(request.name, role.value, actor=call.actor,
+                                                        key=self._key("create_token"))
             info = next((t for t in self.tokens.list_tokens() if t.token_id == token_id), None)
         token = token_to_pb(info) if info else pb.Token(token_id=token_id, name=request.name, role=role.value)
         return pb.CreateTokenResponse(request_id=call.request_id, token=token, secret=secret)
@@ -255,7 +271,10 @@ class AdminServicer(pb_grpc.AdminServicer):  # type: ignore[misc]
                     context: grpc.ServicerContext) -> pb.RevokeTokenResponse:
         call = current_call()
         with _translating(context, call.request_id):
-            self.tokens.revoke_token(_need_id(request.token_id, "token_id"), actor=call.actor)
+            self.tokens.revoke_token(_need_id(request.token_id, "token_id"), actor=call.actor,
+                                     key=self._key("revoke_token"))
+        if self.on_revoke is not None:
+            self.on_revoke(request.token_id)
         return pb.RevokeTokenResponse(request_id=call.request_id, token_id=request.token_id)
 
 

@@ -34,7 +34,7 @@ __all__ = ["JobResult", "JobRunner"]
 
 log = logging.getLogger(__name__)
 
-_ID = re.compile(r"^[0-9a-f]{12}$")
+_ID = re.compile(r"[0-9a-f]{12}")
 OUTPUTS = ("summary.json", "report.json", "report.html", "pairs.csv", "clusters.csv", "manifest_errors.csv")
 
 
@@ -63,7 +63,7 @@ class JobRunner:
                     write_atomic(d / "job.json", json.dumps(job.meta, indent=1).encode())
 
     def _dir(self, job_id: str) -> Path:
-        if not _ID.match(job_id):
+        if not _ID.fullmatch(job_id):
             raise InvalidInput("malformed job id", reason="INVALID_REQUEST")
         d = self.root / job_id
         if not (d / "job.json").is_file():

@@ -16,11 +16,13 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import Conflict, InvalidInput
-from engine.store import audit
+from engine.store import audit, idempotency
 from engine.store.values import Decision, PendingCase, RecordStatus, WriteResult
 
 if TYPE_CHECKING:
+    from engine.crypto import KeyRing
     from engine.store.db import Database
+    from engine.store.idempotency import Idempotent
 
 __all__ = ["DECISIONS", "AdjudicationMixin"]
 
@@ -33,6 +35,7 @@ class AdjudicationMixin:
 
     if TYPE_CHECKING:
         db: Database
+        keyring: KeyRing
 
         def _live(self, conn: sqlite3.Connection, ref_id: str) -> tuple[int, RecordStatus]: ...
         def _set_status(self, conn: sqlite3.Connection, label: int, status: RecordStatus) -> int: ...
@@ -111,19 +114,20 @@ class AdjudicationMixin:
         return PendingCase(str(ref_id), int(label), str(partition), float(created), json.loads(candidates),
                            decisions, outcome)
 
-    def decide(self, ref_id: str, decision: str, *, actor: str, comment: str = "", final: bool = True
-               ) -> WriteResult | None:
+    def decide(self, ref_id: str, decision: str, *, actor: str, comment: str = "", final: bool = True,
+               idem: Idempotent | None = None) -> WriteResult | None:
         """Record one adjudicator's ``decision`` ("same" / "distinct") on a pending record. When
         ``final``, resolve the case (see module doc) and return the resulting change; else None.
 
         Raises ``NotFound`` (unknown id), ``Conflict`` (record not pending or case already closed),
-        ``InvalidInput`` (bad decision)."""
+        ``InvalidInput`` (bad decision). ``idem``: as for ``Store.insert``."""
         if decision not in DECISIONS:
             raise InvalidInput(f"decision must be one of {', '.join(DECISIONS)}", reason="INVALID_DECISION")
         if not actor:
             raise InvalidInput("a decision needs an actor", reason="INVALID_REQUEST")
         now = time.time()
         with self.db.write() as conn:
+            idempotency.begin(conn, self.keyring, idem)
             label, status = self._live(conn, ref_id)
             row = conn.execute("SELECT outcome FROM adjudication WHERE record_id = ?", (label,)).fetchone()
             if status is not RecordStatus.PENDING or row is None or row[0] is not None:
@@ -133,6 +137,7 @@ class AdjudicationMixin:
                          "VALUES (?, ?, ?, ?, ?)", (label, actor, decision, comment, now))
             audit.append(conn, actor, "decide", ref_id, {"decision": decision, "final": final})
             if not final:
+                idempotency.finish(conn, self.keyring, idem, None)
                 return None
             conn.execute("UPDATE adjudication SET outcome = ?, resolved = ? WHERE record_id = ?",
                          (decision, now, label))
@@ -140,4 +145,6 @@ class AdjudicationMixin:
                 seq = self._set_status(conn, label, RecordStatus.ACTIVE)
             else:
                 seq = self._erase(conn, label)
-        return WriteResult(ref_id, label, seq)
+            result = WriteResult(ref_id, label, seq)
+            idempotency.finish(conn, self.keyring, idem, result)
+        return result

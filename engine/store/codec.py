@@ -21,20 +21,21 @@ __all__ = [
     "shape_of",
 ]
 
-_REF_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,127}$")
-_PARTITION_RE = re.compile(r"^[A-Za-z0-9._:@/+-]{0,64}$")
+# fullmatch everywhere: with match, "$" also matches before a trailing newline ("camp\n")
+_REF_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,127}")
+_PARTITION_RE = re.compile(r"[A-Za-z0-9._:@/+-]{0,64}")
 MAX_ATTRIBUTES_BYTES = 4096
 
 
 def check_ref_id(ref_id: str) -> str:
-    if not isinstance(ref_id, str) or not _REF_ID_RE.match(ref_id):
+    if not isinstance(ref_id, str) or not _REF_ID_RE.fullmatch(ref_id):
         raise InvalidInput("reference id must be 1-128 characters of A-Z a-z 0-9 . _ : @ / + -",
                            reason="INVALID_REFERENCE_ID")
     return ref_id
 
 
 def check_partition(partition: str) -> str:
-    if not isinstance(partition, str) or not _PARTITION_RE.match(partition):
+    if not isinstance(partition, str) or not _PARTITION_RE.fullmatch(partition):
         raise InvalidInput("partition must be 0-64 characters of A-Z a-z 0-9 . _ : @ / + -",
                            reason="INVALID_PARTITION")
     return partition

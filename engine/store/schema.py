@@ -88,7 +88,19 @@ _V2 = (
         revoked REAL)""",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
+# Idempotency keys (engine.store.idempotency): a retried write returns the first call's result.
+_V3_IDEMPOTENCY = (
+    """CREATE TABLE idempotency (
+        caller TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        operation TEXT NOT NULL,
+        result BLOB NOT NULL,
+        created REAL NOT NULL,
+        PRIMARY KEY (caller, request_id))""",
+    "CREATE INDEX idempotency_by_age ON idempotency (created)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3_IDEMPOTENCY)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -24,9 +24,10 @@ import numpy.typing as npt
 
 from engine.crypto import KeyRing, associated_data
 from engine.errors import AlreadyExists, Conflict, InvalidInput, ModelMismatch, NotFound
-from engine.store import audit, codec, tokens
+from engine.store import audit, codec, idempotency, tokens
 from engine.store.adjudication import AdjudicationMixin
 from engine.store.db import Database
+from engine.store.idempotency import IdempotencyKey, Idempotent
 from engine.store.schema import SCHEMA_VERSION, migrate
 from engine.store.values import AuditReport, Record, RecordStatus, TokenInfo, WriteResult
 from engine.types import Modality, ModelRef, Template
@@ -136,13 +137,15 @@ class Store(AdjudicationMixin):
         candidates: Sequence[Mapping[str, Any]] | None = None,
         images: Mapping[Modality, bytes] | None = None,
         actor: str = "system",
+        idem: Idempotent | None = None,
     ) -> WriteResult:
         """Store a new record (``ref_id`` generated when None). ``status`` is ACTIVE or PENDING; a
         PENDING record carries the ``candidates`` that made it a suspected duplicate. ``images`` are
         kept (encrypted) only when the store was opened with ``keep_images``.
 
         Raises ``AlreadyExists`` (also for the id of a deleted record: ids are never reused),
-        ``ModelMismatch``, ``InvalidInput``.
+        ``ModelMismatch``, ``InvalidInput``; ``idempotency.Replay`` when ``idem``'s key was used already
+        (nothing written). With ``idem`` the key and its result are kept in the same transaction.
         """
         ref_id = codec.check_ref_id(ref_id) if ref_id is not None else uuid.uuid4().hex
         codec.check_partition(partition)
@@ -156,6 +159,7 @@ class Store(AdjudicationMixin):
         slots = {Modality(m): t for m, t in templates.items()}
         now = time.time()
         with self.db.write() as conn:
+            idempotency.begin(conn, self.keyring, idem)
             existing = conn.execute("SELECT status FROM records WHERE ref_id = ?", (ref_id,)).fetchone()
             if existing is not None:
                 raise AlreadyExists(f"reference id {ref_id} already exists",
@@ -184,7 +188,9 @@ class Store(AdjudicationMixin):
             audit.append(conn, actor, "insert", ref_id,
                          {"status": status.value, "partition": partition,
                           "modalities": sorted(m.value for m in slots)})
-        return WriteResult(ref_id, label, seq)
+            result = WriteResult(ref_id, label, seq)
+            idempotency.finish(conn, self.keyring, idem, result)
+        return result
 
     def set_status(self, ref_id: str, status: RecordStatus, *, actor: str = "system") -> WriteResult:
         """Move a record between ACTIVE and PENDING (deletion goes through :meth:`delete`)."""
@@ -198,13 +204,17 @@ class Store(AdjudicationMixin):
             audit.append(conn, actor, "set_status", ref_id, {"from": current.value, "to": status.value})
         return WriteResult(ref_id, label, seq)
 
-    def delete(self, ref_id: str, *, actor: str = "system") -> WriteResult:
-        """Erase the record's templates, images and attributes; keep the row as DELETED (audit trail)."""
+    def delete(self, ref_id: str, *, actor: str = "system", idem: Idempotent | None = None) -> WriteResult:
+        """Erase the record's templates, images and attributes; keep the row as DELETED (audit trail).
+        ``idem``: as for :meth:`insert`."""
         with self.db.write() as conn:
+            idempotency.begin(conn, self.keyring, idem)
             label, current = self._live(conn, ref_id)
             seq = self._erase(conn, label)
             audit.append(conn, actor, "delete", ref_id, {"from": current.value})
-        return WriteResult(ref_id, label, seq)
+            result = WriteResult(ref_id, label, seq)
+            idempotency.finish(conn, self.keyring, idem, result)
+        return result
 
     def _live(self, conn: sqlite3.Connection, ref_id: str) -> tuple[int, RecordStatus]:
         row = conn.execute("SELECT id, status FROM records WHERE ref_id = ?", (ref_id,)).fetchone()
@@ -377,11 +387,21 @@ class Store(AdjudicationMixin):
 
     # -- tokens --------------------------------------------------------------------------------
 
-    def create_token(self, name: str, role: str, *, actor: str = "system") -> tuple[str, str]:
-        """A new API token: returns ``(token_id, secret)``; the secret is shown once, never stored."""
-        with self.db.write() as conn:
-            info, secret = tokens.create(conn, name, role)
-            audit.append(conn, actor, "create_token", None, {"token_id": info.token_id, "role": role})
+    def create_token(self, name: str, role: str, *, actor: str = "system",
+                     key: IdempotencyKey | None = None) -> tuple[str, str]:
+        """A new API token: returns ``(token_id, secret)``; the secret is shown once, never stored in
+        clear. With ``key`` (see ``engine.store.idempotency``) a repeat returns the same token instead
+        of making a second one: for that the secret is kept encrypted under the data key, like
+        templates, for the retention window."""
+        idem = None if key is None else Idempotent(key, lambda r: {"token_id": r[0], "secret": r[1]})
+        try:
+            with self.db.write() as conn:
+                idempotency.begin(conn, self.keyring, idem)
+                info, secret = tokens.create(conn, name, role)
+                audit.append(conn, actor, "create_token", None, {"token_id": info.token_id, "role": role})
+                idempotency.finish(conn, self.keyring, idem, (info.token_id, secret))
+        except idempotency.Replay as replay:
+            return str(replay.result["token_id"]), str(replay.result["secret"])
         return info.token_id, secret
 
     def authenticate(self, secret: str) -> TokenInfo | None:
@@ -400,9 +420,25 @@ class Store(AdjudicationMixin):
         with self.db.read() as conn:
             return tokens.list_all(conn)
 
-    def revoke_token(self, token_id: str, *, actor: str = "system") -> None:
-        """Revoke an active token. Raises ``NotFound`` for an unknown or already revoked id."""
-        with self.db.write() as conn:
-            if not tokens.revoke(conn, token_id):
-                raise NotFound(f"no active token {token_id}", reason="TOKEN_NOT_FOUND")
-            audit.append(conn, actor, "revoke_token", None, {"token_id": token_id})
+    def revoke_token(self, token_id: str, *, actor: str = "system",
+                     key: IdempotencyKey | None = None) -> None:
+        """Revoke an active token. Raises ``NotFound`` for an unknown or already revoked id (unless this
+        is a repeat of the same revocation under ``key``), ``Conflict`` (LAST_ADMIN_TOKEN) for the last
+        active admin token: nobody could manage tokens afterwards."""
+        idem = None if key is None else Idempotent(key, lambda _: {"token_id": token_id})
+        try:
+            with self.db.write() as conn:
+                idempotency.begin(conn, self.keyring, idem)
+                tokens.revoke(conn, token_id)
+                audit.append(conn, actor, "revoke_token", None, {"token_id": token_id})
+                idempotency.finish(conn, self.keyring, idem, None)
+        except idempotency.Replay:
+            return
+
+    # -- idempotency ---------------------------------------------------------------------------
+
+    def idempotent_result(self, key: IdempotencyKey) -> dict[str, Any] | None:
+        """The remembered result of an earlier write with ``key`` (None: none within the window). A
+        cheap look before expensive work; the write itself checks again in its transaction."""
+        with self.db.read() as conn:
+            return idempotency.lookup(conn, self.keyring, key)

@@ -14,14 +14,17 @@ import secrets
 import sqlite3
 import time
 
-from engine.errors import InvalidInput
+from engine.errors import Conflict, InvalidInput, NotFound
 from engine.store.values import TokenInfo
 
-__all__ = ["SECRET_PREFIX", "create", "find", "get", "hash_secret", "list_all", "revoke", "touch"]
+__all__ = ["ADMIN_ROLE", "SECRET_PREFIX", "create", "find", "get", "hash_secret", "list_all", "revoke",
+           "touch"]
 
 SECRET_PREFIX = "nsk_"
-_NAME_RE = re.compile(r"^[\w.@ -]{1,64}$")
-_ROLE_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+_NAME_RE = re.compile(r"[\w.@ -]{1,64}")
+_ROLE_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
+# The role that manages tokens (server.auth.Role.ADMIN; the store does not import the server).
+ADMIN_ROLE = "admin"
 # last_used is written at most this often per token, so authentication stays a read on the hot path
 LAST_USED_RESOLUTION_S = 60.0
 
@@ -42,10 +45,10 @@ def _info(row: tuple[object, ...]) -> TokenInfo:
 def create(conn: sqlite3.Connection, name: str, role: str) -> tuple[TokenInfo, str]:
     """Insert a token (inside the caller's write transaction); returns its info and the secret, which
     exists nowhere else afterwards."""
-    if not _NAME_RE.match(name):
+    if not _NAME_RE.fullmatch(name):
         raise InvalidInput("token name must be 1-64 letters, digits, spaces or . @ _ -",
                            reason="INVALID_TOKEN_NAME")
-    if not _ROLE_RE.match(role):
+    if not _ROLE_RE.fullmatch(role):
         raise InvalidInput("role must be a lower-case identifier", reason="INVALID_ROLE")
     token_id = "tok_" + secrets.token_hex(8)
     secret = SECRET_PREFIX + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
@@ -77,8 +80,17 @@ def list_all(conn: sqlite3.Connection) -> list[TokenInfo]:
     return [_info(r) for r in conn.execute(f"SELECT {_COLUMNS} FROM tokens ORDER BY created, id")]
 
 
-def revoke(conn: sqlite3.Connection, token_id: str) -> bool:
-    """Mark revoked; False when no such active token."""
-    cur = conn.execute("UPDATE tokens SET revoked = ? WHERE id = ? AND revoked IS NULL",
-                       (time.time(), token_id))
-    return cur.rowcount > 0
+def revoke(conn: sqlite3.Connection, token_id: str) -> None:
+    """Mark an active token revoked (inside the caller's write transaction). Raises ``NotFound`` when
+    there is no such active token, ``Conflict`` (LAST_ADMIN_TOKEN) when it is the last active admin
+    token: revoking it would leave nobody able to manage tokens over the API."""
+    row = conn.execute("SELECT role FROM tokens WHERE id = ? AND revoked IS NULL", (token_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"no active token {token_id}", reason="TOKEN_NOT_FOUND")
+    if row[0] == ADMIN_ROLE:
+        admins = conn.execute("SELECT COUNT(*) FROM tokens WHERE role = ? AND revoked IS NULL",
+                              (ADMIN_ROLE,)).fetchone()[0]
+        if int(admins) <= 1:
+            raise Conflict(f"{token_id} is the last active admin token; create another admin token "
+                           "before revoking it", reason="LAST_ADMIN_TOKEN")
+    conn.execute("UPDATE tokens SET revoked = ? WHERE id = ?", (time.time(), token_id))

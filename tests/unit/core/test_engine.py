@@ -196,3 +196,36 @@ def test_reopen_keeps_everything(tmp_path: Path, fusion: Fusion) -> None:
         assert stats.models == {"face": str(MODEL)}
     finally:
         eng.close()
+
+
+@pytest.mark.parametrize("fpir", [1e-300, 5e-324, 0.0, 0.9, float("nan")])
+def test_target_fpir_outside_the_sane_range_is_refused(engine: Engine, people: dict[str, np.ndarray],
+                                                        fpir: float) -> None:
+    v = people["P001"]
+    with pytest.raises(InvalidInput) as exc:
+        engine.identify(face(v), target_fpir=fpir)
+    assert exc.value.reason == "INVALID_THRESHOLD"
+    with pytest.raises(InvalidInput):
+        engine.enroll(None, face(v), target_fpir=fpir)
+    assert engine.count() == len(people)
+    assert engine.identify(face(v), target_fpir=1e-6).candidates[0].reference_id == "P001"
+
+
+def test_enroll_repeated_with_a_request_id_returns_the_first_result(
+        engine: Engine, people: dict[str, np.ndarray]) -> None:
+    rng = np.random.default_rng(9)
+    probe = face(mate(people["P002"], rng))  # a suspected duplicate: candidates, threshold, outcome
+    first = engine.enroll(None, probe, actor="tok_s", request_id="st-1:42")
+    assert first.outcome is EnrollOutcome.PENDING_ADJUDICATION and first.candidates
+    again = engine.enroll(None, probe, actor="tok_s", request_id="st-1:42")
+    assert again == first  # every field, floats exactly
+    assert engine.stats().total == len(people) + 1
+    other = engine.enroll(None, probe, actor="tok_other", request_id="st-1:42")  # another caller
+    assert other.reference_id != first.reference_id and engine.stats().total == len(people) + 2
+    with pytest.raises(Conflict) as exc:  # the same id for another operation: the caller's mistake
+        engine.insert(None, probe, actor="tok_s", request_id="st-1:42")
+    assert exc.value.reason == "REQUEST_ID_REUSED"
+    view = engine.adjudicate(first.reference_id, AdjudicationDecision.DISTINCT, actor="tok_j",
+                             request_id="a1")
+    assert engine.adjudicate(first.reference_id, AdjudicationDecision.DISTINCT, actor="tok_j",
+                             request_id="a1").status is view.status is RecordStatus.ACTIVE

@@ -96,3 +96,23 @@ def test_unsupported_format_refused() -> None:
     with pytest.raises(InvalidImage) as e:
         decode_gray(data)
     assert e.value.reason == "UNSUPPORTED_FORMAT"
+
+
+def test_a_wide_image_beyond_any_capture_device_is_refused_from_its_header() -> None:
+    # issue 18: a 39 KB PNG of 12000x3333 was decoded and searched for a face for 5-9 s of CPU
+    wide = _encode(Image.new("L", (12000, 3333)), "PNG")
+    assert len(wide) < 100_000
+    with pytest.raises(ImageTooLarge) as e:
+        decode_rgb(wide)
+    assert (e.value.details["width"], e.value.details["height"]) == (12000, 3333)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_large_images_are_reduced_to_the_working_size(fmt: str) -> None:
+    y, x = np.mgrid[0:2000, 0:3000]
+    arr = np.stack([x % 256, y % 256, (x + y) % 256], axis=2).astype(np.uint8)
+    out = decode_rgb(_encode(Image.fromarray(arr), fmt))
+    h, w, _ = out.shape
+    assert h * w <= ImageLimits().work_pixels and (w, h) == (1500, 1000)  # aspect kept, factor 2
+    small = decode_rgb(_encode(Image.fromarray(arr[:1000, :1500]), fmt))
+    assert small.shape == (1000, 1500, 3)  # within the working size: untouched

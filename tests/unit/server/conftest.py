@@ -30,7 +30,8 @@ class Running:
 def start(config: ServerConfig | None = None) -> Running:
     engine, tokens = FakeEngine(), FakeTokens()
     secrets = {role: tokens.create_token(f"{role.value} test", role.value)[1] for role in Role}
-    config = config or ServerConfig(address="127.0.0.1:0", allow_plaintext=True)
+    # the failed-authentication limit is off here: the auth matrix fails on purpose, many times
+    config = config or ServerConfig(address="127.0.0.1:0", allow_plaintext=True, auth_failure_rate=0.0)
     server, port = create_server("127.0.0.1:0", engine, tokens=tokens, config=config)  # type: ignore[arg-type]
     server.start()
     return Running(server, f"127.0.0.1:{port}", engine, tokens, secrets)

@@ -42,7 +42,8 @@ class FakeTokens:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
-    def create_token(self, name: str, role: str, *, actor: str = "system") -> tuple[str, str]:
+    def create_token(self, name: str, role: str, *, actor: str = "system", key: object = None
+                     ) -> tuple[str, str]:
         with self._lock:
             n = next(self._ids)
             token_id, secret = f"tok_{n}", f"nsk_secret{n}"
@@ -58,7 +59,7 @@ class FakeTokens:
     def list_tokens(self) -> list[TokenInfo]:
         return [info for info, _ in self._tokens.values()]
 
-    def revoke_token(self, token_id: str, *, actor: str = "system") -> None:
+    def revoke_token(self, token_id: str, *, actor: str = "system", key: object = None) -> None:
         if token_id not in self._tokens or self._tokens[token_id][0].revoked is not None:
             raise NotFound(f"no active token {token_id}", reason="TOKEN_NOT_FOUND")
         info, s = self._tokens[token_id]

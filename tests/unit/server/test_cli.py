@@ -51,7 +51,8 @@ def test_identify_verify_get_stats_pending_adjudicate_delete(
     assert _run(capsys, "adjudicate", *conn, "--id", "R-p", "--decision", "same", "--mate", "R-mate")[0] == 0
     assert fresh.engine.calls[-1][0] == "adjudicate"
     assert _run(capsys, "delete", *conn, "--id", "R-9")[0] == 0
-    assert fresh.engine.calls[-1] == ("delete", ("R-9", {"actor": "tok_4"}))
+    name, (ref, kw) = fresh.engine.calls[-1]
+    assert (name, ref, kw["actor"]) == ("delete", "R-9", "tok_4") and kw["request_id"]  # retry-safe
     assert _run(capsys, "health", *conn)[1].strip() == "SERVING"
 
 
@@ -110,3 +111,19 @@ def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
     for name in ("serve", "token", "enroll", "identify", "verify", "adjudicate", "models", "evaluate",
                  "bench", "dedup"):
         assert name in out
+
+
+def test_cli_retries_a_lost_enroll_with_the_same_request_id(fresh: Running, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.errors import Unavailable
+
+    (tmp_path / "a.jpg").write_bytes(b"face bytes")
+    conn = ("--address", fresh.address, "--plaintext", "--token", fresh.secrets[Role.STATION])
+    fresh.engine.fail, fresh.engine.fail_times = Unavailable("link down", reason="INJECTED"), 1
+    code, out, _ = _run(capsys, "enroll", *conn, "--face", str(tmp_path / "a.jpg"))
+    assert code == 0
+    ids = [kw["request_id"] for name, (_, _, kw) in fresh.engine.calls if name == "enroll"]
+    assert len(ids) == 2 and ids[0] == ids[1] == json.loads(out)["request_id"]
+    fresh.engine.calls.clear()
+    assert _run(capsys, "enroll", *conn, "--face", str(tmp_path / "a.jpg"), "--request-id", "st-1:9")[0] == 0
+    assert fresh.engine.calls[-1][1][2]["request_id"] == "st-1:9"

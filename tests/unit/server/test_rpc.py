@@ -41,7 +41,7 @@ def test_enroll_translates_both_ways(fresh: Running) -> None:
     assert samples[0].image == FACE.image
     assert np.array_equal(samples[1].template.code, IRIS_T.code) and samples[1].template.columns == 4
     assert kw == {"partition": "camp-a", "attributes": {"site": "7"}, "target_fpir": 0.001,
-                  "search_partition": "camp-a", "actor": "tok_1"}
+                  "search_partition": "camp-a", "actor": "tok_1", "request_id": "rq-1"}
     assert r.request_id == "rq-1" and r.reference_id == "R-1"
     assert r.outcome == pb.ENROLL_OUTCOME_PENDING_ADJUDICATION
     [cand] = r.candidates
@@ -121,8 +121,8 @@ def test_verify(fresh: Running) -> None:
 
 def test_delete_get_pending_adjudicate_stats(fresh: Running) -> None:
     admin = fresh.client(Role.ADMIN)
-    assert admin.delete("R-9").reference_id == "R-9"
-    assert fresh.engine.calls[-1] == ("delete", ("R-9", {"actor": "tok_4"}))
+    assert admin.delete("R-9", request_id="d-9").reference_id == "R-9"
+    assert fresh.engine.calls[-1] == ("delete", ("R-9", {"actor": "tok_4", "request_id": "d-9"}))
     rec = fresh.client(Role.INVESTIGATOR).get_record("R-3").record
     assert (rec.reference_id, rec.status) == ("R-3", pb.RECORD_STATUS_ACTIVE)
     assert dict(rec.attributes) == {"site": "x"}
@@ -132,11 +132,11 @@ def test_delete_get_pending_adjudicate_stats(fresh: Running) -> None:
     assert item.reference_id == "R-p" and item.candidates[0].reference_id == "R-mate"
     assert item.decisions[0].decision == pb.ADJUDICATION_DECISION_SAME and item.decisions[0].actor == "tok_9"
     out = fresh.client(Role.ADJUDICATOR).adjudicate("R-p", same=False, comment="twins",
-                                                     mate_reference_id="R-mate")
+                                                     mate_reference_id="R-mate", request_id="a-1")
     assert out.record.reference_id == "R-p"
     assert fresh.engine.calls[-1] == ("adjudicate", ("R-p", AdjudicationDecision.DISTINCT,
                                                      {"actor": "tok_3", "comment": "twins",
-                                                      "mate_reference_id": "R-mate"}))
+                                                      "mate_reference_id": "R-mate", "request_id": "a-1"}))
     s = fresh.client(Role.INVESTIGATOR).stats()
     assert s.total == 3 and dict(s.by_status) == {"active": 2, "pending": 1}
     assert s.models["face"] == "fake-face@1"
@@ -306,16 +306,22 @@ def test_reflection_serves_the_contract_and_its_dependencies(running: Running) -
     assert any(f.name == "google/rpc/status.proto" for f in files)
 
 
-def test_client_retries_unavailable_for_idempotent_calls_only(fresh: Running) -> None:
+def test_client_retries_transient_failures_reusing_the_request_id(fresh: Running) -> None:
     c = fresh.client(Role.STATION, retries=2)
     fresh.engine.fail, fresh.engine.fail_times = e.Unavailable("busy", reason="STORE_UNAVAILABLE"), 1
     assert c.identify([FACE]).candidates[0].reference_id == "R-mate"
     assert [name for name, _ in fresh.engine.calls] == ["identify", "identify"]
     fresh.engine.calls.clear()
+    # A write is retried too, with the same request id: the server makes the repeat idempotent.
     fresh.engine.fail, fresh.engine.fail_times = e.Unavailable("busy", reason="STORE_UNAVAILABLE"), 1
-    err = fails(lambda: c.enroll([FACE]))  # a write is never repeated by the client
-    assert err.code() == SC.UNAVAILABLE and error_reason(err) == "STORE_UNAVAILABLE"
-    assert [name for name, _ in fresh.engine.calls] == ["enroll"]
+    r = c.enroll([FACE])
+    assert [name for name, _ in fresh.engine.calls] == ["enroll", "enroll"]
+    ids = [args[2]["request_id"] for _, args in fresh.engine.calls]
+    assert ids[0] and ids == [r.request_id, r.request_id]
+    fresh.engine.calls.clear()
+    # ... but a call the caller chose no id for gets none from the server: not idempotent there.
+    r = fresh.client(Role.STATION, retries=0).enroll([FACE], request_id="mine")
+    assert fresh.engine.calls[0][1][2]["request_id"] == "mine"
     fresh.engine.calls.clear()
     fresh.engine.fail, fresh.engine.fail_times = e.Unavailable("down"), 5
     assert fails(lambda: c.identify([FACE])).code() == SC.UNAVAILABLE
