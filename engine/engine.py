@@ -25,6 +25,7 @@ import numpy as np
 
 from engine.config import EngineConfig
 from engine.errors import Conflict, InvalidInput, ModelMismatch, NotFound, QualityRejected
+from engine.events import EventLog, recorded
 from engine.extractor import Extractor
 from engine.fusion import Fusion, per_comparison_fmr
 from engine.gallery import Gallery
@@ -81,6 +82,10 @@ class Engine:
         # together must not both miss each other. Extraction happens outside this lock.
         self._enroll_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="nasname-extract")
+        store = getattr(gallery, "store", None)
+        # every operation attempt leaves a statistics row (engine.events); None for store-less fakes
+        self.events: EventLog | None = (
+            EventLog(store.db, retention_days=config.event_retention_days) if store is not None else None)
         self._closed = False
 
     @classmethod
@@ -264,6 +269,7 @@ class Engine:
 
     # -- operations ----------------------------------------------------------------------------
 
+    @recorded("insert")
     def insert(
         self,
         reference_id: str | None,
@@ -277,9 +283,11 @@ class Engine:
         AlreadyExists. Durable and searchable when this returns."""
         templates, results = self.extract(samples)
         written = self._gallery.insert(templates, ref_id=reference_id, partition=partition,
-                                       attributes=attributes, images=_images(samples), actor=actor)
+                                       attributes=attributes, images=_images(samples),
+                                       qualities=_qualities(results), actor=actor)
         return InsertResult(written.ref_id, results)
 
+    @recorded("enroll")
     def enroll(
         self,
         reference_id: str | None,
@@ -304,15 +312,17 @@ class Engine:
                 written = self._gallery.insert(
                     templates, ref_id=reference_id, partition=partition, attributes=attributes,
                     status=RecordStatus.PENDING, candidates=[_candidate_json(c) for c in candidates],
-                    images=_images(samples), actor=actor)
+                    images=_images(samples), qualities=_qualities(results), actor=actor)
                 outcome = EnrollOutcome.PENDING_ADJUDICATION
             else:
                 written = self._gallery.insert(templates, ref_id=reference_id, partition=partition,
-                                               attributes=attributes, images=_images(samples), actor=actor)
+                                               attributes=attributes, images=_images(samples),
+                                       qualities=_qualities(results), actor=actor)
                 outcome = EnrollOutcome.ENROLLED
         log.info("enroll outcome=%s candidates=%d", outcome.value, len(candidates))
         return EnrollResult(written.ref_id, outcome, candidates, threshold, results)
 
+    @recorded("identify")
     def identify(
         self,
         samples: Sequence[Sample] | None = None,
@@ -344,6 +354,7 @@ class Engine:
                                              exclude=exclude)
         return IdentifyResult(candidates, threshold, results)
 
+    @recorded("verify")
     def verify(
         self, reference_id: str, samples: Sequence[Sample], *, target_fmr: float | None = None
     ) -> VerifyResult:
@@ -370,6 +381,7 @@ class Engine:
         return VerifyResult(reference_id, fused >= threshold.fused_threshold, fused, scores, llrs,
                             threshold, results)
 
+    @recorded("delete")
     def delete(self, reference_id: str, *, actor: str = "local") -> None:
         """Erase the record's biometrics; it disappears from results immediately. Unknown -> NotFound."""
         self._gallery.delete(reference_id, actor=actor)
@@ -412,6 +424,7 @@ class Engine:
             for c in cases
         ]
 
+    @recorded("adjudicate")
     def adjudicate(
         self,
         reference_id: str,
@@ -440,6 +453,8 @@ class Engine:
             return
         self._closed = True
         self._pool.shutdown(wait=True)
+        if self.events is not None:
+            self.events.close()
         self._gallery.close()
 
 
@@ -447,6 +462,11 @@ def _default_loader(kind: str, face_model: str | None = None) -> Extractor:
     from engine.extractors import load_extractor
 
     return load_extractor(kind, face_model if kind == "face" else None)
+
+
+def _qualities(results: Sequence[SampleResult]) -> dict[Modality, float]:
+    """The extractor's quality score per modality (precomputed templates have none)."""
+    return {r.modality: float(r.quality.score) for r in results if r.quality is not None}
 
 
 def _images(samples: Sequence[Sample]) -> dict[Modality, bytes]:

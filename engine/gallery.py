@@ -232,7 +232,8 @@ class Gallery:
                partition: str = "", attributes: Mapping[str, Any] | None = None,
                status: RecordStatus = RecordStatus.ACTIVE,
                candidates: Sequence[Mapping[str, Any]] | None = None,
-               images: Mapping[Modality, bytes] | None = None, actor: str = "system") -> WriteResult:
+               images: Mapping[Modality, bytes] | None = None,
+               qualities: Mapping[Modality, float] | None = None, actor: str = "system") -> WriteResult:
         """Store a record (see ``Store.insert`` for arguments and errors). Durable when this returns;
         an ACTIVE record is then also searchable."""
         self._check_open()
@@ -243,7 +244,8 @@ class Gallery:
                 for modality, template in slots.items():
                     self._validate(modality, template)
                 result = self.store.insert(slots, ref_id=ref_id, partition=partition, attributes=attributes,
-                                           status=status, candidates=candidates, images=images, actor=actor)
+                                           status=status, candidates=candidates, images=images,
+                                           qualities=qualities, actor=actor)
             except BaseException:
                 with self._rw.write():  # forget indexes made for a first template that was refused
                     for m in new:
