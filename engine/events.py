@@ -14,8 +14,8 @@ most the last interval's events (statistics only: the records themselves are dur
 the queue is full (the store stalled), events are dropped and counted in ``dropped``, never blocking.
 
 Engine methods are wrapped with :func:`recorded`; the station (API token id) of the call comes from
-the method's ``actor`` argument or, for read operations that take none, from :data:`station`, which the
-service sets around each call.
+the method's ``actor`` argument or, for read operations that take none, from the service's call
+context (:func:`set_station_source`).
 """
 
 from __future__ import annotations
@@ -35,12 +35,20 @@ from engine.store import events as sql
 from engine.store.db import Database
 from engine.store.events import EventFilter, EventRow
 
-__all__ = ["EventFilter", "EventLog", "EventRow", "recorded", "station"]
+__all__ = ["EventFilter", "EventLog", "EventRow", "recorded", "set_station_source", "station"]
 
 log = logging.getLogger(__name__)
 
-# The caller of the current operation (API token id), set by the service around each call.
+# The caller of the current operation (API token id) for operations that take no ``actor``: by
+# default this context variable; the service plugs in its own call context with set_station_source.
 station: ContextVar[str | None] = ContextVar("nasname_station", default=None)
+_station_source: Callable[[], str | None] = station.get
+
+
+def set_station_source(source: Callable[[], str | None]) -> None:
+    """Where :func:`recorded` finds the caller when the operation has no ``actor`` argument."""
+    global _station_source
+    _station_source = source
 
 _DAY = 86_400.0
 
@@ -220,7 +228,7 @@ def recorded(op: str) -> Callable[[Callable[Concatenate[S, P], R]], Callable[Con
             finally:
                 bound = signature.bind_partial(self, *args, **kwargs).arguments
                 actor = bound.get("actor")
-                who = actor if actor not in (None, "local") else (station.get() or actor or "local")
+                who = actor if actor not in (None, "local") else (_station_source() or actor or "local")
                 sink.record(EventRow(
                     time=time.time(), op=op, outcome=outcome,
                     partition=str(bound.get("partition") or ""), station=str(who),

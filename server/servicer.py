@@ -18,6 +18,7 @@ import grpc
 
 from engine.engine import Engine
 from engine.errors import InvalidInput, NasnameError, ResourceExhausted
+from engine.events import set_station_source
 from engine.store.values import TokenInfo
 from server import convert as cv
 from server import errors
@@ -28,6 +29,15 @@ from server.dedup import DedupMixin, DedupService
 from server.interceptor import current_call
 
 __all__ = ["AdminServicer", "NasnameServicer", "TokenAdmin"]
+
+def _station() -> str | None:
+    """The API token id of the call being served (for the operations event log)."""
+    call = current_call()
+    return call.actor if call.principal is not None else None
+
+
+# operations that take no actor argument (identify, verify) are attributed to the calling token
+set_station_source(_station)
 
 DEFAULT_MAX_RESULTS = 10
 DEFAULT_PENDING_LIMIT = 100

@@ -301,3 +301,15 @@ def test_face_and_iris_templates_fuse_per_modality(tmp_path: Path, fusion: Fusio
         assert {m.modality for m in record.models} == {pb.MODALITY_FACE, pb.MODALITY_IRIS_LEFT}
     finally:
         s.stop()
+
+
+def test_operation_events_name_the_calling_token(service: Service, people: dict[str, Vec]) -> None:
+    """Identify and verify take no actor argument: the event log attributes them to the caller's token."""
+    investigator = service.client(Role.INVESTIGATOR)
+    investigator.identify(face(people["P010"]))
+    events = service.engine.events
+    assert events is not None
+    token_ids = {t.token_id for t in service.engine.tokens.list_tokens() if t.role == "investigator"}
+    identifies = [e for e in events.select() if e.op == "identify"]
+    assert identifies and identifies[-1].station in token_ids
+    assert identifies[-1].outcome == "candidates"
