@@ -40,9 +40,15 @@ __all__ = ["EventFilter", "EventLog", "EventRow", "recorded", "set_station_sourc
 log = logging.getLogger(__name__)
 
 # The caller of the current operation (API token id) for operations that take no ``actor``: by
-# default this context variable; the service plugs in its own call context with set_station_source.
+# the service's call context (set_station_source), else this context variable (tests, local tools).
 station: ContextVar[str | None] = ContextVar("nasname_station", default=None)
-_station_source: Callable[[], str | None] = station.get
+
+
+def _no_call() -> str | None:
+    return None
+
+
+_station_source: Callable[[], str | None] = _no_call
 
 
 def set_station_source(source: Callable[[], str | None]) -> None:
@@ -228,7 +234,8 @@ def recorded(op: str) -> Callable[[Callable[Concatenate[S, P], R]], Callable[Con
             finally:
                 bound = signature.bind_partial(self, *args, **kwargs).arguments
                 actor = bound.get("actor")
-                who = actor if actor not in (None, "local") else (_station_source() or actor or "local")
+                who = actor if actor not in (None, "local") else (
+                    _station_source() or station.get() or actor or "local")
                 sink.record(EventRow(
                     time=time.time(), op=op, outcome=outcome,
                     partition=str(bound.get("partition") or ""), station=str(who),

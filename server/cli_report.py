@@ -6,7 +6,8 @@
     nasname report quality [--stale-days 14] [--details] [--json]
 
 Each works on the local data directory (``--data-dir`` or ``$NASNAME_DATA_DIR``) while no server runs
-on it; while ``nasname serve`` runs, open the console's reports or stop the service first.
+on it; while ``nasname serve`` runs, ``nasname report --remote --out DIR`` asks the server for the
+report (GetReport RPC, investigator or admin token).
 
 Exit codes: 0 success (``quality``: no finding), 1 error, 2 usage, 3 (``quality`` only) findings.
 """
@@ -21,6 +22,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import grpc
 
 from engine.errors import NasnameError, Unavailable
 
@@ -40,22 +43,28 @@ def _period_options(p: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from server.cli_client import add_connection_options
+
     parser = argparse.ArgumentParser(
         prog="nasname report", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Registration statistics from the operations event log and the gallery.",
         epilog="exit codes: 0 success (quality: no finding), 1 error, 2 usage, 3 quality findings")
-    sub = parser.add_subparsers(dest="action", metavar="ACTION")
-    r = sub.add_parser("build", help="the report: report.html with charts, one CSV per table, report.json")
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    r = sub.add_parser("build", help="the report: report.html with charts, one CSV per table, report.json "
+                       "(the default action: `nasname report --out DIR`)")
     q = sub.add_parser("query", help="ad hoc: the operation events matching filters, as CSV")
     c = sub.add_parser("quality", help="data-quality checks (counts; lists with --details)")
-    for p in (parser, r):
-        _period_options(p)
-        p.add_argument("--out", type=Path, help="folder for report.html, the CSV tables and report.json")
-        p.add_argument("--min-cell", type=int, default=5,
-                       help="counts under this are shown as '<N' (small-cell suppression; default 5)")
-        p.add_argument("--details", action="store_true",
-                       help="add detail tables with reference ids (restricted: keep the output safe)")
-        p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _period_options(r)
+    r.add_argument("--out", type=Path, required=True,
+                   help="folder for report.html, the CSV tables and report.json")
+    r.add_argument("--min-cell", type=int, default=5,
+                   help="counts under this are shown as '<N' (small-cell suppression; default 5)")
+    r.add_argument("--details", action="store_true",
+                   help="add detail tables with reference ids (restricted: keep the output safe)")
+    r.add_argument("--json", action="store_true", help="print the summary as JSON")
+    r.add_argument("--remote", action="store_true",
+                   help="ask a running server (GetReport RPC, investigator or admin token)")
+    add_connection_options(r)
     _period_options(q)
     q.add_argument("--station", help="only this station (API token id)")
     q.add_argument("--op", help="only this operation (enroll, insert, identify, verify, adjudicate, "
@@ -87,29 +96,38 @@ def _no_extractor(kind: str) -> Any:
     raise NasnameError(f"reports never extract {kind} samples", reason="INTERNAL")
 
 
-def _report(args: argparse.Namespace) -> int:
-    from engine.reports import ReportPeriod, build_report, write_report
+def _remote_files(args: argparse.Namespace) -> dict[str, bytes]:
+    from server.cli_client import connect
 
-    if args.out is None:
-        print("nasname report: --out DIR is required", file=sys.stderr)
-        return 2
+    with connect(args) as client:
+        return client.get_report(from_date=args.start or "", to_date=args.end or "",
+                                 partition=args.partition or "", min_cell=args.min_cell,
+                                 details=args.details)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from engine.reports import ReportPeriod, build_report, report_files, write_files
+
     now = time.time()
     period = ReportPeriod.parse(args.start, args.end, now=now, partition=args.partition,
                                 min_cell=args.min_cell, details=args.details)
-    engine = _open_engine(args)
-    try:
-        report = build_report(engine, period, now=now)
-        paths = write_report(report, args.out)
-    finally:
-        engine.close()
-    data = report.as_json()
+    if args.remote:
+        files = _remote_files(args)
+    else:
+        engine = _open_engine(args)
+        try:
+            files = report_files(build_report(engine, period, now=now))
+        finally:
+            engine.close()
+    paths = write_files(files, args.out)
+    data = json.loads(files["report.json"])
     if args.json:
         print(json.dumps({"period": data["period"], "summary": data["summary"],
                           "files": [str(p) for p in paths]}, indent=2))
         return 0
     s = data["summary"]
     csvs = sum(1 for p in paths if p.suffix == ".csv")
-    print(f"Report for {period.describe()}")
+    print(f"Report for {data['period']['description']}")
     print(f"  written: {paths[0]}  (+ report.json and {csvs} CSV tables in {args.out})")
     rows = [("enroll attempts", s.get("enroll_attempts")), ("enrolled", s.get("enrolled")),
             ("pending adjudication", s.get("pending")), ("refused (quality or capture)", s.get("refused")),
@@ -117,7 +135,7 @@ def _report(args: argparse.Namespace) -> int:
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"  {k:<{width}}  {'—' if v is None else v}")
-    if period.details:
+    if data["details"]:
         print("  this report holds reference ids: share it only with investigators")
     return 0
 
@@ -180,4 +198,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return {"build": _report, "query": _query, "quality": _quality}[args.action](args)
     except NasnameError as exc:
         print(f"nasname report: {exc} [{exc.reason}]", file=sys.stderr)
+        return 1
+    except grpc.RpcError as exc:
+        from server.client import error_info
+
+        info = error_info(exc)
+        reason = f" [{info.reason}]" if info is not None else ""
+        print(f"nasname report: {exc.code().name}{reason}: {exc.details()}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"nasname report: {exc}", file=sys.stderr)
         return 1

@@ -7,6 +7,7 @@ caller's identity and the request id come from the interceptor through ``current
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -225,6 +226,20 @@ class NasnameServicer(DedupMixin, pb_grpc.NasnameServicer):  # type: ignore[misc
             reply = cv.stats_to_pb(self.engine.stats())
         reply.request_id = call.request_id
         return reply
+
+    def GetReport(self, request: pb.GetReportRequest, context: grpc.ServicerContext) -> pb.GetReportResponse:
+        from engine.reports import ReportPeriod, build_report, report_files
+
+        call = current_call()
+        with _translating(context, call.request_id):
+            now = time.time()
+            period = ReportPeriod.parse(
+                request.from_date or None, request.to_date or None, now=now,
+                partition=request.partition or None, details=request.details,
+                min_cell=request.min_cell if request.HasField("min_cell") else 5)
+            files = report_files(build_report(self.engine, period, now=now))
+        return pb.GetReportResponse(request_id=call.request_id,
+                                    files=[pb.ReportFile(name=n, content=c) for n, c in files.items()])
 
 
 class TokenAdmin(Protocol):

@@ -362,4 +362,23 @@ def build_report(engine: Engine, period: ReportPeriod, *, now: float, site: str 
     _gallery(engine, report)
     _latency(events, report)
     _jobs(events, report)
+    _data_quality(engine, report)
     return report
+
+
+def _data_quality(engine: Engine, report: Report) -> None:
+    from engine.reports.quality import data_quality  # quality builds on this module's helpers
+
+    checks = data_quality(engine, report.period)
+    t = Table("data_quality", "Data-quality checks", ["check", "found"], counts=frozenset({"found"}),
+              note="`nasname report quality --details` lists the records behind each finding")
+    for c in checks:
+        t.add(c.title, c.count)
+    report.add("Data quality", t)
+    if report.period.details:
+        d = Table("data_quality_details", "Data-quality findings (restricted)", ["check", "finding"],
+                  detail=True)
+        for c in checks:
+            for item in c.items:
+                d.add(c.name, "; ".join(f"{k}={v}" for k, v in item.items()))
+        report.add("Data quality", d)

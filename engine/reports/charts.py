@@ -65,7 +65,11 @@ def _enrollments(report: Report) -> bytes | None:
         if any(values):
             ax.bar(days, values, bottom=bottom, label=o.replace("_", " "), color=_OUTCOME_COLOURS.get(o))
             bottom = [b + v for b, v in zip(bottom, values, strict=True)]
-    ax.legend(fontsize=8, ncols=3)
+    if any(bottom):
+        ax.legend(fontsize=8, ncols=3)
+    else:
+        ax.text(0.5, 0.5, f"every count is under {report.period.min_cell} (suppressed)",
+                transform=ax.transAxes, ha="center")
     ax.tick_params(axis="x", labelrotation=60, labelsize=7)
     return _png(fig)
 

@@ -128,19 +128,29 @@ def csv_text(columns: list[str], rows: list[list[Any]]) -> str:
     return buf.getvalue()
 
 
-def write_report(report: Report, out: Path) -> list[Path]:
-    """Write the HTML, the CSV tables and the JSON into ``out`` (created 0700); returns the paths."""
-    out.mkdir(parents=True, exist_ok=True, mode=0o700)
+def report_files(report: Report) -> dict[str, bytes]:
+    """The report as files: ``report.html``, ``report.json`` and ``<table>.csv`` (published values)."""
     data = report.as_json()
-    written = []
-    path = out / "report.html"
-    _private_write(path, render_html(report).encode())
-    written.append(path)
-    path = out / "report.json"
-    _private_write(path, json.dumps(data, indent=2, ensure_ascii=False).encode())
-    written.append(path)
+    files = {"report.html": render_html(report).encode(),
+             "report.json": json.dumps(data, indent=2, ensure_ascii=False).encode()}
     for name, t in data["tables"].items():
-        path = out / f"{name}.csv"
-        _private_write(path, csv_text(t["columns"], t["rows"]).encode("utf-8-sig"))
+        files[f"{name}.csv"] = csv_text(t["columns"], t["rows"]).encode("utf-8-sig")
+    return files
+
+
+def write_files(files: dict[str, bytes], out: Path) -> list[Path]:
+    """Write report files into ``out`` (created 0700, files 0600); names must be plain file names."""
+    out.mkdir(parents=True, exist_ok=True, mode=0o700)
+    written = []
+    for name, content in files.items():
+        if Path(name).name != name or name.startswith("."):
+            raise ValueError(f"refusing report file name {name!r}")
+        path = out / name
+        _private_write(path, content)
         written.append(path)
     return written
+
+
+def write_report(report: Report, out: Path) -> list[Path]:
+    """Write the HTML, the JSON and the CSV tables into ``out``; returns the paths (HTML first)."""
+    return write_files(report_files(report), out)
