@@ -362,14 +362,14 @@ def build_report(engine: Engine, period: ReportPeriod, *, now: float, site: str 
     _gallery(engine, report)
     _latency(events, report)
     _jobs(events, report)
-    _data_quality(engine, report)
+    _data_quality(engine, events, report)
     return report
 
 
-def _data_quality(engine: Engine, report: Report) -> None:
+def _data_quality(engine: Engine, events: list[EventRow], report: Report) -> None:
     from engine.reports.quality import data_quality  # quality builds on this module's helpers
 
-    checks = data_quality(engine, report.period)
+    checks = data_quality(engine, report.period, events=events)
     t = Table("data_quality", "Data-quality checks", ["check", "found"], counts=frozenset({"found"}),
               note="`nasname report quality --details` lists the records behind each finding")
     for c in checks:

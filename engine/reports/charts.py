@@ -6,6 +6,7 @@ so a picture never reveals what a table withholds.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
@@ -46,9 +47,30 @@ def _figure(title: str, xlabel: str, ylabel: str) -> tuple[Any, Any]:
     return fig, ax
 
 
+def _dates(days: list[str]) -> list[dt.date]:
+    """Day labels as dates, so the axis places a few readable ticks instead of one per day."""
+    return [dt.date.fromisoformat(d) for d in days]
+
+
+def _date_axis(fig: Any, ax: Any) -> None:
+    import matplotlib.dates as mdates
+
+    locator = mdates.AutoDateLocator(maxticks=12)  # type: ignore[no-untyped-call]
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
+
+
+def _week_start(label: str) -> str:
+    year, week = label.split("-W")
+    return dt.date.fromisocalendar(int(year), int(week), 1).isoformat()
+
+
 def _enrollments(report: Report) -> bytes | None:
-    table = report.tables["enrollments_daily"]
-    rows = table.published(report.period.min_cell)
+    # a long period is drawn per week (a year of daily bars is unreadable and slow to draw)
+    weekly = report.period.end - report.period.start > 92 * 86_400
+    table = report.tables["enrollments_weekly" if weekly else "enrollments_daily"]
+    rows = [[_week_start(str(r[0])) if weekly else r[0], *r[1:]]
+            for r in table.published(report.period.min_cell)]
     if not rows:
         return None
     days = sorted({str(r[0]) for r in rows})
@@ -57,20 +79,23 @@ def _enrollments(report: Report) -> bytes | None:
     for r in rows:
         for i, o in enumerate(outcomes, start=2):
             per[o][str(r[0])] += _num(r[i])
-    fig, ax = _figure(f"Enrollments per day by outcome — {report.period.describe()}", "day (UTC)",
-                      "enroll attempts")
+    unit = "week" if weekly else "day"
+    fig, ax = _figure(f"Enrollments per {unit} by outcome — {report.period.describe()}",
+                      f"{unit} (UTC{', week starting' if weekly else ''})", "enroll attempts")
     bottom = [0.0] * len(days)
+    x = _dates(days)
     for o in outcomes:
         values = [per[o][d] for d in days]
         if any(values):
-            ax.bar(days, values, bottom=bottom, label=o.replace("_", " "), color=_OUTCOME_COLOURS.get(o))
+            ax.bar(x, values, bottom=bottom, width=5.6 if weekly else 0.8, label=o.replace("_", " "),
+                   color=_OUTCOME_COLOURS.get(o))
             bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    _date_axis(fig, ax)
     if any(bottom):
         ax.legend(fontsize=8, ncols=3)
     else:
         ax.text(0.5, 0.5, f"every count is under {report.period.min_cell} (suppressed)",
                 transform=ax.transAxes, ha="center")
-    ax.tick_params(axis="x", labelrotation=60, labelsize=7)
     return _png(fig)
 
 
@@ -116,11 +141,12 @@ def _latency(report: Report) -> bytes | None:
     for r in rows:
         by_op[str(r[0])].append((str(r[1]), _num(r[3]), _num(r[4])))
     for op, points in sorted(by_op.items()):
-        line = ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=f"{op} p50")[0]
-        ax.plot([p[0] for p in points], [p[2] for p in points], linestyle="--", color=line.get_color(),
-                label=f"{op} p95")
+        x = _dates([p[0] for p in points])
+        marker = "o" if len(points) < 40 else None
+        line = ax.plot(x, [p[1] for p in points], marker=marker, label=f"{op} p50")[0]
+        ax.plot(x, [p[2] for p in points], linestyle="--", color=line.get_color(), label=f"{op} p95")
+    _date_axis(fig, ax)
     ax.legend(fontsize=7, ncols=3)
-    ax.tick_params(axis="x", labelrotation=60, labelsize=7)
     return _png(fig)
 
 
@@ -130,8 +156,9 @@ def _growth(report: Report) -> bytes | None:
         return None
     fig, ax = _figure(f"Gallery growth — {report.period.describe()}", "day (UTC)",
                       "records created (cumulative)")
-    ax.plot([str(r[0]) for r in rows], [_num(r[2]) for r in rows], marker="o", color="#2f7d4f")
-    ax.tick_params(axis="x", labelrotation=60, labelsize=7)
+    ax.plot(_dates([str(r[0]) for r in rows]), [_num(r[2]) for r in rows],
+            marker="o" if len(rows) < 40 else None, color="#2f7d4f")
+    _date_axis(fig, ax)
     return _png(fig)
 
 

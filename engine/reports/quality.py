@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from engine.events import EventRow
 from engine.reports.build import ReportPeriod, fte_by, load_events
 from engine.store import reporting
 
@@ -48,8 +49,7 @@ class QualityCheck:
         return out
 
 
-def _fte_outliers(engine: Engine, period: ReportPeriod) -> QualityCheck:
-    events = load_events(engine, period)
+def _fte_outliers(events: list[EventRow]) -> QualityCheck:
     items = []
     for key in ("partition", "station"):
         groups = {k: v for k, v in fte_by(events, key).items() if v[0] >= _MIN_ATTEMPTS}
@@ -66,9 +66,10 @@ def _fte_outliers(engine: Engine, period: ReportPeriod) -> QualityCheck:
                         f"(groups with at least {_MIN_ATTEMPTS} enroll attempts)", len(items), items)
 
 
-def data_quality(engine: Engine, period: ReportPeriod, *,
-                 floors: dict[str, float] | None = None) -> list[QualityCheck]:
-    """Run every check over the open engine's store and event log."""
+def data_quality(engine: Engine, period: ReportPeriod, *, floors: dict[str, float] | None = None,
+                 events: list[EventRow] | None = None) -> list[QualityCheck]:
+    """Run every check over the open engine's store and the period's events (read here unless
+    ``events`` already holds them)."""
     store = engine.gallery.store
     floors = floors or DEFAULT_QUALITY_FLOOR
     now = time.time()
@@ -98,5 +99,5 @@ def data_quality(engine: Engine, period: ReportPeriod, *,
                                len(stale), [{"reference_id": c["ref_id"], "partition": c["partition"],
                                              "age_days": round((now - c["created"]) / 86_400, 1)}
                                             for c in stale]))
-    checks.append(_fte_outliers(engine, period))
+    checks.append(_fte_outliers(load_events(engine, period) if events is None else events))
     return checks
