@@ -32,8 +32,18 @@ th{background:#e8ecef}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .note{color:#444;font-size:.9em}.empty{color:#555;font-style:italic}
 .cards{display:flex;flex-wrap:wrap;gap:.8em}.card{border:1px solid #bbb;border-radius:4px;padding:.5em .9em}
 .card b{display:block;font-size:1.4em}img.chart{max-width:100%;height:auto}
+summary{cursor:pointer;color:#1a4f7a;margin:.3em 0}
 section{page-break-inside:avoid}@media print{section{page-break-before:always}}
 """
+
+
+_FOLD_ROWS = 40
+_LABELS = {"refused_quality": "refused (quality)", "failed_capture": "no biometric found",
+           "invalid": "invalid request", "error": "server error"}
+
+
+def _label(column: str) -> str:
+    return _LABELS.get(column, column.replace("_", " "))
 
 
 def _e(x: Any) -> str:
@@ -96,17 +106,21 @@ def render_html(report: Report) -> str:
         for name in shown:
             t = data["tables"][name]
             parts.append(f"<h3>{_e(t['title'])}</h3>")
+            if name in pngs:  # the picture first, the exact figures below it
+                uri = "data:image/png;base64," + base64.b64encode(pngs[name]).decode()
+                parts.append(f'<img class="chart" src="{uri}" alt="chart: {_e(t["title"])}">')
             if not t["rows"]:
                 parts.append('<p class="empty">Nothing recorded in this period.</p>')
             else:
-                head = "".join(f"<th scope=col>{_e(c)}</th>" for c in t["columns"])
+                head = "".join(f"<th scope=col>{_e(_label(c))}</th>" for c in t["columns"])
                 body = "".join("<tr>" + "".join(_cell(v) for v in row) + "</tr>" for row in t["rows"])
-                parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+                table = f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+                if len(t["rows"]) > _FOLD_ROWS:  # long tables fold away (no script needed)
+                    table = (f"<details><summary>Show all {len(t['rows']):,} rows (also in {_e(name)}.csv)"
+                             f"</summary>{table}</details>")
+                parts.append(table)
             if t["note"]:
                 parts.append(f'<p class="note">{_e(t["note"])}</p>')
-            if name in pngs:
-                uri = "data:image/png;base64," + base64.b64encode(pngs[name]).decode()
-                parts.append(f'<img class="chart" src="{uri}" alt="chart: {_e(t["title"])}">')
         parts.append("</section>")
     parts.append("</body></html>")
     return "\n".join(parts)
