@@ -19,7 +19,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -46,6 +46,9 @@ from engine.records import (
     VerifyResult,
 )
 from engine.store.values import Record
+
+if TYPE_CHECKING:
+    from engine.reports import ReportPeriod
 from engine.types import Modality, ModelRef, Template
 
 __all__ = ["Engine"]
@@ -446,6 +449,13 @@ class Engine:
             comment = f"{comment} [mate={mate_reference_id}]".strip()
         self._gallery.decide(reference_id, decision.value, actor=actor, comment=comment)
         return _view(self._gallery.get(reference_id, with_templates=False))
+
+    def report_files(self, period: ReportPeriod, *, now: float) -> dict[str, bytes]:
+        """The registration report for ``period`` as files (``engine.reports``): report.html,
+        report.json and one CSV per table, small counts suppressed as the period says."""
+        from engine.reports import build_report, report_files
+
+        return report_files(build_report(self, period, now=now))
 
     def close(self) -> None:
         """Flush snapshots and close the store. Idempotent."""

@@ -228,7 +228,7 @@ class NasnameServicer(DedupMixin, pb_grpc.NasnameServicer):  # type: ignore[misc
         return reply
 
     def GetReport(self, request: pb.GetReportRequest, context: grpc.ServicerContext) -> pb.GetReportResponse:
-        from engine.reports import ReportPeriod, build_report, report_files
+        from engine.reports import ReportPeriod
 
         call = current_call()
         with _translating(context, call.request_id):
@@ -237,7 +237,7 @@ class NasnameServicer(DedupMixin, pb_grpc.NasnameServicer):  # type: ignore[misc
                 request.from_date or None, request.to_date or None, now=now,
                 partition=request.partition or None, details=request.details,
                 min_cell=request.min_cell if request.HasField("min_cell") else 5)
-            files = report_files(build_report(self.engine, period, now=now))
+            files = self.engine.report_files(period, now=now)
         return pb.GetReportResponse(request_id=call.request_id,
                                     files=[pb.ReportFile(name=n, content=c) for n, c in files.items()])
 
