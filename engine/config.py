@@ -75,6 +75,8 @@ class EngineConfig:
     # A write repeated with the same request id by the same caller within this many seconds returns
     # the first call's result (engine.store.idempotency); a station's retries after a lost response.
     idempotency_retention_s: float = 24 * 3600.0
+    # operations event log (engine.events): rows older than this are pruned; 0 keeps them forever
+    event_retention_days: float = 400.0
 
     def __post_init__(self) -> None:
         for name in ("identify_target_fpir", "enroll_target_fpir", "verify_target_fmr"):

@@ -20,12 +20,13 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from engine.config import EngineConfig
 from engine.errors import Conflict, InvalidInput, ModelMismatch, NotFound, QualityRejected
+from engine.events import EventLog, recorded
 from engine.extractor import Extractor
 from engine.fusion import Fusion, per_comparison_fmr
 from engine.gallery import Gallery
@@ -48,6 +49,9 @@ from engine.records import (
 )
 from engine.store.idempotency import IdempotencyKey, Idempotent, Replay
 from engine.store.values import Record, WriteResult
+
+if TYPE_CHECKING:
+    from engine.reports import ReportPeriod
 from engine.types import Modality, ModelRef, Template
 
 __all__ = ["Engine"]
@@ -98,6 +102,10 @@ class Engine:
         # together must not both miss each other. Extraction happens outside this lock.
         self._enroll_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="nasname-extract")
+        store = getattr(gallery, "store", None)
+        # every operation attempt leaves a statistics row (engine.events); None for store-less fakes
+        self.events: EventLog | None = (
+            EventLog(store.db, retention_days=config.event_retention_days) if store is not None else None)
         self._closed = False
 
     @classmethod
@@ -294,6 +302,7 @@ class Engine:
 
     # -- operations ----------------------------------------------------------------------------
 
+    @recorded("insert")
     def insert(
         self,
         reference_id: str | None,
@@ -314,12 +323,13 @@ class Engine:
             key, lambda w: insert_to_json(InsertResult(_ref(w), results)))
         try:
             written = self._gallery.insert(templates, ref_id=reference_id, partition=partition,
-                                           attributes=attributes, images=_images(samples), actor=actor,
-                                           idem=idem)
+                                           attributes=attributes, images=_images(samples),
+                                           qualities=_qualities(results), actor=actor, idem=idem)
         except Replay as replay:
             return insert_from_json(replay.result)
         return InsertResult(written.ref_id, results)
 
+    @recorded("enroll")
     def enroll(
         self,
         reference_id: str | None,
@@ -364,14 +374,15 @@ class Engine:
                 written = self._gallery.insert(
                     templates, ref_id=reference_id, partition=partition, attributes=attributes,
                     status=RecordStatus.PENDING, candidates=[_candidate_json(c) for c in candidates],
-                    images=_images(samples), actor=actor, idem=idem)
+                    images=_images(samples), qualities=_qualities(results), actor=actor, idem=idem)
             else:
                 written = self._gallery.insert(templates, ref_id=reference_id, partition=partition,
-                                               attributes=attributes, images=_images(samples), actor=actor,
-                                               idem=idem)
+                                               attributes=attributes, images=_images(samples),
+                                               qualities=_qualities(results), actor=actor, idem=idem)
         log.info("enroll outcome=%s candidates=%d", outcome.value, len(candidates))
         return EnrollResult(written.ref_id, outcome, candidates, threshold, results)
 
+    @recorded("identify")
     def identify(
         self,
         samples: Sequence[Sample] | None = None,
@@ -404,6 +415,7 @@ class Engine:
                                              exclude=exclude)
         return IdentifyResult(candidates, threshold, results)
 
+    @recorded("verify")
     def verify(
         self, reference_id: str, samples: Sequence[Sample], *, target_fmr: float | None = None
     ) -> VerifyResult:
@@ -430,6 +442,7 @@ class Engine:
         return VerifyResult(reference_id, fused >= threshold.fused_threshold, fused, scores, llrs,
                             threshold, results)
 
+    @recorded("delete")
     def delete(self, reference_id: str, *, actor: str = "local", request_id: str | None = None) -> None:
         """Erase the record's biometrics; it disappears from results immediately. Unknown -> NotFound.
         ``request_id``: see :meth:`_key` (a repeat then succeeds instead of finding nothing to delete)."""
@@ -480,6 +493,7 @@ class Engine:
             for c in cases
         ]
 
+    @recorded("adjudicate")
     def adjudicate(
         self,
         reference_id: str,
@@ -510,12 +524,21 @@ class Engine:
                                  idem=None if key is None else Idempotent(key, _write_json))
         return _view(self._gallery.get(reference_id, with_templates=False))
 
+    def report_files(self, period: ReportPeriod, *, now: float) -> dict[str, bytes]:
+        """The registration report for ``period`` as files (``engine.reports``): report.html,
+        report.json and one CSV per table, small counts suppressed as the period says."""
+        from engine.reports import build_report, report_files
+
+        return report_files(build_report(self, period, now=now))
+
     def close(self) -> None:
         """Flush snapshots and close the store. Idempotent."""
         if self._closed:
             return
         self._closed = True
         self._pool.shutdown(wait=True)
+        if self.events is not None:
+            self.events.close()
         self._gallery.close()
 
 
@@ -532,6 +555,11 @@ def _ref(written: Any) -> str:
 
 def _write_json(written: Any) -> dict[str, Any]:
     return {"ref_id": _ref(written)}
+
+
+def _qualities(results: Sequence[SampleResult]) -> dict[Modality, float]:
+    """The extractor's quality score per modality (precomputed templates have none)."""
+    return {r.modality: float(r.quality.score) for r in results if r.quality is not None}
 
 
 def _images(samples: Sequence[Sample]) -> dict[Modality, bytes]:

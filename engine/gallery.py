@@ -233,7 +233,8 @@ class Gallery:
                partition: str = "", attributes: Mapping[str, Any] | None = None,
                status: RecordStatus = RecordStatus.ACTIVE,
                candidates: Sequence[Mapping[str, Any]] | None = None,
-               images: Mapping[Modality, bytes] | None = None, actor: str = "system",
+               images: Mapping[Modality, bytes] | None = None,
+               qualities: Mapping[Modality, float] | None = None, actor: str = "system",
                idem: Idempotent | None = None) -> WriteResult:
         """Store a record (see ``Store.insert`` for arguments and errors). Durable when this returns;
         an ACTIVE record is then also searchable."""
@@ -245,8 +246,8 @@ class Gallery:
                 for modality, template in slots.items():
                     self._validate(modality, template)
                 result = self.store.insert(slots, ref_id=ref_id, partition=partition, attributes=attributes,
-                                           status=status, candidates=candidates, images=images, actor=actor,
-                                           idem=idem)
+                                           status=status, candidates=candidates, images=images,
+                                           qualities=qualities, actor=actor, idem=idem)
             except BaseException:
                 with self._rw.write():  # forget indexes made for a first template that was refused
                     for m in new:

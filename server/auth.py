@@ -77,6 +77,7 @@ RPC_ROLES: dict[str, frozenset[Role]] = {
     _NASNAME + "ResumeDedup": frozenset({_I, _A}),
     _NASNAME + "GetDedupResult": frozenset({_I, _A}),
     _NASNAME + "FetchDedupReport": frozenset({_I, _A}),
+    _NASNAME + "GetReport": frozenset({_I, _A}),
     _ADMIN + "CreateToken": frozenset({_A}),
     _ADMIN + "ListTokens": frozenset({_A}),
     _ADMIN + "RevokeToken": frozenset({_A}),

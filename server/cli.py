@@ -32,6 +32,7 @@ PASS_THROUGH = {
     "evaluate": ("engine.evaluate", "accuracy evaluation on a data set manifest"),
     "bench": ("engine.bench", "search / extraction benchmarks"),
     "dedup": ("engine.dedup", "batch de-duplication (N:N) of the gallery"),
+    "report": ("server.cli_report", "registration statistics, ad hoc event queries, data-quality checks"),
 }
 
 

@@ -264,6 +264,17 @@ class Client:
         chunks = self.stub.FetchDedupReport(req, timeout=timeout or self.timeout, metadata=self.metadata)
         return b"".join(c.data for c in chunks)
 
+    def get_report(self, *, from_date: str = "", to_date: str = "", partition: str = "",
+                   min_cell: int | None = None, details: bool = False, timeout: float | None = None
+                   ) -> dict[str, bytes]:
+        """The registration report's files by name (report.html, report.json, <table>.csv)."""
+        req = pb.GetReportRequest(from_date=from_date, to_date=to_date, partition=partition,
+                                  details=details)
+        if min_cell is not None:
+            req.min_cell = min_cell
+        r = self._call(self.stub.GetReport, req, pb.GetReportResponse, idempotent=True, timeout=timeout)
+        return {f.name: f.content for f in r.files}
+
     # -- administration --------------------------------------------------------------------------
 
     def create_token(self, name: str, role: str, *, request_id: str = "",

@@ -7,6 +7,7 @@ caller's identity and the request id come from the interceptor through ``current
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -18,6 +19,7 @@ import grpc
 
 from engine.engine import Engine
 from engine.errors import InvalidInput, NasnameError, ResourceExhausted
+from engine.events import set_station_source
 from engine.store.idempotency import DEFAULT_RETENTION_S, IdempotencyKey
 from engine.store.values import TokenInfo
 from server import convert as cv
@@ -29,6 +31,15 @@ from server.dedup import DedupMixin, DedupService
 from server.interceptor import current_call
 
 __all__ = ["AdminServicer", "NasnameServicer", "TokenAdmin"]
+
+def _station() -> str | None:
+    """The API token id of the call being served (for the operations event log)."""
+    call = current_call()
+    return call.actor if call.principal is not None else None
+
+
+# operations that take no actor argument (identify, verify) are attributed to the calling token
+set_station_source(_station)
 
 DEFAULT_MAX_RESULTS = 10
 DEFAULT_PENDING_LIMIT = 100
@@ -220,6 +231,20 @@ class NasnameServicer(DedupMixin, pb_grpc.NasnameServicer):  # type: ignore[misc
             reply = cv.stats_to_pb(self.engine.stats())
         reply.request_id = call.request_id
         return reply
+
+    def GetReport(self, request: pb.GetReportRequest, context: grpc.ServicerContext) -> pb.GetReportResponse:
+        from engine.reports import ReportPeriod
+
+        call = current_call()
+        with _translating(context, call.request_id):
+            now = time.time()
+            period = ReportPeriod.parse(
+                request.from_date or None, request.to_date or None, now=now,
+                partition=request.partition or None, details=request.details,
+                min_cell=request.min_cell if request.HasField("min_cell") else 5)
+            files = self.engine.report_files(period, now=now)
+        return pb.GetReportResponse(request_id=call.request_id,
+                                    files=[pb.ReportFile(name=n, content=c) for n, c in files.items()])
 
 
 class TokenAdmin(Protocol):

@@ -100,7 +100,28 @@ _V3_IDEMPOTENCY = (
     "CREATE INDEX idempotency_by_age ON idempotency (created)",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3_IDEMPOTENCY)
+# Operations event log (engine.events): one row per operation attempt, for statistics and reports.
+# No reference id, attribute value or biometric ever goes in here (the rows feed aggregates that
+# leave the server). ``templates.quality`` keeps the extractor's quality score for data-quality checks.
+_V4_EVENTS = (
+    """CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        time REAL NOT NULL,
+        op TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        partition TEXT NOT NULL DEFAULT '',
+        station TEXT NOT NULL DEFAULT '',
+        modalities TEXT NOT NULL DEFAULT '',
+        reasons TEXT NOT NULL DEFAULT '',
+        latency_ms REAL NOT NULL DEFAULT 0,
+        models TEXT NOT NULL DEFAULT '',
+        error TEXT NOT NULL DEFAULT '',
+        count INTEGER NOT NULL DEFAULT 0)""",
+    "CREATE INDEX events_by_time ON events (time)",
+    "ALTER TABLE templates ADD COLUMN quality REAL",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3_IDEMPOTENCY, _V4_EVENTS)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

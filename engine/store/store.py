@@ -136,12 +136,14 @@ class Store(AdjudicationMixin):
         status: RecordStatus = RecordStatus.ACTIVE,
         candidates: Sequence[Mapping[str, Any]] | None = None,
         images: Mapping[Modality, bytes] | None = None,
+        qualities: Mapping[Modality, float] | None = None,
         actor: str = "system",
         idem: Idempotent | None = None,
     ) -> WriteResult:
         """Store a new record (``ref_id`` generated when None). ``status`` is ACTIVE or PENDING; a
         PENDING record carries the ``candidates`` that made it a suspected duplicate. ``images`` are
-        kept (encrypted) only when the store was opened with ``keep_images``.
+        kept (encrypted) only when the store was opened with ``keep_images``. ``qualities`` are the
+        extractor's quality scores per modality, kept for data-quality checks.
 
         Raises ``AlreadyExists`` (also for the id of a deleted record: ids are never reused),
         ``ModelMismatch``, ``InvalidInput``; ``idempotency.Replay`` when ``idem``'s key was used already
@@ -172,10 +174,11 @@ class Store(AdjudicationMixin):
             label = int(cur.lastrowid or 0)
             for modality, template in slots.items():
                 conn.execute(
-                    "INSERT INTO templates (record_id, modality, model_id, model_version, key_id, blob) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO templates (record_id, modality, model_id, model_version, key_id, blob, "
+                    "quality) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (label, modality.value, template.model.model_id, template.model.version,
-                     self.keyring.key_id, codec.seal_template(self.keyring, label, modality, template)))
+                     self.keyring.key_id, codec.seal_template(self.keyring, label, modality, template),
+                     (qualities or {}).get(modality)))
             if images and self.keep_images:
                 for modality, image in images.items():
                     slot = Modality(modality).value

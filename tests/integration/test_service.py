@@ -4,6 +4,7 @@ directory (precomputed synthetic face templates keep it fast). The MOSIP ABIS co
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -301,3 +302,27 @@ def test_face_and_iris_templates_fuse_per_modality(tmp_path: Path, fusion: Fusio
         assert {m.modality for m in record.models} == {pb.MODALITY_FACE, pb.MODALITY_IRIS_LEFT}
     finally:
         s.stop()
+
+
+def test_operation_events_name_the_calling_token(service: Service, people: dict[str, Vec]) -> None:
+    """Identify and verify take no actor argument: the event log attributes them to the caller's token."""
+    investigator = service.client(Role.INVESTIGATOR)
+    investigator.identify(face(people["P010"]))
+    events = service.engine.events
+    assert events is not None
+    token_ids = {t.token_id for t in service.engine.tokens.list_tokens() if t.role == "investigator"}
+    identifies = [e for e in events.select() if e.op == "identify"]
+    assert identifies and identifies[-1].station in token_ids
+    assert identifies[-1].outcome == "candidates"
+
+
+def test_get_report_over_grpc_for_investigators_only(service: Service, people: dict[str, Vec]) -> None:
+    files = service.client(Role.INVESTIGATOR).get_report(min_cell=5)
+    assert {"report.html", "report.json", "enrollments_daily.csv", "fte_by_partition.csv"} <= set(files)
+    doc = json.loads(files["report.json"])
+    assert doc["small_cell_threshold"] == 5 and "stale_cases" not in doc["tables"]
+    assert b"data:image/png;base64," in files["report.html"]
+    err = fails(lambda: service.client(Role.STATION).get_report())
+    assert err.code() == SC.PERMISSION_DENIED
+    bad = fails(lambda: service.client(Role.ADMIN).get_report(from_date="2026-13-40"))
+    assert bad.code() == SC.INVALID_ARGUMENT and "YYYY-MM-DD" in (bad.details() or "")

@@ -144,6 +144,10 @@ class FakeEngine:
         return [AdjudicationItem("R-p", "camp-a", [CANDIDATE],
                                  [{"actor": "tok_9", "decision": "same", "comment": "c", "time": 5.0}], 3.0)]
 
+    def report_files(self, period: Any, **kw: Any) -> dict[str, bytes]:
+        self._enter("report_files", (period, kw))
+        return {"report.json": b"{}"}
+
     def adjudicate(self, reference_id: str, decision: Any, **kw: Any) -> RecordView:
         self._enter("adjudicate", (reference_id, decision, kw))
         return RecordView(reference_id, "camp-a", RecordStatus.ACTIVE, {}, {}, 1.0, 2.0)

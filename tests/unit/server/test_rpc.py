@@ -213,6 +213,7 @@ def _valid_request(method: str) -> Any:
         "ListTokens": pb.ListTokensRequest(), "RevokeToken": pb.RevokeTokenRequest(token_id="tok_none"),
         "StartDedup": pb.StartDedupRequest(), "GetDedupResult": pb.GetDedupResultRequest(job_id="0" * 12),
         "FetchDedupReport": pb.FetchDedupReportRequest(job_id="0" * 12),
+        "GetReport": pb.GetReportRequest(),
         **{m: pb.DedupJobRequest(job_id="0" * 12)
            for m in ("WatchDedup", "GetDedup", "CancelDedup", "ResumeDedup")},
     }[name]

@@ -727,3 +727,35 @@ class ReportChunk(_message.Message):
     data: bytes
     content_type: str
     def __init__(self, data: _Optional[bytes] = ..., content_type: _Optional[str] = ...) -> None: ...
+
+class GetReportRequest(_message.Message):
+    __slots__ = ("request_id", "from_date", "to_date", "partition", "min_cell", "details")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_DATE_FIELD_NUMBER: _ClassVar[int]
+    TO_DATE_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    MIN_CELL_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    from_date: str
+    to_date: str
+    partition: str
+    min_cell: int
+    details: bool
+    def __init__(self, request_id: _Optional[str] = ..., from_date: _Optional[str] = ..., to_date: _Optional[str] = ..., partition: _Optional[str] = ..., min_cell: _Optional[int] = ..., details: _Optional[bool] = ...) -> None: ...
+
+class ReportFile(_message.Message):
+    __slots__ = ("name", "content")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    content: bytes
+    def __init__(self, name: _Optional[str] = ..., content: _Optional[bytes] = ...) -> None: ...
+
+class GetReportResponse(_message.Message):
+    __slots__ = ("request_id", "files")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    files: _containers.RepeatedCompositeFieldContainer[ReportFile]
+    def __init__(self, request_id: _Optional[str] = ..., files: _Optional[_Iterable[_Union[ReportFile, _Mapping]]] = ...) -> None: ...

@@ -120,6 +120,11 @@ class NasnameStub:
                 request_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.FetchDedupReportRequest.SerializeToString,
                 response_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.ReportChunk.FromString,
                 _registered_method=True)
+        self.GetReport = channel.unary_unary(
+                '/nasname.v1.Nasname/GetReport',
+                request_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.GetReportRequest.SerializeToString,
+                response_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.GetReportResponse.FromString,
+                _registered_method=True)
 
 
 class NasnameServicer:
@@ -235,6 +240,14 @@ class NasnameServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetReport(self, request, context):
+        """Registration statistics for a period: report.html (charts embedded), report.json, one CSV per
+        table. Small counts are suppressed; detail tables with reference ids only when asked for.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NasnameServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -322,6 +335,11 @@ def add_NasnameServicer_to_server(servicer, server):
                     servicer.FetchDedupReport,
                     request_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.FetchDedupReportRequest.FromString,
                     response_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.ReportChunk.SerializeToString,
+            ),
+            'GetReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetReport,
+                    request_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.GetReportRequest.FromString,
+                    response_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.GetReportResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -784,6 +802,33 @@ class Nasname:
             '/nasname.v1.Nasname/FetchDedupReport',
             server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.FetchDedupReportRequest.SerializeToString,
             server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.ReportChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nasname.v1.Nasname/GetReport',
+            server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.GetReportRequest.SerializeToString,
+            server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.GetReportResponse.FromString,
             options,
             channel_credentials,
             insecure,
