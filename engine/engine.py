@@ -420,9 +420,11 @@ class Engine:
         actor: str,
         comment: str = "",
         mate_reference_id: str | None = None,
+        final: bool = True,
     ) -> RecordView:
         """Decide a pending record: DISTINCT -> it becomes active; SAME -> its biometrics are erased
-        and the decision (with the mate's id) is audited. Not pending -> Conflict."""
+        and the decision (with the mate's id) is audited. Not pending -> Conflict. ``final=False``
+        records the decision without resolving the case (the first half of a two-person review)."""
         if decision is AdjudicationDecision.SAME and mate_reference_id is not None:
             case = self._gallery.store.case(reference_id)
             if case is None:
@@ -431,8 +433,20 @@ class Engine:
                 raise InvalidInput(f"{mate_reference_id} is not a candidate of {reference_id}",
                                    reason="INVALID_REQUEST")
             comment = f"{comment} [mate={mate_reference_id}]".strip()
-        self._gallery.decide(reference_id, decision.value, actor=actor, comment=comment)
+        self._gallery.decide(reference_id, decision.value, actor=actor, comment=comment, final=final)
         return _view(self._gallery.get(reference_id, with_templates=False))
+
+    def threshold(self, modalities: Iterable[Modality], target_fpir: float | None = None) -> Threshold:
+        """The fused threshold an enrollment would apply today to candidates sharing ``modalities``
+        (default target: ``enroll_target_fpir``) at the current gallery size."""
+        models = self._gallery.models()
+        shared = [m for m in modalities if m in models]
+        if not shared:
+            raise InvalidInput("a threshold needs a modality the gallery holds", reason="INVALID_REQUEST")
+        fusion = self._fusion_for({})  # the calibrations of the gallery's models
+        fpir = target_fpir if target_fpir is not None else self._config.enroll_target_fpir
+        n = self._gallery.count()
+        return Threshold(fpir, n, self._threshold(fusion, shared, per_comparison_fmr(fpir, max(n, 1))))
 
     def close(self) -> None:
         """Flush snapshots and close the store. Idempotent."""

@@ -28,6 +28,7 @@ from engine.store import audit, codec, tokens
 from engine.store.adjudication import AdjudicationMixin
 from engine.store.db import Database
 from engine.store.schema import SCHEMA_VERSION, migrate
+from engine.store.users import UsersMixin
 from engine.store.values import AuditReport, Record, RecordStatus, TokenInfo, WriteResult
 from engine.types import Modality, ModelRef, Template
 
@@ -48,7 +49,7 @@ class RecordState:
     templates: dict[Modality, Template]
 
 
-class Store(AdjudicationMixin):
+class Store(AdjudicationMixin, UsersMixin):
     """Open (creating and migrating as needed) the database at ``path``.
 
     ``keep_images``: whether sample images passed to :meth:`insert` are kept (encrypted); off by
@@ -370,6 +371,18 @@ class Store(AdjudicationMixin):
     def audit_entries(self, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
         with self.db.read() as conn:
             return audit.entries(conn, after=after, limit=limit)
+
+    def audit_event(self, actor: str, action: str, ref_id: str | None = None,
+                    details: Mapping[str, Any] | None = None) -> int:
+        """Append an audit row for something that changes no data (e.g. a person viewing a record's
+        images in the console). ``details`` must hold no biometric or personal data."""
+        with self.db.write() as conn:
+            return audit.append(conn, actor, action, ref_id, details)
+
+    def audit_of(self, ref_id: str, limit: int = 500) -> list[dict[str, Any]]:
+        """The newest ``limit`` audit rows about one record, oldest first (a record's history)."""
+        with self.db.read() as conn:
+            return audit.entries_of(conn, ref_id, limit=limit)
 
     def verify_audit(self) -> AuditReport:
         with self.db.read() as conn:
