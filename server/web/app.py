@@ -9,7 +9,6 @@ CSRF token; every image sent is written to the audit log (who, which record, whi
 
 from __future__ import annotations
 
-import datetime
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -44,6 +43,7 @@ from engine.store.values import PendingCase, UserInfo
 from engine.types import Modality
 from server.auth import Role, may_see_images
 from server.config import is_loopback
+from server.logs import iso_time
 from server.metrics import EngineCollector, exposition
 from server.web.access import allowed, may_view_case_images
 from server.web.config import WebConfig
@@ -87,12 +87,6 @@ class Who:
     session: Session
     user: UserInfo
     role: Role
-
-
-def _iso(t: float | None) -> str:
-    if t is None:
-        return "—"
-    return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _age(t: float) -> str:
@@ -140,7 +134,7 @@ class Console:
         self.limiter = LoginLimiter(config.login_failures, config.login_window_s)
         self.jinja = Environment(loader=FileSystemLoader(HERE / "templates"),
                                  autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
-        self.jinja.filters["iso"] = _iso
+        self.jinja.filters["iso"] = iso_time
         self.jinja.filters["age"] = _age
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(EngineCollector(engine.stats, self._jobs, self.started))
@@ -370,7 +364,7 @@ class Console:
         if form.get("confirm") != "yes":
             return self.render(request, "confirm.html", who, ref_id=ref_id, decision=decision_text,
                                mate=mate if decision is AdjudicationDecision.SAME else None, reason=reason,
-                               final=final, back=back)
+                               final=final, back=back, candidates=sorted(names))
         view = await run_in_threadpool(
             lambda: self.engine.adjudicate(ref_id, decision, actor=who.user.user_id, comment=reason,
                                            mate_reference_id=mate if decision is AdjudicationDecision.SAME
