@@ -81,6 +81,7 @@ class Engine:
         # together must not both miss each other. Extraction happens outside this lock.
         self._enroll_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="nasname-extract")
+        self._on_extraction: Callable[[str, Mapping[str, float]], None] | None = None
         self._closed = False
 
     @classmethod
@@ -128,6 +129,11 @@ class Engine:
         """The API-token store (create_token / authenticate / list_tokens / revoke_token)."""
         return self._gallery.store
 
+    def on_extraction(self, callback: Callable[[str, Mapping[str, float]], None] | None) -> None:
+        """Call ``callback(kind, stage_ms)`` after each extraction with the extractor's per-stage
+        timings in milliseconds (the server's metrics); None stops it."""
+        self._on_extraction = callback
+
     # -- samples -------------------------------------------------------------------------------
 
     def _extract_one(self, sample: Sample) -> tuple[Template, SampleResult]:
@@ -135,6 +141,9 @@ class Engine:
             return sample.template, SampleResult(sample.modality, sample.template.model, None)
         assert sample.image is not None  # guaranteed by Sample.__post_init__
         extraction = self._load_extractor(sample.modality.kind).extract(sample.image)
+        stages = extraction.details.get("stage_ms")
+        if self._on_extraction is not None and isinstance(stages, dict):
+            self._on_extraction(sample.modality.kind, stages)
         quality = extraction.quality
         if not quality.ok:
             raise QualityRejected(

@@ -164,6 +164,7 @@ def serve(config_path: Path | None = None, web_overrides: dict[str, Any] | None 
     machine), bind, serve; then drain in-flight calls and close the engine. Returns the exit code."""
     from engine.config import EngineConfig, load_toml
     from server.logs import setup_logging
+    from server.metrics import observe_extraction
     from server.tls import AUTO_CERT, ensure_self_signed, server_credentials
     from server.web.config import WebConfig
 
@@ -177,6 +178,7 @@ def serve(config_path: Path | None = None, web_overrides: dict[str, Any] | None 
     try:
         tokens: TokenStore = engine.tokens
         bootstrap_admin_token(tokens)
+        engine.on_extraction(observe_extraction)
         server, port = create_server(config.address, engine, tokens=tokens, config=config,
                                      credentials=credentials)
         stopping = threading.Event()
