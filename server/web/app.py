@@ -63,8 +63,7 @@ SECURITY_HEADERS = {
     "referrer-policy": "no-referrer",
     "cross-origin-opener-policy": "same-origin",
     "cross-origin-resource-policy": "same-origin",
-    "strict-transport-security": "max-age=31536000",
-}
+}  # no HSTS: on "localhost" it would bind every other local port to HTTPS too
 MODALITIES = (Modality.FACE, Modality.IRIS_LEFT, Modality.IRIS_RIGHT)
 MIN_REASON, MAX_REASON = 5, 500
 NAV = (("queue", "Queue", "/queue"), ("record", "Records", "/record"), ("dedup", "Dedup jobs", "/dedup"),
@@ -270,7 +269,7 @@ class Console:
         sort = request.query_params.get("sort", "age")
         partition = request.query_params.get("partition", "")
         cases = await run_in_threadpool(self.store.pending, partition=partition or None, limit=1000)
-        rows = [_case_row(c) for c in cases]
+        rows = sorted((_case_row(c) for c in cases), key=lambda r: (r["created"], r["ref_id"]))
         if sort == "score":
             rows.sort(key=lambda r: -r["top_fused"])
         partitions = sorted(self.engine.stats().by_partition_status)
