@@ -11,15 +11,13 @@
 
 from __future__ import annotations
 
-import dataclasses
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from engine.config import settings_kwargs
 from engine.errors import ConfigurationError
-from server.config import split_address
+from server.config import section_values, split_address
 
 __all__ = ["WebConfig"]
 
@@ -51,14 +49,4 @@ class WebConfig:
     def load(cls, toml: Mapping[str, Any], environ: Mapping[str, str] | None = None,
              **overrides: Any) -> WebConfig:
         """``toml`` is the whole parsed file; then ``NASNAME_WEB_<KEY>``, then explicit overrides."""
-        section = toml.get("web", {})
-        if not isinstance(section, Mapping):
-            raise ConfigurationError("[web] must be a table")
-        values = dict(section)
-        env = os.environ if environ is None else environ
-        for f in dataclasses.fields(cls):
-            raw = env.get(f"NASNAME_WEB_{f.name.upper()}")
-            if raw is not None:
-                values[f.name] = raw
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**settings_kwargs(cls, values, "web"))
+        return cls(**settings_kwargs(cls, section_values(cls, toml, "web", environ, overrides), "web"))
