@@ -73,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     ua.add_argument("--role", required=True, choices=[r.value for r in Role])
     ul = usub.add_parser("list", help="list accounts (never their passwords)")
     ul.add_argument("--json", action="store_true", help="machine-readable output")
-    ud = usub.add_parser("disable", help="disable an account (its sessions end at once)")
+    ud = usub.add_parser("disable", help="disable an account (no more logins)")
     ud.add_argument("username")
     ur = usub.add_parser("reset", help="set a new password (and enable the account again)")
     ur.add_argument("username")

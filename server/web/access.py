@@ -20,6 +20,7 @@ PAGE_RPC: dict[str, str] = {
     "dedup_push": _N + "StartDedup",  # pushing a finished job's clusters into the adjudication queue
     "health": _N + "Stats",  # gallery counts, models, uptime
     "metrics": "/nasname.v1.Admin/ListTokens",  # /metrics from a non-loopback address: admins only
+    "users": "/nasname.v1.Admin/CreateToken",  # console accounts: who may use the service, like tokens
 }
 
 

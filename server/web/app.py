@@ -67,7 +67,7 @@ SECURITY_HEADERS = {
 MODALITIES = (Modality.FACE, Modality.IRIS_LEFT, Modality.IRIS_RIGHT)
 MIN_REASON, MAX_REASON = 5, 500
 NAV = (("queue", "Queue", "/queue"), ("record", "Records", "/record"), ("dedup", "Dedup jobs", "/dedup"),
-       ("health", "Health", "/health"))
+       ("health", "Health", "/health"), ("users", "Accounts", "/users"))
 
 
 class _Redirect(Exception):
@@ -390,7 +390,10 @@ class Console:
             modality = Modality(request.path_params["modality"])
         except ValueError:
             raise NotFound("no such modality") from None
-        unwrapped = request.path_params.get("kind") == "unwrapped"
+        kind = request.path_params.get("kind", "sample")
+        if kind not in ("sample", "unwrapped"):
+            raise NotFound("no such image kind")
+        unwrapped = kind == "unwrapped"
         if unwrapped and modality.kind != "iris":
             raise NotFound("only irises are unwrapped")
         raw = await run_in_threadpool(self.store.get_image, ref_id, modality)
@@ -469,6 +472,42 @@ class Console:
         queued = await run_in_threadpool(self.dedup.push_now, job_id, actor=who.user.user_id)
         who.session.flash.append(f"Pushed job {job_id}'s clusters: {queued} records queued for adjudication.")
         return RedirectResponse(f"/dedup/{job_id}", status_code=303)
+
+    # -- accounts ------------------------------------------------------------------------------
+
+    async def users_page(self, request: Request) -> Response:
+        who = self.who(request, "users")
+        return self.render(request, "users.html", who, users=self.store.list_users(),
+                           roles=[r.value for r in Role])
+
+    async def users_change(self, request: Request) -> Response:
+        """Add an account, disable one (its sessions end at once) or set a new password."""
+        who = self.who(request, "users")
+        form = await self.form(request, who)
+        action = str(form.get("action", ""))
+        username = str(form.get("username", "")).strip().lower()
+        password = str(form.get("password", ""))
+        actor = who.user.user_id
+        if action == "add":
+            role = str(form.get("role", ""))
+            if role not in {r.value for r in Role}:
+                raise InvalidInput("choose a role", reason="INVALID_ROLE")
+            info = await run_in_threadpool(
+                lambda: self.store.create_user(username, role, password, actor=actor))
+            who.session.flash.append(f"Created {info.username} ({info.role}).")
+        elif action == "disable":
+            if username == who.user.username:
+                raise InvalidInput("you cannot disable your own account", reason="INVALID_REQUEST")
+            info = self.store.disable_user(username, actor=actor)
+            self.sessions.end_user(info.user_id)
+            who.session.flash.append(f"Disabled {info.username}; their sessions have ended.")
+        elif action == "reset":
+            info = await run_in_threadpool(
+                lambda: self.store.reset_password(username, password, actor=actor))
+            who.session.flash.append(f"New password set for {info.username}; the account is enabled.")
+        else:
+            raise InvalidInput("unknown action", reason="INVALID_REQUEST")
+        return RedirectResponse("/users", status_code=303)
 
     # -- health and metrics --------------------------------------------------------------------
 
@@ -593,6 +632,8 @@ def create_app(engine: Engine, config: WebConfig | None = None, *, dedup: Any = 
         Route("/dedup/{job_id}/push", c.dedup_push, methods=["POST"]),
         Route("/health", c.health),
         Route("/metrics", c.metrics),
+        Route("/users", c.users_page, methods=["GET"]),
+        Route("/users", c.users_change, methods=["POST"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     app = Starlette(routes=routes, exception_handlers=_errors(c))

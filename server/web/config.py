@@ -7,6 +7,7 @@
     login_failures = 5           # failed logins allowed per username and per client address ...
     login_window_s = 300         # ... within this window; beyond it, logins are refused until it passes
     two_person_same = false      # a "same" decision (which erases biometrics) needs a second adjudicator
+                                 # (a different account); "distinct" erases nothing and is final at once
 """
 
 from __future__ import annotations

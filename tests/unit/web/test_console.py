@@ -151,3 +151,27 @@ def test_logout_idle_timeout_and_metrics(engine: Engine) -> None:
     login(short, "admin")
     time.sleep(1.2)
     assert short.get("/queue", follow_redirects=False).status_code == 303
+
+
+def test_admin_manages_accounts(engine: Engine) -> None:
+    admin, victim = client(engine), client(engine)
+    login(admin, "admin")
+    login(victim, "investigator")
+    page = admin.get("/users")
+    assert page.status_code == 200 and "adjudicator" in page.text
+    token = csrf(page.text)
+    r = admin.post("/users", data={"csrf": token, "action": "add", "username": "layla",
+                                   "role": "adjudicator", "password": PASSWORD})
+    assert "Created layla (adjudicator)" in r.text
+    weak = admin.post("/users", data={"csrf": token, "action": "add", "username": "omar",
+                                      "role": "admin", "password": "short"})
+    assert weak.status_code == 400 and "12 characters" in weak.text
+    assert victim.get("/record?ref=R-1").status_code == 200
+    admin.post("/users", data={"csrf": token, "action": "disable", "username": "investigator"})
+    assert victim.get("/record?ref=R-1", follow_redirects=False).status_code == 303  # session ended
+    assert admin.post("/users", data={"csrf": token, "action": "disable", "username": "admin"}
+                      ).status_code == 400
+    assert client(engine).get("/users", follow_redirects=False).status_code == 303
+    other = client(engine)
+    login(other, "layla")
+    assert other.get("/users").status_code == 403
