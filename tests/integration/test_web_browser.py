@@ -163,3 +163,15 @@ def test_post_without_csrf_is_refused(console: Console, browser: WebDriver) -> N
     b.find_element(By.CSS_SELECTOR, "form.logout button").click()
     b.get(c.url + "/case/R-4")
     assert "/login" in b.current_url
+
+
+def test_admin_pages(console: Console, browser: WebDriver) -> None:
+    b, c = browser, console
+    _login(b, c, "admin", "/health")
+    assert b.find_element(By.TAG_NAME, "h1").text == "Service health"
+    b.save_screenshot(str(c.shots / "health.png"))
+    b.find_element(By.LINK_TEXT, "Accounts").click()
+    assert "station" in b.find_element(By.CSS_SELECTOR, "table.grid").text
+    b.save_screenshot(str(c.shots / "accounts.png"))
+    b.get(c.url + "/dedup")
+    assert "No jobs yet" in b.find_element(By.TAG_NAME, "main").text  # this console runs no dedup
