@@ -384,6 +384,16 @@ class Store(AdjudicationMixin, UsersMixin):
         with self.db.read() as conn:
             return audit.entries_of(conn, ref_id, limit=limit)
 
+    def cases_naming(self, ref_id: str, limit: int = 100) -> list[tuple[str, str | None]]:
+        """``(waiting record's ref id, outcome or None while open)`` of the newest ``limit`` adjudication
+        cases that name ``ref_id`` as a candidate (who a record was compared with, from its side)."""
+        with self.db.read() as conn:
+            rows = conn.execute(
+                "SELECT r.ref_id, a.outcome FROM adjudication a JOIN records r ON r.id = a.record_id, "
+                "json_each(a.candidates) j WHERE json_extract(j.value, '$.ref_id') = ? "
+                "ORDER BY a.created DESC LIMIT ?", (ref_id, limit)).fetchall()
+        return [(str(r), None if o is None else str(o)) for r, o in rows]
+
     def verify_audit(self) -> AuditReport:
         with self.db.read() as conn:
             return audit.verify(conn)

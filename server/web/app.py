@@ -421,7 +421,7 @@ class Console:
                            decisions=[{"who": names.get(d.actor, d.actor), "decision": d.decision,
                                        "comment": d.comment, "time": d.time}
                                       for d in (case.decisions if case else [])],
-                           may_case=allowed(who.role, "case"))
+                           named_in=self.store.cases_naming(ref_id), may_case=allowed(who.role, "case"))
 
     # -- dedup ---------------------------------------------------------------------------------
 

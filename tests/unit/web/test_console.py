@@ -66,6 +66,8 @@ def test_login_decide_same_and_audit(engine: Engine) -> None:
     page = c.get("/case/R-2")
     assert page.status_code == 200
     assert '/image/R-2/face' in page.text and '/image/R-1/iris_left/unwrapped' in page.text
+    assert re.search(r"Threshold for a suspected duplicate</dt><dd>-?\d+\.\d\d</dd>", page.text)
+    assert "Fused score (sum of LLRs)</dt><dd>14.50</dd>" in page.text
     img = c.get("/image/R-1/face")
     assert img.status_code == 200 and img.headers["content-type"] == "image/jpeg"
     assert img.headers["cache-control"] == "no-store"
@@ -130,7 +132,10 @@ def test_failed_logins_are_limited_and_disabled_users_lose_sessions(engine: Engi
     assert r.status_code == 429 and "Too many failed logins" in r.text
     other = client(engine)
     login(other, "investigator")
-    assert other.get("/record?ref=R-1").status_code == 200
+    record = other.get("/record?ref=R-1")
+    assert record.status_code == 200
+    named = re.search(r'<dd id="named-in">(.*?)</dd>', record.text)
+    assert named and "R-2</a> (open)" in named.group(1) and "R-4</a> (open)" in named.group(1)
     engine.gallery.store.disable_user("investigator", actor="test")
     assert other.get("/record?ref=R-1", follow_redirects=False).status_code == 303
 
