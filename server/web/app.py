@@ -38,7 +38,7 @@ from engine.errors import (
     PermissionDenied,
     Unavailable,
 )
-from engine.records import AdjudicationDecision, RecordStatus
+from engine.records import AdjudicationDecision
 from engine.store.values import PendingCase, UserInfo
 from engine.types import Modality
 from server.auth import Role, may_see_images
@@ -304,12 +304,11 @@ class Console:
             threshold = self.engine.threshold(shared).fused_threshold if shared else None
         except InvalidInput:
             threshold = None
-        rows = []
-        for m in MODALITIES:
-            rows.append({"modality": m.value, "label": _modality_label(m), "iris": m.kind == "iris",
-                         "probe": m in record.models or record.status is not RecordStatus.ACTIVE,
-                         "score": cand.get("scores", {}).get(m.value),
-                         "llr": cand.get("llrs", {}).get(m.value)})
+        held = {ref_id: set(record.models), cand_ref: set(cand_record.models) if cand_record else set()}
+        rows = [{"modality": m.value, "label": _modality_label(m), "iris": m.kind == "iris",
+                 "held": {ref: m in held[ref] for ref in held},
+                 "score": cand.get("scores", {}).get(m.value), "llr": cand.get("llrs", {}).get(m.value)}
+                for m in MODALITIES]
         names = self.actor_names()
         decisions = [{"who": names.get(d.actor, d.actor), "decision": d.decision, "comment": d.comment,
                       "time": d.time} for d in case.decisions]
@@ -320,7 +319,8 @@ class Console:
             request, "case.html", who, case=case, record=record, cand=cand, cand_ref=cand_ref,
             cand_record=cand_record, index=index, candidates=case.candidates, rows=rows, threshold=threshold,
             decisions=decisions, history=history, awaiting=bool(awaiting),
-            images=may_view_case_images(who.role), may_decide=allowed(who.role, "decide"),
+            images=may_view_case_images(who.role), kept=self.engine.config.keep_images,
+            may_decide=allowed(who.role, "decide"),
             next_case=self._next_case(ref_id), two_person=self.config.two_person_same)
 
     def _next_case(self, ref_id: str) -> str | None:

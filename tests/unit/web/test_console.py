@@ -92,6 +92,7 @@ def test_login_decide_same_and_audit(engine: Engine) -> None:
     seen = {(e["actor"], e["details"]["image"]) for e in views}
     assert seen == {(user_id, "sample"), (user_id, "unwrapped")}
     assert "adjudicated" in r.text  # the case page's history shows the decision
+    assert "/image/R-2/face" not in r.text and "no face held (none captured, or erased)" in r.text
 
 
 def test_csrf_and_roles(engine: Engine) -> None:
