@@ -106,6 +106,7 @@ class Engine:
         # every operation attempt leaves a statistics row (engine.events); None for store-less fakes
         self.events: EventLog | None = (
             EventLog(store.db, retention_days=config.event_retention_days) if store is not None else None)
+        self._on_extraction: Callable[[str, Mapping[str, float]], None] | None = None
         self._closed = False
 
     @classmethod
@@ -165,6 +166,10 @@ class Engine:
 
     def _replayed(self, key: IdempotencyKey | None) -> dict[str, Any] | None:
         return None if key is None else self._gallery.store.idempotent_result(key)
+    def on_extraction(self, callback: Callable[[str, Mapping[str, float]], None] | None) -> None:
+        """Call ``callback(kind, stage_ms)`` after each extraction with the extractor's per-stage
+        timings in milliseconds (the server's metrics); None stops it."""
+        self._on_extraction = callback
 
     # -- samples -------------------------------------------------------------------------------
 
@@ -173,6 +178,9 @@ class Engine:
             return sample.template, SampleResult(sample.modality, sample.template.model, None)
         assert sample.image is not None  # guaranteed by Sample.__post_init__
         extraction = self._load_extractor(sample.modality.kind).extract(sample.image)
+        stages = extraction.details.get("stage_ms")
+        if self._on_extraction is not None and isinstance(stages, dict):
+            self._on_extraction(sample.modality.kind, stages)
         quality = extraction.quality
         if not quality.ok:
             raise QualityRejected(
@@ -503,10 +511,12 @@ class Engine:
         comment: str = "",
         mate_reference_id: str | None = None,
         request_id: str | None = None,
+        final: bool = True,
     ) -> RecordView:
         """Decide a pending record: DISTINCT -> it becomes active; SAME -> its biometrics are erased
         and the decision (with the mate's id) is audited. Not pending -> Conflict. ``request_id``: see
-        :meth:`_key` (a repeat returns the record's view instead of Conflict)."""
+        :meth:`_key` (a repeat returns the record's view instead of Conflict). ``final=False`` records
+        the decision without resolving the case (the first half of a two-person review)."""
         key = self._key(actor, request_id, "adjudicate")
         if self._replayed(key) is not None:
             return _view(self._gallery.get(reference_id, with_templates=False))
@@ -520,7 +530,7 @@ class Engine:
             comment = f"{comment} [mate={mate_reference_id}]".strip()
         # Replay: decided by the first call; the view below is the record as it is now.
         with contextlib.suppress(Replay):
-            self._gallery.decide(reference_id, decision.value, actor=actor, comment=comment,
+            self._gallery.decide(reference_id, decision.value, actor=actor, comment=comment, final=final,
                                  idem=None if key is None else Idempotent(key, _write_json))
         return _view(self._gallery.get(reference_id, with_templates=False))
 
@@ -530,6 +540,18 @@ class Engine:
         from engine.reports import build_report, report_files
 
         return report_files(build_report(self, period, now=now))
+
+    def threshold(self, modalities: Iterable[Modality], target_fpir: float | None = None) -> Threshold:
+        """The fused threshold an enrollment would apply today to candidates sharing ``modalities``
+        (default target: ``enroll_target_fpir``) at the current gallery size."""
+        models = self._gallery.models()
+        shared = [m for m in modalities if m in models]
+        if not shared:
+            raise InvalidInput("a threshold needs a modality the gallery holds", reason="INVALID_REQUEST")
+        fusion = self._fusion_for({})  # the calibrations of the gallery's models
+        fpir = target_fpir if target_fpir is not None else self._config.enroll_target_fpir
+        n = self._gallery.count()
+        return Threshold(fpir, n, self._threshold(fusion, shared, per_comparison_fmr(fpir, max(n, 1))))
 
     def close(self) -> None:
         """Flush snapshots and close the store. Idempotent."""

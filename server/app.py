@@ -15,6 +15,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType
@@ -167,15 +168,45 @@ def bootstrap_admin_token(tokens: TokenStore, out: TextIO = sys.stdout) -> str |
     return secret
 
 
-def serve(config_path: Path | None = None, **overrides: Any) -> int:
+def bootstrap_admin_user(users: Any, out: TextIO = sys.stdout) -> str | None:
+    """On a store without console accounts, create user ``admin`` (role admin) and print its password
+    once (to ``out``, never to the log). Returns the password, or None when accounts exist."""
+    import secrets
+
+    if users.list_users():
+        return None
+    password = secrets.token_urlsafe(15)
+    users.create_user("admin", Role.ADMIN.value, password, actor="system")
+    out.write("First start: created the web console account 'admin' (password shown only this once; "
+              f"change it with `nasname user reset admin`):\n  password: {password}\n\n")
+    out.flush()
+    return password
+
+
+def start_web(engine: Engine, server: Server, web: Any, cert: Path, key: Path, started: float) -> Any:
+    """The console (``server.web``) on its own port with the service's TLS certificate, running."""
+    from server.web.app import create_app
+    from server.web.serving import WebServer
+
+    app = create_app(engine, web, dedup=server.servicer.dedup, started=started)
+    console = WebServer(app, web.host, web.port, cert, key)
+    console.start()
+    return console
+
+
+def serve(config_path: Path | None = None, web_overrides: dict[str, Any] | None = None,
+          **overrides: Any) -> int:
     """Run until SIGTERM/SIGINT: open the engine (creating the data dir, key and store on a fresh
     machine), bind, serve; then drain in-flight calls and close the engine. Returns the exit code."""
     from engine.config import EngineConfig, load_toml
     from server.logs import setup_logging
-    from server.tls import AUTO_CERT, server_credentials
+    from server.metrics import observe_extraction
+    from server.tls import AUTO_CERT, ensure_self_signed, server_credentials
+    from server.web.config import WebConfig
 
     toml = load_toml(config_path)
     config = ServerConfig.load(toml, **overrides)
+    web = WebConfig.load(toml, **(web_overrides or {}))
     setup_logging(config.log_format)
     fix_mmap_threshold()  # server.memory: large request buffers go back to the system
     engine_config = EngineConfig.load(config_path)
@@ -184,6 +215,7 @@ def serve(config_path: Path | None = None, **overrides: Any) -> int:
     try:
         tokens: TokenStore = engine.tokens
         bootstrap_admin_token(tokens)
+        engine.on_extraction(observe_extraction)
         server, port = create_server(config.address, engine, tokens=tokens, config=config,
                                      credentials=credentials)
         stopping = threading.Event()
@@ -194,6 +226,17 @@ def serve(config_path: Path | None = None, **overrides: Any) -> int:
 
         previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         server.start()
+        console = None
+        if web.enabled:
+            bootstrap_admin_user(engine.gallery.store)
+            cert, key = ((config.tls_cert, config.tls_key) if config.tls_cert and config.tls_key
+                         else ensure_self_signed(engine_config.data_dir, web.host))
+            try:
+                console = start_web(engine, server, web, cert, key, time.time())
+            except BaseException:
+                server.stop(0)
+                raise
+            print(f"web console on {console.url}", flush=True)
         host = config.host
         shown = f"[{host}]" if ":" in host else host
         log.info("listening on %s:%d (%s)", shown, port, "plaintext" if credentials is None else "TLS")
@@ -207,6 +250,8 @@ def serve(config_path: Path | None = None, **overrides: Any) -> int:
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
+        if console is not None:
+            console.stop()
         server.stop()
         log.info("stopped; closing the engine")
     except BaseException:

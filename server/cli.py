@@ -3,6 +3,7 @@
     nasname serve [--address H:P] [--allow-plaintext] [--config FILE] [--data-dir DIR]
     nasname token create NAME --role station|investigator|adjudicator|admin
     nasname token list | nasname token revoke TOKEN_ID
+    nasname user add NAME --role ROLE | user list | user disable NAME | user reset NAME   (console accounts)
     nasname enroll|insert|identify|verify|delete|get|stats|pending|adjudicate|health ...   (client)
     nasname models|evaluate|bench|dedup ...   (other tools, passed through)
 
@@ -14,6 +15,7 @@ through the Admin RPCs of a running server, with an admin token.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import os
@@ -22,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.errors import NasnameError, Unavailable
+from engine.errors import InvalidInput, NasnameError, Unavailable
 
 __all__ = ["main"]
 
@@ -57,7 +59,29 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-key", type=Path)
     p.add_argument("--tls-client-ca", type=Path, help="require client certificates signed by this CA")
     p.add_argument("--workers", type=int)
+    p.add_argument("--web-address", help="web console host:port (default 127.0.0.1:8443; [web] address)")
+    p.add_argument("--no-web", action="store_const", const=False, dest="web_enabled",
+                   help="do not serve the web console")
     p.set_defaults(handler=_serve)
+
+    u = sub.add_parser("user", help="web console accounts: add, list, disable, reset (admin, local)",
+                       description="Manage web console accounts in the local data directory (stop "
+                       "`nasname serve` first: it holds the directory). Passwords are read from the "
+                       "terminal twice, or one line from standard input when it is not a terminal.")
+    usub = u.add_subparsers(dest="user_command", metavar="ACTION", required=True)
+    ua = usub.add_parser("add", help="create an account")
+    ua.add_argument("username")
+    ua.add_argument("--role", required=True, choices=[r.value for r in Role])
+    ul = usub.add_parser("list", help="list accounts (never their passwords)")
+    ul.add_argument("--json", action="store_true", help="machine-readable output")
+    ud = usub.add_parser("disable", help="disable an account (no more logins)")
+    ud.add_argument("username")
+    ur = usub.add_parser("reset", help="set a new password (and enable the account again)")
+    ur.add_argument("username")
+    for q in (ua, ul, ud, ur):
+        q.add_argument("--data-dir", type=Path, help="data directory (default $NASNAME_DATA_DIR)")
+        q.add_argument("--config", type=Path)
+        q.set_defaults(handler=_user)
 
     t = sub.add_parser("token", help="create, list or revoke API tokens")
     tsub = t.add_subparsers(dest="token_command", metavar="ACTION", required=True)
@@ -91,9 +115,63 @@ def _serve(args: argparse.Namespace) -> int:
     from server.app import serve
 
     _use_data_dir(args)
-    return serve(args.config, address=args.address, allow_plaintext=args.allow_plaintext,
+    return serve(args.config, web_overrides={"address": args.web_address, "enabled": args.web_enabled},
+                 address=args.address, allow_plaintext=args.allow_plaintext,
                  tls_cert=args.tls_cert, tls_key=args.tls_key, tls_client_ca=args.tls_client_ca,
                  workers=args.workers)
+
+
+def _open_local(args: argparse.Namespace, remote_hint: str) -> Any:
+    """The engine of the local data directory (refused while a server holds it)."""
+    from engine.config import EngineConfig
+    from engine.engine import Engine
+
+    _use_data_dir(args)
+    try:
+        return Engine.open(EngineConfig.load(args.config))
+    except Unavailable as exc:  # the data directory is locked by a running server
+        raise Unavailable(f"{exc}; {remote_hint}", reason=exc.reason) from exc
+
+
+def _read_password(username: str) -> str:
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\n")
+    import getpass
+
+    first = getpass.getpass(f"new password for {username}: ")
+    if getpass.getpass("again: ") != first:
+        raise InvalidInput("the two passwords differ", reason="INVALID_REQUEST")
+    return first
+
+
+def _user(args: argparse.Namespace) -> int:
+    from server.logs import iso_time
+
+    password = _read_password(args.username) if args.user_command in ("add", "reset") else ""
+    engine = _open_local(args, "stop `nasname serve` to manage console accounts")
+    try:
+        users = engine.gallery.store
+        if args.user_command == "add":
+            info = users.create_user(args.username, args.role, password, actor="cli")
+            print(f"created {info.username} ({info.role}), user id {info.user_id}")
+        elif args.user_command == "list":
+            rows = users.list_users()
+            if args.json:
+                print(json.dumps([dataclasses.asdict(r) for r in rows], indent=2))
+            else:
+                print(f"{'USERNAME':20} {'ROLE':13} {'STATE':9} {'LAST LOGIN':22} USER ID")
+                for r in rows:
+                    state = "active" if r.active else "disabled"
+                    print(f"{r.username:20} {r.role:13} {state:9} {iso_time(r.last_login):22} {r.user_id}")
+        elif args.user_command == "disable":
+            info = users.disable_user(args.username, actor="cli")
+            print(f"disabled {info.username}")
+        else:
+            info = users.reset_password(args.username, password, actor="cli")
+            print(f"new password set for {info.username}; the account is enabled")
+    finally:
+        engine.close()
+    return 0
 
 
 def _token(args: argparse.Namespace) -> int:
@@ -108,15 +186,8 @@ def _token(args: argparse.Namespace) -> int:
             return client.revoke_token(a.token_id)
 
         return run_client(remote, args)
-    from engine.config import EngineConfig
-    from engine.engine import Engine
-
-    _use_data_dir(args)
-    try:
-        engine = Engine.open(EngineConfig.load(args.config))
-    except Unavailable as exc:  # the data directory is locked by a running server
-        raise Unavailable(f"{exc}; while `nasname serve` runs, use `nasname token ... --remote` with an "
-                          "admin token", reason=exc.reason) from exc
+    engine = _open_local(args, "while `nasname serve` runs, use `nasname token ... --remote` with an "
+                               "admin token")
     try:
         tokens = engine.tokens
         if args.token_command == "create":

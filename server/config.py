@@ -40,7 +40,7 @@ from engine.config import settings_kwargs
 from engine.errors import ConfigurationError
 from engine.imageio import ImageLimits
 
-__all__ = ["ServerConfig", "default_workers", "is_loopback", "split_address"]
+__all__ = ["ServerConfig", "default_workers", "is_loopback", "section_values", "split_address"]
 
 
 def default_workers() -> int:
@@ -168,14 +168,21 @@ class ServerConfig:
              **overrides: Any) -> ServerConfig:
         """``toml`` is the whole parsed file (``engine.config.load_toml``); then the environment, then
         explicit overrides (command-line options; ``None`` values are ignored)."""
-        section = toml.get("server", {})
-        if not isinstance(section, Mapping):
-            raise ConfigurationError("[server] must be a table")
-        values = dict(section)
-        env = os.environ if environ is None else environ
-        for f in dataclasses.fields(cls):
-            raw = env.get(f"NASNAME_SERVER_{f.name.upper()}")
-            if raw is not None:
-                values[f.name] = raw
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls.from_mapping(values)
+        return cls.from_mapping(section_values(cls, toml, "server", environ, overrides))
+
+
+def section_values(cls: Any, toml: Mapping[str, Any], section: str, environ: Mapping[str, str] | None,
+                   overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Raw settings of the dataclass ``cls`` from the TOML table ``[section]``, then the environment
+    (``NASNAME_<SECTION>_<KEY>``), then explicit overrides (``None`` values ignored)."""
+    table = toml.get(section, {})
+    if not isinstance(table, Mapping):
+        raise ConfigurationError(f"[{section}] must be a table")
+    values = dict(table)
+    env = os.environ if environ is None else environ
+    for f in dataclasses.fields(cls):
+        raw = env.get(f"NASNAME_{section.upper()}_{f.name.upper()}")
+        if raw is not None:
+            values[f.name] = raw
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return values

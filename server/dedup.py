@@ -118,6 +118,17 @@ class DedupService:
                 outcome = {"queued": [], "skipped": {}, "error": exc.reason}
             write_atomic(done, json.dumps(outcome).encode())
 
+    def push_now(self, job_id: str, *, actor: str) -> int:
+        """Queue a finished job's clusters now (the console's button, for jobs started without
+        ``push``); returns the number of records queued (the earlier count when already pushed)."""
+        if self.runner.progress(job_id).stage != "done":  # also checks the id
+            raise Conflict(f"dedup job {job_id} has not finished", reason="JOB_NOT_DONE")
+        request = self.runner.root / job_id / "push.json"
+        if not request.is_file():
+            write_atomic(request, json.dumps({"actor": actor}).encode())
+        self.push(job_id)
+        return self.queued(job_id)
+
     def queued(self, job_id: str) -> int:
         done = self.runner.root / job_id / "pushed.json"
         return len(json.loads(done.read_text())["queued"]) if done.is_file() else -1

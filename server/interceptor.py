@@ -36,6 +36,7 @@ from engine.errors import InvalidInput, NasnameError, ResourceExhausted, Unavail
 from server import errors
 from server.auth import PUBLIC_METHODS, Authenticator, Principal, caller_key
 from server.calls import CallRegistry, OpenCall, Slot
+from server.metrics import observe_rpc
 
 __all__ = ["CallInfo", "Gate", "ServiceInterceptor", "current_call"]
 
@@ -236,6 +237,7 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc,type-arg]
         rpc = method.rsplit("/", 1)[-1]
         rid = info.request_id if info else ""
         actor = info.actor if info else ""
+        observe_rpc(rpc, code.name, ms / 1000.0)
         log.log(level, "rpc=%s code=%s ms=%.1f request_id=%s token_id=%s", rpc, code.name, ms, rid, actor,
                 extra={"rpc": rpc, "code": code.name, "ms": round(ms, 2), "request_id": rid,
                        "token_id": actor})

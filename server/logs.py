@@ -7,11 +7,12 @@ reach a log call in the first place; this module only formats.
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import sys
 
-__all__ = ["JsonFormatter", "setup_logging"]
+__all__ = ["JsonFormatter", "iso_time", "setup_logging"]
 
 _FIELDS = ("rpc", "code", "ms", "request_id", "token_id")
 
@@ -39,3 +40,10 @@ def setup_logging(fmt: str = "json", level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+
+
+def iso_time(t: float | None) -> str:
+    """A Unix time for people (command output, console pages): ``2026-12-04 18:52 UTC``; "—" for None."""
+    if t is None:
+        return "—"
+    return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")

@@ -1,5 +1,5 @@
 """The durable store of record (SQLite, WAL): records, encrypted templates, change log, adjudication
-queue, audit log and API tokens. ``Store`` is the entry point; see ``engine.store.store``."""
+queue, audit log, API tokens and console users. ``Store`` is the entry point; see ``engine.store.store``."""
 
 from engine.store.store import RecordState, Store
 from engine.store.values import (
@@ -9,6 +9,7 @@ from engine.store.values import (
     Record,
     RecordStatus,
     TokenInfo,
+    UserInfo,
     WriteResult,
 )
 
@@ -21,5 +22,6 @@ __all__ = [
     "RecordStatus",
     "Store",
     "TokenInfo",
+    "UserInfo",
     "WriteResult",
 ]

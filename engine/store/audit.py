@@ -18,7 +18,7 @@ from typing import Any
 
 from engine.store.values import AuditReport
 
-__all__ = ["append", "entries", "verify"]
+__all__ = ["append", "entries", "entries_of", "verify"]
 
 _GENESIS = bytes(32)
 
@@ -56,11 +56,20 @@ def entries(conn: sqlite3.Connection, *, after: int = 0, limit: int = 1000) -> l
         "SELECT seq, time, actor, action, ref_id, details FROM audit WHERE seq > ? ORDER BY seq LIMIT ?",
         (after, limit),
     ).fetchall()
-    return [
-        {"seq": r[0], "time": r[1], "actor": r[2], "action": r[3], "ref_id": r[4],
-         "details": json.loads(r[5])}
-        for r in rows
-    ]
+    return [_entry(r) for r in rows]
+
+
+def entries_of(conn: sqlite3.Connection, ref_id: str, *, limit: int = 500) -> list[dict[str, Any]]:
+    """The newest ``limit`` rows about ``ref_id``, oldest first (index ``audit_by_ref``)."""
+    rows = conn.execute(
+        "SELECT seq, time, actor, action, ref_id, details FROM audit WHERE ref_id = ? "
+        "ORDER BY seq DESC LIMIT ?", (ref_id, limit)).fetchall()
+    return [_entry(r) for r in reversed(rows)]
+
+
+def _entry(r: tuple[Any, ...]) -> dict[str, Any]:
+    return {"seq": r[0], "time": r[1], "actor": r[2], "action": r[3], "ref_id": r[4],
+            "details": json.loads(r[5])}
 
 
 def verify(conn: sqlite3.Connection) -> AuditReport:

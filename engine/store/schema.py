@@ -121,7 +121,23 @@ _V4_EVENTS = (
     "ALTER TABLE templates ADD COLUMN quality REAL",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3_IDEMPOTENCY, _V4_EVENTS)
+# Console users (server/web): people log in with a username and password (argon2id hash); their role
+# is one of server.auth.Role. ``id`` (not the username) is the actor in the audit log.
+_V5_USERS = (
+    """CREATE TABLE users (
+        id TEXT PRIMARY KEY,
+        username TEXT NOT NULL UNIQUE,
+        role TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        created REAL NOT NULL,
+        password_set REAL NOT NULL,
+        last_login REAL,
+        disabled REAL)""",
+    # a record's history (console record page) reads the audit rows of one ref id
+    "CREATE INDEX audit_by_ref ON audit (ref_id, seq)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3_IDEMPOTENCY, _V4_EVENTS, _V5_USERS)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -29,6 +29,7 @@ from engine.store.adjudication import AdjudicationMixin
 from engine.store.db import Database
 from engine.store.idempotency import IdempotencyKey, Idempotent
 from engine.store.schema import SCHEMA_VERSION, migrate
+from engine.store.users import UsersMixin
 from engine.store.values import AuditReport, Record, RecordStatus, TokenInfo, WriteResult
 from engine.types import Modality, ModelRef, Template
 
@@ -49,7 +50,7 @@ class RecordState:
     templates: dict[Modality, Template]
 
 
-class Store(AdjudicationMixin):
+class Store(AdjudicationMixin, UsersMixin):
     """Open (creating and migrating as needed) the database at ``path``.
 
     ``keep_images``: whether sample images passed to :meth:`insert` are kept (encrypted); off by
@@ -383,6 +384,28 @@ class Store(AdjudicationMixin):
     def audit_entries(self, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
         with self.db.read() as conn:
             return audit.entries(conn, after=after, limit=limit)
+
+    def audit_event(self, actor: str, action: str, ref_id: str | None = None,
+                    details: Mapping[str, Any] | None = None) -> int:
+        """Append an audit row for something that changes no data (e.g. a person viewing a record's
+        images in the console). ``details`` must hold no biometric or personal data."""
+        with self.db.write() as conn:
+            return audit.append(conn, actor, action, ref_id, details)
+
+    def audit_of(self, ref_id: str, limit: int = 500) -> list[dict[str, Any]]:
+        """The newest ``limit`` audit rows about one record, oldest first (a record's history)."""
+        with self.db.read() as conn:
+            return audit.entries_of(conn, ref_id, limit=limit)
+
+    def cases_naming(self, ref_id: str, limit: int = 100) -> list[tuple[str, str | None]]:
+        """``(waiting record's ref id, outcome or None while open)`` of the newest ``limit`` adjudication
+        cases that name ``ref_id`` as a candidate (who a record was compared with, from its side)."""
+        with self.db.read() as conn:
+            rows = conn.execute(
+                "SELECT r.ref_id, a.outcome FROM adjudication a JOIN records r ON r.id = a.record_id, "
+                "json_each(a.candidates) j WHERE json_extract(j.value, '$.ref_id') = ? "
+                "ORDER BY a.created DESC LIMIT ?", (ref_id, limit)).fetchall()
+        return [(str(r), None if o is None else str(o)) for r, o in rows]
 
     def verify_audit(self) -> AuditReport:
         with self.db.read() as conn:

@@ -16,6 +16,7 @@ __all__ = [
     "Record",
     "RecordStatus",
     "TokenInfo",
+    "UserInfo",
     "WriteResult",
 ]
 
@@ -111,3 +112,21 @@ class AuditReport:
     @property
     def ok(self) -> bool:
         return self.first_bad_seq is None
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    """A console account's public facts (the password hash never leaves ``engine.store.users``).
+    ``user_id`` is what the audit log records as the actor."""
+
+    user_id: str
+    username: str
+    role: str
+    created: float
+    password_set: float
+    last_login: float | None
+    disabled: float | None
+
+    @property
+    def active(self) -> bool:
+        return self.disabled is None

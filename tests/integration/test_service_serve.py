@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parents[2]
 @contextmanager
 def serving(data_dir: Path, *extra: str) -> Iterator[tuple[subprocess.Popen[str], str, list[str]]]:
     env = dict(os.environ, NASNAME_DATA_DIR=str(data_dir), NASNAME_MODALITIES="face",
-               NASNAME_SERVER_LOG_FORMAT="json", NASNAME_CONFIG="")
+               NASNAME_SERVER_LOG_FORMAT="json", NASNAME_CONFIG="",
+               NASNAME_WEB_ADDRESS="127.0.0.1:0")  # the console too on a free port, never a fixed one
     log = (data_dir.parent / "serve.log").open("a")  # a file: a full stderr pipe would block the server
     proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--address", "127.0.0.1:0", *extra],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
