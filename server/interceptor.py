@@ -164,7 +164,7 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc,type-arg]
                 details={"max_streams": self.calls.max_streams,
                          "max_streams_per_caller": self.calls.max_per_caller}))
         if method in PUBLIC_METHODS:
-            return self._public(handler, slot)
+            return self._public(handler, slot, method)
         return self._wrap(handler, method, metadata, slot)
 
     # -- checks ----------------------------------------------------------------------------------
@@ -274,12 +274,21 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc,type-arg]
 
         return grpc.stream_stream_rpc_method_handler(refuse)
 
-    def _public(self, handler: Any, slot: Slot | None) -> Any:
+    def _public(self, handler: Any, slot: Slot | None, method: str) -> Any:
         """Health: no token, no gate (it reports NOT_SERVING itself while shutting down), its own
         thread pool so that it answers while every other thread is busy."""
         if handler.unary_unary:
+            check = handler.unary_unary
+
+            def checked(request: Any, context: grpc.ServicerContext) -> Any:
+                start = time.perf_counter()
+                try:
+                    return check(request, context)
+                finally:
+                    self._log(method, None, context, start)  # counted in the metrics like every call
+
             return grpc.unary_unary_rpc_method_handler(
-                _OnPool(handler.unary_unary, self.health_pool), handler.request_deserializer,
+                _OnPool(checked, self.health_pool), handler.request_deserializer,
                 handler.response_serializer)
         watch = handler.unary_stream
 
