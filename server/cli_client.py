@@ -3,13 +3,12 @@
 Connection options are shared by every client command: ``--address`` (``$NASNAME_ADDRESS``, default
 127.0.0.1:50051), ``--token`` (``$NASNAME_TOKEN``), TLS by default with ``--ca`` (for a loopback address
 without ``--ca`` the server's auto certificate in the data directory is used), ``--plaintext``.
-Results are printed as JSON (protobuf field names).
+Replies are printed for people (``server.output``); ``--json`` prints them for machines.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -17,16 +16,23 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from google.protobuf import json_format
 from google.protobuf.message import Message
 
+from server import output
 from server.client import Client, error_info, image_sample
 from server.config import is_loopback, split_address
 
-__all__ = ["add_client_commands", "add_connection_options"]
+__all__ = ["UsageError", "add_client_commands", "add_connection_options", "run_client"]
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 _SAMPLE_FLAGS = (("face", "face"), ("iris_left", "iris-left"), ("iris_right", "iris-right"))
+
+Reply = Message | str
+Runner = Callable[[Client, argparse.Namespace], Reply]
+
+
+class UsageError(Exception):
+    """Options that do not fit together (exit code 2, like argparse's own errors)."""
 
 
 def add_connection_options(p: argparse.ArgumentParser) -> None:
@@ -39,7 +45,9 @@ def add_connection_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--client-cert", type=Path, help="PEM client certificate (mutual TLS)")
     g.add_argument("--client-key", type=Path, help="PEM client key (mutual TLS)")
     g.add_argument("--plaintext", action="store_true", help="no TLS (loopback servers that allow it)")
-    g.add_argument("--timeout", type=float, default=60.0, help="deadline per call, seconds")
+    g.add_argument("--timeout", type=float, default=60.0, help="deadline per call, seconds (default 60)")
+    p.add_argument("--json", action="store_true",
+                   help="print the reply as JSON for machines (every field, also false and zero ones)")
 
 
 def _default_ca(address: str) -> Path | None:
@@ -81,12 +89,8 @@ def _add_sample_options(p: argparse.ArgumentParser) -> None:
 def _need_samples(args: argparse.Namespace) -> list[Any]:
     samples = _samples(args)
     if not samples:
-        raise SystemExit("give at least one of --face, --iris-left, --iris-right")
+        raise UsageError("give at least one of --face, --iris-left, --iris-right")
     return samples
-
-
-def _print(msg: Message) -> None:
-    print(json.dumps(json_format.MessageToDict(msg, preserving_proto_field_name=True), indent=2))
 
 
 def _enroll(c: Client, a: argparse.Namespace) -> Message:
@@ -101,7 +105,7 @@ def _insert(c: Client, a: argparse.Namespace) -> Message:
 def _identify(c: Client, a: argparse.Namespace) -> Message:
     samples = _samples(a)
     if bool(samples) == bool(a.id):
-        raise SystemExit("give either sample images (--face/--iris-left/--iris-right) or --id")
+        raise UsageError("give either sample images (--face/--iris-left/--iris-right) or --id")
     return c.identify(samples, reference_id=a.id or "", max_results=a.max_results or 0,
                       target_fpir=a.target_fpir, partition=a.partition or "", reference_ids=a.restrict or ())
 
@@ -111,75 +115,131 @@ def _verify(c: Client, a: argparse.Namespace) -> Message:
 
 
 def _adjudicate(c: Client, a: argparse.Namespace) -> Message:
+    if a.decision == "same" and not a.mate:
+        raise UsageError("--decision same needs --mate ID: the enrolled record this person already is")
     return c.adjudicate(a.id, a.decision == "same", comment=a.comment, mate_reference_id=a.mate or "")
 
 
+def client_parser(sub: Any, name: str, help_text: str, run: Runner) -> argparse.ArgumentParser:
+    """A client sub-command: connection options, ``--json``, exit codes in its help."""
+    p: argparse.ArgumentParser = sub.add_parser(
+        name, help=help_text, description=help_text, epilog=output.EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_connection_options(p)
+    p.set_defaults(handler=lambda args: run_client(run, args))
+    return p
+
+
 def add_client_commands(sub: Any) -> None:
-    """Register enroll/insert/identify/verify/delete/get/stats/pending/adjudicate/health."""
+    """Register enroll/insert/identify/verify/delete/get/stats/pending/adjudicate/health/dedup-remote."""
 
-    def command(name: str, help_text: str, run: Callable[[Client, argparse.Namespace], Message | str],
-                ) -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
-        add_connection_options(p)
-        p.set_defaults(handler=lambda args: run_client(run, args))
-        return p
+    def command(name: str, help_text: str, run: Runner) -> argparse.ArgumentParser:
+        return client_parser(sub, name, help_text, run)
 
+    fpir_help = "target false-positive identification rate (default: the server's, e.g. 0.003)"
     p = command("enroll", "de-duplicate a person's samples, then enroll them (or hold for adjudication)",
                 _enroll)
     _add_sample_options(p)
     p.add_argument("--id", help="reference id (default: generated by the server)")
     p.add_argument("--partition", help="gallery partition (default: 'default')")
-    p.add_argument("--target-fpir", type=float)
+    p.add_argument("--target-fpir", type=float, help=fpir_help)
     p = command("insert", "store samples without de-duplication", _insert)
     _add_sample_options(p)
     p.add_argument("--id", help="reference id (default: generated)")
-    p.add_argument("--partition")
+    p.add_argument("--partition", help="gallery partition (default: 'default')")
     p = command("identify", "1:N search by sample images or by an enrolled --id", _identify)
     _add_sample_options(p)
     p.add_argument("--id", help="probe with this enrolled record")
-    p.add_argument("--max-results", type=int)
-    p.add_argument("--target-fpir", type=float)
-    p.add_argument("--partition")
+    p.add_argument("--max-results", type=int, help="at most this many candidates (default 10)")
+    p.add_argument("--target-fpir", type=float, help=fpir_help)
+    p.add_argument("--partition", help="search only this partition")
     p.add_argument("--restrict", nargs="+", metavar="ID", help="search only these reference ids")
     p = command("verify", "1:1: are these samples the person enrolled as --id?", _verify)
     _add_sample_options(p)
-    p.add_argument("--id", required=True)
-    p.add_argument("--target-fmr", type=float)
+    p.add_argument("--id", required=True, help="the enrolled reference id to compare with")
+    p.add_argument("--target-fmr", type=float,
+                   help="target false match rate of the decision (default: the server's)")
     p = command("delete", "erase a record's biometrics", lambda c, a: c.delete(a.id))
-    p.add_argument("--id", required=True)
+    p.add_argument("--id", required=True, help="reference id to erase")
     p = command("get", "show a record (without biometrics)", lambda c, a: c.get_record(a.id))
-    p.add_argument("--id", required=True)
+    p.add_argument("--id", required=True, help="reference id")
     command("stats", "gallery counts per status, partition and modality", lambda c, a: c.stats())
     p = command("pending", "list records waiting for adjudication",
                 lambda c, a: c.list_pending(limit=a.limit, offset=a.offset))
-    p.add_argument("--limit", type=int, default=100)
-    p.add_argument("--offset", type=int, default=0)
+    p.add_argument("--limit", type=int, default=100, help="records per page (default %(default)s)")
+    p.add_argument("--offset", type=int, default=0, help="records to skip (paging; default 0)")
     p = command("adjudicate", "decide a pending record", _adjudicate)
-    p.add_argument("--id", required=True)
-    p.add_argument("--decision", required=True, choices=("same", "distinct"))
-    p.add_argument("--mate", help="for 'same': the reference id it duplicates")
-    p.add_argument("--comment", default="")
+    p.add_argument("--id", required=True, help="the pending reference id")
+    p.add_argument("--decision", required=True, choices=("same", "distinct"),
+                   help="same: a duplicate of --mate (not enrolled); distinct: a different person (enrolled)")
+    p.add_argument("--mate", help="for 'same' (required): the enrolled reference id it duplicates")
+    p.add_argument("--comment", default="", help="the reason for the decision (kept in the record's history)")
     command("health", "is the server serving? (no token needed)", lambda c, a: c.health())
     from server.cli_dedup import add_dedup_command
 
     add_dedup_command(command)
 
 
-def run_client(run: Callable[[Client, argparse.Namespace], Message | str], args: argparse.Namespace) -> int:
+def _rpc_failure(exc: grpc.RpcError, args: argparse.Namespace) -> str:
+    """One message with what to do about it."""
+    info = error_info(exc)
+    reason = info.reason if info is not None else ""
+    meta = dict(info.metadata) if info is not None else {}
+    details = exc.details() or ""
+    code = exc.code()
+    if reason in ("QUALITY_CHECK_FAILED", "NO_BIOMETRIC_FOUND"):
+        where = f"{meta['modality']}: " if meta.get("modality") else ""
+        what = output.instruction_for(meta.get("quality_reasons", "").split(",")) or details
+        return f"REFUSED: {where}{what} [{reason}]"
+    hint = ""
+    if reason in output.ERROR_INSTRUCTIONS:
+        hint = output.ERROR_INSTRUCTIONS[reason]
+    elif code == grpc.StatusCode.UNAUTHENTICATED:
+        hint = "give a valid token: --token, $NASNAME_TOKEN, or store it with `nasname login --token T`"
+    elif code == grpc.StatusCode.PERMISSION_DENIED:
+        hint = "this token's role may not do that: ask an admin for a token with the right role"
+    elif code == grpc.StatusCode.UNAVAILABLE and not reason:
+        hint = _connection_hint(details, args)
+    extra = "".join(f" {k}={v}" for k, v in sorted(meta.items()))
+    head = f"error: {code.name}" + (f" [{reason}]" if reason else "") + f": {details}{extra}"
+    return head + (f"\n  what to do: {hint}" if hint else "")
+
+
+def _connection_hint(details: str, args: argparse.Namespace) -> str:
+    low = details.lower()
+    if "certificate" in low or "ssl" in low or "handshake" in low:
+        if "peer name" in low or "hostname" in low or "subject" in low:
+            return ("the server certificate does not name this address's host: start the server with "
+                    "`--tls-host HOST` (or give --tls-server-name NAME)")
+        return ("the server's certificate is not trusted: pass --ca FILE (the server prints the path of "
+                "its certificate when it starts), or store it once with `nasname login --ca FILE`")
+    if args.plaintext and ("socket closed" in low or "connection reset" in low or "eof" in low):
+        return "the server speaks TLS: leave out --plaintext (and give --ca FILE if asked)"
+    return (f"no nasname server answers at {args.address}: start it with `nasname serve`, or give the "
+            "right address with --address H:P (or `nasname login --address H:P`)")
+
+
+def emit(reply: Reply, as_json: bool) -> int:
+    """Print one reply; returns the exit code its outcome deserves (server.output)."""
+    if as_json and not isinstance(reply, str):
+        rendered = output.Rendered(output.to_json(reply), output.render(reply).code)
+    else:
+        rendered = output.render(reply)
+    print(rendered.text, flush=True)
+    return rendered.code
+
+
+def run_client(run: Runner, args: argparse.Namespace) -> int:
     try:
         with connect(args) as client:
-            out = run(client, args)
+            reply = run(client, args)
+    except UsageError as exc:
+        print(f"nasname {args.command}: error: {exc}", file=sys.stderr)
+        return output.EXIT_USAGE
     except grpc.RpcError as exc:
-        info = error_info(exc)
-        reason = f" [{info.reason}]" if info is not None else ""
-        extra = "".join(f" {k}={v}" for k, v in sorted(info.metadata.items())) if info is not None else ""
-        print(f"error: {exc.code().name}{reason}: {exc.details()}{extra}", file=sys.stderr)
-        return 1
+        print(_rpc_failure(exc, args), file=sys.stderr)
+        return output.EXIT_ERROR
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if isinstance(out, str):
-        print(out)
-    else:
-        _print(out)
-    return 0
+        return output.EXIT_ERROR
+    return emit(reply, getattr(args, "json", False))

@@ -108,6 +108,7 @@ class _Bar:
                 file=sys.stderr,
                 desc=f"dedup {p.job_id}",
                 initial=min(p.done, max(p.total, 1)),
+                disable=None,  # draw only on a terminal (no carriage-return flood in logs)
             )
         self.bar.update(max(0, p.done - self.bar.n))
         self.bar.set_postfix(stage=p.stage, candidates=p.candidates, refresh=False)

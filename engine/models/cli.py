@@ -57,7 +57,7 @@ def _switch_face(args: argparse.Namespace, directory: Path) -> int:
         require_installed(args.to, directory)
         extractor = FaceExtractor.default(embedding=args.to, model_directory=directory)
         job = FaceSwitchJob(config, args.to, extractor, drop_missing=args.drop_missing)
-        with tqdm(desc=f"switch-face -> {args.to}", unit="record", file=sys.stderr) as bar:
+        with tqdm(desc=f"switch-face -> {args.to}", unit="record", file=sys.stderr, disable=None) as bar:
             def show(p: SwitchProgress) -> None:
                 bar.total = p.total
                 bar.update(p.done - bar.n)

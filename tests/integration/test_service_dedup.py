@@ -179,9 +179,9 @@ def test_cli_and_thumbnails_for_a_role_that_may_see_images(
             s.engine.gallery.insert({Modality.FACE: FaceTemplate(v, MODEL)}, ref_id=f"K{i:02d}",
                                     images={Modality.FACE: _jpeg(5 * i)})
         conn = ["--address", s.address, "--token", s.secrets[Role.INVESTIGATOR], "--plaintext"]
-        assert cli_main(["dedup-remote", "start", *conn]) == 0
+        assert cli_main(["dedup-remote", "start", *conn, "--json"]) == 0
         job_id = json.loads(capsys.readouterr().out)["job_id"]
-        assert cli_main(["dedup-remote", "watch", job_id, *conn]) == 0
+        assert cli_main(["dedup-remote", "watch", job_id, *conn, "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["state"] == "done"
         out = tmp_path / "r.html"
         assert cli_main(["dedup-remote", "report", job_id, "--format", "html", "--out", str(out), *conn]) == 0
