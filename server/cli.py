@@ -57,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
                    "a self-signed certificate in <data dir>/tls/)")
     p.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
     p.add_argument("--tls-client-ca", type=Path, help="require client certificates signed by this CA")
+    p.add_argument("--tls-host", action="append", dest="tls_hosts", metavar="NAME",
+                   help="a name or IP address stations use to reach this server, added to the self-signed "
+                        "certificate (repeat for several; config: tls_hosts)")
     p.add_argument("--workers", type=int, help="RPC worker threads (default: from the CPU count)")
     p.set_defaults(handler=_serve)
 
@@ -95,7 +98,7 @@ def _serve(args: argparse.Namespace) -> int:
     _use_data_dir(args)
     return serve(args.config, address=args.address, allow_plaintext=args.allow_plaintext,
                  tls_cert=args.tls_cert, tls_key=args.tls_key, tls_client_ca=args.tls_client_ca,
-                 workers=args.workers)
+                 tls_hosts=args.tls_hosts, workers=args.workers)
 
 
 def _token(args: argparse.Namespace) -> int:

@@ -1,8 +1,9 @@
 """``nasname <client command>``: talk to a running server with :class:`server.client.Client`.
 
-Connection options are shared by every client command: ``--address`` (``$NASNAME_ADDRESS``, default
-127.0.0.1:50051), ``--token`` (``$NASNAME_TOKEN``), TLS by default with ``--ca`` (for a loopback address
-without ``--ca`` the server's auto certificate in the data directory is used), ``--plaintext``.
+Connection options are shared by every client command: ``--address`` (``$NASNAME_ADDRESS``, then the
+user's settings from ``nasname login`` (server.client_config), default 127.0.0.1:50051), ``--token``
+(``$NASNAME_TOKEN``, then the settings), TLS by default with ``--ca`` (then the settings; for a loopback
+address the server's auto certificate in the data directory), ``--tls-server-name``, ``--plaintext``.
 Replies are printed for people (``server.output``); ``--json`` prints them for machines.
 """
 
@@ -18,11 +19,11 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
-from server import output
+from server import client_config, output
 from server.client import Client, error_info, image_sample
 from server.config import is_loopback, split_address
 
-__all__ = ["UsageError", "add_client_commands", "add_connection_options", "run_client"]
+__all__ = ["UsageError", "add_client_commands", "add_connection_options", "login", "resolve", "run_client"]
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 _SAMPLE_FLAGS = (("face", "face"), ("iris_left", "iris-left"), ("iris_right", "iris-right"))
@@ -37,11 +38,13 @@ class UsageError(Exception):
 
 def add_connection_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("connection")
-    g.add_argument("--address", default=os.environ.get("NASNAME_ADDRESS", DEFAULT_ADDRESS),
-                   help="server host:port (default $NASNAME_ADDRESS or %(default)s)")
-    g.add_argument("--token", default=os.environ.get("NASNAME_TOKEN"),
-                   help="API token secret (default $NASNAME_TOKEN)")
-    g.add_argument("--ca", type=Path, help="PEM certificate(s) to trust for the server")
+    g.add_argument("--address", help=f"server host:port (default $NASNAME_ADDRESS, then `nasname login`'s, "
+                   f"then {DEFAULT_ADDRESS})")
+    g.add_argument("--token", help="API token secret (default $NASNAME_TOKEN, then `nasname login`'s)")
+    g.add_argument("--ca", type=Path, help="PEM certificate(s) to trust for the server (default: "
+                   "`nasname login`'s; on the server's machine its own certificate)")
+    g.add_argument("--tls-server-name", help="name to expect in the server's certificate when the address "
+                   "does not carry it (e.g. an IP address)")
     g.add_argument("--client-cert", type=Path, help="PEM client certificate (mutual TLS)")
     g.add_argument("--client-key", type=Path, help="PEM client key (mutual TLS)")
     g.add_argument("--plaintext", action="store_true", help="no TLS (loopback servers that allow it)")
@@ -65,10 +68,26 @@ def _default_ca(address: str) -> Path | None:
     return path if path.is_file() else None
 
 
+def resolve(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill address, token, CA and server name: options, then environment, then the user's settings
+    (``nasname login``), then defaults. Returns ``args``, changed in place."""
+    stored = client_config.load()
+    args.address = args.address or os.environ.get("NASNAME_ADDRESS") or stored.address or DEFAULT_ADDRESS
+    args.token = args.token if args.token is not None else (os.environ.get("NASNAME_TOKEN")
+                                                            or stored.token or None)
+    if args.ca is None and not args.plaintext:
+        args.ca = Path(stored.ca) if stored.ca and args.address == stored.address else None
+        args.ca = args.ca or _default_ca(args.address)
+    if not args.tls_server_name and args.address == stored.address:
+        args.tls_server_name = stored.tls_server_name or None
+    return args
+
+
 def connect(args: argparse.Namespace) -> Client:
-    ca = args.ca or (None if args.plaintext else _default_ca(args.address))
-    return Client(args.address, token=args.token, plaintext=args.plaintext, ca=ca,
-                  client_cert=args.client_cert, client_key=args.client_key, timeout=args.timeout)
+    args = resolve(args)
+    return Client(args.address, token=args.token, plaintext=args.plaintext, ca=args.ca,
+                  client_cert=args.client_cert, client_key=args.client_key, timeout=args.timeout,
+                  server_name=args.tls_server_name or "")
 
 
 def _samples(args: argparse.Namespace) -> list[Any]:
@@ -175,6 +194,15 @@ def add_client_commands(sub: Any) -> None:
     p.add_argument("--mate", help="for 'same' (required): the enrolled reference id it duplicates")
     p.add_argument("--comment", default="", help="the reason for the decision (kept in the record's history)")
     command("health", "is the server serving? (no token needed)", lambda c, a: c.health())
+    p = sub.add_parser("login", help="store the server's address, certificate and your token for every "
+                       "client command", description=(
+                           "Check the connection, then store address, server certificate (a copy) and token "
+                           f"in {client_config.config_path()} (mode 0600). Every client command uses them "
+                           "unless an option or NASNAME_ADDRESS / NASNAME_TOKEN says otherwise."),
+                       epilog=output.EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_connection_options(p)
+    p.add_argument("--no-check", action="store_true", help="store without contacting the server")
+    p.set_defaults(handler=login)
     from server.cli_dedup import add_dedup_command
 
     add_dedup_command(command)
@@ -207,16 +235,54 @@ def _rpc_failure(exc: grpc.RpcError, args: argparse.Namespace) -> str:
 
 def _connection_hint(details: str, args: argparse.Namespace) -> str:
     low = details.lower()
+    if "peer name" in low or "hostname verification" in low:
+        return ("the server's certificate does not name the host you dialled: start the server with "
+                "`--tls-host HOST` (then give stations the new certificate), or pass --tls-server-name "
+                "with a name it carries")
     if "certificate" in low or "ssl" in low or "handshake" in low:
-        if "peer name" in low or "hostname" in low or "subject" in low:
-            return ("the server certificate does not name this address's host: start the server with "
-                    "`--tls-host HOST` (or give --tls-server-name NAME)")
         return ("the server's certificate is not trusted: pass --ca FILE (the server prints the path of "
                 "its certificate when it starts), or store it once with `nasname login --ca FILE`")
     if args.plaintext and ("socket closed" in low or "connection reset" in low or "eof" in low):
         return "the server speaks TLS: leave out --plaintext (and give --ca FILE if asked)"
     return (f"no nasname server answers at {args.address}: start it with `nasname serve`, or give the "
             "right address with --address H:P (or `nasname login --address H:P`)")
+
+
+def login(args: argparse.Namespace) -> int:
+    """``nasname login``: check, then store (server.client_config)."""
+    if args.ca is not None and not args.ca.is_file():
+        print(f"nasname login: error: no certificate file {args.ca}", file=sys.stderr)
+        return output.EXIT_USAGE
+    args = resolve(args)
+    if not args.no_check:
+        try:
+            with connect(args) as client:
+                client.health()
+                if args.token:
+                    _check_token(client)
+        except grpc.RpcError as exc:
+            print(_rpc_failure(exc, args) + "\n(nothing stored)", file=sys.stderr)
+            return output.EXIT_ERROR
+    ca = "" if args.plaintext or args.ca is None else str(client_config.store_ca(Path(args.ca).read_bytes()))
+    path = client_config.save(client_config.ClientSettings(
+        address=args.address, token=args.token or "", ca=ca, tls_server_name=args.tls_server_name or ""))
+    how = "plaintext" if args.plaintext else f"TLS, trusting {ca}" if ca else "TLS, trusting the system roots"
+    checked = ("not checked" if args.no_check
+               else "server answers" + (", token accepted" if args.token else ""))
+    print(f"LOGGED IN to {args.address} ({how}; {checked})\nsettings stored in {path} (mode 0600); "
+          "every nasname client command uses them now")
+    return output.EXIT_OK
+
+
+def _check_token(client: Client) -> None:
+    """Raise when the server refuses the token itself. Any authenticated call proves it; GetRecord with
+    no id fails after authentication, with PERMISSION_DENIED for roles that may not read records or
+    INVALID_ARGUMENT for the others, and changes nothing."""
+    try:
+        client.get_record("")
+    except grpc.RpcError as exc:
+        if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
+            raise
 
 
 def emit(reply: Reply, as_json: bool) -> int:

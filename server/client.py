@@ -68,14 +68,17 @@ def _read(value: bytes | Path | str | None) -> bytes | None:
 class Client:
     """One channel to a nasname server. ``token``: the bearer secret. TLS unless ``plaintext``;
     ``ca``: PEM (bytes or path) of the server's CA or self-signed certificate (None: system roots);
-    ``client_cert``/``client_key`` for mutual TLS. ``timeout``: default deadline per call, seconds."""
+    ``client_cert``/``client_key`` for mutual TLS; ``server_name``: the name to expect in the server's
+    certificate when it differs from the address's host. ``timeout``: default deadline per call, seconds."""
 
     def __init__(self, address: str, *, token: str | None = None, plaintext: bool = False,
                  ca: bytes | Path | str | None = None, client_cert: bytes | Path | str | None = None,
                  client_key: bytes | Path | str | None = None, timeout: float = 30.0, retries: int = 3,
-                 max_message_bytes: int = 64 * 1024 * 1024) -> None:
-        options = [("grpc.max_receive_message_length", max_message_bytes),
-                   ("grpc.max_send_message_length", max_message_bytes)]
+                 max_message_bytes: int = 64 * 1024 * 1024, server_name: str = "") -> None:
+        options: list[tuple[str, Any]] = [("grpc.max_receive_message_length", max_message_bytes),
+                                          ("grpc.max_send_message_length", max_message_bytes)]
+        if server_name and not plaintext:
+            options.append(("grpc.ssl_target_name_override", server_name))
         if plaintext:
             self.channel = grpc.insecure_channel(address, options=options)
         else:

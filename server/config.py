@@ -6,6 +6,7 @@
     tls_key = "/etc/nasname/server.key"
     tls_client_ca = ""                # PEM CA: when set, clients must present a certificate it signed
     auto_tls = true                   # no cert configured: self-signed one in <data_dir>/tls/
+    tls_hosts = ["nasname.camp-a", "10.0.0.5"]   # extra names/IPs of the self-signed certificate
     allow_plaintext = false           # honoured only when the address is a loopback address
     max_message_bytes = 33554432      # larger requests: RESOURCE_EXHAUSTED / MESSAGE_TOO_LARGE
     workers = 0                       # RPC worker threads; 0 = sized for the machine
@@ -72,6 +73,7 @@ class ServerConfig:
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
     auto_tls: bool = True
+    tls_hosts: tuple[str, ...] = ()
     allow_plaintext: bool = False
     max_message_bytes: int = 32 * 1024 * 1024
     workers: int = 0
