@@ -10,6 +10,7 @@ Replies are printed for people (``server.output``); ``--json`` prints them for m
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import sys
 from collections.abc import Callable
@@ -133,6 +134,32 @@ def _verify(c: Client, a: argparse.Namespace) -> Message:
     return c.verify(a.id, _need_samples(a), target_fmr=a.target_fmr)
 
 
+def _records(c: Client, a: argparse.Namespace) -> Message:
+    return c.list_records(partition=a.partition or "", status=a.status or "", limit=a.limit, offset=a.offset,
+                          created_from=_when(a.created_from), created_to=_when(a.created_to))
+
+
+def _when(text: str | None) -> float:
+    """ISO date or date-time (local time unless it names a zone) -> unix seconds; None -> 0."""
+    if not text:
+        return 0.0
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{text!r} is not an ISO date (2026-12-04 or 2026-12-04T09:30)") from None
+    return (moment if moment.tzinfo else moment.astimezone()).timestamp()
+
+
+def _recapture(c: Client, a: argparse.Namespace) -> Message:
+    new = _samples(a)
+    if len(new) != 1:
+        raise UsageError("give exactly one new sample: --face, --iris-left or --iris-right")
+    check = [image_sample(m, Path(getattr(a, f"verify_{m}")).read_bytes())
+             for m, _ in _SAMPLE_FLAGS if getattr(a, f"verify_{m}") is not None]
+    return c.update_biometrics(a.id, new[0], verification=check, target_fmr=a.target_fmr,
+                               target_fpir=a.target_fpir)
+
+
 def _adjudicate(c: Client, a: argparse.Namespace) -> Message:
     if a.decision == "same" and not a.mate:
         raise UsageError("--decision same needs --mate ID: the enrolled record this person already is")
@@ -193,6 +220,27 @@ def add_client_commands(sub: Any) -> None:
                    help="same: a duplicate of --mate (not enrolled); distinct: a different person (enrolled)")
     p.add_argument("--mate", help="for 'same' (required): the enrolled reference id it duplicates")
     p.add_argument("--comment", default="", help="the reason for the decision (kept in the record's history)")
+    p = command("reopen", "admin: reopen a record decided 'distinct' (it waits for adjudication again)",
+                lambda c, a: c.reopen_case(a.id, a.reason))
+    p.add_argument("--id", required=True, help="the decided reference id")
+    p.add_argument("--reason", required=True, help="why (kept in the record's history)")
+    p = command("records", "list records page by page, filtered by partition, status and creation time",
+                _records)
+    p.add_argument("--partition", help="only this partition")
+    p.add_argument("--status", choices=("active", "pending", "deleted"), help="only this status")
+    p.add_argument("--created-from", metavar="DATE", help="created at or after (ISO, local time)")
+    p.add_argument("--created-to", metavar="DATE", help="created before (ISO, local time)")
+    p.add_argument("--limit", type=int, default=100, help="records per page (default %(default)s)")
+    p.add_argument("--offset", type=int, default=0, help="records to skip (paging; default 0)")
+    p = command("recapture", "add or replace one modality of an enrolled person: verify 1:1 with the "
+                "other modalities, de-duplicate the new sample 1:N, then store it", _recapture)
+    _add_sample_options(p)
+    for modality, flag in _SAMPLE_FLAGS:
+        p.add_argument(f"--verify-{flag}", dest=f"verify_{modality}", metavar="IMAGE", type=Path,
+                       help=f"{modality.replace('_', ' ')} image to verify the person with first")
+    p.add_argument("--id", required=True, help="the enrolled reference id")
+    p.add_argument("--target-fmr", type=float, help="target false match rate of the 1:1 check")
+    p.add_argument("--target-fpir", type=float, help=fpir_help)
     command("health", "is the server serving? (no token needed)", lambda c, a: c.health())
     p = sub.add_parser("login", help="store the server's address, certificate and your token for every "
                        "client command", description=(

@@ -194,6 +194,35 @@ class Client:
                                    mate_reference_id=mate_reference_id)
         return self._call(self.stub.Adjudicate, req, pb.AdjudicateResponse, idempotent=False, timeout=timeout)
 
+    def list_records(self, *, partition: str = "", status: str = "", created_from: float = 0.0,
+                     created_to: float = 0.0, limit: int = 0, offset: int = 0,
+                     timeout: float | None = None) -> pb.ListRecordsResponse:
+        """``status``: "active" | "pending" | "deleted" | "" (any)."""
+        req = pb.ListRecordsRequest(partition=partition, created_from=created_from, created_to=created_to,
+                                    limit=limit, offset=offset)
+        if status:
+            req.status = cast(pb.RecordStatus, pb.RecordStatus.Value(f"RECORD_STATUS_{status.upper()}"))
+        return self._call(self.stub.ListRecords, req, pb.ListRecordsResponse, idempotent=True,
+                          timeout=timeout)
+
+    def reopen_case(self, reference_id: str, reason: str, *,
+                    timeout: float | None = None) -> pb.ReopenCaseResponse:
+        req = pb.ReopenCaseRequest(reference_id=reference_id, reason=reason)
+        return self._call(self.stub.ReopenCase, req, pb.ReopenCaseResponse, idempotent=False,
+                          timeout=timeout)
+
+    def update_biometrics(self, reference_id: str, sample: pb.Sample, *,
+                          verification: Sequence[pb.Sample] = (), target_fmr: float | None = None,
+                          target_fpir: float | None = None,
+                          timeout: float | None = None) -> pb.UpdateBiometricsResponse:
+        req = pb.UpdateBiometricsRequest(reference_id=reference_id, sample=sample, verification=verification)
+        if target_fmr is not None:
+            req.target_fmr = target_fmr
+        if target_fpir is not None:
+            req.target_fpir = target_fpir
+        return self._call(self.stub.UpdateBiometrics, req, pb.UpdateBiometricsResponse, idempotent=False,
+                          timeout=timeout)
+
     def stats(self, *, timeout: float | None = None) -> pb.StatsResponse:
         return self._call(self.stub.Stats, pb.StatsRequest(), pb.StatsResponse,
                           idempotent=True, timeout=timeout)

@@ -246,7 +246,7 @@ def verify_text(r: pb.VerifyResponse) -> Rendered:
     return Rendered("\n".join(body + _samples(r.samples)), EXIT_OK if r.match else EXIT_NO_MATCH)
 
 
-def _history(entries: Sequence[Any]) -> list[str]:
+def _history(entries: Sequence[pb.HistoryEntry]) -> list[str]:
     if not entries:
         return []
     rows = [[timestamp(e.time), e.event, _decision(e.decision) if e.decision else "-",
@@ -254,7 +254,7 @@ def _history(entries: Sequence[Any]) -> list[str]:
     return ["history:", table(["time", "event", "decision", "mate", "actor", "reason"], rows)]
 
 
-def record_text(rec: pb.Record, history: Sequence[Any] = ()) -> str:
+def record_text(rec: pb.Record, history: Sequence[pb.HistoryEntry] = ()) -> str:
     models = ", ".join(f"{_modality(m.modality)} {m.model.model_id}@{m.model.version}" for m in rec.models)
     attrs = ", ".join(f"{k}={v}" for k, v in sorted(rec.attributes.items()))
     lines = [f"record     {rec.reference_id}",
@@ -294,7 +294,38 @@ def pending_text(r: pb.ListPendingAdjudicationsResponse) -> Rendered:
 
 def adjudicate_text(r: pb.AdjudicateResponse) -> Rendered:
     return Rendered(f"DECIDED: {r.record.reference_id} is now {_status(r.record.status).upper()}\n"
-                    + record_text(r.record, getattr(r, "history", ())))
+                    + record_text(r.record, r.history))
+
+
+def records_text(r: pb.ListRecordsResponse) -> Rendered:
+    if not r.records:
+        return Rendered(f"no record on this page ({r.total:,} match the filters)")
+    rows = [[x.reference_id, x.partition, _status(x.status),
+             ",".join(_modality(m.modality) for m in x.models) or "-", timestamp(x.created)]
+            for x in r.records]
+    return Rendered(f"{len(r.records)} of {r.total:,} record(s) matching\n"
+                    + table(["reference id", "partition", "status", "modalities", "created"], rows))
+
+
+_UPDATE_VERDICT = {
+    pb.UPDATE_OUTCOME_UPDATED: "UPDATED",
+    pb.UPDATE_OUTCOME_NOT_VERIFIED: "NOT UPDATED: the person did not verify as this record (NO MATCH)",
+    pb.UPDATE_OUTCOME_POSSIBLE_DUPLICATE: "NOT UPDATED: POSSIBLE DUPLICATE, the new sample matches "
+                                          "another record",
+}
+
+
+def update_text(r: pb.UpdateBiometricsResponse) -> Rendered:
+    head = f"{_UPDATE_VERDICT.get(r.outcome, 'UNKNOWN')}: {r.reference_id}"
+    verify = verify_text(r.verification).text.splitlines()[0]
+    parts = [head, f"1:1 check: {verify}"]
+    if r.outcome == pb.UPDATE_OUTCOME_POSSIBLE_DUPLICATE:
+        parts += [f"1:N search: {len(r.candidates)} candidate(s) above the {_threshold(r.threshold)}",
+                  _candidates(r.candidates)]
+    elif r.outcome == pb.UPDATE_OUTCOME_UPDATED:
+        parts.append(f"1:N search: {_no_candidate(r.threshold)}")
+    return Rendered("\n".join(parts + _samples(r.samples)),
+                    EXIT_OK if r.outcome == pb.UPDATE_OUTCOME_UPDATED else EXIT_NO_MATCH)
 
 
 def tokens_text(tokens: Sequence[pb.Token]) -> str:
@@ -360,7 +391,7 @@ _RENDERERS: dict[type, Callable[[Any], Rendered]] = {
     pb.AdjudicateResponse: adjudicate_text,
     pb.CreateTokenResponse: created_token_text,
     pb.GetDedupResultResponse: dedup_result_text,
-    pb.GetRecordResponse: lambda r: Rendered(record_text(r.record, getattr(r, "history", ()))),
+    pb.GetRecordResponse: lambda r: Rendered(record_text(r.record, r.history)),
     pb.DeleteResponse: lambda r: Rendered(f"DELETED {r.reference_id}: biometrics erased"),
     pb.ListTokensResponse: lambda r: Rendered(tokens_text(r.tokens)),
     pb.RevokeTokenResponse: lambda r: Rendered(f"REVOKED token {r.token_id}"),
@@ -368,6 +399,11 @@ _RENDERERS: dict[type, Callable[[Any], Rendered]] = {
         f"STARTED de-duplication job {r.job_id}\n(follow it: nasname dedup watch {r.job_id})"),
     pb.DedupStatusResponse: lambda r: Rendered(progress_text(r.progress)),
     pb.DedupProgress: lambda r: Rendered(progress_text(r)),
+    pb.ListRecordsResponse: records_text,
+    pb.UpdateBiometricsResponse: update_text,
+    pb.ReopenCaseResponse: lambda r: Rendered(
+        f"REOPENED: {r.record.reference_id} waits for adjudication again\n"
+        + record_text(r.record, r.history)),
 }
 
 

@@ -58,7 +58,7 @@ def test_identify_verify_get_stats_pending_adjudicate_delete(
     assert json.loads(_run(capsys, "pending", *conn, "--json")[1])["items"][0]["reference_id"] == "R-p"
     assert "R-p" in _run(capsys, "pending", *conn)[1]
     assert _run(capsys, "adjudicate", *conn, "--id", "R-p", "--decision", "same", "--mate", "R-mate")[0] == 0
-    assert fresh.engine.calls[-1][0] == "adjudicate"
+    assert fresh.engine.calls[-2][0] == "adjudicate"
     assert _run(capsys, "delete", *conn, "--id", "R-9")[0] == 0
     assert fresh.engine.calls[-1] == ("delete", ("R-9", {"actor": "tok_4"}))
     assert _run(capsys, "health", *conn)[1].strip() == "SERVING"
@@ -148,3 +148,30 @@ def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
     for name in ("serve", "token", "enroll", "identify", "verify", "adjudicate", "models", "evaluate",
                  "bench", "dedup"):
         assert name in out
+
+
+def test_get_shows_history_records_reopen_recapture(fresh: Running, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "f.jpg").write_bytes(b"new face")
+    (tmp_path / "l.png").write_bytes(b"iris")
+    admin = ("--address", fresh.address, "--plaintext", "--token", fresh.secrets[Role.ADMIN])
+    out = _run(capsys, "get", *admin, "--id", "R-p")[1]
+    assert "history:" in out and "R-mate" in out and "same scar" in out and "tok_9" in out
+    code, out, _ = _run(capsys, "records", *admin, "--partition", "camp-a", "--status", "active",
+                        "--created-from", "2026-01-01", "--limit", "5")
+    assert code == 0 and "1 of 7 record(s)" in out and "R-1" in out
+    kw = fresh.engine.calls[-1][1]
+    assert kw["partition"] == "camp-a" and kw["status"].value == "active" and kw["created_from"] > 1.7e9
+    assert _run(capsys, "records", *admin, "--created-from", "yesterday")[0] == 2
+    code, out, _ = _run(capsys, "reopen", *admin, "--id", "R-d", "--reason", "complaint")
+    assert code == 0 and out.startswith("REOPENED: R-d") and fresh.engine.calls[-2] == (
+        "reopen", ("R-d", {"actor": "tok_4", "reason": "complaint"}))
+    station = ("--address", fresh.address, "--plaintext", "--token", fresh.secrets[Role.STATION])
+    code, out, _ = _run(capsys, "recapture", *station, "--id", "R-1", "--face", str(tmp_path / "f.jpg"),
+                        "--verify-iris-left", str(tmp_path / "l.png"))
+    assert code == 0 and out.startswith("UPDATED: R-1") and "1:1 check: MATCH" in out
+    [(_, (ref, sample, kw))] = [c for c in fresh.engine.calls if c[0] == "update_biometrics"]
+    assert ref == "R-1" and sample.image == b"new face" and [s.image for s in kw["verification"]] == [b"iris"]
+    assert _run(capsys, "recapture", *station, "--id", "R-1")[0] == 2  # no new sample
+    code, _, err = _run(capsys, "reopen", *station, "--id", "R-d", "--reason", "x")
+    assert code == 1 and "PERMISSION_DENIED" in err

@@ -134,7 +134,9 @@ def test_delete_get_pending_adjudicate_stats(fresh: Running) -> None:
     out = fresh.client(Role.ADJUDICATOR).adjudicate("R-p", same=False, comment="twins",
                                                      mate_reference_id="R-mate")
     assert out.record.reference_id == "R-p"
-    assert fresh.engine.calls[-1] == ("adjudicate", ("R-p", AdjudicationDecision.DISTINCT,
+    assert [h.event for h in out.history] == ["opened", "decided"]
+    assert (out.history[1].mate_reference_id, out.history[1].comment) == ("R-mate", "same scar")
+    assert fresh.engine.calls[-2] == ("adjudicate", ("R-p", AdjudicationDecision.DISTINCT,
                                                      {"actor": "tok_3", "comment": "twins",
                                                       "mate_reference_id": "R-mate"}))
     s = fresh.client(Role.INVESTIGATOR).stats()
@@ -213,6 +215,9 @@ def _valid_request(method: str) -> Any:
         "ListTokens": pb.ListTokensRequest(), "RevokeToken": pb.RevokeTokenRequest(token_id="tok_none"),
         "StartDedup": pb.StartDedupRequest(), "GetDedupResult": pb.GetDedupResultRequest(job_id="0" * 12),
         "FetchDedupReport": pb.FetchDedupReportRequest(job_id="0" * 12),
+        "ListRecords": pb.ListRecordsRequest(),
+        "ReopenCase": pb.ReopenCaseRequest(reference_id="R", reason="r"),
+        "UpdateBiometrics": pb.UpdateBiometricsRequest(reference_id="R", sample=FACE),
         **{m: pb.DedupJobRequest(job_id="0" * 12)
            for m in ("WatchDedup", "GetDedup", "CancelDedup", "ResumeDedup")},
     }[name]
