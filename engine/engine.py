@@ -19,6 +19,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -47,7 +48,7 @@ from engine.records import (
     VerifyResult,
 )
 from engine.store.values import CaseEvent, Record
-from engine.types import Modality, ModelRef, Template
+from engine.types import Modality, ModelRef, QualityReason, Template
 
 __all__ = ["Engine"]
 
@@ -138,6 +139,8 @@ class Engine:
         assert sample.image is not None  # guaranteed by Sample.__post_init__
         extraction = self._load_extractor(sample.modality.kind).extract(sample.image)
         quality = extraction.quality
+        if QualityReason.MULTIPLE_FACES in quality.reasons and self._config.multiple_faces == "reject":
+            quality = replace(quality, ok=False)  # this installation refuses photos of several faces
         if not quality.ok:
             raise QualityRejected(
                 f"{sample.modality.value} sample failed the quality check: "

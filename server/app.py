@@ -109,8 +109,7 @@ def create_server(address: str, engine: Engine, *, tokens: TokenStore,
     for name in SERVICE_NAMES:
         health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     if config.reflection:
-        reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), grpc_server)
+        _serve_reflection(grpc_server)
     try:
         if credentials is None:
             port = grpc_server.add_insecure_port(address)
@@ -122,6 +121,24 @@ def create_server(address: str, engine: Engine, *, tokens: TokenStore,
         raise ConfigurationError(f"cannot bind {address} (in use, or not a local address); choose "
                                  "another with --address")
     return Server(grpc_server, gate, health_servicer, config, servicer), port
+
+
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+
+
+def _serve_reflection(grpc_server: grpc.Server) -> None:
+    """Server reflection under both names generic clients ask for: grpcio-reflection implements only
+    ``v1alpha``; ``v1`` has the same messages on the wire, so the same servicer answers it."""
+    names = (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME, REFLECTION_V1)
+    servicer = reflection.ReflectionServicer(names)
+    reflection.enable_server_reflection(names, grpc_server)
+    from grpc_reflection.v1alpha import reflection_pb2 as rpb
+
+    handler = grpc.stream_stream_rpc_method_handler(
+        servicer.ServerReflectionInfo, request_deserializer=rpb.ServerReflectionRequest.FromString,
+        response_serializer=rpb.ServerReflectionResponse.SerializeToString)
+    grpc_server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(REFLECTION_V1, {"ServerReflectionInfo": handler}),))
 
 
 def bootstrap_admin_token(tokens: TokenStore, out: TextIO = sys.stdout) -> str | None:

@@ -4,7 +4,8 @@
     nasname token create NAME --role station|investigator|adjudicator|admin
     nasname token list | nasname token revoke TOKEN_ID
     nasname enroll|insert|identify|verify|delete|get|stats|pending|adjudicate|health ...   (client)
-    nasname models|evaluate|bench|dedup ...   (other tools, passed through)
+    nasname dedup ...   (local job directories, or a server's jobs: server.cli_dedup)
+    nasname models|evaluate|bench ...   (other tools, passed through)
 
 ``token`` commands act on the local data directory while no server runs on it (the operator of the
 machine needs no token; this is also how a lost admin token is replaced); with ``--remote`` they go
@@ -30,7 +31,7 @@ PASS_THROUGH = {
     "models": ("engine.models.cli", "model conversion and manifests"),
     "evaluate": ("engine.evaluate", "accuracy evaluation on a data set manifest"),
     "bench": ("engine.bench", "search / extraction benchmarks"),
-    "dedup": ("engine.dedup", "batch de-duplication (N:N) of the gallery"),
+    "dedup": ("engine.dedup", "batch de-duplication jobs: local job directories, or a server's (--remote)"),
 }
 
 
@@ -154,6 +155,10 @@ def _pass_through(module: str, argv: Sequence[str]) -> int:
 
 
 def _main(argv: list[str]) -> int:
+    if argv and argv[0] == "dedup":
+        from server import cli_dedup
+
+        return cli_dedup.main(argv[1:], lambda rest: _pass_through(PASS_THROUGH["dedup"][0], rest))
     if argv and argv[0] in PASS_THROUGH:
         return _pass_through(PASS_THROUGH[argv[0]][0], argv[1:])
     args = _parser().parse_args(argv)

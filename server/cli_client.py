@@ -177,7 +177,8 @@ def client_parser(sub: Any, name: str, help_text: str, run: Runner) -> argparse.
 
 
 def add_client_commands(sub: Any) -> None:
-    """Register enroll/insert/identify/verify/delete/get/stats/pending/adjudicate/health/dedup-remote."""
+    """Register enroll/insert/identify/verify/delete/get/stats/pending/adjudicate/reopen/records/
+    recapture/health/login (``nasname dedup`` is routed by server.cli_dedup)."""
 
     def command(name: str, help_text: str, run: Runner) -> argparse.ArgumentParser:
         return client_parser(sub, name, help_text, run)
@@ -251,9 +252,6 @@ def add_client_commands(sub: Any) -> None:
     add_connection_options(p)
     p.add_argument("--no-check", action="store_true", help="store without contacting the server")
     p.set_defaults(handler=login)
-    from server.cli_dedup import add_dedup_command
-
-    add_dedup_command(command)
 
 
 def _rpc_failure(exc: grpc.RpcError, args: argparse.Namespace) -> str:

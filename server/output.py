@@ -187,7 +187,7 @@ def _face_used(m: Mapping[str, float]) -> str:
     """The face the matcher used, when the photo showed more than one (engine.face quality measures)."""
     if m.get("faces_found", 1.0) <= 1.0 or "face_box_w" not in m:
         return ""
-    return (f"used the largest of {int(m['faces_found'])} faces: box x={int(m['face_box_x'])} "
+    return (f"used 1 of {int(m['faces_found'])} faces: box x={int(m['face_box_x'])} "
             f"y={int(m['face_box_y'])} w={int(m['face_box_w'])} h={int(m['face_box_h'])}, "
             f"{m.get('face_share', 0.0) * 100:.0f}% of the image")
 

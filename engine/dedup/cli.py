@@ -1,6 +1,6 @@
 """``nasname dedup``: run, resume, watch and cancel de-duplication jobs; re-render reports; queue.
 
-    nasname dedup run --data-dir D [--partition P] [--against-manifest CSV [--batch-folder DIR] |
+    nasname dedup run [--data-dir D] [--partition P] [--against-manifest CSV [--batch-folder DIR] |
                       --against-gallery DIR] [--target-fpir X | --fmr F] [--mode exact|fast] --out JOB
     nasname dedup resume JOB          # after a kill / Ctrl-C / cancel: continues from the checkpoint
     nasname dedup status JOB          # JSON progress snapshot
@@ -35,7 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     r = sub.add_parser("run", help="start a job")
-    r.add_argument("--data-dir", required=True, type=Path, help="the gallery's data directory")
+    r.add_argument("--data-dir", type=Path,
+                   help="the gallery's data directory (default $NASNAME_DATA_DIR, else the configured one)")
     r.add_argument("--partition", help="restrict the gallery to one partition")
     src = r.add_mutually_exclusive_group()
     src.add_argument("--against-manifest", type=Path, help="CSV reference_id,modality,path[,attributes...]")
@@ -182,6 +183,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     try:
         if args.command == "run":
+            if args.data_dir is None:
+                from engine.config import EngineConfig
+
+                args.data_dir = EngineConfig.load().data_dir  # honours NASNAME_DATA_DIR / NASNAME_CONFIG
             spec = JobSpec(
                 data_dir=str(args.data_dir),
                 partition=args.partition,

@@ -52,3 +52,14 @@ def test_times_are_iso_8601_with_utc() -> None:
 def test_table_aligns_columns_and_right_aligns_numbers() -> None:
     lines = output.table(["name", "n"], [["a", 5], ["bbb", 120]]).splitlines()
     assert lines == ["name    n", "----  ---", "a       5", "bbb   120"]
+
+
+def test_a_photo_with_several_faces_names_the_face_used() -> None:
+    q = pb.Quality(score=0.8, ok=True, reasons=["MULTIPLE_FACES"],
+                   measures={"faces_found": 2, "face_box_x": 260, "face_box_y": 140, "face_box_w": 92,
+                             "face_box_h": 92, "face_share": 0.0276})
+    r = pb.EnrollResponse(reference_id="N1", outcome=pb.ENROLL_OUTCOME_ENROLLED, threshold=T,
+                          samples=[pb.SampleResult(modality=pb.MODALITY_FACE, quality=q)])
+    text = output.render(r).text
+    assert "more than one face: photograph the person alone" in text
+    assert "used 1 of 2 faces: box x=260 y=140 w=92 h=92, 3% of the image" in text
