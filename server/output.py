@@ -63,6 +63,13 @@ ERROR_INSTRUCTIONS = {
     "REFERENCE_ID_EXISTS": "this reference id is already enrolled: use another id or `nasname get --id`",
     "REFERENCE_ID_NOT_FOUND": "no such reference id: check it with `nasname records`",
     "MODEL_MISMATCH": "the template's model differs from the gallery's: send images instead",
+    "VERIFICATION_NEEDED": "capture the other modalities named above and pass them with --verify-face / "
+                           "--verify-iris-left / --verify-iris-right",
+    "MISSING_MATE": "name the enrolled record this person already is with --mate ID (see `nasname pending`)",
+    "NOT_PENDING": "this record waits for no decision: see `nasname get --id` for its history",
+    "BIOMETRICS_ERASED": "a 'same' decision erased the biometrics: enroll the person again if it was wrong",
+    "ALREADY_ADJUDICATED": "the record was decided before: an admin can reopen it "
+                           "(`nasname reopen --id ... --reason ...`)",
 }
 
 
@@ -363,7 +370,7 @@ def progress_text(p: pb.DedupProgress) -> str:
 def dedup_result_text(r: pb.GetDedupResultResponse) -> Rendered:
     summary = json.loads(r.summary_json) if r.summary_json else {}
     head = f"job {r.job_id}: {r.total_clusters:,} cluster(s) of possible duplicates"
-    facts = [f"  {k.replace('_', ' ')}: {_plain(v)}" for k, v in summary.items()
+    facts = [f"  {k.replace('_', ' ')}: {_plain(k, v)}" for k, v in summary.items()
              if isinstance(v, int | float | str) and not isinstance(v, bool)]
     rows = [[c.cluster, f"{c.risk:.2f}", len(c.members), " ".join(m.reference_id for m in c.members),
              score(c.weakest_link.fused), "yes" if c.chained else "no"] for c in r.clusters]
@@ -373,7 +380,12 @@ def dedup_result_text(r: pb.GetDedupResultResponse) -> Rendered:
     return Rendered("\n".join(parts))
 
 
-def _plain(v: Any) -> str:
+_TIME_WORDS = ("finished", "started", "created", "time")
+
+
+def _plain(key: str, v: Any) -> str:
+    if isinstance(v, float) and v > 1e9 and any(w in key for w in _TIME_WORDS):
+        return timestamp(v)
     if isinstance(v, float):
         return f"{v:.4g}"
     if isinstance(v, int):
