@@ -12,12 +12,13 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from queue import Queue
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import grpc
 
 from engine.engine import Engine
 from engine.errors import InvalidInput, NasnameError, ResourceExhausted
+from engine.records import RecordView
 from engine.store.values import TokenInfo
 from server import convert as cv
 from server import errors
@@ -28,6 +29,8 @@ from server.dedup import DedupMixin, DedupService
 from server.interceptor import current_call
 
 __all__ = ["AdminServicer", "NasnameServicer", "TokenAdmin"]
+
+R = TypeVar("R", pb.GetRecordResponse, pb.AdjudicateResponse, pb.ReopenCaseResponse)
 
 DEFAULT_MAX_RESULTS = 10
 DEFAULT_PENDING_LIMIT = 100
@@ -186,9 +189,12 @@ class NasnameServicer(DedupMixin, pb_grpc.NasnameServicer):  # type: ignore[misc
         call = current_call()
         with _translating(context, call.request_id):
             record = self.engine.get(_need_id(request.reference_id))
-            history = self.engine.history(request.reference_id)
-        return pb.GetRecordResponse(request_id=call.request_id, record=cv.record_to_pb(record),
-                                    history=cv.history_to_pb(history))
+            return self._with_history(pb.GetRecordResponse, call.request_id, record)
+
+    def _with_history(self, reply: type[R], request_id: str, record: RecordView) -> R:
+        """A reply carrying the record and its adjudication history."""
+        return reply(request_id=request_id, record=cv.record_to_pb(record),
+                     history=cv.history_to_pb(self.engine.history(record.reference_id)))
 
     def ListPendingAdjudications(self, request: pb.ListPendingAdjudicationsRequest,
                                  context: grpc.ServicerContext) -> pb.ListPendingAdjudicationsResponse:
@@ -206,9 +212,7 @@ class NasnameServicer(DedupMixin, pb_grpc.NasnameServicer):  # type: ignore[misc
             record = self.engine.adjudicate(
                 _need_id(request.reference_id), cv.decision_from_pb(request.decision), actor=call.actor,
                 comment=request.comment, mate_reference_id=request.mate_reference_id or None)
-            history = self.engine.history(request.reference_id)
-        return pb.AdjudicateResponse(request_id=call.request_id, record=cv.record_to_pb(record),
-                                     history=cv.history_to_pb(history))
+            return self._with_history(pb.AdjudicateResponse, call.request_id, record)
 
     def ListRecords(self, request: pb.ListRecordsRequest,
                     context: grpc.ServicerContext) -> pb.ListRecordsResponse:
@@ -228,9 +232,7 @@ class NasnameServicer(DedupMixin, pb_grpc.NasnameServicer):  # type: ignore[misc
         with _translating(context, call.request_id):
             record = self.engine.reopen(_need_id(request.reference_id), actor=call.actor,
                                         reason=request.reason)
-            history = self.engine.history(request.reference_id)
-        return pb.ReopenCaseResponse(request_id=call.request_id, record=cv.record_to_pb(record),
-                                     history=cv.history_to_pb(history))
+            return self._with_history(pb.ReopenCaseResponse, call.request_id, record)
 
     def UpdateBiometrics(self, request: pb.UpdateBiometricsRequest,
                          context: grpc.ServicerContext) -> pb.UpdateBiometricsResponse:
