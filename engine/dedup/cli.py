@@ -47,7 +47,8 @@ def _parser() -> argparse.ArgumentParser:
         "--target-fpir", type=float, help="target FPIR at the compared gallery size (default 0.003)"
     )
     th.add_argument("--fmr", type=float, help="explicit per-comparison false match rate")
-    r.add_argument("--mode", choices=("exact", "fast"), default="exact")
+    r.add_argument("--mode", choices=("exact", "fast"), default="exact",
+                   help="exact: every pair above the threshold; fast: approximate candidates (default exact)")
     r.add_argument(
         "--recall-sample",
         type=float,
@@ -74,11 +75,12 @@ def _parser() -> argparse.ArgumentParser:
         q = sub.add_parser(name, help=text)
         q.add_argument("job", type=Path, help="job directory")
         if name in ("resume", "report"):
-            q.add_argument("--thumbnails", action="store_true")
+            q.add_argument("--thumbnails", action="store_true",
+                           help="face thumbnails in report.html (kept images only)")
         if name == "resume":
-            q.add_argument("--quiet", action="store_true")
+            q.add_argument("--quiet", action="store_true", help="no progress bar")
         if name == "push":
-            q.add_argument("--actor", required=True)
+            q.add_argument("--actor", required=True, help="who queues (recorded in the audit trail)")
             q.add_argument(
                 "--partition", help="partition of the queued records (default: the job's or 'default')"
             )

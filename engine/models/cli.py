@@ -29,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="registered models and their state")
     conv = sub.add_parser("convert", help="convert models now (default: every default model)")
-    conv.add_argument("names", nargs="*")
+    conv.add_argument("names", nargs="*", help="models to convert (default: every default model)")
     sub.add_parser("verify", help="check every converted model against its manifest's sha256")
     sub.add_parser("mobilefacenet", add_help=False,
                    help="install the opt-in MobileFaceNet model (licence notice; see its --help)")

@@ -175,3 +175,28 @@ def test_get_shows_history_records_reopen_recapture(fresh: Running, tmp_path: Pa
     assert _run(capsys, "recapture", *station, "--id", "R-1")[0] == 2  # no new sample
     code, _, err = _run(capsys, "reopen", *station, "--id", "R-d", "--reason", "x")
     assert code == 1 and "PERMISSION_DENIED" in err
+
+
+def test_every_option_of_every_command_has_help_text() -> None:
+    import argparse
+    import importlib
+
+    from server.cli import _parser
+    from server.cli_dedup import _remote_parser
+
+    missing: list[str] = []
+
+    def walk(p: argparse.ArgumentParser, path: str) -> None:
+        for a in p._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for name, sub in a.choices.items():
+                    walk(sub, f"{path} {name}")
+            elif not isinstance(a, argparse._HelpAction) and not a.help:
+                missing.append(f"{path} {'/'.join(a.option_strings) or a.dest}")
+
+    walk(_parser(), "nasname")
+    walk(_remote_parser(), "nasname dedup (server)")
+    for module, name in (("engine.dedup.cli", "dedup"), ("engine.evaluate", "evaluate"),
+                         ("engine.bench.cli", "bench"), ("engine.models.cli", "models")):
+        walk(importlib.import_module(module)._parser(), f"nasname {name}")
+    assert missing == []
