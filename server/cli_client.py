@@ -74,6 +74,7 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
     (``nasname login``), then defaults. Returns ``args``, changed in place."""
     stored = client_config.load()
     args.address = args.address or os.environ.get("NASNAME_ADDRESS") or stored.address or DEFAULT_ADDRESS
+    args.plaintext = args.plaintext or (args.address == stored.address and stored.plaintext == "true")
     args.token = args.token if args.token is not None else (os.environ.get("NASNAME_TOKEN")
                                                             or stored.token or None)
     if args.ca is None and not args.plaintext:
@@ -281,6 +282,9 @@ def _rpc_failure(exc: grpc.RpcError, args: argparse.Namespace) -> str:
 
 def _connection_hint(details: str, args: argparse.Namespace) -> str:
     low = details.lower()
+    if "wrong_version_number" in low:
+        return ("the server speaks plaintext (a loopback development server): add --plaintext, or start "
+                "it with TLS")
     if "peer name" in low or "hostname verification" in low:
         return ("the server's certificate does not name the host you dialled: start the server with "
                 "`--tls-host HOST` (then give stations the new certificate), or pass --tls-server-name "
@@ -311,7 +315,8 @@ def login(args: argparse.Namespace) -> int:
             return output.EXIT_ERROR
     ca = "" if args.plaintext or args.ca is None else str(client_config.store_ca(Path(args.ca).read_bytes()))
     path = client_config.save(client_config.ClientSettings(
-        address=args.address, token=args.token or "", ca=ca, tls_server_name=args.tls_server_name or ""))
+        address=args.address, token=args.token or "", ca=ca, tls_server_name=args.tls_server_name or "",
+        plaintext="true" if args.plaintext else ""))
     how = "plaintext" if args.plaintext else f"TLS, trusting {ca}" if ca else "TLS, trusting the system roots"
     checked = ("not checked" if args.no_check
                else "server answers" + (", token accepted" if args.token else ""))

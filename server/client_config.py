@@ -5,6 +5,7 @@ by ``nasname login`` with mode 0600 (it holds an API token), read by every clien
     token = "nsk_..."
     ca = "/home/clerk/.config/nasname/server-ca.pem"   # a copy of the server's certificate / CA
     tls_server_name = "nasname.camp-a"                 # optional: the name the certificate carries
+    plaintext = "true"                                 # only for a loopback development server
 
 Precedence for each value: command-line option, then environment (``NASNAME_ADDRESS``,
 ``NASNAME_TOKEN``), then this file, then the defaults. ``NASNAME_CLIENT_CONFIG`` names another file.
@@ -23,7 +24,7 @@ from engine.fsutil import write_atomic
 
 __all__ = ["ClientSettings", "config_dir", "config_path", "load", "save", "store_ca"]
 
-KEYS = ("address", "token", "ca", "tls_server_name")
+KEYS = ("address", "token", "ca", "tls_server_name", "plaintext")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class ClientSettings:
     token: str = ""
     ca: str = ""
     tls_server_name: str = ""
+    plaintext: str = ""  # "true": the stored address speaks plaintext (loopback development servers)
 
 
 def config_dir() -> Path:

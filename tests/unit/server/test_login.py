@@ -29,8 +29,8 @@ def test_login_stores_settings_0600_and_every_command_uses_them(
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     stored = client_config.load()
     assert stored.address == fresh.address and stored.token == fresh.secrets[Role.INVESTIGATOR]
-    # no address or token given: the stored ones (plaintext is still a per-command choice)
-    assert main(["stats", "--plaintext"]) == 0
+    # no address, token or --plaintext given: the stored ones
+    assert main(["stats"]) == 0
     assert "record(s) in the gallery" in capsys.readouterr().out
 
 
@@ -68,7 +68,8 @@ def test_certificate_names_include_tls_hosts_and_a_new_name_makes_a_new_certific
 
 
 def test_tls_login_with_ca_and_server_name_then_plain_commands(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        fresh: Running) -> None:
     monkeypatch.delenv("NASNAME_TOKEN", raising=False)
     monkeypatch.delenv("NASNAME_ADDRESS", raising=False)
     monkeypatch.setenv("NASNAME_DATA_DIR", str(tmp_path / "elsewhere"))  # no local auto certificate
@@ -86,6 +87,9 @@ def test_tls_login_with_ca_and_server_name_then_plain_commands(
         assert main(["stats", "--address", address, "--token", secret, "--plaintext"]) == 1
         assert "leave out --plaintext" in capsys.readouterr().err
         ca = tmp_path / "data" / "tls" / "server.crt"
+        # TLS to `fresh`, a plaintext server: the message says to add --plaintext
+        assert main(["health", "--address", fresh.address, "--ca", str(ca)]) == 1
+        assert "add --plaintext" in capsys.readouterr().err
         assert main(["login", "--address", address, "--ca", str(ca), "--token", secret,
                      "--tls-server-name", "nasname.camp-a"]) == 0
         capsys.readouterr()
