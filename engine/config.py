@@ -8,6 +8,7 @@
     keep_images = false
     face_index = "exact"           # exact | fp16 | sq8 | hnsw | ivf (approximate: recall measured)
     face_model = "dlib_resnet_v1"  # registered face embedding; opt-in ones must be installed first
+    multiple_faces = "warn"        # warn | reject: a photo showing several faces
     modalities = ["face", "iris_left", "iris_right"]
     idempotency_retention_s = 86400   # how long a write's request id is remembered (retries)
 
@@ -77,8 +78,14 @@ class EngineConfig:
     idempotency_retention_s: float = 24 * 3600.0
     # operations event log (engine.events): rows older than this are pruned; 0 keeps them forever
     event_retention_days: float = 400.0
+    # A photo with several faces: "warn" (one is chosen, the largest near the centre; MULTIPLE_FACES is
+    # a warning and the reply names the face used) or "reject" (refused: QUALITY_CHECK_FAILED).
+    multiple_faces: str = "warn"
 
     def __post_init__(self) -> None:
+        if self.multiple_faces not in ("warn", "reject"):
+            raise ConfigurationError(
+                f"multiple_faces must be 'warn' or 'reject', got {self.multiple_faces!r}")
         for name in ("identify_target_fpir", "enroll_target_fpir", "verify_target_fmr"):
             v = getattr(self, name)
             if not 0.0 < v < 1.0:

@@ -20,6 +20,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -45,14 +46,16 @@ from engine.records import (
     Sample,
     SampleResult,
     Threshold,
+    UpdateOutcome,
+    UpdateResult,
     VerifyResult,
 )
 from engine.store.idempotency import IdempotencyKey, Idempotent, Replay
-from engine.store.values import Record, WriteResult
+from engine.store.values import CaseEvent, Record, WriteResult
+from engine.types import Modality, ModelRef, QualityReason, Template
 
 if TYPE_CHECKING:
     from engine.reports import ReportPeriod
-from engine.types import Modality, ModelRef, Template
 
 __all__ = ["Engine"]
 
@@ -182,6 +185,8 @@ class Engine:
         if self._on_extraction is not None and isinstance(stages, dict):
             self._on_extraction(sample.modality.kind, stages)
         quality = extraction.quality
+        if QualityReason.MULTIPLE_FACES in quality.reasons and self._config.multiple_faces == "reject":
+            quality = replace(quality, ok=False)  # this installation refuses photos of several faces
         if not quality.ok:
             raise QualityRejected(
                 f"{sample.modality.value} sample failed the quality check: "
@@ -494,8 +499,8 @@ class Engine:
                 reference_id=c.ref_id,
                 partition=c.partition,
                 candidates=[_candidate_from_json(d) for d in c.candidates],
-                decisions=[{"actor": d.actor, "decision": d.decision, "comment": d.comment, "time": d.time}
-                           for d in c.decisions],
+                decisions=[{"actor": d.actor, "decision": d.decision, "comment": d.comment, "time": d.time,
+                            "mate": d.mate} for d in c.decisions],
                 created=c.created,
             )
             for c in cases
@@ -519,20 +524,87 @@ class Engine:
         the decision without resolving the case (the first half of a two-person review)."""
         key = self._key(actor, request_id, "adjudicate")
         if self._replayed(key) is not None:
-            return _view(self._gallery.get(reference_id, with_templates=False))
-        if decision is AdjudicationDecision.SAME and mate_reference_id is not None:
+            return self.get(reference_id)
+        if decision is AdjudicationDecision.SAME:
+            if not mate_reference_id:
+                raise InvalidInput("a 'same' decision needs the mate: the enrolled reference id this person "
+                                   "already is", reason="MISSING_MATE")
             case = self._gallery.store.case(reference_id)
             if case is None:
                 raise NotFound(f"no adjudication case for {reference_id}", details={"ref_id": reference_id})
             if mate_reference_id not in {c.get("ref_id") for c in case.candidates}:
                 raise InvalidInput(f"{mate_reference_id} is not a candidate of {reference_id}",
                                    reason="INVALID_REQUEST")
-            comment = f"{comment} [mate={mate_reference_id}]".strip()
+        mate = mate_reference_id if decision is AdjudicationDecision.SAME else None
         # Replay: decided by the first call; the view below is the record as it is now.
         with contextlib.suppress(Replay):
             self._gallery.decide(reference_id, decision.value, actor=actor, comment=comment, final=final,
-                                 idem=None if key is None else Idempotent(key, _write_json))
-        return _view(self._gallery.get(reference_id, with_templates=False))
+                                 mate=mate, idem=None if key is None else Idempotent(key, _write_json))
+        return self.get(reference_id)
+
+    def history(self, reference_id: str) -> list[CaseEvent]:
+        """The record's adjudication history (cases opened / reopened, decisions with mate, actor,
+        reason and time), oldest first. Unknown id: NotFound."""
+        return self._gallery.store.history(reference_id)
+
+    def reopen(self, reference_id: str, *, actor: str, reason: str) -> RecordView:
+        """Reopen a record decided ``distinct``: PENDING again, out of every search, with its
+        candidates back in the adjudication queue (``engine.store.adjudication``)."""
+        self._gallery.reopen(reference_id, actor=actor, reason=reason)
+        return self.get(reference_id)
+
+    def list_records(self, *, partition: str | None = None, status: RecordStatus | None = None,
+                     created_from: float | None = None, created_to: float | None = None,
+                     limit: int = 100, offset: int = 0) -> tuple[list[RecordView], int]:
+        """A page of records (oldest first) matching the filters, and how many match in all."""
+        if not 1 <= limit <= 1000 or offset < 0:
+            raise InvalidInput("limit must be in 1..1000 and offset >= 0", reason="INVALID_REQUEST")
+        records, total = self._gallery.store.list_records(
+            partition=partition, status=status, created_from=created_from, created_to=created_to,
+            limit=limit, offset=offset)
+        models = self._gallery.models()
+        return [RecordView(r.ref_id, r.partition, r.status, {str(k): str(v) for k, v in r.attributes.items()},
+                           {m: models[m] for m in r.modalities if m in models}, r.created, r.updated)
+                for r in records], total
+
+    def update_biometrics(self, reference_id: str, sample: Sample, *, verification: Sequence[Sample] = (),
+                          target_fmr: float | None = None, target_fpir: float | None = None,
+                          actor: str = "local") -> UpdateResult:
+        """Re-capture: add or replace one modality of an ACTIVE record. First 1:1 — ``verification``
+        samples of the record's other modalities must match it (with no other modality on the record,
+        the new sample is verified against the one it replaces); then 1:N — the new sample must not
+        match anyone else; only then is it stored. Each step is audited; a refusal changes nothing."""
+        record = self._gallery.get(reference_id, with_templates=False)
+        if record.status is not RecordStatus.ACTIVE:
+            raise Conflict(f"record {reference_id} is {record.status.value}, not active", reason="NOT_ACTIVE",
+                           details={"status": record.status.value})
+        others = [m for m in record.modalities if m is not sample.modality]
+        if others and not any(s.modality in others for s in verification):
+            raise InvalidInput("to re-capture, first verify the person with the record's other modalities: "
+                               "give samples of " + ", ".join(m.value for m in others),
+                               reason="VERIFICATION_NEEDED")
+        check = self.verify(reference_id, list(verification) or [sample], target_fmr=target_fmr)
+        store = self._gallery.store
+        details: dict[str, Any] = {"modality": sample.modality.value, "verified": check.match,
+                                   "verified_with": sorted(m.value for m in check.scores)}
+        if not check.match:
+            store.audit_event(actor, "recapture_refused", reference_id, {**details, "step": "verify"})
+            return UpdateResult(reference_id, UpdateOutcome.NOT_VERIFIED, check, [], check.threshold,
+                                check.samples)
+        templates, results = self.extract([sample])
+        fpir = target_fpir if target_fpir is not None else self._config.enroll_target_fpir
+        with self._enroll_lock:
+            candidates, threshold = self._search(templates, max_results=self._config.shortlist,
+                                                 target_fpir=fpir, partition=None, reference_ids=None,
+                                                 exclude=record.label)
+            if candidates:
+                store.audit_event(actor, "recapture_refused", reference_id,
+                                  {**details, "step": "dedup", "candidates": len(candidates)})
+                return UpdateResult(reference_id, UpdateOutcome.POSSIBLE_DUPLICATE, check, candidates,
+                                    threshold, results)
+            self._gallery.replace_template(reference_id, sample.modality, templates[sample.modality],
+                                           image=sample.image, actor=actor)
+        return UpdateResult(reference_id, UpdateOutcome.UPDATED, check, [], threshold, results)
 
     def report_files(self, period: ReportPeriod, *, now: float) -> dict[str, bytes]:
         """The registration report for ``period`` as files (``engine.reports``): report.html,

@@ -326,7 +326,11 @@ def _summary_text(doc: Mapping[str, Any]) -> str:
         fnir = ", ".join(f"{p['target_fpir']:g}: {_pct(p['fnir'])}" for p in fig["fnir_at_fpir"])
         c = fig["comparisons"]
         lines.append(
-            f"{kind}: FTE {_pct(fig['fte_rate'])}  EER {_pct(fig['eer']['eer'])} "
+            # FTE counts gallery enrolments only; failed samples are counted over every sample
+            f"{kind}: {fig['failed_samples']} of {fig['samples']} samples failed (FTA "
+            f"{_pct(fig['fta_rate'])} of searches, FTE {_pct(fig['fte_rate'])} of "
+            f"{fig['searches']['gallery_subjects']} gallery enrolments)\n"
+            f"    EER {_pct(fig['eer']['eer'])} "
             f"({c['genuine']} genuine / {c['impostor']} impostor pairs)  rank-1 "
             f"{_pct(fig['rank1_hit_rate']['rate'])}  rank-10 {_pct(fig['rank10_hit_rate']['rate'])}\n"
             f"    FNMR at FMR {fnmr}\n    FNIR at FPIR {fnir}\n"

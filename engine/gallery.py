@@ -279,15 +279,40 @@ class Gallery:
         return result
 
     def decide(self, ref_id: str, decision: str, *, actor: str, comment: str = "", final: bool = True,
-               idem: Idempotent | None = None) -> WriteResult | None:
+               idem: Idempotent | None = None, mate: str | None = None) -> WriteResult | None:
         """Adjudicate a pending record (see ``engine.store.adjudication``): a final ``distinct`` makes
         it ACTIVE (searchable when this returns), a final ``same`` erases it. None when not final."""
         self._check_open()
         with self._write_mutex:
             result = self.store.decide(ref_id, decision, actor=actor, comment=comment, final=final,
-                                       idem=idem)
+                                       idem=idem, mate=mate)
             if result is not None:
                 self._resync(result)
+        self._scheduler.changed()
+        return result
+
+    def reopen(self, ref_id: str, *, actor: str, reason: str) -> WriteResult:
+        """Reopen a ``distinct`` decision (see ``Store.reopen``): out of every search when this returns."""
+        return self._write(lambda: self.store.reopen(ref_id, actor=actor, reason=reason))
+
+    def replace_template(self, ref_id: str, modality: Modality, template: Template, *,
+                         image: bytes | None = None, actor: str = "system") -> WriteResult:
+        """Add or replace one modality of an ACTIVE record (see ``Store.replace_template``); searches see
+        the new template when this returns."""
+
+        def write() -> WriteResult:
+            self._validate(modality, template)  # under the write mutex, as _validate wants
+            result = self.store.replace_template(ref_id, modality, template, image=image, actor=actor)
+            self._models.setdefault(modality, template.model)
+            return result
+
+        return self._write(write)
+
+    def _write(self, write: Callable[[], WriteResult]) -> WriteResult:
+        self._check_open()
+        with self._write_mutex:
+            result = write()
+            self._resync(result)
         self._scheduler.changed()
         return result
 

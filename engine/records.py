@@ -30,6 +30,8 @@ __all__ = [
     "Sample",
     "SampleResult",
     "Threshold",
+    "UpdateOutcome",
+    "UpdateResult",
     "VerifyResult",
 ]
 
@@ -124,6 +126,25 @@ class VerifyResult:
     fused: float
     scores: dict[Modality, float]
     llrs: dict[Modality, float]
+    threshold: Threshold
+    samples: list[SampleResult]
+
+
+class UpdateOutcome(StrEnum):
+    UPDATED = "updated"  # verified 1:1, no one else matched 1:N: the new sample is stored
+    NOT_VERIFIED = "not_verified"  # the 1:1 check failed: nothing changed
+    POSSIBLE_DUPLICATE = "possible_duplicate"  # the new sample matches someone else: nothing changed
+
+
+@dataclass(frozen=True)
+class UpdateResult:
+    """A re-capture (``Engine.update_biometrics``): the 1:1 check, then the 1:N candidates of the new
+    sample (``threshold`` is the 1:N one once the check passed)."""
+
+    reference_id: str
+    outcome: UpdateOutcome
+    verification: VerifyResult
+    candidates: list[Candidate]
     threshold: Threshold
     samples: list[SampleResult]
 

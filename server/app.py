@@ -10,9 +10,12 @@ process: configuration, logging, engine, first admin token, signals, graceful sh
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
+import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -26,17 +29,19 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from engine.engine import Engine
+from engine.errors import ConfigurationError, Unavailable
 from engine.store.idempotency import DEFAULT_RETENTION_S
+from engine.store.locks import DirectoryLock
 from server._gen.nasname.v1 import nasname_pb2 as pb
 from server._gen.nasname.v1 import nasname_pb2_grpc as pb_grpc
 from server.auth import Authenticator, RateLimiter, Role, TokenChecker
 from server.calls import CallRegistry
-from server.config import ServerConfig
+from server.config import ServerConfig, split_address
 from server.interceptor import Gate, ServiceInterceptor
 from server.memory import Trimmer, fix_mmap_threshold
 from server.servicer import AdminServicer, NasnameServicer, TokenAdmin
 
-__all__ = ["Server", "bootstrap_admin_token", "create_server", "serve"]
+__all__ = ["Server", "bootstrap_admin_token", "create_server", "preflight", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -135,16 +140,17 @@ def create_server(address: str, engine: Engine, *, tokens: TokenStore,
     for name in SERVICE_NAMES:
         health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     if config.reflection:
-        reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), grpc_server)
-    if credentials is None:
-        port = grpc_server.add_insecure_port(address)
-    else:
-        port = grpc_server.add_secure_port(address, credentials)
+        _serve_reflection(grpc_server)
+    try:
+        if credentials is None:
+            port = grpc_server.add_insecure_port(address)
+        else:
+            port = grpc_server.add_secure_port(address, credentials)
+    except RuntimeError:  # grpcio raises instead of returning 0 on some versions
+        port = 0
     if port == 0:
-        from engine.errors import ConfigurationError
-
-        raise ConfigurationError(f"cannot bind {address} (in use, or not a local address)")
+        raise ConfigurationError(f"cannot bind {address} (in use, or not a local address); choose "
+                                 "another with --address")
     pools = (stream_pool, health_pool)
     return Server(grpc_server, gate, health_servicer, config, servicer, calls, pools, trimmer), port
 
@@ -152,6 +158,24 @@ def create_server(address: str, engine: Engine, *, tokens: TokenStore,
 def _active_tokens(tokens: TokenStore, ids: set[str]) -> set[str]:
     """Which of ``ids`` are active tokens (the call watchdog's look for revocations)."""
     return {t.token_id for t in tokens.list_tokens() if t.token_id in ids and t.revoked is None}
+
+
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+
+
+def _serve_reflection(grpc_server: grpc.Server) -> None:
+    """Server reflection under both names generic clients ask for: grpcio-reflection implements only
+    ``v1alpha``; ``v1`` has the same messages on the wire, so the same servicer answers it."""
+    names = (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME, REFLECTION_V1)
+    servicer = reflection.ReflectionServicer(names)
+    reflection.enable_server_reflection(names, grpc_server)
+    from grpc_reflection.v1alpha import reflection_pb2 as rpb
+
+    handler = grpc.stream_stream_rpc_method_handler(
+        servicer.ServerReflectionInfo, request_deserializer=rpb.ServerReflectionRequest.FromString,
+        response_serializer=rpb.ServerReflectionResponse.SerializeToString)
+    grpc_server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(REFLECTION_V1, {"ServerReflectionInfo": handler}),))
 
 
 def bootstrap_admin_token(tokens: TokenStore, out: TextIO = sys.stdout) -> str | None:
@@ -194,6 +218,55 @@ def start_web(engine: Engine, server: Server, web: Any, cert: Path, key: Path, s
     return console
 
 
+def preflight(config: ServerConfig, data_dir: Path) -> list[str]:
+    """The mistakes that would stop ``serve``, found without creating anything: each one line with
+    its fix. Checks the configuration, the port, the data directory (writable, not in use) and TLS
+    files."""
+    problems: list[str] = []
+    try:
+        plaintext = config.plaintext
+    except ConfigurationError as exc:
+        problems.append(f"{exc}")
+        plaintext = False
+    host, port = split_address(config.address)
+    if port:
+        problem = _port_problem(host, port)
+        if problem:
+            problems.append(problem)
+    existing = next((p for p in (data_dir, *data_dir.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        problems.append(f"data directory {data_dir} cannot be created or written ({existing} is not a "
+                        "writable directory); choose another with --data-dir or NASNAME_DATA_DIR")
+    elif existing == data_dir and (data_dir / "LOCK").exists():
+        try:
+            DirectoryLock(data_dir).release()
+        except Unavailable:
+            problems.append(f"data directory {data_dir} is in use by another nasname process (a running "
+                            "server?); stop it, or give this one another --data-dir")
+    if not plaintext:
+        for what, path in (("--tls-cert", config.tls_cert), ("--tls-key", config.tls_key),
+                           ("--tls-client-ca", config.tls_client_ca)):
+            if path is not None and not os.access(path, os.R_OK):
+                problems.append(f"{what} {path} cannot be read; give the right file")
+    return problems
+
+
+def _port_problem(host: str, port: int) -> str:
+    """Try to bind ``host:port`` the way gRPC will (a test socket, closed at once)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+    except OSError as exc:
+        shown = f"[{host}]" if ":" in host else host
+        if exc.errno == errno.EADDRINUSE:
+            return (f"port {port} on {shown} is in use (another nasname serve?); stop that process or "
+                    f"choose a free port with --address {shown}:PORT")
+        return f"cannot listen on {shown}:{port} ({exc.strerror}); give a local address with --address"
+    return ""
+
+
 def serve(config_path: Path | None = None, web_overrides: dict[str, Any] | None = None,
           **overrides: Any) -> int:
     """Run until SIGTERM/SIGINT: open the engine (creating the data dir, key and store on a fresh
@@ -204,13 +277,23 @@ def serve(config_path: Path | None = None, web_overrides: dict[str, Any] | None 
     from server.tls import AUTO_CERT, ensure_self_signed, server_credentials
     from server.web.config import WebConfig
 
-    toml = load_toml(config_path)
-    config = ServerConfig.load(toml, **overrides)
-    web = WebConfig.load(toml, **(web_overrides or {}))
+    try:
+        toml = load_toml(config_path)
+        config = ServerConfig.load(toml, **overrides)
+        web = WebConfig.load(toml, **(web_overrides or {}))
+        engine_config = EngineConfig.load(config_path)
+    except ConfigurationError as exc:
+        print(f"nasname serve: {exc}; fix the option, the NASNAME_* variable or the config file",
+              file=sys.stderr)
+        return 2
+    problems = preflight(config, engine_config.data_dir)
+    if problems:  # before anything is created: no data directory, key, certificate or token yet
+        for line in problems:
+            print(f"nasname serve: {line}", file=sys.stderr)
+        return 2
     setup_logging(config.log_format)
     fix_mmap_threshold()  # server.memory: large request buffers go back to the system
-    engine_config = EngineConfig.load(config_path)
-    credentials = server_credentials(config, engine_config.data_dir)  # config errors before opening
+    credentials = server_credentials(config, engine_config.data_dir)
     engine = Engine.open(engine_config)
     try:
         tokens: TokenStore = engine.tokens
@@ -243,7 +326,10 @@ def serve(config_path: Path | None = None, web_overrides: dict[str, Any] | None 
         print(f"nasname listening on {shown}:{port} ({'plaintext' if credentials is None else 'TLS'}), "
               f"data in {engine_config.data_dir}", flush=True)
         if credentials is not None and config.tls_cert is None:
-            print(f"self-signed certificate for clients to trust: {engine_config.data_dir / AUTO_CERT}",
+            cert = engine_config.data_dir / AUTO_CERT
+            print(f"self-signed certificate for clients to trust: {cert}\n"
+                  f"  stations: copy it, then `nasname login --address HOST:{port} --ca server.crt "
+                  "--token T`",
                   flush=True)
         try:
             stopping.wait()

@@ -5,7 +5,8 @@
     nasname token list | nasname token revoke TOKEN_ID
     nasname user add NAME --role ROLE | user list | user disable NAME | user reset NAME   (console accounts)
     nasname enroll|insert|identify|verify|delete|get|stats|pending|adjudicate|health ...   (client)
-    nasname models|evaluate|bench|dedup ...   (other tools, passed through)
+    nasname dedup ...   (local job directories, or a server's jobs: server.cli_dedup)
+    nasname models|evaluate|bench ...   (other tools, passed through)
 
 ``token`` commands act on the local data directory while no server runs on it (the operator of the
 machine needs no token; this is also how a lost admin token is replaced); with ``--remote`` they go
@@ -33,7 +34,7 @@ PASS_THROUGH = {
     "models": ("engine.models.cli", "model conversion and manifests"),
     "evaluate": ("engine.evaluate", "accuracy evaluation on a data set manifest"),
     "bench": ("engine.bench", "search / extraction benchmarks"),
-    "dedup": ("engine.dedup", "batch de-duplication (N:N) of the gallery"),
+    "dedup": ("engine.dedup", "batch de-duplication jobs: local job directories, or a server's (--remote)"),
     "report": ("server.cli_report", "registration statistics, ad hoc event queries, data-quality checks"),
 }
 
@@ -41,8 +42,10 @@ PASS_THROUGH = {
 def _parser() -> argparse.ArgumentParser:
     from server.auth import Role
     from server.cli_client import add_client_commands, add_connection_options
+    from server.output import EXIT_CODES
 
-    parser = argparse.ArgumentParser(prog="nasname", description="nasname biometric matching service")
+    parser = argparse.ArgumentParser(prog="nasname", description="nasname biometric matching service",
+                                     epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("serve", help="run the gRPC service", description=(
@@ -55,10 +58,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="bind host:port (default 127.0.0.1:50051)")
     p.add_argument("--allow-plaintext", action="store_const", const=True,
                    help="serve without TLS (refused unless the address is loopback)")
-    p.add_argument("--tls-cert", type=Path)
-    p.add_argument("--tls-key", type=Path)
+    p.add_argument("--tls-cert", type=Path, help="PEM certificate chain to serve (with --tls-key; default: "
+                   "a self-signed certificate in <data dir>/tls/)")
+    p.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
     p.add_argument("--tls-client-ca", type=Path, help="require client certificates signed by this CA")
-    p.add_argument("--workers", type=int)
+    p.add_argument("--tls-host", action="append", dest="tls_hosts", metavar="NAME",
+                   help="a name or IP address stations use to reach this server, added to the self-signed "
+                        "certificate (repeat for several; config: tls_hosts)")
+    p.add_argument("--workers", type=int, help="RPC worker threads (default: from the CPU count)")
     p.add_argument("--web-address", help="web console host:port (default 127.0.0.1:8443; [web] address)")
     p.add_argument("--no-web", action="store_const", const=False, dest="web_enabled",
                    help="do not serve the web console")
@@ -86,14 +93,15 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("token", help="create, list or revoke API tokens")
     tsub = t.add_subparsers(dest="token_command", metavar="ACTION", required=True)
     tc = tsub.add_parser("create", help="create a token (its secret is printed once)")
-    tc.add_argument("name")
-    tc.add_argument("--role", required=True, choices=[r.value for r in Role])
+    tc.add_argument("name", help="who or what uses the token, e.g. station-1 (not a person's name)")
+    tc.add_argument("--role", required=True, choices=[r.value for r in Role],
+                    help="what the token may do (see README: Roles)")
     tl = tsub.add_parser("list", help="list tokens (never their secrets)")
     tr = tsub.add_parser("revoke", help="revoke a token")
-    tr.add_argument("token_id")
+    tr.add_argument("token_id", help="the token id (tok_..., from `nasname token list`)")
     for q in (tc, tl, tr):
         q.add_argument("--data-dir", type=Path, help="local mode: data directory (default $NASNAME_DATA_DIR)")
-        q.add_argument("--config", type=Path)
+        q.add_argument("--config", type=Path, help="local mode: TOML config file")
         q.add_argument("--remote", action="store_true", help="use a running server's Admin RPCs")
         add_connection_options(q)
         q.set_defaults(handler=_token)
@@ -118,7 +126,7 @@ def _serve(args: argparse.Namespace) -> int:
     return serve(args.config, web_overrides={"address": args.web_address, "enabled": args.web_enabled},
                  address=args.address, allow_plaintext=args.allow_plaintext,
                  tls_cert=args.tls_cert, tls_key=args.tls_key, tls_client_ca=args.tls_client_ca,
-                 workers=args.workers)
+                 tls_hosts=args.tls_hosts, workers=args.workers)
 
 
 def _open_local(args: argparse.Namespace, remote_hint: str) -> Any:
@@ -186,23 +194,26 @@ def _token(args: argparse.Namespace) -> int:
             return client.revoke_token(a.token_id)
 
         return run_client(remote, args)
+    from server._gen.nasname.v1 import nasname_pb2 as pb
+    from server.cli_client import emit
+    from server.servicer import token_to_pb
+
     engine = _open_local(args, "while `nasname serve` runs, use `nasname token ... --remote` with an "
                                "admin token")
     try:
         tokens = engine.tokens
         if args.token_command == "create":
             token_id, secret = tokens.create_token(args.name, args.role, actor="cli")
-            print(f"token id: {token_id}\nsecret:   {secret}\n(the secret is shown only this once)")
+            info = next(t for t in tokens.list_tokens() if t.token_id == token_id)
+            reply: Any = pb.CreateTokenResponse(token=token_to_pb(info), secret=secret)
         elif args.token_command == "list":
-            rows = [{"token_id": t.token_id, "name": t.name, "role": t.role, "created": t.created,
-                     "last_used": t.last_used, "revoked": t.revoked} for t in tokens.list_tokens()]
-            print(json.dumps(rows, indent=2))
+            reply = pb.ListTokensResponse(tokens=[token_to_pb(t) for t in tokens.list_tokens()])
         else:
             tokens.revoke_token(args.token_id, actor="cli")
-            print(f"revoked {args.token_id}")
+            reply = pb.RevokeTokenResponse(token_id=args.token_id)
     finally:
         engine.close()
-    return 0
+    return emit(reply, args.json)
 
 
 def _pass_through(module: str, argv: Sequence[str]) -> int:
@@ -217,8 +228,11 @@ def _pass_through(module: str, argv: Sequence[str]) -> int:
     return int(result or 0)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def _main(argv: list[str]) -> int:
+    if argv and argv[0] == "dedup":
+        from server import cli_dedup
+
+        return cli_dedup.main(argv[1:], lambda rest: _pass_through(PASS_THROUGH["dedup"][0], rest))
     if argv and argv[0] in PASS_THROUGH:
         return _pass_through(PASS_THROUGH[argv[0]][0], argv[1:])
     args = _parser().parse_args(argv)
@@ -226,9 +240,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args))
     except NasnameError as exc:
         print(f"nasname: {exc} [{exc.reason}]", file=sys.stderr)
-        return 2
+        return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # gRPC's C core logs TLS failures on stderr before the call fails; the CLI explains them itself
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # the reader went away (`nasname ... | head`): no traceback; keep Python's exit flush quiet too
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

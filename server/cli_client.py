@@ -1,15 +1,16 @@
 """``nasname <client command>``: talk to a running server with :class:`server.client.Client`.
 
-Connection options are shared by every client command: ``--address`` (``$NASNAME_ADDRESS``, default
-127.0.0.1:50051), ``--token`` (``$NASNAME_TOKEN``), TLS by default with ``--ca`` (for a loopback address
-without ``--ca`` the server's auto certificate in the data directory is used), ``--plaintext``.
-Results are printed as JSON (protobuf field names).
+Connection options are shared by every client command: ``--address`` (``$NASNAME_ADDRESS``, then the
+user's settings from ``nasname login`` (server.client_config), default 127.0.0.1:50051), ``--token``
+(``$NASNAME_TOKEN``, then the settings), TLS by default with ``--ca`` (then the settings; for a loopback
+address the server's auto certificate in the data directory), ``--tls-server-name``, ``--plaintext``.
+Replies are printed for people (``server.output``); ``--json`` prints them for machines.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import datetime as dt
 import os
 import sys
 from collections.abc import Callable
@@ -17,32 +18,44 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from google.protobuf import json_format
 from google.protobuf.message import Message
 
+from server import client_config, output
 from server.client import Client, error_info, image_sample
 from server.config import is_loopback, split_address
 
-__all__ = ["add_client_commands", "add_connection_options"]
+__all__ = ["UsageError", "add_client_commands", "add_connection_options", "login", "resolve", "run_client"]
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 _SAMPLE_FLAGS = (("face", "face"), ("iris_left", "iris-left"), ("iris_right", "iris-right"))
 
+Reply = Message | str
+Runner = Callable[[Client, argparse.Namespace], Reply]
+
+
+class UsageError(Exception):
+    """Options that do not fit together (exit code 2, like argparse's own errors)."""
+
 
 def add_connection_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("connection")
-    g.add_argument("--address", default=os.environ.get("NASNAME_ADDRESS", DEFAULT_ADDRESS),
-                   help="server host:port (default $NASNAME_ADDRESS or %(default)s)")
-    g.add_argument("--token", default=os.environ.get("NASNAME_TOKEN"),
-                   help="API token secret (default $NASNAME_TOKEN)")
-    g.add_argument("--ca", type=Path, help="PEM certificate(s) to trust for the server")
+    g.add_argument("--address", help=f"server host:port (default $NASNAME_ADDRESS, then `nasname login`'s, "
+                   f"then {DEFAULT_ADDRESS})")
+    g.add_argument("--token", help="API token secret (default $NASNAME_TOKEN, then `nasname login`'s)")
+    g.add_argument("--ca", type=Path, help="PEM certificate(s) to trust for the server (default: "
+                   "`nasname login`'s; on the server's machine its own certificate)")
+    g.add_argument("--tls-server-name", help="name to expect in the server's certificate when the address "
+                   "does not carry it (e.g. an IP address)")
     g.add_argument("--client-cert", type=Path, help="PEM client certificate (mutual TLS)")
     g.add_argument("--client-key", type=Path, help="PEM client key (mutual TLS)")
     g.add_argument("--plaintext", action="store_true", help="no TLS (loopback servers that allow it)")
-    g.add_argument("--timeout", type=float, default=60.0, help="deadline per attempt, seconds")
+    g.add_argument("--timeout", type=float, default=60.0,
+                   help="deadline per attempt, seconds (default 60)")
     g.add_argument("--retries", type=int, default=3,
                    help="further attempts after UNAVAILABLE / DEADLINE_EXCEEDED, with backoff; writes "
                         "reuse their request id, so a retried enroll never makes a second record")
+    p.add_argument("--json", action="store_true",
+                   help="print the reply as JSON for machines (every field, also false and zero ones)")
 
 
 def _default_ca(address: str) -> Path | None:
@@ -60,11 +73,27 @@ def _default_ca(address: str) -> Path | None:
     return path if path.is_file() else None
 
 
+def resolve(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill address, token, CA and server name: options, then environment, then the user's settings
+    (``nasname login``), then defaults. Returns ``args``, changed in place."""
+    stored = client_config.load()
+    args.address = args.address or os.environ.get("NASNAME_ADDRESS") or stored.address or DEFAULT_ADDRESS
+    args.plaintext = args.plaintext or (args.address == stored.address and stored.plaintext == "true")
+    args.token = args.token if args.token is not None else (os.environ.get("NASNAME_TOKEN")
+                                                            or stored.token or None)
+    if args.ca is None and not args.plaintext:
+        args.ca = Path(stored.ca) if stored.ca and args.address == stored.address else None
+        args.ca = args.ca or _default_ca(args.address)
+    if not args.tls_server_name and args.address == stored.address:
+        args.tls_server_name = stored.tls_server_name or None
+    return args
+
+
 def connect(args: argparse.Namespace) -> Client:
-    ca = args.ca or (None if args.plaintext else _default_ca(args.address))
-    return Client(args.address, token=args.token, plaintext=args.plaintext, ca=ca,
+    args = resolve(args)
+    return Client(args.address, token=args.token, plaintext=args.plaintext, ca=args.ca,
                   client_cert=args.client_cert, client_key=args.client_key, timeout=args.timeout,
-                  retries=max(0, args.retries))
+                  server_name=args.tls_server_name or "", retries=max(0, args.retries))
 
 
 def _samples(args: argparse.Namespace) -> list[Any]:
@@ -85,12 +114,8 @@ def _add_sample_options(p: argparse.ArgumentParser) -> None:
 def _need_samples(args: argparse.Namespace) -> list[Any]:
     samples = _samples(args)
     if not samples:
-        raise SystemExit("give at least one of --face, --iris-left, --iris-right")
+        raise UsageError("give at least one of --face, --iris-left, --iris-right")
     return samples
-
-
-def _print(msg: Message) -> None:
-    print(json.dumps(json_format.MessageToDict(msg, preserving_proto_field_name=True), indent=2))
 
 
 def _enroll(c: Client, a: argparse.Namespace) -> Message:
@@ -106,7 +131,7 @@ def _insert(c: Client, a: argparse.Namespace) -> Message:
 def _identify(c: Client, a: argparse.Namespace) -> Message:
     samples = _samples(a)
     if bool(samples) == bool(a.id):
-        raise SystemExit("give either sample images (--face/--iris-left/--iris-right) or --id")
+        raise UsageError("give either sample images (--face/--iris-left/--iris-right) or --id")
     return c.identify(samples, reference_id=a.id or "", max_results=a.max_results or 0,
                       target_fpir=a.target_fpir, partition=a.partition or "", reference_ids=a.restrict or ())
 
@@ -115,7 +140,35 @@ def _verify(c: Client, a: argparse.Namespace) -> Message:
     return c.verify(a.id, _need_samples(a), target_fmr=a.target_fmr)
 
 
+def _records(c: Client, a: argparse.Namespace) -> Message:
+    return c.list_records(partition=a.partition or "", status=a.status or "", limit=a.limit, offset=a.offset,
+                          created_from=_when(a.created_from), created_to=_when(a.created_to))
+
+
+def _when(text: str | None) -> float:
+    """ISO date or date-time (local time unless it names a zone) -> unix seconds; None -> 0."""
+    if not text:
+        return 0.0
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{text!r} is not an ISO date (2026-12-04 or 2026-12-04T09:30)") from None
+    return (moment if moment.tzinfo else moment.astimezone()).timestamp()
+
+
+def _recapture(c: Client, a: argparse.Namespace) -> Message:
+    new = _samples(a)
+    if len(new) != 1:
+        raise UsageError("give exactly one new sample: --face, --iris-left or --iris-right")
+    check = [image_sample(m, Path(getattr(a, f"verify_{m}")).read_bytes())
+             for m, _ in _SAMPLE_FLAGS if getattr(a, f"verify_{m}") is not None]
+    return c.update_biometrics(a.id, new[0], verification=check, target_fmr=a.target_fmr,
+                               target_fpir=a.target_fpir)
+
+
 def _adjudicate(c: Client, a: argparse.Namespace) -> Message:
+    if a.decision == "same" and not a.mate:
+        raise UsageError("--decision same needs --mate ID: the enrolled record this person already is")
     return c.adjudicate(a.id, a.decision == "same", comment=a.comment, mate_reference_id=a.mate or "",
                         request_id=a.request_id or "")
 
@@ -126,77 +179,201 @@ def _add_request_id(p: argparse.ArgumentParser) -> None:
                                         "outcome you did not see: it is not done twice")
 
 
+def client_parser(sub: Any, name: str, help_text: str, run: Runner) -> argparse.ArgumentParser:
+    """A client sub-command: connection options, ``--json``, exit codes in its help."""
+    p: argparse.ArgumentParser = sub.add_parser(
+        name, help=help_text, description=help_text, epilog=output.EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_connection_options(p)
+    p.set_defaults(handler=lambda args: run_client(run, args))
+    return p
+
+
 def add_client_commands(sub: Any) -> None:
-    """Register enroll/insert/identify/verify/delete/get/stats/pending/adjudicate/health."""
+    """Register enroll/insert/identify/verify/delete/get/stats/pending/adjudicate/reopen/records/
+    recapture/health/login (``nasname dedup`` is routed by server.cli_dedup)."""
 
-    def command(name: str, help_text: str, run: Callable[[Client, argparse.Namespace], Message | str],
-                ) -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
-        add_connection_options(p)
-        p.set_defaults(handler=lambda args: run_client(run, args))
-        return p
+    def command(name: str, help_text: str, run: Runner) -> argparse.ArgumentParser:
+        return client_parser(sub, name, help_text, run)
 
+    fpir_help = "target false-positive identification rate (default: the server's, e.g. 0.003)"
     p = command("enroll", "de-duplicate a person's samples, then enroll them (or hold for adjudication)",
                 _enroll)
     _add_sample_options(p)
     p.add_argument("--id", help="reference id (default: generated by the server)")
     p.add_argument("--partition", help="gallery partition (default: 'default')")
-    p.add_argument("--target-fpir", type=float)
+    p.add_argument("--target-fpir", type=float, help=fpir_help)
     _add_request_id(p)
     p = command("insert", "store samples without de-duplication", _insert)
     _add_sample_options(p)
     p.add_argument("--id", help="reference id (default: generated)")
-    p.add_argument("--partition")
+    p.add_argument("--partition", help="gallery partition (default: 'default')")
     _add_request_id(p)
     p = command("identify", "1:N search by sample images or by an enrolled --id", _identify)
     _add_sample_options(p)
     p.add_argument("--id", help="probe with this enrolled record")
-    p.add_argument("--max-results", type=int)
-    p.add_argument("--target-fpir", type=float)
-    p.add_argument("--partition")
+    p.add_argument("--max-results", type=int, help="at most this many candidates (default 10)")
+    p.add_argument("--target-fpir", type=float, help=fpir_help)
+    p.add_argument("--partition", help="search only this partition")
     p.add_argument("--restrict", nargs="+", metavar="ID", help="search only these reference ids")
     p = command("verify", "1:1: are these samples the person enrolled as --id?", _verify)
     _add_sample_options(p)
-    p.add_argument("--id", required=True)
-    p.add_argument("--target-fmr", type=float)
+    p.add_argument("--id", required=True, help="the enrolled reference id to compare with")
+    p.add_argument("--target-fmr", type=float,
+                   help="target false match rate of the decision (default: the server's)")
     p = command("delete", "erase a record's biometrics",
                 lambda c, a: c.delete(a.id, request_id=a.request_id or ""))
-    p.add_argument("--id", required=True)
+    p.add_argument("--id", required=True, help="reference id to erase")
     _add_request_id(p)
     p = command("get", "show a record (without biometrics)", lambda c, a: c.get_record(a.id))
-    p.add_argument("--id", required=True)
+    p.add_argument("--id", required=True, help="reference id")
     command("stats", "gallery counts per status, partition and modality", lambda c, a: c.stats())
     p = command("pending", "list records waiting for adjudication",
                 lambda c, a: c.list_pending(limit=a.limit, offset=a.offset))
-    p.add_argument("--limit", type=int, default=100)
-    p.add_argument("--offset", type=int, default=0)
+    p.add_argument("--limit", type=int, default=100, help="records per page (default %(default)s)")
+    p.add_argument("--offset", type=int, default=0, help="records to skip (paging; default 0)")
     p = command("adjudicate", "decide a pending record", _adjudicate)
-    p.add_argument("--id", required=True)
-    p.add_argument("--decision", required=True, choices=("same", "distinct"))
-    p.add_argument("--mate", help="for 'same': the reference id it duplicates")
-    p.add_argument("--comment", default="")
+    p.add_argument("--id", required=True, help="the pending reference id")
+    p.add_argument("--decision", required=True, choices=("same", "distinct"),
+                   help="same: a duplicate of --mate (not enrolled); distinct: a different person (enrolled)")
+    p.add_argument("--mate", help="for 'same' (required): the enrolled reference id it duplicates")
+    p.add_argument("--comment", default="", help="the reason for the decision (kept in the record's history)")
     _add_request_id(p)
+    p = command("reopen", "admin: reopen a record decided 'distinct' (it waits for adjudication again)",
+                lambda c, a: c.reopen_case(a.id, a.reason))
+    p.add_argument("--id", required=True, help="the decided reference id")
+    p.add_argument("--reason", required=True, help="why (kept in the record's history)")
+    p = command("records", "list records page by page, filtered by partition, status and creation time",
+                _records)
+    p.add_argument("--partition", help="only this partition")
+    p.add_argument("--status", choices=("active", "pending", "deleted"), help="only this status")
+    p.add_argument("--created-from", metavar="DATE", help="created at or after (ISO, local time)")
+    p.add_argument("--created-to", metavar="DATE", help="created before (ISO, local time)")
+    p.add_argument("--limit", type=int, default=100, help="records per page (default %(default)s)")
+    p.add_argument("--offset", type=int, default=0, help="records to skip (paging; default 0)")
+    p = command("recapture", "add or replace one modality of an enrolled person: verify 1:1 with the "
+                "other modalities, de-duplicate the new sample 1:N, then store it", _recapture)
+    _add_sample_options(p)
+    for modality, flag in _SAMPLE_FLAGS:
+        p.add_argument(f"--verify-{flag}", dest=f"verify_{modality}", metavar="IMAGE", type=Path,
+                       help=f"{modality.replace('_', ' ')} image to verify the person with first")
+    p.add_argument("--id", required=True, help="the enrolled reference id")
+    p.add_argument("--target-fmr", type=float, help="target false match rate of the 1:1 check")
+    p.add_argument("--target-fpir", type=float, help=fpir_help)
     command("health", "is the server serving? (no token needed)", lambda c, a: c.health())
-    from server.cli_dedup import add_dedup_command
+    p = sub.add_parser("login", help="store the server's address, certificate and your token for every "
+                       "client command", description=(
+                           "Check the connection, then store address, server certificate (a copy) and token "
+                           f"in {client_config.config_path()} (mode 0600). Every client command uses them "
+                           "unless an option or NASNAME_ADDRESS / NASNAME_TOKEN says otherwise."),
+                       epilog=output.EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_connection_options(p)
+    p.add_argument("--no-check", action="store_true", help="store without contacting the server")
+    p.set_defaults(handler=login)
 
-    add_dedup_command(command)
+
+def _rpc_failure(exc: grpc.RpcError, args: argparse.Namespace) -> str:
+    """One message with what to do about it."""
+    info = error_info(exc)
+    reason = info.reason if info is not None else ""
+    meta = dict(info.metadata) if info is not None else {}
+    details = exc.details() or ""
+    code = exc.code()
+    if reason in ("QUALITY_CHECK_FAILED", "NO_BIOMETRIC_FOUND"):
+        where = f"{meta['modality']}: " if meta.get("modality") else ""
+        what = output.instruction_for(meta.get("quality_reasons", "").split(",")) or details
+        return f"REFUSED: {where}{what} [{reason}]"
+    hint = ""
+    if reason in output.ERROR_INSTRUCTIONS:
+        hint = output.ERROR_INSTRUCTIONS[reason]
+    elif code == grpc.StatusCode.UNAUTHENTICATED:
+        hint = "give a valid token: --token, $NASNAME_TOKEN, or store it with `nasname login --token T`"
+    elif code == grpc.StatusCode.PERMISSION_DENIED:
+        hint = "this token's role may not do that: ask an admin for a token with the right role"
+    elif code == grpc.StatusCode.UNAVAILABLE and not reason:
+        hint = _connection_hint(details, args)
+    extra = "".join(f" {k}={v}" for k, v in sorted(meta.items()))
+    head = f"error: {code.name}" + (f" [{reason}]" if reason else "") + f": {details}{extra}"
+    return head + (f"\n  what to do: {hint}" if hint else "")
 
 
-def run_client(run: Callable[[Client, argparse.Namespace], Message | str], args: argparse.Namespace) -> int:
+def _connection_hint(details: str, args: argparse.Namespace) -> str:
+    low = details.lower()
+    if "wrong_version_number" in low:
+        return ("the server speaks plaintext (a loopback development server): add --plaintext, or start "
+                "it with TLS")
+    if "peer name" in low or "hostname verification" in low:
+        return ("the server's certificate does not name the host you dialled: start the server with "
+                "`--tls-host HOST` (then give stations the new certificate), or pass --tls-server-name "
+                "with a name it carries")
+    if "certificate" in low or "ssl" in low or "handshake" in low:
+        return ("the server's certificate is not trusted: pass --ca FILE (the server prints the path of "
+                "its certificate when it starts), or store it once with `nasname login --ca FILE`")
+    if args.plaintext and ("socket closed" in low or "connection reset" in low or "eof" in low):
+        return "the server speaks TLS: leave out --plaintext (and give --ca FILE if asked)"
+    return (f"no nasname server answers at {args.address}: start it with `nasname serve`, or give the "
+            "right address with --address H:P (or `nasname login --address H:P`)")
+
+
+def login(args: argparse.Namespace) -> int:
+    """``nasname login``: check, then store (server.client_config)."""
+    if args.ca is not None and not args.ca.is_file():
+        print(f"nasname login: error: no certificate file {args.ca}", file=sys.stderr)
+        return output.EXIT_USAGE
+    args = resolve(args)
+    if not args.no_check:
+        try:
+            with connect(args) as client:
+                client.health()
+                if args.token:
+                    _check_token(client)
+        except grpc.RpcError as exc:
+            print(_rpc_failure(exc, args) + "\n(nothing stored)", file=sys.stderr)
+            return output.EXIT_ERROR
+    ca = "" if args.plaintext or args.ca is None else str(client_config.store_ca(Path(args.ca).read_bytes()))
+    path = client_config.save(client_config.ClientSettings(
+        address=args.address, token=args.token or "", ca=ca, tls_server_name=args.tls_server_name or "",
+        plaintext="true" if args.plaintext else ""))
+    how = "plaintext" if args.plaintext else f"TLS, trusting {ca}" if ca else "TLS, trusting the system roots"
+    checked = ("not checked" if args.no_check
+               else "server answers" + (", token accepted" if args.token else ""))
+    print(f"LOGGED IN to {args.address} ({how}; {checked})\nsettings stored in {path} (mode 0600); "
+          "every nasname client command uses them now")
+    return output.EXIT_OK
+
+
+def _check_token(client: Client) -> None:
+    """Raise when the server refuses the token itself. Any authenticated call proves it; GetRecord with
+    no id fails after authentication, with PERMISSION_DENIED for roles that may not read records or
+    INVALID_ARGUMENT for the others, and changes nothing."""
+    try:
+        client.get_record("")
+    except grpc.RpcError as exc:
+        if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
+            raise
+
+
+def emit(reply: Reply, as_json: bool) -> int:
+    """Print one reply; returns the exit code its outcome deserves (server.output)."""
+    if as_json and not isinstance(reply, str):
+        rendered = output.Rendered(output.to_json(reply), output.render(reply).code)
+    else:
+        rendered = output.render(reply)
+    print(rendered.text, flush=True)
+    return rendered.code
+
+
+def run_client(run: Runner, args: argparse.Namespace) -> int:
     try:
         with connect(args) as client:
-            out = run(client, args)
+            reply = run(client, args)
+    except UsageError as exc:
+        print(f"nasname {args.command}: error: {exc}", file=sys.stderr)
+        return output.EXIT_USAGE
     except grpc.RpcError as exc:
-        info = error_info(exc)
-        reason = f" [{info.reason}]" if info is not None else ""
-        extra = "".join(f" {k}={v}" for k, v in sorted(info.metadata.items())) if info is not None else ""
-        print(f"error: {exc.code().name}{reason}: {exc.details()}{extra}", file=sys.stderr)
-        return 1
+        print(_rpc_failure(exc, args), file=sys.stderr)
+        return output.EXIT_ERROR
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if isinstance(out, str):
-        print(out)
-    else:
-        _print(out)
-    return 0
+        return output.EXIT_ERROR
+    return emit(reply, getattr(args, "json", False))

@@ -79,15 +79,18 @@ def _read(value: bytes | Path | str | None) -> bytes | None:
 class Client:
     """One channel to a nasname server. ``token``: the bearer secret. TLS unless ``plaintext``;
     ``ca``: PEM (bytes or path) of the server's CA or self-signed certificate (None: system roots);
-    ``client_cert``/``client_key`` for mutual TLS. ``timeout``: default deadline of one attempt, seconds;
-    ``retries``: further attempts after a transient failure (see the module doc)."""
+    ``client_cert``/``client_key`` for mutual TLS; ``server_name``: the name to expect in the server's
+    certificate when it differs from the address's host. ``timeout``: default deadline of one attempt,
+    seconds; ``retries``: further attempts after a transient failure (see the module doc)."""
 
     def __init__(self, address: str, *, token: str | None = None, plaintext: bool = False,
                  ca: bytes | Path | str | None = None, client_cert: bytes | Path | str | None = None,
                  client_key: bytes | Path | str | None = None, timeout: float = 30.0, retries: int = 3,
-                 max_message_bytes: int = 64 * 1024 * 1024) -> None:
-        options = [("grpc.max_receive_message_length", max_message_bytes),
-                   ("grpc.max_send_message_length", max_message_bytes)]
+                 max_message_bytes: int = 64 * 1024 * 1024, server_name: str = "") -> None:
+        options: list[tuple[str, Any]] = [("grpc.max_receive_message_length", max_message_bytes),
+                                          ("grpc.max_send_message_length", max_message_bytes)]
+        if server_name and not plaintext:
+            options.append(("grpc.ssl_target_name_override", server_name))
         if plaintext:
             self.channel = grpc.insecure_channel(address, options=options)
         else:
@@ -209,6 +212,35 @@ class Client:
         req = pb.AdjudicateRequest(request_id=request_id, reference_id=reference_id, decision=decision,
                                    comment=comment, mate_reference_id=mate_reference_id)
         return self._call(self.stub.Adjudicate, self._with_id(req), pb.AdjudicateResponse, idempotent=True,
+                          timeout=timeout)
+
+    def list_records(self, *, partition: str = "", status: str = "", created_from: float = 0.0,
+                     created_to: float = 0.0, limit: int = 0, offset: int = 0,
+                     timeout: float | None = None) -> pb.ListRecordsResponse:
+        """``status``: "active" | "pending" | "deleted" | "" (any)."""
+        req = pb.ListRecordsRequest(partition=partition, created_from=created_from, created_to=created_to,
+                                    limit=limit, offset=offset)
+        if status:
+            req.status = cast(pb.RecordStatus, pb.RecordStatus.Value(f"RECORD_STATUS_{status.upper()}"))
+        return self._call(self.stub.ListRecords, req, pb.ListRecordsResponse, idempotent=True,
+                          timeout=timeout)
+
+    def reopen_case(self, reference_id: str, reason: str, *,
+                    timeout: float | None = None) -> pb.ReopenCaseResponse:
+        req = pb.ReopenCaseRequest(reference_id=reference_id, reason=reason)
+        return self._call(self.stub.ReopenCase, req, pb.ReopenCaseResponse, idempotent=False,
+                          timeout=timeout)
+
+    def update_biometrics(self, reference_id: str, sample: pb.Sample, *,
+                          verification: Sequence[pb.Sample] = (), target_fmr: float | None = None,
+                          target_fpir: float | None = None,
+                          timeout: float | None = None) -> pb.UpdateBiometricsResponse:
+        req = pb.UpdateBiometricsRequest(reference_id=reference_id, sample=sample, verification=verification)
+        if target_fmr is not None:
+            req.target_fmr = target_fmr
+        if target_fpir is not None:
+            req.target_fpir = target_fpir
+        return self._call(self.stub.UpdateBiometrics, req, pb.UpdateBiometricsResponse, idempotent=False,
                           timeout=timeout)
 
     def stats(self, *, timeout: float | None = None) -> pb.StatsResponse:

@@ -6,6 +6,7 @@
     tls_key = "/etc/nasname/server.key"
     tls_client_ca = ""                # PEM CA: when set, clients must present a certificate it signed
     auto_tls = true                   # no cert configured: self-signed one in <data_dir>/tls/
+    tls_hosts = ["nasname.camp-a", "10.0.0.5"]   # extra names/IPs of the self-signed certificate
     allow_plaintext = false           # honoured only when the address is a loopback address
     max_message_bytes = 0             # larger requests: RESOURCE_EXHAUSTED / MESSAGE_TOO_LARGE;
                                       # 0 = three images at the image size limit, plus 1 MiB
@@ -79,6 +80,7 @@ class ServerConfig:
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
     auto_tls: bool = True
+    tls_hosts: tuple[str, ...] = ()
     allow_plaintext: bool = False
     max_message_bytes: int = 0
     workers: int = 0

@@ -22,8 +22,11 @@ from engine.records import (
     RecordView,
     SampleResult,
     Threshold,
+    UpdateOutcome,
+    VerifyResult,
 )
 from engine.records import Sample as EngineSample
+from engine.store.values import CaseEvent
 from engine.types import FaceTemplate, IrisTemplate, Modality, ModelRef, Quality, Template
 from server._gen.nasname.v1 import nasname_pb2 as pb
 
@@ -32,6 +35,7 @@ __all__ = [
     "MODALITY_TO_PB",
     "candidates_to_pb",
     "decision_from_pb",
+    "history_to_pb",
     "pending_to_pb",
     "record_to_pb",
     "sample_results_to_pb",
@@ -40,6 +44,7 @@ __all__ = [
     "stats_to_pb",
     "template_to_pb",
     "threshold_to_pb",
+    "verify_to_pb",
 ]
 
 MODALITY_TO_PB: dict[Modality, pb.Modality] = {
@@ -171,7 +176,28 @@ def _decision_entry(d: Mapping[str, Any]) -> pb.DecisionEntry:
     return pb.DecisionEntry(actor=str(d.get("actor", "")),
                             decision=_DECISION_TO_PB.get(str(d.get("decision", "")),
                                                          pb.ADJUDICATION_DECISION_UNSPECIFIED),
-                            comment=str(d.get("comment", "")), time=float(d.get("time", 0.0) or 0.0))
+                            comment=str(d.get("comment", "")), time=float(d.get("time", 0.0) or 0.0),
+                            mate_reference_id=str(d.get("mate", "") or ""))
+
+
+def history_to_pb(events: Sequence[CaseEvent]) -> list[pb.HistoryEntry]:
+    return [pb.HistoryEntry(event=e.kind, time=e.time, actor=e.actor, mate_reference_id=e.mate,
+                            decision=_DECISION_TO_PB.get(e.decision, pb.ADJUDICATION_DECISION_UNSPECIFIED),
+                            comment=e.comment) for e in events]
+
+
+STATUS_FROM_PB: dict[int, RecordStatus] = {v: k for k, v in _STATUS_TO_PB.items()}
+UPDATE_OUTCOME_TO_PB = {
+    UpdateOutcome.UPDATED: pb.UPDATE_OUTCOME_UPDATED,
+    UpdateOutcome.NOT_VERIFIED: pb.UPDATE_OUTCOME_NOT_VERIFIED,
+    UpdateOutcome.POSSIBLE_DUPLICATE: pb.UPDATE_OUTCOME_POSSIBLE_DUPLICATE,
+}
+
+
+def verify_to_pb(r: VerifyResult, request_id: str = "") -> pb.VerifyResponse:
+    return pb.VerifyResponse(request_id=request_id, reference_id=r.reference_id, match=r.match,
+                             fused=r.fused, scores=scores_to_pb(r.scores, r.llrs),
+                             threshold=threshold_to_pb(r.threshold), samples=sample_results_to_pb(r.samples))
 
 
 def pending_to_pb(item: AdjudicationItem) -> pb.PendingAdjudication:

@@ -13,13 +13,14 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from queue import Queue
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import grpc
 
 from engine.engine import Engine
 from engine.errors import InvalidInput, NasnameError, ResourceExhausted
 from engine.events import set_station_source
+from engine.records import RecordView
 from engine.store.idempotency import DEFAULT_RETENTION_S, IdempotencyKey
 from engine.store.values import TokenInfo
 from server import convert as cv
@@ -40,6 +41,7 @@ def _station() -> str | None:
 
 # operations that take no actor argument (identify, verify) are attributed to the calling token
 set_station_source(_station)
+R = TypeVar("R", pb.GetRecordResponse, pb.AdjudicateResponse, pb.ReopenCaseResponse)
 
 DEFAULT_MAX_RESULTS = 10
 DEFAULT_PENDING_LIMIT = 100
@@ -188,10 +190,7 @@ class NasnameServicer(DedupMixin, pb_grpc.NasnameServicer):  # type: ignore[misc
         with _translating(context, call.request_id):
             r = self.engine.verify(_need_id(request.reference_id), cv.samples_from_pb(request.samples),
                                    target_fmr=request.target_fmr if request.HasField("target_fmr") else None)
-        return pb.VerifyResponse(request_id=call.request_id, reference_id=r.reference_id, match=r.match,
-                                 fused=r.fused, scores=cv.scores_to_pb(r.scores, r.llrs),
-                                 threshold=cv.threshold_to_pb(r.threshold),
-                                 samples=cv.sample_results_to_pb(r.samples))
+        return cv.verify_to_pb(r, call.request_id)
 
     def Delete(self, request: pb.DeleteRequest, context: grpc.ServicerContext) -> pb.DeleteResponse:
         call = current_call()
@@ -204,7 +203,12 @@ class NasnameServicer(DedupMixin, pb_grpc.NasnameServicer):  # type: ignore[misc
         call = current_call()
         with _translating(context, call.request_id):
             record = self.engine.get(_need_id(request.reference_id))
-        return pb.GetRecordResponse(request_id=call.request_id, record=cv.record_to_pb(record))
+            return self._with_history(pb.GetRecordResponse, call.request_id, record)
+
+    def _with_history(self, reply: type[R], request_id: str, record: RecordView) -> R:
+        """A reply carrying the record and its adjudication history."""
+        return reply(request_id=request_id, record=cv.record_to_pb(record),
+                     history=cv.history_to_pb(self.engine.history(record.reference_id)))
 
     def ListPendingAdjudications(self, request: pb.ListPendingAdjudicationsRequest,
                                  context: grpc.ServicerContext) -> pb.ListPendingAdjudicationsResponse:
@@ -223,7 +227,47 @@ class NasnameServicer(DedupMixin, pb_grpc.NasnameServicer):  # type: ignore[misc
                 _need_id(request.reference_id), cv.decision_from_pb(request.decision), actor=call.actor,
                 comment=request.comment, mate_reference_id=request.mate_reference_id or None,
                 request_id=call.idempotency_id)
-        return pb.AdjudicateResponse(request_id=call.request_id, record=cv.record_to_pb(record))
+            return self._with_history(pb.AdjudicateResponse, call.request_id, record)
+
+    def ListRecords(self, request: pb.ListRecordsRequest,
+                    context: grpc.ServicerContext) -> pb.ListRecordsResponse:
+        call = current_call()
+        with _translating(context, call.request_id):
+            status = cv.STATUS_FROM_PB.get(request.status) if request.status else None
+            records, total = self.engine.list_records(
+                partition=request.partition or None, status=status,
+                created_from=request.created_from or None, created_to=request.created_to or None,
+                limit=request.limit or DEFAULT_PENDING_LIMIT, offset=request.offset)
+        return pb.ListRecordsResponse(request_id=call.request_id, total=total,
+                                      records=[cv.record_to_pb(r) for r in records])
+
+    def ReopenCase(self, request: pb.ReopenCaseRequest,
+                   context: grpc.ServicerContext) -> pb.ReopenCaseResponse:
+        call = current_call()
+        with _translating(context, call.request_id):
+            record = self.engine.reopen(_need_id(request.reference_id), actor=call.actor,
+                                        reason=request.reason)
+            return self._with_history(pb.ReopenCaseResponse, call.request_id, record)
+
+    def UpdateBiometrics(self, request: pb.UpdateBiometricsRequest,
+                         context: grpc.ServicerContext) -> pb.UpdateBiometricsResponse:
+        call = current_call()
+        with _translating(context, call.request_id):
+            if not request.HasField("sample"):
+                raise InvalidInput("sample (the modality to add or replace) is required",
+                                   reason="MISSING_SAMPLE")
+            [sample] = cv.samples_from_pb([request.sample])
+            r = self.engine.update_biometrics(
+                _need_id(request.reference_id), sample,
+                verification=cv.samples_from_pb(request.verification),
+                target_fmr=request.target_fmr if request.HasField("target_fmr") else None,
+                target_fpir=request.target_fpir if request.HasField("target_fpir") else None,
+                actor=call.actor)
+        return pb.UpdateBiometricsResponse(
+            request_id=call.request_id, reference_id=r.reference_id,
+            outcome=cv.UPDATE_OUTCOME_TO_PB[r.outcome], verification=cv.verify_to_pb(r.verification),
+            candidates=cv.candidates_to_pb(r.candidates),
+            threshold=cv.threshold_to_pb(r.threshold), samples=cv.sample_results_to_pb(r.samples))
 
     def Stats(self, request: pb.StatsRequest, context: grpc.ServicerContext) -> pb.StatsResponse:
         call = current_call()

@@ -22,3 +22,11 @@ def shared_data() -> Path:
             f"real images not found at {SHARED_DATA} (set NASNAME_SHARED_DATA to the shared/data folder)"
         )
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _no_user_client_settings(tmp_path_factory: pytest.TempPathFactory,
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Client commands read the user's `nasname login` settings: tests get an empty config home."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("xdg-config")))
+    monkeypatch.delenv("NASNAME_CLIENT_CONFIG", raising=False)

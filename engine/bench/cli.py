@@ -59,7 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", type=Path, help="earlier bench_figures.json: what changed")
     p.add_argument("--budget", type=float, help="seconds per contender, size and phase (default: grid's)")
     p.add_argument("--queries", type=int, help="single-request queries per contender and size")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars (they draw only on a terminal anyway)")
     return p
 
 

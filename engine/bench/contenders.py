@@ -84,7 +84,11 @@ class HnswlibFace:
     """hnswlib defaults (M=16, ef_construction=200, ef=10, raised to k when k > 10)."""
 
     def fit(self, data: FaceData) -> None:
-        import hnswlib
+        try:
+            import hnswlib
+        except ImportError as exc:  # reported as "not available" in the bench table
+            raise ImportError("hnswlib is not installed (pip install hnswlib, or the [test] extra; "
+                              "it builds with a C++ compiler)") from exc
 
         n, d = data.xb.shape
         self.index = hnswlib.Index(space="ip", dim=d)

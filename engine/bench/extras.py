@@ -101,7 +101,7 @@ def _gallery_once(gallery_mod: Any, crypto: Any, size: int, dim: int, progress: 
         g = open_gallery(directory)
         t = time.perf_counter()
         for v in tqdm(xb, desc=f"  gallery enroll N={size:,}", unit="rec", file=sys.stderr, leave=False,
-                      disable=not progress):
+                      disable=None if progress else True):
             g.insert({Modality.FACE: FaceTemplate(v, BENCH_MODEL)})
         insert_s = time.perf_counter() - t
         t = time.perf_counter()

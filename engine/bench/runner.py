@@ -80,7 +80,7 @@ def _run_one(spec: ContenderSpec, data: FaceData | IrisData, grid: Grid, progres
     labels: list[list[int]] = []
     start = time.perf_counter()
     for j in tqdm(range(nq), desc=f"  {spec.name}", unit="q", file=sys.stderr, leave=False,
-                  disable=not progress):
+                  disable=None if progress else True):
         t = time.perf_counter()
         ids = c.query(j, grid.k)
         lat.append(time.perf_counter() - t)

@@ -1,6 +1,6 @@
 """``nasname dedup``: run, resume, watch and cancel de-duplication jobs; re-render reports; queue.
 
-    nasname dedup run --data-dir D [--partition P] [--against-manifest CSV [--batch-folder DIR] |
+    nasname dedup run [--data-dir D] [--partition P] [--against-manifest CSV [--batch-folder DIR] |
                       --against-gallery DIR] [--target-fpir X | --fmr F] [--mode exact|fast] --out JOB
     nasname dedup resume JOB          # after a kill / Ctrl-C / cancel: continues from the checkpoint
     nasname dedup status JOB          # JSON progress snapshot
@@ -35,7 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     r = sub.add_parser("run", help="start a job")
-    r.add_argument("--data-dir", required=True, type=Path, help="the gallery's data directory")
+    r.add_argument("--data-dir", type=Path,
+                   help="the gallery's data directory (default $NASNAME_DATA_DIR, else the configured one)")
     r.add_argument("--partition", help="restrict the gallery to one partition")
     src = r.add_mutually_exclusive_group()
     src.add_argument("--against-manifest", type=Path, help="CSV reference_id,modality,path[,attributes...]")
@@ -46,7 +47,8 @@ def _parser() -> argparse.ArgumentParser:
         "--target-fpir", type=float, help="target FPIR at the compared gallery size (default 0.003)"
     )
     th.add_argument("--fmr", type=float, help="explicit per-comparison false match rate")
-    r.add_argument("--mode", choices=("exact", "fast"), default="exact")
+    r.add_argument("--mode", choices=("exact", "fast"), default="exact",
+                   help="exact: every pair above the threshold; fast: approximate candidates (default exact)")
     r.add_argument(
         "--recall-sample",
         type=float,
@@ -73,11 +75,12 @@ def _parser() -> argparse.ArgumentParser:
         q = sub.add_parser(name, help=text)
         q.add_argument("job", type=Path, help="job directory")
         if name in ("resume", "report"):
-            q.add_argument("--thumbnails", action="store_true")
+            q.add_argument("--thumbnails", action="store_true",
+                           help="face thumbnails in report.html (kept images only)")
         if name == "resume":
-            q.add_argument("--quiet", action="store_true")
+            q.add_argument("--quiet", action="store_true", help="no progress bar")
         if name == "push":
-            q.add_argument("--actor", required=True)
+            q.add_argument("--actor", required=True, help="who queues (recorded in the audit trail)")
             q.add_argument(
                 "--partition", help="partition of the queued records (default: the job's or 'default')"
             )
@@ -108,6 +111,7 @@ class _Bar:
                 file=sys.stderr,
                 desc=f"dedup {p.job_id}",
                 initial=min(p.done, max(p.total, 1)),
+                disable=None,  # draw only on a terminal (no carriage-return flood in logs)
             )
         self.bar.update(max(0, p.done - self.bar.n))
         self.bar.set_postfix(stage=p.stage, candidates=p.candidates, refresh=False)
@@ -181,6 +185,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     try:
         if args.command == "run":
+            if args.data_dir is None:
+                from engine.config import EngineConfig
+
+                args.data_dir = EngineConfig.load().data_dir  # honours NASNAME_DATA_DIR / NASNAME_CONFIG
             spec = JobSpec(
                 data_dir=str(args.data_dir),
                 partition=args.partition,

@@ -51,12 +51,16 @@ def _histogram_svg(hist: dict[str, Any]) -> str:
             f'height="{bh:.1f}" fill="#6a8caf"><title>{edges[i]:.2f}..{edges[i + 1]:.2f}: {c}</title></rect>'
         )
     lines = []
-    for j, (name, t) in enumerate(sorted(hist.get("thresholds", {}).items())):
-        if t is None or not math.isfinite(t) or not lo <= t <= hi:
-            continue
+    shown = [(name, t) for name, t in sorted(hist.get("thresholds", {}).items())
+             if t is not None and math.isfinite(t) and lo <= t <= hi]
+    for k, (name, t) in enumerate(shown):
+        # one text row per label (13 px apart, below the axis title), written away from the nearer
+        # edge, so labels of close thresholds neither overlap each other nor run off the chart
+        right = x(t) > w / 2
         lines.append(
             f'<line x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{pad - 10}" y2="{h - pad}" stroke="#c33" '
-            f'stroke-dasharray="4 3"/><text x="{x(t) + 3:.1f}" y="{pad - 12 + 12 * j}" font-size="11" '
+            f'stroke-dasharray="4 3"/><text x="{x(t) + (-3 if right else 3):.1f}" y="{pad - 4 + 13 * k}" '
+            f'font-size="11" text-anchor="{"end" if right else "start"}" '
             f'fill="#c33">threshold {_e(name)} = {t:.2f}</text>'
         )
     axis = (
@@ -64,7 +68,7 @@ def _histogram_svg(hist: dict[str, Any]) -> str:
         f'<text x="{pad}" y="{h - 12}" font-size="11">{lo:.1f}</text>'
         f'<text x="{w - pad - 30}" y="{h - 12}" font-size="11">{hi:.1f}</text>'
         f'<text x="{w / 2 - 90:.0f}" y="{h - 4}" font-size="11">fused LLR of candidate pairs (nats)</text>'
-        f'<text x="4" y="{pad - 20}" font-size="11">count (log scale)</text>'
+        f'<text x="4" y="14" font-size="11">count (log scale)</text>'
     )
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" role="img" '

@@ -70,9 +70,9 @@ def planted_irises(
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--kind", choices=("face", "iris"), required=True)
+    p.add_argument("--kind", choices=("face", "iris"), required=True, help="which pair kernel to time")
     p.add_argument("--n", type=int, required=True, help="templates (N:N over all of them)")
-    p.add_argument("--mode", choices=("exact", "fast"), default="exact")
+    p.add_argument("--mode", choices=("exact", "fast"), default="exact", help="exact or approximate pairs")
     p.add_argument("--planted", type=int, default=None, help="planted duplicate pairs (default n/100)")
     p.add_argument(
         "--threshold",
@@ -82,7 +82,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--budget", type=float, default=600.0, help="seconds before stopping and extrapolating")
     p.add_argument("--recall-probes", type=int, default=1000, help="fast mode: probe rows checked exactly")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed of the synthetic templates")
     p.add_argument(
         "--coarse-step", type=int, default=2, help="iris fast: every k-th shift in the coarse stage"
     )

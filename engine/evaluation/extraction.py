@@ -44,7 +44,7 @@ def extract_files(
     progress: bool = True, label: str = "extract",
 ) -> ExtractionRun:
     run = ExtractionRun(templates=[])
-    for path in tqdm(paths, desc=label, unit="img", file=sys.stderr, disable=not progress):
+    for path in tqdm(paths, desc=label, unit="img", file=sys.stderr, disable=None if progress else True):
         try:
             data = path.read_bytes()
         except OSError as exc:

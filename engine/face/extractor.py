@@ -158,6 +158,11 @@ class FaceExtractor:
         t4 = time.perf_counter()
         ms["align"] = (t4 - t3) * 1e3
         quality = assess_quality(chosen, landmarks, chip, len(dets), cfg.quality)
+        # which face was used (box in image pixels, share of the image): a reply can name it when the
+        # photo held several faces
+        quality.measures.update(face_box_x=float(chosen.left), face_box_y=float(chosen.top),
+                                face_box_w=float(chosen.width), face_box_h=float(chosen.height),
+                                face_share=chosen.area / float(w * h))
         ms["quality"] = (time.perf_counter() - t4) * 1e3
         return FaceAnalysis(dets, chosen, landmarks, chip, quality, upsampled, ms, extra)
 

@@ -29,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="registered models and their state")
     conv = sub.add_parser("convert", help="convert models now (default: every default model)")
-    conv.add_argument("names", nargs="*")
+    conv.add_argument("names", nargs="*", help="models to convert (default: every default model)")
     sub.add_parser("verify", help="check every converted model against its manifest's sha256")
     sub.add_parser("mobilefacenet", add_help=False,
                    help="install the opt-in MobileFaceNet model (licence notice; see its --help)")
@@ -57,7 +57,7 @@ def _switch_face(args: argparse.Namespace, directory: Path) -> int:
         require_installed(args.to, directory)
         extractor = FaceExtractor.default(embedding=args.to, model_directory=directory)
         job = FaceSwitchJob(config, args.to, extractor, drop_missing=args.drop_missing)
-        with tqdm(desc=f"switch-face -> {args.to}", unit="record", file=sys.stderr) as bar:
+        with tqdm(desc=f"switch-face -> {args.to}", unit="record", file=sys.stderr, disable=None) as bar:
             def show(p: SwitchProgress) -> None:
                 bar.total = p.total
                 bar.update(p.done - bar.n)

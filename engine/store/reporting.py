@@ -77,7 +77,7 @@ def decisions(conn: sqlite3.Connection, partition: str | None, start: float, end
     return [{"decision": str(d), "time": float(t), "created": float(c)}
             for d, t, c in conn.execute(
                 "SELECT d.decision, d.time, a.created FROM decisions d "
-                "JOIN adjudication a ON a.record_id = d.record_id JOIN records r ON r.id = d.record_id "
+                "JOIN adjudication a ON a.id = d.case_id JOIN records r ON r.id = a.record_id "
                 f"WHERE d.time >= ? AND d.time < ?{where} ORDER BY d.time", [start, end, *args])]
 
 

@@ -137,7 +137,43 @@ _V5_USERS = (
     "CREATE INDEX audit_by_ref ON audit (ref_id, seq)",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3_IDEMPOTENCY, _V4_EVENTS, _V5_USERS)
+# Adjudication history: a record may have several cases over time (a decided record can be reopened),
+# at most one open; each decision names the mate for "same". Tables rebuilt (SQLite cannot change a
+# primary key) under their old names; existing cases and decisions are kept with their ids.
+_V6_ADJUDICATION_HISTORY = (
+    """CREATE TABLE adjudication_v3 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        record_id INTEGER NOT NULL REFERENCES records (id),
+        candidates TEXT NOT NULL,
+        created REAL NOT NULL,
+        outcome TEXT CHECK (outcome IN ('same', 'distinct')),
+        resolved REAL,
+        opened_by TEXT NOT NULL DEFAULT '',
+        reason TEXT NOT NULL DEFAULT '')""",
+    "INSERT INTO adjudication_v3 (record_id, candidates, created, outcome, resolved) "
+    "SELECT record_id, candidates, created, outcome, resolved FROM adjudication ORDER BY record_id",
+    """CREATE TABLE decisions_v3 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        case_id INTEGER NOT NULL REFERENCES adjudication_v3 (id),
+        actor TEXT NOT NULL,
+        decision TEXT NOT NULL CHECK (decision IN ('same', 'distinct')),
+        mate_ref_id TEXT,
+        comment TEXT NOT NULL DEFAULT '',
+        time REAL NOT NULL)""",
+    "INSERT INTO decisions_v3 (id, case_id, actor, decision, comment, time) "
+    "SELECT d.id, a.id, d.actor, d.decision, d.comment, d.time "
+    "FROM decisions d JOIN adjudication_v3 a ON a.record_id = d.record_id",
+    "DROP TABLE decisions",
+    "DROP TABLE adjudication",
+    "ALTER TABLE adjudication_v3 RENAME TO adjudication",
+    "ALTER TABLE decisions_v3 RENAME TO decisions",
+    "CREATE UNIQUE INDEX adjudication_one_open ON adjudication (record_id) WHERE outcome IS NULL",
+    "CREATE INDEX adjudication_by_record ON adjudication (record_id)",
+    "CREATE INDEX decisions_by_case ON decisions (case_id)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    _V1, _V2, _V3_IDEMPOTENCY, _V4_EVENTS, _V5_USERS, _V6_ADJUDICATION_HISTORY)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

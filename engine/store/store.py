@@ -187,7 +187,7 @@ class Store(AdjudicationMixin, UsersMixin):
                     conn.execute("INSERT INTO images (record_id, modality, key_id, blob) VALUES (?, ?, ?, ?)",
                                  (label, slot, self.keyring.key_id, blob))
             if candidates is not None:
-                self._open_case(conn, label, candidates, now)
+                self._open_case(conn, label, candidates, now, actor=actor)
             seq = self._change(conn, label, "upsert", now)
             audit.append(conn, actor, "insert", ref_id,
                          {"status": status.value, "partition": partition,
@@ -262,6 +262,62 @@ class Store(AdjudicationMixin, UsersMixin):
                      if with_templates else {})
         return Record(ref_id, label, row[1], RecordStatus(row[2]), json.loads(row[3]), float(row[4]),
                       float(row[5]), templates, modalities)
+
+    def list_records(self, *, partition: str | None = None, status: RecordStatus | None = None,
+                     created_from: float | None = None, created_to: float | None = None,
+                     limit: int = 100, offset: int = 0) -> tuple[list[Record], int]:
+        """A page of records (no templates; ``modalities`` filled), oldest first, matching every filter
+        given (``created_from`` <= created < ``created_to``), and how many match in all."""
+        where, args = ["1 = 1"], []
+        for clause, value in (("partition = ?", partition), ("status = ?", status and status.value),
+                              ("created >= ?", created_from), ("created < ?", created_to)):
+            if value is not None:
+                where.append(clause)
+                args.append(value)
+        cond = " AND ".join(where)
+        with self.db.read() as conn:
+            total = int(conn.execute(f"SELECT COUNT(*) FROM records WHERE {cond}", args).fetchone()[0])
+            rows = conn.execute(
+                f"SELECT id, ref_id, partition, status, attributes, created, updated FROM records "
+                f"WHERE {cond} ORDER BY id LIMIT ? OFFSET ?", [*args, limit, offset]).fetchall()
+            mods: dict[int, list[Modality]] = {}
+            if rows:
+                marks = ",".join("?" * len(rows))
+                for label, m in conn.execute(f"SELECT record_id, modality FROM templates WHERE record_id IN "
+                                             f"({marks}) ORDER BY modality", [r[0] for r in rows]):
+                    mods.setdefault(int(label), []).append(Modality(m))
+        return [Record(str(r[1]), int(r[0]), str(r[2]), RecordStatus(r[3]), json.loads(r[4]), float(r[5]),
+                       float(r[6]), {}, tuple(mods.get(int(r[0]), ()))) for r in rows], total
+
+    def replace_template(self, ref_id: str, modality: Modality, template: Template, *,
+                         image: bytes | None = None, actor: str = "system") -> WriteResult:
+        """Add or replace one modality's template (and kept image) of an ACTIVE record, with its change
+        row and an audit row. Raises ``NotFound``, ``Conflict`` (``NOT_ACTIVE``), ``ModelMismatch``,
+        ``InvalidInput``."""
+        now = time.time()
+        with self.db.write() as conn:
+            label, status = self._live(conn, ref_id)
+            if status is not RecordStatus.ACTIVE:
+                raise Conflict(f"record {ref_id} is {status.value}, not active", reason="NOT_ACTIVE",
+                               details={"ref_id": ref_id, "status": status.value})
+            self._check_template(conn, modality, template)
+            replaced = conn.execute("DELETE FROM templates WHERE record_id = ? AND modality = ?",
+                                    (label, modality.value)).rowcount > 0
+            conn.execute(
+                "INSERT INTO templates (record_id, modality, model_id, model_version, key_id, blob) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (label, modality.value, template.model.model_id, template.model.version,
+                 self.keyring.key_id, codec.seal_template(self.keyring, label, modality, template)))
+            conn.execute("DELETE FROM images WHERE record_id = ? AND modality = ?", (label, modality.value))
+            if image is not None and self.keep_images:
+                blob = self.keyring.encrypt(bytes(image), associated_data("image", label, modality.value))
+                conn.execute("INSERT INTO images (record_id, modality, key_id, blob) VALUES (?, ?, ?, ?)",
+                             (label, modality.value, self.keyring.key_id, blob))
+            conn.execute("UPDATE records SET updated = ? WHERE id = ?", (now, label))
+            seq = self._change(conn, label, "upsert", now)
+            audit.append(conn, actor, "replace_template" if replaced else "add_template", ref_id,
+                         {"modality": modality.value})
+        return WriteResult(ref_id, label, seq)
 
     def get_image(self, ref_id: str, modality: Modality) -> bytes | None:
         """The kept sample image of a record's modality (None when none was kept)."""
@@ -387,8 +443,9 @@ class Store(AdjudicationMixin, UsersMixin):
 
     def audit_event(self, actor: str, action: str, ref_id: str | None = None,
                     details: Mapping[str, Any] | None = None) -> int:
-        """Append an audit row for something that changes no data (e.g. a person viewing a record's
-        images in the console). ``details`` must hold no biometric or personal data."""
+        """Append an audit row for something that changes no data (a person viewing a record's images
+        in the console, a re-capture refused after its 1:1 check). ``details`` must hold no biometric
+        or personal data."""
         with self.db.write() as conn:
             return audit.append(conn, actor, action, ref_id, details)
 

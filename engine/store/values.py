@@ -11,6 +11,7 @@ from engine.types import Modality, Template
 
 __all__ = [
     "AuditReport",
+    "CaseEvent",
     "Decision",
     "PendingCase",
     "Record",
@@ -69,6 +70,20 @@ class Decision:
     decision: str
     comment: str
     time: float
+    mate: str = ""  # for "same": the reference id the record duplicates
+
+
+@dataclass(frozen=True)
+class CaseEvent:
+    """One step of a record's adjudication history: ``kind`` is "opened", "reopened" (``comment`` is
+    the reason) or "decided" (``decision`` "same"/"distinct", ``mate`` for "same")."""
+
+    kind: str
+    time: float
+    actor: str
+    decision: str = ""
+    mate: str = ""
+    comment: str = ""
 
 
 @dataclass(frozen=True)

@@ -120,6 +120,9 @@ def test_several_faces_and_small_faces(shared_data: Path) -> None:
     assert float(out.template.vector @ alone) > 0.95
     chosen = fx.analyse(canvas).chosen
     assert chosen.left >= 230  # the central subject, not the larger bystander
+    m = out.quality.measures  # the reply names the face used: its box and share of the image
+    assert (m["face_box_x"], m["face_box_y"]) == (chosen.left, chosen.top) and m["face_box_x"] >= 230
+    assert 0.02 < m["face_share"] < 0.2
     tiny = np.full((240, 320, 3), 120, np.uint8)
     tiny[80:180, 110:210] = np.asarray(Image.fromarray(rgb).resize((100, 100)))  # face ~45 px
     got = fx.extract(tiny)

@@ -156,8 +156,13 @@ def test_enroll_deduplicates_and_adjudication_resolves(service: Service, people:
     out = adj.adjudicate("E-dup", same=False, comment="twins")
     assert out.record.status == pb.RECORD_STATUS_ACTIVE
     assert "E-dup" not in {i.reference_id for i in adj.list_pending().items}
-    err = fails(lambda: adj.adjudicate("E-dup", same=True))
+    err = fails(lambda: adj.adjudicate("E-dup", same=True))  # "same" names the mate, always
+    assert err.code() == SC.INVALID_ARGUMENT and error_reason(err) == "MISSING_MATE"
+    err = fails(lambda: adj.adjudicate("E-dup", same=True, mate_reference_id="P030"))
     assert err.code() == SC.FAILED_PRECONDITION and error_reason(err) == "NOT_PENDING"
+    history = inv.get_record("E-dup").history
+    assert [(h.event, h.comment) for h in history] == [("opened", ""), ("decided", "twins")]
+    assert history[1].decision == pb.ADJUDICATION_DECISION_DISTINCT and history[1].actor.startswith("tok_")
 
 
 def test_verify(service: Service, people: dict[str, Vec]) -> None:

@@ -1,7 +1,7 @@
 """Batch de-duplication over gRPC against a real server on 127.0.0.1:0: a synthetic gallery with
 planted duplicates (two pairs and one chain of three), start -> watch -> paged result clusters ->
 every report format, cancel + resume, the adjudication-queue push, errors and roles; the
-``nasname dedup-remote`` commands with thumbnails for a role allowed images; a job stopped by a
+``nasname dedup ... --remote`` commands with thumbnails for a role allowed images; a job stopped by a
 graceful shutdown resumes on the next server."""
 
 from __future__ import annotations
@@ -179,15 +179,17 @@ def test_cli_and_thumbnails_for_a_role_that_may_see_images(
             s.engine.gallery.insert({Modality.FACE: FaceTemplate(v, MODEL)}, ref_id=f"K{i:02d}",
                                     images={Modality.FACE: _jpeg(5 * i)})
         conn = ["--address", s.address, "--token", s.secrets[Role.INVESTIGATOR], "--plaintext"]
-        assert cli_main(["dedup-remote", "start", *conn]) == 0
+        assert cli_main(["dedup", "start", *conn, "--json"]) == 0
         job_id = json.loads(capsys.readouterr().out)["job_id"]
-        assert cli_main(["dedup-remote", "watch", job_id, *conn]) == 0
+        assert cli_main(["dedup", "watch", job_id, *conn, "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["state"] == "done"
         out = tmp_path / "r.html"
-        assert cli_main(["dedup-remote", "report", job_id, "--format", "html", "--out", str(out), *conn]) == 0
+        assert cli_main(["dedup", "report", job_id, "--remote", "--format", "html", "--out", str(out),
+                         *conn]) == 0
+        assert out.stat().st_mode & 0o777 == 0o600
         html = out.read_text()
         assert Role.INVESTIGATOR in IMAGE_ROLES and html.count("data:image/jpeg;base64,") == 2  # K00, K01
-        assert cli_main(["dedup-remote", "status", "0123456789ab", *conn]) == 1  # NOT_FOUND, reported
+        assert cli_main(["dedup", "status", "0123456789ab", "--remote", *conn]) == 1  # NOT_FOUND, reported
         assert "JOB_NOT_FOUND" in capsys.readouterr().err
     finally:
         s.stop()

@@ -117,8 +117,8 @@ def test_serve_fresh_then_sigterm_then_restart(tmp_path: Path, monkeypatch: pyte
         # the CLI finds the auto certificate of a loopback server in the data directory by itself
         monkeypatch.setenv("NASNAME_DATA_DIR", str(data))
         capsys.readouterr()
-        assert main(["stats", "--address", address, "--token", secrets[0]]) == 0
-        assert int(json.loads(capsys.readouterr().out)["by_status"]["active"]) >= len(acked)
+        assert main(["stats", "--address", address, "--token", secrets[0], "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["by_status"]["active"] >= len(acked)
 
 
 def test_local_token_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -130,16 +130,45 @@ def test_local_token_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     mp.setenv("NASNAME_DATA_DIR", str(data))  # --data-dir sets it too; monkeypatch restores it afterwards
     assert main(["token", "create", "station 1", "--role", "station", "--data-dir", str(data)]) == 0
     out = cap.readouterr().out
-    token_id = re.search(r"token id: (\S+)", out).group(1)  # type: ignore[union-attr]
+    token_id = re.search(r"CREATED token (\S+)", out).group(1)  # type: ignore[union-attr]
     assert "nsk_" in out
+    assert main(["token", "list", "--data-dir", str(data), "--json"]) == 0
+    [row] = json.loads(cap.readouterr().out)["tokens"]
+    assert (row["token_id"], row["role"], row["revoked"]) == (token_id, "station", 0)
     assert main(["token", "list", "--data-dir", str(data)]) == 0
-    [row] = json.loads(cap.readouterr().out)
-    assert (row["token_id"], row["role"], row["revoked"]) == (token_id, "station", None)
+    assert "station 1" in cap.readouterr().out
     assert main(["token", "revoke", token_id, "--data-dir", str(data)]) == 0
     cap.readouterr()
     engine = Engine.open(EngineConfig.load(None))  # holds the data directory, as a running server does
     try:
-        assert main(["token", "list", "--data-dir", str(data)]) == 2
+        assert main(["token", "list", "--data-dir", str(data)]) == 1
         assert "--remote" in cap.readouterr().err
+    finally:
+        engine.close()
+
+
+def test_serve_mistakes_are_one_line_each_before_anything_is_created(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        data = tmp_path / "new-data"
+        env = dict(os.environ, NASNAME_DATA_DIR=str(data), NASNAME_CONFIG="")
+        done = subprocess.run([sys.executable, "-m", "server.cli", "serve", "--address", f"127.0.0.1:{port}",
+                               "--tls-cert", str(tmp_path / "missing.crt"), "--tls-key", str(tmp_path / "k")],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert any(f"port {port} on 127.0.0.1 is in use" in x and "--address" in x for x in lines), lines
+    assert any("--tls-cert" in x and "cannot be read" in x for x in lines), lines
+    assert not data.exists() and "NASNAME_TOKEN" not in done.stdout  # nothing created, no token shown
+    engine = Engine.open(EngineConfig(data_dir=tmp_path / "busy", modalities=("face",)))
+    try:
+        env["NASNAME_DATA_DIR"] = str(tmp_path / "busy")
+        done = subprocess.run([sys.executable, "-m", "server.cli", "serve", "--address", "127.0.0.1:0"],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and "is in use by another nasname process" in done.stderr
     finally:
         engine.close()

@@ -8,65 +8,18 @@ engine level (the service tests repeat them over gRPC).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from engine.calibration import save_distributions
 from engine.config import EngineConfig
 from engine.engine import Engine
 from engine.errors import AlreadyExists, Conflict, InvalidInput, ModelMismatch, NotFound
 from engine.fusion import Fusion
 from engine.records import AdjudicationDecision, EnrollOutcome, RecordStatus, Sample
-from engine.types import FaceTemplate, Modality, ModelRef
-
-MODEL = ModelRef("synthetic-face", "1")
-DIM = 128
-
-
-def unit(rng: np.random.Generator) -> np.ndarray:
-    v = rng.normal(size=DIM).astype(np.float32)
-    return v / np.linalg.norm(v)
-
-
-def mate(v: np.ndarray, rng: np.random.Generator, noise: float = 0.055) -> np.ndarray:
-    w = v + rng.normal(scale=noise, size=DIM).astype(np.float32)
-    return w / np.linalg.norm(w)
-
-
-def face(v: np.ndarray, model: ModelRef = MODEL) -> list[Sample]:
-    return [Sample(Modality.FACE, template=FaceTemplate(v, model))]
-
-
-@pytest.fixture(scope="module")
-def fusion(tmp_path_factory: pytest.TempPathFactory) -> Fusion:
-    rng = np.random.default_rng(11)
-    d = tmp_path_factory.mktemp("cal")
-    base = np.stack([unit(rng) for _ in range(3000)])
-    gen = np.einsum("ij,ij->i", base, np.stack([mate(v, rng) for v in base]))
-    imp = rng.normal(0.0, 1 / np.sqrt(DIM), 2_000_000)
-    save_distributions(MODEL, "face", gen, imp, source="synthetic", command="test", directory=d)
-    return Fusion.for_models({Modality.FACE: MODEL}, d)
-
-
-@pytest.fixture()
-def engine(tmp_path: Path, fusion: Fusion) -> Iterator[Engine]:
-    cfg = EngineConfig(data_dir=tmp_path / "data", modalities=("face",), snapshot_every=0)
-    eng = Engine.open(cfg, fusion=fusion)
-    yield eng
-    eng.close()
-
-
-@pytest.fixture()
-def people(engine: Engine) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(5)
-    vectors = {f"P{i:03d}": unit(rng) for i in range(200)}
-    for ref, v in vectors.items():
-        partition = "camp-a" if int(ref[1:]) % 2 else "camp-b"
-        assert engine.insert(ref, face(v), partition=partition).reference_id == ref
-    return vectors
+from engine.types import Modality, ModelRef
+from tests.unit.core.conftest import MODEL, face, mate, unit
 
 
 def test_insert_echoes_id_and_refuses_existing(engine: Engine, people: dict[str, np.ndarray]) -> None:
@@ -145,7 +98,7 @@ def test_enroll_holds_duplicates_for_adjudication(engine: Engine, people: dict[s
     view = engine.adjudicate("N003", AdjudicationDecision.DISTINCT, actor="adj-1", comment="twins")
     assert view.status is RecordStatus.ACTIVE
     with pytest.raises(Conflict):
-        engine.adjudicate("N003", AdjudicationDecision.SAME, actor="adj-1")
+        engine.adjudicate("N003", AdjudicationDecision.SAME, actor="adj-1", mate_reference_id="P031")
     assert engine.list_pending() == []
 
 

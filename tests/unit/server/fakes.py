@@ -26,9 +26,11 @@ from engine.records import (
     Sample,
     SampleResult,
     Threshold,
+    UpdateOutcome,
+    UpdateResult,
     VerifyResult,
 )
-from engine.store.values import TokenInfo
+from engine.store.values import CaseEvent, TokenInfo
 from engine.types import Modality, ModelRef, Quality, QualityReason
 
 MODEL = ModelRef("fake-face", "1")
@@ -151,3 +153,22 @@ class FakeEngine:
     def adjudicate(self, reference_id: str, decision: Any, **kw: Any) -> RecordView:
         self._enter("adjudicate", (reference_id, decision, kw))
         return RecordView(reference_id, "camp-a", RecordStatus.ACTIVE, {}, {}, 1.0, 2.0)
+
+    def history(self, reference_id: str) -> list[CaseEvent]:
+        self._enter("history", reference_id)
+        return [CaseEvent("opened", 3.0, "tok_1"),
+                CaseEvent("decided", 5.0, "tok_9", "same", "R-mate", "same scar")]
+
+    def reopen(self, reference_id: str, **kw: Any) -> RecordView:
+        self._enter("reopen", (reference_id, kw))
+        return RecordView(reference_id, "camp-a", RecordStatus.PENDING, {}, {}, 1.0, 2.0)
+
+    def list_records(self, **kw: Any) -> tuple[list[RecordView], int]:
+        self._enter("list_records", kw)
+        return [RecordView("R-1", "camp-a", RecordStatus.ACTIVE, {}, {Modality.FACE: MODEL}, 1.0, 2.0)], 7
+
+    def update_biometrics(self, reference_id: str, sample: Sample, **kw: Any) -> UpdateResult:
+        self._enter("update_biometrics", (reference_id, sample, kw))
+        check = self.verify(reference_id, list(kw.get("verification") or [sample]))
+        return UpdateResult(reference_id, UpdateOutcome.UPDATED, check, [], THRESHOLD,
+                            _sample_results([sample]))

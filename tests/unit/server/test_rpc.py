@@ -134,7 +134,9 @@ def test_delete_get_pending_adjudicate_stats(fresh: Running) -> None:
     out = fresh.client(Role.ADJUDICATOR).adjudicate("R-p", same=False, comment="twins",
                                                      mate_reference_id="R-mate", request_id="a-1")
     assert out.record.reference_id == "R-p"
-    assert fresh.engine.calls[-1] == ("adjudicate", ("R-p", AdjudicationDecision.DISTINCT,
+    assert [h.event for h in out.history] == ["opened", "decided"]
+    assert (out.history[1].mate_reference_id, out.history[1].comment) == ("R-mate", "same scar")
+    assert fresh.engine.calls[-2] == ("adjudicate", ("R-p", AdjudicationDecision.DISTINCT,
                                                      {"actor": "tok_3", "comment": "twins",
                                                       "mate_reference_id": "R-mate", "request_id": "a-1"}))
     s = fresh.client(Role.INVESTIGATOR).stats()
@@ -214,6 +216,9 @@ def _valid_request(method: str) -> Any:
         "StartDedup": pb.StartDedupRequest(), "GetDedupResult": pb.GetDedupResultRequest(job_id="0" * 12),
         "FetchDedupReport": pb.FetchDedupReportRequest(job_id="0" * 12),
         "GetReport": pb.GetReportRequest(),
+        "ListRecords": pb.ListRecordsRequest(),
+        "ReopenCase": pb.ReopenCaseRequest(reference_id="R", reason="r"),
+        "UpdateBiometrics": pb.UpdateBiometricsRequest(reference_id="R", sample=FACE),
         **{m: pb.DedupJobRequest(job_id="0" * 12)
            for m in ("WatchDedup", "GetDedup", "CancelDedup", "ResumeDedup")},
     }[name]
@@ -277,10 +282,13 @@ def test_health_needs_no_token(running: Running) -> None:
     assert c.health("nasname.v1.Nasname") == "SERVING"
 
 
-def _list_services(c: Client, metadata: tuple[tuple[str, str], ...]) -> list[str]:
-    stub = reflection_pb2_grpc.ServerReflectionStub(c.channel)
+def _list_services(c: Client, metadata: tuple[tuple[str, str], ...], version: str = "v1alpha") -> list[str]:
+    call = c.channel.stream_stream(
+        f"/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo",
+        request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+        response_deserializer=reflection_pb2.ServerReflectionResponse.FromString)
     req = reflection_pb2.ServerReflectionRequest(list_services="")
-    [reply] = list(stub.ServerReflectionInfo(iter([req]), metadata=metadata, timeout=10))
+    [reply] = list(call(iter([req]), metadata=metadata, timeout=10))
     return [s.name for s in reply.list_services_response.service]
 
 
@@ -289,6 +297,9 @@ def test_reflection_answers_authenticated_callers_only(running: Running) -> None
     names = _list_services(c, c.metadata)
     assert {"nasname.v1.Nasname", "nasname.v1.Admin", "grpc.health.v1.Health"} <= set(names)
     assert fails(lambda: _list_services(c, ())).code() == SC.UNAUTHENTICATED
+    # grpcurl and other generic clients ask for v1 first (same messages on the wire)
+    assert set(_list_services(c, c.metadata, "v1")) == set(names)
+    assert fails(lambda: _list_services(c, (), "v1")).code() == SC.UNAUTHENTICATED
 
 
 def test_reflection_serves_the_contract_and_its_dependencies(running: Running) -> None:

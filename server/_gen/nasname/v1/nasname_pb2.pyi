@@ -47,6 +47,13 @@ class ReportFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REPORT_FORMAT_CSV: _ClassVar[ReportFormat]
     REPORT_FORMAT_PAIRS_CSV: _ClassVar[ReportFormat]
     REPORT_FORMAT_HTML: _ClassVar[ReportFormat]
+
+class UpdateOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    UPDATE_OUTCOME_UNSPECIFIED: _ClassVar[UpdateOutcome]
+    UPDATE_OUTCOME_UPDATED: _ClassVar[UpdateOutcome]
+    UPDATE_OUTCOME_NOT_VERIFIED: _ClassVar[UpdateOutcome]
+    UPDATE_OUTCOME_POSSIBLE_DUPLICATE: _ClassVar[UpdateOutcome]
 MODALITY_UNSPECIFIED: Modality
 MODALITY_FACE: Modality
 MODALITY_IRIS_LEFT: Modality
@@ -69,6 +76,10 @@ REPORT_FORMAT_JSON: ReportFormat
 REPORT_FORMAT_CSV: ReportFormat
 REPORT_FORMAT_PAIRS_CSV: ReportFormat
 REPORT_FORMAT_HTML: ReportFormat
+UPDATE_OUTCOME_UNSPECIFIED: UpdateOutcome
+UPDATE_OUTCOME_UPDATED: UpdateOutcome
+UPDATE_OUTCOME_NOT_VERIFIED: UpdateOutcome
+UPDATE_OUTCOME_POSSIBLE_DUPLICATE: UpdateOutcome
 
 class ModelRef(_message.Message):
     __slots__ = ("model_id", "version")
@@ -375,24 +386,44 @@ class GetRecordRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., reference_id: _Optional[str] = ...) -> None: ...
 
 class GetRecordResponse(_message.Message):
-    __slots__ = ("request_id", "record")
+    __slots__ = ("request_id", "record", "history")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     RECORD_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     record: Record
-    def __init__(self, request_id: _Optional[str] = ..., record: _Optional[_Union[Record, _Mapping]] = ...) -> None: ...
+    history: _containers.RepeatedCompositeFieldContainer[HistoryEntry]
+    def __init__(self, request_id: _Optional[str] = ..., record: _Optional[_Union[Record, _Mapping]] = ..., history: _Optional[_Iterable[_Union[HistoryEntry, _Mapping]]] = ...) -> None: ...
 
 class DecisionEntry(_message.Message):
-    __slots__ = ("actor", "decision", "comment", "time")
+    __slots__ = ("actor", "decision", "comment", "time", "mate_reference_id")
     ACTOR_FIELD_NUMBER: _ClassVar[int]
     DECISION_FIELD_NUMBER: _ClassVar[int]
     COMMENT_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
+    MATE_REFERENCE_ID_FIELD_NUMBER: _ClassVar[int]
     actor: str
     decision: AdjudicationDecision
     comment: str
     time: float
-    def __init__(self, actor: _Optional[str] = ..., decision: _Optional[_Union[AdjudicationDecision, str]] = ..., comment: _Optional[str] = ..., time: _Optional[float] = ...) -> None: ...
+    mate_reference_id: str
+    def __init__(self, actor: _Optional[str] = ..., decision: _Optional[_Union[AdjudicationDecision, str]] = ..., comment: _Optional[str] = ..., time: _Optional[float] = ..., mate_reference_id: _Optional[str] = ...) -> None: ...
+
+class HistoryEntry(_message.Message):
+    __slots__ = ("event", "time", "actor", "decision", "mate_reference_id", "comment")
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    MATE_REFERENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    event: str
+    time: float
+    actor: str
+    decision: AdjudicationDecision
+    mate_reference_id: str
+    comment: str
+    def __init__(self, event: _Optional[str] = ..., time: _Optional[float] = ..., actor: _Optional[str] = ..., decision: _Optional[_Union[AdjudicationDecision, str]] = ..., mate_reference_id: _Optional[str] = ..., comment: _Optional[str] = ...) -> None: ...
 
 class PendingAdjudication(_message.Message):
     __slots__ = ("reference_id", "partition", "candidates", "decisions", "created")
@@ -441,12 +472,14 @@ class AdjudicateRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., reference_id: _Optional[str] = ..., decision: _Optional[_Union[AdjudicationDecision, str]] = ..., comment: _Optional[str] = ..., mate_reference_id: _Optional[str] = ...) -> None: ...
 
 class AdjudicateResponse(_message.Message):
-    __slots__ = ("request_id", "record")
+    __slots__ = ("request_id", "record", "history")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     RECORD_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     record: Record
-    def __init__(self, request_id: _Optional[str] = ..., record: _Optional[_Union[Record, _Mapping]] = ...) -> None: ...
+    history: _containers.RepeatedCompositeFieldContainer[HistoryEntry]
+    def __init__(self, request_id: _Optional[str] = ..., record: _Optional[_Union[Record, _Mapping]] = ..., history: _Optional[_Iterable[_Union[HistoryEntry, _Mapping]]] = ...) -> None: ...
 
 class StatsRequest(_message.Message):
     __slots__ = ("request_id",)
@@ -759,3 +792,85 @@ class GetReportResponse(_message.Message):
     request_id: str
     files: _containers.RepeatedCompositeFieldContainer[ReportFile]
     def __init__(self, request_id: _Optional[str] = ..., files: _Optional[_Iterable[_Union[ReportFile, _Mapping]]] = ...) -> None: ...
+
+class ListRecordsRequest(_message.Message):
+    __slots__ = ("request_id", "partition", "status", "created_from", "created_to", "limit", "offset")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FROM_FIELD_NUMBER: _ClassVar[int]
+    CREATED_TO_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    partition: str
+    status: RecordStatus
+    created_from: float
+    created_to: float
+    limit: int
+    offset: int
+    def __init__(self, request_id: _Optional[str] = ..., partition: _Optional[str] = ..., status: _Optional[_Union[RecordStatus, str]] = ..., created_from: _Optional[float] = ..., created_to: _Optional[float] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class ListRecordsResponse(_message.Message):
+    __slots__ = ("request_id", "records", "total")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    records: _containers.RepeatedCompositeFieldContainer[Record]
+    total: int
+    def __init__(self, request_id: _Optional[str] = ..., records: _Optional[_Iterable[_Union[Record, _Mapping]]] = ..., total: _Optional[int] = ...) -> None: ...
+
+class ReopenCaseRequest(_message.Message):
+    __slots__ = ("request_id", "reference_id", "reason")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    reference_id: str
+    reason: str
+    def __init__(self, request_id: _Optional[str] = ..., reference_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ReopenCaseResponse(_message.Message):
+    __slots__ = ("request_id", "record", "history")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    RECORD_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    record: Record
+    history: _containers.RepeatedCompositeFieldContainer[HistoryEntry]
+    def __init__(self, request_id: _Optional[str] = ..., record: _Optional[_Union[Record, _Mapping]] = ..., history: _Optional[_Iterable[_Union[HistoryEntry, _Mapping]]] = ...) -> None: ...
+
+class UpdateBiometricsRequest(_message.Message):
+    __slots__ = ("request_id", "reference_id", "sample", "verification", "target_fmr", "target_fpir")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    VERIFICATION_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FMR_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FPIR_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    reference_id: str
+    sample: Sample
+    verification: _containers.RepeatedCompositeFieldContainer[Sample]
+    target_fmr: float
+    target_fpir: float
+    def __init__(self, request_id: _Optional[str] = ..., reference_id: _Optional[str] = ..., sample: _Optional[_Union[Sample, _Mapping]] = ..., verification: _Optional[_Iterable[_Union[Sample, _Mapping]]] = ..., target_fmr: _Optional[float] = ..., target_fpir: _Optional[float] = ...) -> None: ...
+
+class UpdateBiometricsResponse(_message.Message):
+    __slots__ = ("request_id", "reference_id", "outcome", "verification", "candidates", "threshold", "samples")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    VERIFICATION_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    reference_id: str
+    outcome: UpdateOutcome
+    verification: VerifyResponse
+    candidates: _containers.RepeatedCompositeFieldContainer[Candidate]
+    threshold: Threshold
+    samples: _containers.RepeatedCompositeFieldContainer[SampleResult]
+    def __init__(self, request_id: _Optional[str] = ..., reference_id: _Optional[str] = ..., outcome: _Optional[_Union[UpdateOutcome, str]] = ..., verification: _Optional[_Union[VerifyResponse, _Mapping]] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., threshold: _Optional[_Union[Threshold, _Mapping]] = ..., samples: _Optional[_Iterable[_Union[SampleResult, _Mapping]]] = ...) -> None: ...

@@ -125,6 +125,21 @@ class NasnameStub:
                 request_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.GetReportRequest.SerializeToString,
                 response_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.GetReportResponse.FromString,
                 _registered_method=True)
+        self.ListRecords = channel.unary_unary(
+                '/nasname.v1.Nasname/ListRecords',
+                request_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.ListRecordsRequest.SerializeToString,
+                response_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.ListRecordsResponse.FromString,
+                _registered_method=True)
+        self.ReopenCase = channel.unary_unary(
+                '/nasname.v1.Nasname/ReopenCase',
+                request_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.ReopenCaseRequest.SerializeToString,
+                response_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.ReopenCaseResponse.FromString,
+                _registered_method=True)
+        self.UpdateBiometrics = channel.unary_unary(
+                '/nasname.v1.Nasname/UpdateBiometrics',
+                request_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.UpdateBiometricsRequest.SerializeToString,
+                response_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.UpdateBiometricsResponse.FromString,
+                _registered_method=True)
 
 
 class NasnameServicer:
@@ -248,6 +263,27 @@ class NasnameServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListRecords(self, request, context):
+        """Records page by page, filtered by partition, status and creation time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReopenCase(self, request, context):
+        """Admin: reopen a DISTINCT decision with a reason. Decided SAME: FAILED_PRECONDITION (BIOMETRICS_ERASED).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateBiometrics(self, request, context):
+        """Re-capture one modality (see UpdateBiometricsRequest).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NasnameServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -340,6 +376,21 @@ def add_NasnameServicer_to_server(servicer, server):
                     servicer.GetReport,
                     request_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.GetReportRequest.FromString,
                     response_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.GetReportResponse.SerializeToString,
+            ),
+            'ListRecords': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRecords,
+                    request_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.ListRecordsRequest.FromString,
+                    response_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.ListRecordsResponse.SerializeToString,
+            ),
+            'ReopenCase': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReopenCase,
+                    request_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.ReopenCaseRequest.FromString,
+                    response_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.ReopenCaseResponse.SerializeToString,
+            ),
+            'UpdateBiometrics': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateBiometrics,
+                    request_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.UpdateBiometricsRequest.FromString,
+                    response_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.UpdateBiometricsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -829,6 +880,87 @@ class Nasname:
             '/nasname.v1.Nasname/GetReport',
             server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.GetReportRequest.SerializeToString,
             server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.GetReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRecords(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nasname.v1.Nasname/ListRecords',
+            server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.ListRecordsRequest.SerializeToString,
+            server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.ListRecordsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReopenCase(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nasname.v1.Nasname/ReopenCase',
+            server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.ReopenCaseRequest.SerializeToString,
+            server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.ReopenCaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateBiometrics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nasname.v1.Nasname/UpdateBiometrics',
+            server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.UpdateBiometricsRequest.SerializeToString,
+            server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.UpdateBiometricsResponse.FromString,
             options,
             channel_credentials,
             insecure,
