@@ -61,10 +61,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="counts under this are shown as '<N' (small-cell suppression; default 5)")
     r.add_argument("--details", action="store_true",
                    help="add detail tables with reference ids (restricted: keep the output safe)")
-    r.add_argument("--json", action="store_true", help="print the summary as JSON")
     r.add_argument("--remote", action="store_true",
                    help="ask a running server (GetReport RPC, investigator or admin token)")
-    add_connection_options(r)
+    add_connection_options(r)  # also --json: the summary as JSON
     _period_options(q)
     q.add_argument("--station", help="only this station (API token id)")
     q.add_argument("--op", help="only this operation (enroll, insert, identify, verify, adjudicate, "
