@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -30,25 +30,42 @@ import numpy.typing as npt
 from engine.crypto import KeyRing
 from engine.errors import InvalidInput, ModelMismatch, NasnameError, Unavailable
 from engine.index.base import TemplateIndex
-from engine.store import PendingCase, Record, RecordState, RecordStatus, Store, WriteResult
+from engine.store import (
+    PendingCase,
+    Quarantined,
+    Record,
+    RecordState,
+    RecordStatus,
+    Store,
+    WriteResult,
+    sealed,
+)
 from engine.store import snapshots as snap
 from engine.store.locks import DirectoryLock, RWLock
 from engine.store.partitions import PartitionMap
-from engine.types import FaceTemplate, IrisTemplate, Modality, ModelRef, Template
+from engine.types import (
+    FaceTemplate,
+    IrisTemplate,
+    Modality,
+    ModelRef,
+    Template,
+    check_template,
+    template_shape,
+)
 
 if TYPE_CHECKING:
     from engine.config import EngineConfig
 
-__all__ = ["Gallery", "GalleryConfig", "Hit", "IndexFactory", "IndexLoader", "default_index_factory",
-           "load_index"]
+__all__ = ["Gallery", "GalleryConfig", "Hit", "IndexFactory", "IndexLoader", "Quarantined",
+           "default_index_factory", "load_index"]
 
 log = logging.getLogger(__name__)
 
 IndexFactory = Callable[[Modality, Template], TemplateIndex]
 """Makes an empty index for templates like the given one (its model, its dimension / code size)."""
-IndexLoader = Callable[[Modality, ModelRef, Path], TemplateIndex]
-"""Reads a snapshot written by ``TemplateIndex.save`` (of that model); raises a ``NasnameError`` when
-unusable (the gallery then rebuilds from the store)."""
+IndexLoader = Callable[[Modality, ModelRef, BinaryIO], TemplateIndex]
+"""Reads a snapshot written by ``TemplateIndex.save`` (of that model) from the decrypted stream it is
+given; raises a ``NasnameError`` when unusable (the gallery then rebuilds from the store)."""
 
 DB_NAME = "nasname.db"
 SNAPSHOT_DIR = "snapshots"
@@ -88,6 +105,7 @@ class Gallery:
                  config: GalleryConfig | None = None) -> None:
         self.directory = Path(directory)
         self.config = config or GalleryConfig()
+        self._keyring = keyring
         self._factory = index_factory
         self._loader = index_loader
         self._snap_dir = self.directory / SNAPSHOT_DIR
@@ -97,6 +115,7 @@ class Gallery:
         self._write_mutex = threading.RLock()
         self._indexes: dict[Modality, TemplateIndex] = {}
         self._parts = PartitionMap()
+        self._quarantine: dict[int, Quarantined] = {}
         self._applied_seq = 0
         self._snapshot_seq = -1
         self._stale = False  # an index failed to apply a committed change: never snapshot that state
@@ -106,6 +125,7 @@ class Gallery:
             for modality, model in (models or {}).items():
                 self.store.set_model(modality, model)
             self._models = self.store.models()
+            self._shapes = self.store.shapes()
             self._open_indexes()
         except BaseException:
             if hasattr(self, "store"):
@@ -146,6 +166,7 @@ class Gallery:
         if how == "rebuilt":
             self._stale = False
             self._indexes = {}
+            self._quarantine = {}
             self._applied_seq = self._replay(None)
             self._snapshot_seq = -1
             if not self._consistent():
@@ -153,12 +174,16 @@ class Gallery:
                                   reason="INDEX_INCONSISTENT")
         log.info("gallery open (%s) at change %d in %.2f s", how, self._applied_seq,
                  time.perf_counter() - started)
+        if self._quarantine:
+            log.error("%d record(s) quarantined (unreadable stored template; not searchable): labels %s",
+                      len(self._quarantine), ", ".join(map(str, sorted(self._quarantine)[:20])))
 
     def _consistent(self) -> bool:
         """Cheap check that each index holds as many templates as the store has for active records."""
         for modality in Modality:
             index = self._indexes.get(modality)
-            expected = self.store.count_templates(modality)
+            expected = self.store.count_templates(modality) - sum(
+                modality in q.modalities for q in self._quarantine.values())
             size = 0 if index is None else len(index)
             if size != expected:
                 log.warning("%s index holds %d templates, the store %d", modality.value, size, expected)
@@ -166,20 +191,38 @@ class Gallery:
         return True
 
     def _load_snapshot(self) -> bool:
-        found = snap.read_sidecar(self._snap_dir)
+        legacy = snap.legacy_files(self._snap_dir)
+        if legacy:  # an older nasname wrote templates in clear there: rebuild, and remove them now
+            snap.remove_unreferenced(self._snap_dir, set())
+            (self._snap_dir / snap.SIDECAR).unlink(missing_ok=True)
+            log.warning("removed %d unencrypted index snapshot file(s) of an older nasname; rebuilding",
+                        len(legacy))
+            return False
+        found = snap.read_sidecar(self._snap_dir, self._keyring)
         if found is None or self._loader is None:
             return False
         if any(self._models.get(m) != model for m, model in found.models.items()) \
                 or found.seq > self.store.last_seq():
             log.info("index snapshot does not fit (other models, or newer than the store); rebuilding")
             return False
-        indexes = {m: self._loader(m, found.models[m], path) for m, path in found.files.items()}
+        loader = self._loader
+        indexes: dict[Modality, TemplateIndex] = {}
+        for m, path in found.files.items():
+            with sealed.open_sealed(path, self._keyring, snap.index_identity(m, found.seq)) as plain:
+                indexes[m] = loader(m, found.models[m], plain)
         for m, index in indexes.items():
             if index.model != found.models[m]:
                 raise ModelMismatch(f"{m.value} snapshot holds {index.model}, expected {found.models[m]}")
         self._indexes = indexes
+        self._quarantine = {q.label: q for q in found.quarantined}
+        quarantined = np.array(sorted(self._quarantine), dtype=np.int64)
+        self._parts.set(quarantined, None)
         self._snapshot_seq = found.seq
         self._applied_seq = self._replay(found.seq)
+        if quarantined.size:  # retried on every open: a restored row or a key back in the ring heals it
+            for label in quarantined.tolist():
+                states, _ = self.store.scan(label - 1, 1)
+                self._apply([s for s in states if s.label == label], self._applied_seq)
         return True
 
     def _replay(self, since_seq: int | None) -> int:
@@ -193,15 +236,26 @@ class Gallery:
             seq, after = max(seq, seen), states[-1].label
 
     def _apply(self, states: Sequence[RecordState], seq: int, *, remove_first: bool = True) -> None:
-        """Make the indexes and the partition map reflect ``states`` (idempotent)."""
+        """Make the indexes, the partition map and the quarantine reflect ``states`` (idempotent)."""
         labels = np.fromiter((s.label for s in states), dtype=np.int64, count=len(states))
+        active = [s for s in states if s.status is RecordStatus.ACTIVE and not s.unreadable]
+        bad = [s for s in states if s.status is RecordStatus.ACTIVE and s.unreadable]
         try:
             with self._rw.write():
                 if remove_first:
                     for index in self._indexes.values():
                         index.remove(labels)
                     self._parts.set(labels, None)
-                active = [s for s in states if s.status is RecordStatus.ACTIVE]
+                for s in states:
+                    self._quarantine.pop(s.label, None)
+                if bad:
+                    out = np.array([s.label for s in bad], dtype=np.int64)
+                    for index in self._indexes.values():
+                        index.remove(out)
+                    self._parts.set(out, None)
+                    for s in bad:
+                        self._quarantine[s.label] = Quarantined(
+                            s.label, dict(s.unreadable), tuple(sorted({*s.templates, *s.unreadable})))
                 for modality in Modality:
                     have = [s for s in active if modality in s.templates]
                     if have:
@@ -218,6 +272,10 @@ class Gallery:
             self._stale = True
             log.error("an index failed to apply a committed change; snapshots disabled until reopen")
             raise
+        for s in bad:  # the internal label only: reference ids stay out of logs
+            log.error("record %d quarantined: %s unreadable; out of every search until an admin restores "
+                      "or deletes it", s.label, ", ".join(f"{m.value} template ({r})"
+                                                          for m, r in sorted(s.unreadable.items())))
 
     def _index_for(self, modality: Modality, example: Template) -> TemplateIndex:
         """The modality's index, created from ``example`` when missing (caller holds the writer lock)."""
@@ -251,6 +309,7 @@ class Gallery:
                 raise
             for m, t in slots.items():
                 self._models.setdefault(m, t.model)
+                self._shapes.setdefault(m, template_shape(t))
             self._apply([RecordState(result.label, partition, status, slots)], result.seq, remove_first=False)
         self._scheduler.changed()
         return result
@@ -301,11 +360,9 @@ class Gallery:
         self._apply([s for s in states if s.label == result.label], result.seq)
 
     def _validate(self, modality: Modality, template: Template) -> None:
-        """Refuse before committing what the index would refuse after (model, kind, dimension).
+        """Refuse before committing what the index would refuse after (kind, shape, model).
         Called under the write mutex."""
-        if template.modality_kind != modality.kind:
-            raise InvalidInput(f"a {template.modality_kind} template cannot fill the {modality.value} slot",
-                               reason="INVALID_TEMPLATE")
+        check_template(modality, template, self._shapes.get(modality))
         model = self._models.get(modality)
         if model is not None and template.model != model:
             raise ModelMismatch(f"{modality.value} template of {template.model}; the gallery uses {model}",
@@ -315,7 +372,7 @@ class Gallery:
         if index is None:
             with self._rw.write():
                 index = self._index_for(modality, template)
-        # an empty restricted search checks the template (dimension...) without touching any data
+        # an empty restricted search checks the template against the index without touching any data
         index.search([template], 1, np.empty(0, dtype=np.int64))
 
     # -- reads --------------------------------------------------------------------------------
@@ -344,6 +401,8 @@ class Gallery:
         if k < 1:
             raise InvalidInput("k must be >= 1", reason="INVALID_K")
         modality = Modality(modality)
+        for probe in probes:
+            check_template(modality, probe, self._shapes.get(modality))
         listed = None
         if ref_ids is not None:
             listed = np.fromiter(self.store.labels_of(list(ref_ids)).values(), dtype=np.int64)
@@ -363,6 +422,7 @@ class Gallery:
         """1:1 similarity of ``template`` to each label's ``modality`` template; NaN where the label has
         none or is not ACTIVE (verify: labels from ``get(ref_id).label``)."""
         self._check_open()
+        check_template(Modality(modality), template, self._shapes.get(Modality(modality)))
         labels = np.asarray(labels, dtype=np.int64).reshape(-1)
         with self._rw.read():
             index = self._indexes.get(Modality(modality))
@@ -401,7 +461,8 @@ class Gallery:
         """``Store.stats`` (``records`` per status, ``partitions`` -> status -> n, ``templates`` per
         modality of active records, ``pending_cases``, ``last_seq``) plus ``total``, ``by_status``,
         ``by_partition`` (active records), ``by_modality``, ``indexes`` (templates per index),
-        ``applied_seq`` and ``snapshot_seq``."""
+        ``quarantined`` (active records out of the indexes: unreadable template), ``applied_seq`` and
+        ``snapshot_seq``."""
         raw = self.store.stats()
         by_status: dict[str, int] = raw["records"]
         out: dict[str, Any] = {
@@ -414,8 +475,18 @@ class Gallery:
         with self._rw.read():
             out["indexes"] = {m.value: len(ix) for m, ix in self._indexes.items()}
             out["applied_seq"] = self._applied_seq
+            out["quarantined"] = len(self._quarantine)
         out["snapshot_seq"] = self._snapshot_seq
         return out
+
+    def quarantined(self) -> list[tuple[str, Quarantined]]:
+        """``(ref_id, Quarantined)`` of every ACTIVE record left out of the indexes because a stored
+        template of it is unreadable, in label order. Erase one with :meth:`delete`; one restored in
+        the store (backup, old key back in the ring) becomes searchable on the next open."""
+        with self._rw.read():
+            found = sorted(self._quarantine.values(), key=lambda q: q.label)
+        names = self.store.ref_ids_of([q.label for q in found])
+        return [(names.get(q.label, ""), q) for q in found]
 
     def _check_open(self) -> None:
         if self._closed:
@@ -436,9 +507,10 @@ class Gallery:
             files = {m: snap.index_path(self._snap_dir, m, seq) for m in self._indexes}
             with self._rw.read():
                 for m, index in self._indexes.items():
-                    index.save(files[m])
+                    sealed.write_sealed(files[m], self._keyring, snap.index_identity(m, seq), index.save)
                 models = {m: index.model for m, index in self._indexes.items()}
-            snap.write_sidecar(self._snap_dir, seq, files, models)
+                quarantined = tuple(self._quarantine.values())
+            snap.write_sidecar(self._snap_dir, self._keyring, seq, files, models, quarantined)
             snap.remove_unreferenced(self._snap_dir, set(files.values()))
             self._snapshot_seq = seq
             self._scheduler.taken()
@@ -489,7 +561,7 @@ def default_index_factory(face_index: str = "exact", iris_index: str = "exact") 
     return make
 
 
-def load_index(modality: Modality, model: ModelRef, path: Path) -> TemplateIndex:
+def load_index(modality: Modality, model: ModelRef, path: Path | BinaryIO) -> TemplateIndex:
     """Loader for the indexes made by :func:`default_index_factory`."""
     from engine.index.factory import load_index as load
 

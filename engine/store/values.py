@@ -13,6 +13,7 @@ __all__ = [
     "AuditReport",
     "Decision",
     "PendingCase",
+    "Quarantined",
     "Record",
     "RecordStatus",
     "TokenInfo",
@@ -33,6 +34,18 @@ class RecordStatus(StrEnum):
             return cls(value)
         except ValueError:
             raise InvalidInput(f"unknown record status {value!r}", reason="UNKNOWN_STATUS") from None
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """An ACTIVE record kept out of every index because a stored template of it cannot be read
+    (flipped bits, a key the ring lacks, a stored template that fails validation). It stays in the
+    store for an admin to restore (from a backup, or by reopening with the missing old key) or to
+    erase (delete works on it); every open retries it."""
+
+    label: int
+    unreadable: dict[Modality, str]  # modality -> reason code (DECRYPTION_FAILED, UNKNOWN_KEY, ...)
+    modalities: tuple[Modality, ...]  # every modality the record holds, readable or not
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pytest
@@ -105,7 +106,7 @@ def _factory(m: Modality, example: Template) -> TemplateIndex:
     return FaceIndex(example.model, example.vector.size)
 
 
-def _loader(m: Modality, model: ModelRef, path: Path) -> TemplateIndex:
+def _loader(m: Modality, model: ModelRef, path: BinaryIO) -> TemplateIndex:
     return FaceIndex.load(path)
 
 
