@@ -31,6 +31,7 @@ from engine.crypto import KeyRing
 from engine.errors import InvalidInput, ModelMismatch, NasnameError, Unavailable
 from engine.index.base import TemplateIndex
 from engine.store import (
+    AuditReport,
     PendingCase,
     Quarantined,
     Record,
@@ -41,6 +42,7 @@ from engine.store import (
     sealed,
 )
 from engine.store import snapshots as snap
+from engine.store.audit import AuditAnchor
 from engine.store.locks import DirectoryLock, RWLock
 from engine.store.partitions import PartitionMap
 from engine.types import (
@@ -118,6 +120,8 @@ class Gallery:
         self._quarantine: dict[int, Quarantined] = {}
         self._applied_seq = 0
         self._snapshot_seq = -1
+        self._snapshot_anchor: AuditAnchor | None = None
+        self._audit_report: AuditReport | None = None
         self._stale = False  # an index failed to apply a committed change: never snapshot that state
         self._closed = False
         try:
@@ -174,9 +178,46 @@ class Gallery:
                                   reason="INDEX_INCONSISTENT")
         log.info("gallery open (%s) at change %d in %.2f s", how, self._applied_seq,
                  time.perf_counter() - started)
+        self._check_audit()
         if self._quarantine:
             log.error("%d record(s) quarantined (unreadable stored template; not searchable): labels %s",
                       len(self._quarantine), ", ".join(map(str, sorted(self._quarantine)[:20])))
+
+    def _anchor(self) -> AuditAnchor | None:
+        """The audit anchor of the snapshot sidecar (None when there is no usable sidecar)."""
+        try:
+            found = snap.read_sidecar(self._snap_dir, self._keyring)
+        except NasnameError as exc:
+            log.warning("no audit anchor: %s", exc)
+            return None
+        return None if found is None else found.audit
+
+    def _check_audit(self) -> None:
+        """Quick check of the audit chain at open: from the sidecar's anchor to the end (everything
+        when there is no anchor). Tampering is logged loudly and shown in ``stats``; the gallery still
+        opens (registration goes on; the damage is named for whoever investigates)."""
+        started = time.perf_counter()
+        anchor = self._anchor()
+        report = self.store.verify_audit(anchor, quick=anchor is not None)
+        self._audit_report = report
+        if report.ok:
+            log.info("%s from %s in %.2f s", report.describe(),
+                     f"anchor seq {anchor.seq}" if anchor else "the first row", time.perf_counter() - started)
+        else:
+            log.error("%s; run `nasname check` and compare with backups", report.describe())
+        self._log_audit_head()
+
+    def _log_audit_head(self) -> None:
+        """The periodic anchor in the log: the chain's newest seq and MAC (no personal data)."""
+        head = self.store.audit_head()
+        if head is not None:
+            log.info("audit chain head seq %d mac %s", head.seq, head.head)
+
+    def verify_audit(self) -> AuditReport:
+        """Full check of the audit chain, against the snapshot sidecar's anchor (a deleted tail shows)
+        as well as SQLite's sequence counter: what ``nasname check`` reports."""
+        self._check_open()
+        return self.store.verify_audit(self._anchor())
 
     def _consistent(self) -> bool:
         """Cheap check that each index holds as many templates as the store has for active records."""
@@ -476,6 +517,9 @@ class Gallery:
             out["indexes"] = {m.value: len(ix) for m, ix in self._indexes.items()}
             out["applied_seq"] = self._applied_seq
             out["quarantined"] = len(self._quarantine)
+        report = self._audit_report
+        out["audit_ok"] = report is None or report.ok
+        out["audit_problem"] = "" if report is None or report.ok else report.describe()
         out["snapshot_seq"] = self._snapshot_seq
         return out
 
@@ -502,19 +546,22 @@ class Gallery:
                 raise Unavailable("indexes diverged from the store; reopen the gallery to rebuild",
                                   reason="INDEX_INCONSISTENT")
             seq = self._applied_seq
-            if seq == self._snapshot_seq:
+            head = self.store.audit_head()
+            if seq == self._snapshot_seq and head == self._snapshot_anchor:
                 return seq
             files = {m: snap.index_path(self._snap_dir, m, seq) for m in self._indexes}
             with self._rw.read():
                 for m, index in self._indexes.items():
-                    sealed.write_sealed(files[m], self._keyring, snap.index_identity(m, seq), index.save)
+                    if seq != self._snapshot_seq or not files[m].exists():  # else only the anchor moved
+                        sealed.write_sealed(files[m], self._keyring, snap.index_identity(m, seq), index.save)
                 models = {m: index.model for m, index in self._indexes.items()}
                 quarantined = tuple(self._quarantine.values())
-            snap.write_sidecar(self._snap_dir, self._keyring, seq, files, models, quarantined)
+            snap.write_sidecar(self._snap_dir, self._keyring, seq, files, models, quarantined, head)
             snap.remove_unreferenced(self._snap_dir, set(files.values()))
-            self._snapshot_seq = seq
+            self._snapshot_seq, self._snapshot_anchor = seq, head
             self._scheduler.taken()
             log.info("index snapshot written at change %d", seq)
+            self._log_audit_head()
             return seq
 
     # -- lifecycle ----------------------------------------------------------------------------

@@ -35,10 +35,11 @@ from typing import Any
 from engine.crypto import KeyRing
 from engine.errors import IntegrityError
 from engine.fsutil import write_atomic
+from engine.store.audit import AuditAnchor
 from engine.store.values import Quarantined
 from engine.types import Modality, ModelRef
 
-__all__ = ["SIDECAR", "AuditAnchor", "Snapshot", "SnapshotScheduler", "index_identity", "index_path",
+__all__ = ["SIDECAR", "Snapshot", "SnapshotScheduler", "index_identity", "index_path",
            "legacy_files", "read_sidecar", "remove_unreferenced", "write_sidecar"]
 
 log = logging.getLogger(__name__)
@@ -47,14 +48,6 @@ SIDECAR = "snapshot.json"
 _FORMAT = 2
 _LEGACY_FORMAT = 1  # unencrypted index files, unauthenticated sidecar
 _MAC_PURPOSE = "snapshot-sidecar"
-
-
-@dataclass(frozen=True)
-class AuditAnchor:
-    """The audit chain's head when a snapshot was written: row ``seq`` had the keyed MAC ``head``."""
-
-    seq: int
-    head: str  # hex
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,9 @@ class Store(AdjudicationMixin):
         try:
             with self.db.exclusive() as conn:
                 found = migrate(conn)
+            with self.db.write() as conn:
+                self._chain, key = audit.open_chain(conn, keyring)
+            self.db.on_connect(lambda c: audit.bind(c, key))
         except BaseException:
             self.db.close()
             raise
@@ -385,9 +388,16 @@ class Store(AdjudicationMixin):
         with self.db.read() as conn:
             return audit.entries(conn, after=after, limit=limit)
 
-    def verify_audit(self) -> AuditReport:
+    def verify_audit(self, anchor: audit.AuditAnchor | None = None, *, quick: bool = False) -> AuditReport:
+        """Check the keyed audit chain (``engine.store.audit.verify``): every row, or with ``quick`` and
+        an ``anchor`` only from the anchored row on; a missing tail is found against the anchor."""
         with self.db.read() as conn:
-            return audit.verify(conn)
+            return audit.verify(conn, self._chain, anchor, quick=quick)
+
+    def audit_head(self) -> audit.AuditAnchor | None:
+        """The newest audit row's seq and MAC (what the snapshot sidecar and the log anchor)."""
+        with self.db.read() as conn:
+            return audit.head(conn)
 
     # -- tokens --------------------------------------------------------------------------------
 
