@@ -44,7 +44,7 @@ from engine.records import (
     Threshold,
     VerifyResult,
 )
-from engine.store.values import Record
+from engine.store.values import AuditReport, Quarantined, Record
 from engine.types import Modality, ModelRef, Template
 
 __all__ = ["Engine"]
@@ -394,7 +394,19 @@ class Engine:
             models={m.value: str(ref) for m, ref in self._gallery.models().items()},
             by_partition_status={p: {str(k): int(v) for k, v in c.items()} for p, c in partitions.items()},
             pending_cases=int(raw["pending_cases"]),
+            quarantined=int(raw["quarantined"]),
+            audit_problem=str(raw["audit_problem"]),
         )
+
+    def quarantined(self) -> list[tuple[str, Quarantined]]:
+        """``(reference id, Quarantined)`` of the active records left out of every search because a
+        stored template is unreadable, with the reason per modality, for an admin to restore (backup,
+        old key back in the ring) or erase (``delete``)."""
+        return self._gallery.quarantined()
+
+    def verify_audit(self) -> AuditReport:
+        """Full check of the audit chain (``Gallery.verify_audit``), for ``nasname check``."""
+        return self._gallery.verify_audit()
 
     def list_pending(self, *, limit: int = 100, offset: int = 0) -> list[AdjudicationItem]:
         if not 1 <= limit <= 1000 or offset < 0:
