@@ -132,7 +132,7 @@ def open_sealed(path: Path, keyring: KeyRing, identity: str) -> io.BytesIO:
                                  reason="BAD_SNAPSHOT") from exc
         ident = identity.encode()
         size = _NONCE + chunk + _TAG
-        out = io.BytesIO()
+        parts: list[bytes] = []
         index = 0
         block = f.read(size)
         while True:
@@ -140,8 +140,9 @@ def open_sealed(path: Path, keyring: KeyRing, identity: str) -> io.BytesIO:
             final = not following
             if len(block) < _NONCE + _TAG or (not final and len(block) != size):
                 raise IntegrityError(f"{name} is cut short or padded (chunk {index})", reason="BAD_SNAPSHOT")
+            view = memoryview(block)  # slices without copying a 1 MiB chunk
             try:
-                out.write(cipher.decrypt(block[:_NONCE], block[_NONCE:], _aad(header, ident, index, final)))
+                parts.append(cipher.decrypt(view[:_NONCE], view[_NONCE:], _aad(header, ident, index, final)))
             except InvalidTag:
                 raise IntegrityError(
                     f"{name} failed authentication at chunk {index} (changed, truncated, reordered, or "
@@ -149,5 +150,6 @@ def open_sealed(path: Path, keyring: KeyRing, identity: str) -> io.BytesIO:
             if final:
                 break
             block, index = following, index + 1
-    out.seek(0)
-    return out
+    data = b"".join(parts)
+    parts.clear()
+    return io.BytesIO(data)  # shares ``data`` until written to: no further copy
