@@ -404,6 +404,10 @@ class Engine:
         old key back in the ring) or erase (``delete``)."""
         return self._gallery.quarantined()
 
+    def check_templates(self) -> list[tuple[str, Quarantined]]:
+        """Decrypt every stored template (``Gallery.check_templates``), for ``nasname check``."""
+        return self._gallery.check_templates()
+
     def verify_audit(self) -> AuditReport:
         """Full check of the audit chain (``Gallery.verify_audit``), for ``nasname check``."""
         return self._gallery.verify_audit()

@@ -248,3 +248,18 @@ def test_an_old_key_missing_from_the_ring_quarantines_and_heals_when_it_is_back(
 
 def test_the_bad_plaintext_helper_matches_the_real_layout() -> None:
     assert _plain_face(face(3).vector) == face(3).to_bytes()
+
+
+def test_check_templates_finds_a_record_the_snapshot_still_hides(tmp_path: Path,
+                                                                 open_gallery: OpenGallery) -> None:
+    directory = tmp_path / "g"
+    g = open_gallery(directory=directory)
+    labels = _fill(g)
+    ring = g._keyring
+    g.close()
+    _corrupt(directory, ring, labels)
+    g = open_gallery(directory=directory)  # snapshot present: nothing was decrypted, nothing known
+    assert g.quarantined() == [] and g.search(F, face(100), 1)[0].ref_id == "FLIP"
+    found = g.check_templates()
+    assert {ref: q.unreadable[F] for ref, q in found} == BAD
+    _check_quarantine(g, labels, BAD)
