@@ -121,6 +121,8 @@ class Gallery:
         self._applied_seq = 0
         self._snapshot_seq = -1
         self._snapshot_anchor: AuditAnchor | None = None
+        # the quarantine changed the indexes without a new change seq: the next snapshot rewrites them
+        self._indexes_moved = False
         self._audit_report: AuditReport | None = None
         self._stale = False  # an index failed to apply a committed change: never snapshot that state
         self._closed = False
@@ -305,8 +307,10 @@ class Gallery:
                     for index in self._indexes.values():
                         index.remove(labels)
                     self._parts.set(labels, None)
-                for s in states:
-                    self._quarantine.pop(s.label, None)
+                bad_labels = {s.label for s in bad}
+                for s in states:  # entering or leaving quarantine changes the indexes at the same seq
+                    if (self._quarantine.pop(s.label, None) is not None) != (s.label in bad_labels):
+                        self._indexes_moved = True
                 if bad:
                     out = np.array([s.label for s in bad], dtype=np.int64)
                     for index in self._indexes.values():
@@ -565,18 +569,19 @@ class Gallery:
                                   reason="INDEX_INCONSISTENT")
             seq = self._applied_seq
             head = self.store.audit_head()
-            if seq == self._snapshot_seq and head == self._snapshot_anchor:
+            if seq == self._snapshot_seq and head == self._snapshot_anchor and not self._indexes_moved:
                 return seq
+            rewrite = seq != self._snapshot_seq or self._indexes_moved
             files = {m: snap.index_path(self._snap_dir, m, seq) for m in self._indexes}
             with self._rw.read():
                 for m, index in self._indexes.items():
-                    if seq != self._snapshot_seq or not files[m].exists():  # else only the anchor moved
+                    if rewrite or not files[m].exists():  # else only the audit anchor moved
                         sealed.write_sealed(files[m], self._keyring, snap.index_identity(m, seq), index.save)
                 models = {m: index.model for m, index in self._indexes.items()}
                 quarantined = tuple(self._quarantine.values())
             snap.write_sidecar(self._snap_dir, self._keyring, seq, files, models, quarantined, head)
             snap.remove_unreferenced(self._snap_dir, set(files.values()))
-            self._snapshot_seq, self._snapshot_anchor = seq, head
+            self._snapshot_seq, self._snapshot_anchor, self._indexes_moved = seq, head, False
             self._scheduler.taken()
             log.info("index snapshot written at change %d", seq)
             self._log_audit_head()

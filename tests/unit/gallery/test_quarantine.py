@@ -250,8 +250,8 @@ def test_the_bad_plaintext_helper_matches_the_real_layout() -> None:
     assert _plain_face(face(3).vector) == face(3).to_bytes()
 
 
-def test_check_templates_finds_a_record_the_snapshot_still_hides(tmp_path: Path,
-                                                                 open_gallery: OpenGallery) -> None:
+def test_check_templates_finds_a_record_the_snapshot_still_hides(
+        tmp_path: Path, open_gallery: OpenGallery, caplog: pytest.LogCaptureFixture) -> None:
     directory = tmp_path / "g"
     g = open_gallery(directory=directory)
     labels = _fill(g)
@@ -262,4 +262,10 @@ def test_check_templates_finds_a_record_the_snapshot_still_hides(tmp_path: Path,
     assert g.quarantined() == [] and g.search(F, face(100), 1)[0].ref_id == "FLIP"
     found = g.check_templates()
     assert {ref: q.unreadable[F] for ref, q in found} == BAD
+    _check_quarantine(g, labels, BAD)
+    g.close()  # the indexes changed at the same change seq: the snapshot is rewritten, not reused stale
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        g = open_gallery(directory=directory)
+    assert "loaded snapshot" in caplog.text and "rebuilt" not in caplog.text
     _check_quarantine(g, labels, BAD)
