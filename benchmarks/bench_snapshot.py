@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -38,22 +39,25 @@ def _index(n: int) -> FaceIndex:
     return _indexes[n]
 
 
+def _save(index: FaceIndex, path: Path, how: str) -> Callable[[], None]:
+    if how == "plain":
+        return lambda: index.save(path)
+    return lambda: sealed.write_sealed(path, _RING, IDENTITY, index.save)
+
+
+def _load(path: Path, how: str) -> FaceIndex:
+    if how == "plain":
+        return FaceIndex.load(path)
+    with sealed.open_sealed(path, _RING, IDENTITY) as plain:
+        return FaceIndex.load(plain)
+
+
 @pytest.mark.parametrize("how", ["plain", "sealed"])
 @pytest.mark.parametrize("n", SIZES)
 def test_snapshot_load(benchmark, tmp_path: Path, n: int, how: str) -> None:
-    index = _index(n)
     path = tmp_path / "face.idx"
-    if how == "plain":
-        index.save(path)
-        load = lambda: FaceIndex.load(path)  # noqa: E731
-    else:
-        sealed.write_sealed(path, _RING, IDENTITY, index.save)
-
-        def load() -> FaceIndex:
-            with sealed.open_sealed(path, _RING, IDENTITY) as plain:
-                return FaceIndex.load(plain)
-
-    loaded = benchmark.pedantic(load, rounds=5, warmup_rounds=1)
+    _save(_index(n), path, how)()
+    loaded = benchmark.pedantic(_load, args=(path, how), rounds=5, warmup_rounds=1)
     assert len(loaded) == n
     benchmark.extra_info["mb"] = round(path.stat().st_size / 2**20, 1)
 
@@ -61,11 +65,6 @@ def test_snapshot_load(benchmark, tmp_path: Path, n: int, how: str) -> None:
 @pytest.mark.parametrize("how", ["plain", "sealed"])
 @pytest.mark.parametrize("n", SIZES)
 def test_snapshot_save(benchmark, tmp_path: Path, n: int, how: str) -> None:
-    index = _index(n)
     path = tmp_path / "face.idx"
-    if how == "plain":
-        save = lambda: index.save(path)  # noqa: E731
-    else:
-        save = lambda: sealed.write_sealed(path, _RING, IDENTITY, index.save)  # noqa: E731
-    benchmark.pedantic(save, rounds=5, warmup_rounds=1)
+    benchmark.pedantic(_save(_index(n), path, how), rounds=5, warmup_rounds=1)
     benchmark.extra_info["mb"] = round(path.stat().st_size / 2**20, 1)

@@ -176,13 +176,21 @@ def test_model_mismatch_and_bad_requests(engine: Engine, people: dict[str, np.nd
         engine.identify([Sample(Modality.IRIS_LEFT, image=b"x")])  # modality not enabled here
 
 
-def test_reopen_keeps_everything(tmp_path: Path, fusion: Fusion) -> None:
+def _opened_with(tmp_path: Path, fusion: Fusion, n: int, seed: int
+                 ) -> tuple[EngineConfig, Engine, list[np.ndarray]]:
+    """An engine on tmp_path/data holding R0..R<n-1> (random unit faces)."""
     cfg = EngineConfig(data_dir=tmp_path / "data", modalities=("face",), snapshot_every=0)
-    rng = np.random.default_rng(21)
-    vectors = [unit(rng) for _ in range(50)]
+    rng = np.random.default_rng(seed)
+    vectors = [unit(rng) for _ in range(n)]
     eng = Engine.open(cfg, fusion=fusion)
     for i, v in enumerate(vectors):
         eng.insert(f"R{i}", face(v))
+    return cfg, eng, vectors
+
+
+def test_reopen_keeps_everything(tmp_path: Path, fusion: Fusion) -> None:
+    cfg, eng, vectors = _opened_with(tmp_path, fusion, 50, 21)
+    rng = np.random.default_rng(121)
     eng.delete("R3")
     eng.close()
     eng = Engine.open(cfg, fusion=fusion)
@@ -204,12 +212,7 @@ def test_restart_with_an_unreadable_record_quarantines_it(tmp_path: Path, fusion
     import shutil
     import sqlite3
 
-    cfg = EngineConfig(data_dir=tmp_path / "data", modalities=("face",), snapshot_every=0)
-    rng = np.random.default_rng(22)
-    vectors = [unit(rng) for _ in range(10)]
-    eng = Engine.open(cfg, fusion=fusion)
-    for i, v in enumerate(vectors):
-        eng.insert(f"R{i}", face(v))
+    cfg, eng, vectors = _opened_with(tmp_path, fusion, 10, 22)
     eng.close()
     conn = sqlite3.connect(cfg.data_dir / "nasname.db", isolation_level=None)
     label, blob = conn.execute("SELECT t.record_id, t.blob FROM templates t JOIN records r "

@@ -134,6 +134,16 @@ def _fill(g: Gallery) -> dict[str, int]:
     return labels
 
 
+def _filled_and_corrupted(open_gallery: OpenGallery, directory: Path) -> tuple[dict[str, int], KeyRing]:
+    """A closed gallery (snapshot written at close) whose store then got each kind of bad record."""
+    g = open_gallery(directory=directory)
+    labels = _fill(g)
+    ring = g._keyring
+    g.close()
+    _corrupt(directory, ring, labels)
+    return labels, ring
+
+
 def _check_quarantine(g: Gallery, labels: dict[str, int], expected: dict[str, str]) -> None:
     found = {ref: q for ref, q in g.quarantined()}
     assert {ref: q.unreadable for ref, q in found.items()} == {ref: {F: r} for ref, r in expected.items()}
@@ -152,11 +162,7 @@ def _check_quarantine(g: Gallery, labels: dict[str, int], expected: dict[str, st
 def test_unreadable_records_are_quarantined_on_rebuild_and_kept_in_the_snapshot(
         tmp_path: Path, open_gallery: OpenGallery, caplog: pytest.LogCaptureFixture) -> None:
     directory = tmp_path / "g"
-    g = open_gallery(directory=directory)
-    labels = _fill(g)
-    ring = g._keyring
-    g.close()
-    _corrupt(directory, ring, labels)
+    labels, ring = _filled_and_corrupted(open_gallery, directory)
     shutil.rmtree(directory / "snapshots")  # snapshot gone: every template is decrypted at open
 
     with caplog.at_level(logging.INFO):
@@ -253,11 +259,7 @@ def test_the_bad_plaintext_helper_matches_the_real_layout() -> None:
 def test_check_templates_finds_a_record_the_snapshot_still_hides(
         tmp_path: Path, open_gallery: OpenGallery, caplog: pytest.LogCaptureFixture) -> None:
     directory = tmp_path / "g"
-    g = open_gallery(directory=directory)
-    labels = _fill(g)
-    ring = g._keyring
-    g.close()
-    _corrupt(directory, ring, labels)
+    labels, _ = _filled_and_corrupted(open_gallery, directory)
     g = open_gallery(directory=directory)  # snapshot present: nothing was decrypted, nothing known
     assert g.quarantined() == [] and g.search(F, face(100), 1)[0].ref_id == "FLIP"
     found = g.check_templates()
