@@ -9,6 +9,7 @@ log-likelihood ratios and sums them (``engine.fusion``); thresholds come from a 
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -113,22 +114,25 @@ class FaceTemplate:
     def __post_init__(self) -> None:
         # Checked and normalised in float64: a float32 norm of e.g. [1e30] * 128 overflows to inf and
         # v / inf would store the zero vector (a template that matches nobody, or breaks a restart).
+        # In float64 the squared norm of float32-range values cannot overflow (128 * 3.4e38^2 ~ 1e79)
+        # nor underflow to 0 (the smallest float32 squared is ~2e-90): it is finite exactly when every
+        # value is, and zero exactly for the zero vector. After dividing by it in float64, the float32
+        # cast leaves the norm within ~1e-7 of 1: stored templates are unit length.
         v = np.asarray(self.vector)
-        numeric = np.issubdtype(v.dtype, np.floating) or np.issubdtype(v.dtype, np.integer)
-        if v.ndim != 1 or v.size == 0 or not numeric:
+        if v.ndim != 1 or v.size == 0 or v.dtype.kind not in "fiu":
             raise InvalidInput("a face template must be a non-empty 1-D float vector",
                                reason="INVALID_TEMPLATE")
         v64 = v.astype(np.float64)
-        scale = float(np.max(np.abs(v64)))
-        if not np.isfinite(scale) or scale > _F32_MAX:  # NaN, inf, or inf once stored as float32
+        sq = float(v64 @ v64)
+        if not math.isfinite(sq) or (v.dtype != np.float32 and float(np.max(np.abs(v64))) > _F32_MAX):
             raise InvalidInput("a face template must hold finite float32 values", reason="INVALID_TEMPLATE")
-        norm = scale * float(np.linalg.norm(v64 / scale)) if scale > 0.0 else 0.0
-        if norm == 0.0 or not np.isfinite(norm):
+        if sq == 0.0:
             raise InvalidInput("a face template must not be the zero vector", reason="INVALID_TEMPLATE")
-        out = (v64 / norm if abs(norm - 1.0) > UNIT_NORM_TOLERANCE else v64).astype(np.float32)
-        if abs(float(np.linalg.norm(out.astype(np.float64))) - 1.0) > UNIT_NORM_TOLERANCE:
-            raise InvalidInput("a face template cannot be normalised to unit length",
-                               reason="INVALID_TEMPLATE")
+        norm = math.sqrt(sq)
+        if abs(norm - 1.0) > UNIT_NORM_TOLERANCE:
+            out = (v64 / norm).astype(np.float32)
+        else:
+            out = v.astype(np.float32, copy=False)
         object.__setattr__(self, "vector", np.ascontiguousarray(out))
 
     @property
@@ -179,7 +183,7 @@ class IrisTemplate:
 Template = FaceTemplate | IrisTemplate
 
 UNIT_NORM_TOLERANCE = 1e-3
-"""A stored face template is L2-normalised; its float64 norm must be 1 within this tolerance."""
+"""A face template whose norm is within this of 1 is kept as given; any other is normalised."""
 
 
 def template_shape(template: Template) -> str:

@@ -146,5 +146,5 @@ class AuditReport:
             parts.append(f"first bad row seq {self.first_bad_seq}: {self.problem}")
         if self.missing_tail is not None:
             parts.append(f"rows {self.missing_tail[0] + 1}..{self.missing_tail[1]} are missing at the end "
-                         "(deleted tail)")
+                         "(deleted tail, or a database restored from an older backup under newer snapshots)")
         return "audit chain TAMPERED: " + "; ".join(parts)
