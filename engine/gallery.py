@@ -11,7 +11,14 @@ the record; once ``delete`` returns, no later search returns it.
 Indexes are derived data. ``snapshot()`` saves each index with the last change seq it contains; on open
 the gallery loads the snapshot when its models fit and replays newer changes (idempotent: a changed
 record's *current* state is applied), or rebuilds from the store. A background thread snapshots every
-``snapshot_every`` changes or ``snapshot_interval_s`` seconds; close() snapshots too.
+``snapshot_every`` changes or ``snapshot_interval_s`` seconds; close() snapshots too. Snapshot files
+are sealed (``engine.store.sealed``: encrypted and authenticated under a key derived from the data
+key); one that fails authentication is rebuilt from the store with a warning.
+
+A stored template that cannot be read (``RecordState.unreadable``) never stops the open: its record is
+*quarantined* (in no index, named by label in the log, counted in ``stats``, listed by
+:meth:`Gallery.quarantined`, kept in the sidecar) until an admin restores or deletes it. The open also
+checks the audit chain from the anchor the sidecar keeps (``engine.store.audit``).
 """
 
 from __future__ import annotations
