@@ -24,7 +24,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from engine.errors import ConfigurationError, IntegrityError
 
@@ -47,6 +49,16 @@ def associated_data(purpose: str, record_id: int, modality: str) -> bytes:
 
 def _key_id(key: bytes) -> bytes:
     return hashlib.sha256(b"nasname-key-id/v1|" + key).digest()[:_KEY_ID_LEN]
+
+
+def _parse_key_id(text: str) -> bytes:
+    try:
+        kid = bytes.fromhex(text)
+    except ValueError:
+        kid = b""
+    if len(kid) != _KEY_ID_LEN:
+        raise IntegrityError(f"malformed key id {text[:32]!r}", reason="UNKNOWN_KEY")
+    return kid
 
 
 def _decode_key(text: str, source: str) -> bytes:
@@ -76,6 +88,8 @@ class KeyRing:
         self._active_id = _key_id(active)
         self._ciphers: dict[bytes, AESGCM] = {_key_id(k): AESGCM(k) for k in old}
         self._ciphers[self._active_id] = AESGCM(active)
+        # raw keys kept only to derive purpose keys (snapshots, audit chain) from them
+        self._keys: dict[bytes, bytes] = {_key_id(k): bytes(k) for k in (*old, active)}
 
     @property
     def key_id(self) -> str:
@@ -147,6 +161,21 @@ class KeyRing:
         except InvalidTag as exc:
             raise IntegrityError("encrypted blob failed authentication (tampered, moved or wrong key)",
                                  reason="DECRYPTION_FAILED") from exc
+
+    def derive(self, purpose: str, key_id: str | None = None) -> tuple[str, bytes]:
+        """A 256-bit key for one ``purpose`` (``"snapshot"``, ``"audit"``...), derived with HKDF-SHA256
+        from the active data key, or from the ring's key ``key_id`` (hex) when given. Returns
+        ``(key id of the data key used, derived key)``. Derived keys never leave memory: whoever holds
+        the data key can re-derive them, whoever holds only the database or the snapshots cannot.
+        Raises ``IntegrityError`` (UNKNOWN_KEY) for a key id this ring does not hold."""
+        kid = self._active_id if key_id is None else _parse_key_id(key_id)
+        key = self._keys.get(kid)
+        if key is None:
+            raise IntegrityError(f"no key {kid.hex()} in the key ring to derive the {purpose} key from",
+                                 reason="UNKNOWN_KEY")
+        hkdf = HKDF(algorithm=hashes.SHA256(), length=_KEY_LEN, salt=None,
+                    info=b"nasname-derived-key/v1|" + purpose.encode())
+        return kid.hex(), hkdf.derive(key)
 
     @staticmethod
     def blob_key_id(blob: bytes) -> str:

@@ -51,7 +51,7 @@ from engine.records import (
     VerifyResult,
 )
 from engine.store.idempotency import IdempotencyKey, Idempotent, Replay
-from engine.store.values import CaseEvent, Record, WriteResult
+from engine.store.values import AuditReport, CaseEvent, Quarantined, Record, WriteResult
 from engine.types import Modality, ModelRef, QualityReason, Template
 
 if TYPE_CHECKING:
@@ -488,7 +488,23 @@ class Engine:
             models={m.value: str(ref) for m, ref in self._gallery.models().items()},
             by_partition_status={p: {str(k): int(v) for k, v in c.items()} for p, c in partitions.items()},
             pending_cases=int(raw["pending_cases"]),
+            quarantined=int(raw["quarantined"]),
+            audit_problem=str(raw["audit_problem"]),
         )
+
+    def quarantined(self) -> list[tuple[str, Quarantined]]:
+        """``(reference id, Quarantined)`` of the active records left out of every search because a
+        stored template is unreadable, with the reason per modality, for an admin to restore (backup,
+        old key back in the ring) or erase (``delete``)."""
+        return self._gallery.quarantined()
+
+    def check_templates(self) -> list[tuple[str, Quarantined]]:
+        """Decrypt every stored template (``Gallery.check_templates``), for ``nasname check``."""
+        return self._gallery.check_templates()
+
+    def verify_audit(self) -> AuditReport:
+        """Full check of the audit chain (``Gallery.verify_audit``), for ``nasname check``."""
+        return self._gallery.verify_audit()
 
     def list_pending(self, *, limit: int = 100, offset: int = 0) -> list[AdjudicationItem]:
         if not 1 <= limit <= 1000 or offset < 0:

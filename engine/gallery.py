@@ -11,7 +11,14 @@ the record; once ``delete`` returns, no later search returns it.
 Indexes are derived data. ``snapshot()`` saves each index with the last change seq it contains; on open
 the gallery loads the snapshot when its models fit and replays newer changes (idempotent: a changed
 record's *current* state is applied), or rebuilds from the store. A background thread snapshots every
-``snapshot_every`` changes or ``snapshot_interval_s`` seconds; close() snapshots too.
+``snapshot_every`` changes or ``snapshot_interval_s`` seconds; close() snapshots too. Snapshot files
+are sealed (``engine.store.sealed``: encrypted and authenticated under a key derived from the data
+key); one that fails authentication is rebuilt from the store with a warning.
+
+A stored template that cannot be read (``RecordState.unreadable``) never stops the open: its record is
+*quarantined* (in no index, named by label in the log, counted in ``stats``, listed by
+:meth:`Gallery.quarantined`, kept in the sidecar) until an admin restores or deletes it. The open also
+checks the audit chain from the anchor the sidecar keeps (``engine.store.audit``).
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -30,26 +37,45 @@ import numpy.typing as npt
 from engine.crypto import KeyRing
 from engine.errors import InvalidInput, ModelMismatch, NasnameError, Unavailable
 from engine.index.base import TemplateIndex
-from engine.store import PendingCase, Record, RecordState, RecordStatus, Store, WriteResult
+from engine.store import (
+    AuditReport,
+    PendingCase,
+    Quarantined,
+    Record,
+    RecordState,
+    RecordStatus,
+    Store,
+    WriteResult,
+    sealed,
+)
 from engine.store import snapshots as snap
+from engine.store.audit import AuditAnchor
 from engine.store.idempotency import Idempotent
 from engine.store.locks import DirectoryLock, RWLock
 from engine.store.partitions import PartitionMap
-from engine.types import FaceTemplate, IrisTemplate, Modality, ModelRef, Template
+from engine.types import (
+    FaceTemplate,
+    IrisTemplate,
+    Modality,
+    ModelRef,
+    Template,
+    check_template,
+    template_shape,
+)
 
 if TYPE_CHECKING:
     from engine.config import EngineConfig
 
-__all__ = ["Gallery", "GalleryConfig", "Hit", "IndexFactory", "IndexLoader", "default_index_factory",
-           "load_index"]
+__all__ = ["Gallery", "GalleryConfig", "Hit", "IndexFactory", "IndexLoader", "Quarantined",
+           "default_index_factory", "load_index"]
 
 log = logging.getLogger(__name__)
 
 IndexFactory = Callable[[Modality, Template], TemplateIndex]
 """Makes an empty index for templates like the given one (its model, its dimension / code size)."""
-IndexLoader = Callable[[Modality, ModelRef, Path], TemplateIndex]
-"""Reads a snapshot written by ``TemplateIndex.save`` (of that model); raises a ``NasnameError`` when
-unusable (the gallery then rebuilds from the store)."""
+IndexLoader = Callable[[Modality, ModelRef, BinaryIO], TemplateIndex]
+"""Reads a snapshot written by ``TemplateIndex.save`` (of that model) from the decrypted stream it is
+given; raises a ``NasnameError`` when unusable (the gallery then rebuilds from the store)."""
 
 DB_NAME = "nasname.db"
 SNAPSHOT_DIR = "snapshots"
@@ -89,6 +115,7 @@ class Gallery:
                  config: GalleryConfig | None = None) -> None:
         self.directory = Path(directory)
         self.config = config or GalleryConfig()
+        self._keyring = keyring
         self._factory = index_factory
         self._loader = index_loader
         self._snap_dir = self.directory / SNAPSHOT_DIR
@@ -98,8 +125,13 @@ class Gallery:
         self._write_mutex = threading.RLock()
         self._indexes: dict[Modality, TemplateIndex] = {}
         self._parts = PartitionMap()
+        self._quarantine: dict[int, Quarantined] = {}
         self._applied_seq = 0
         self._snapshot_seq = -1
+        self._snapshot_anchor: AuditAnchor | None = None
+        # the quarantine changed the indexes without a new change seq: the next snapshot rewrites them
+        self._indexes_moved = False
+        self._audit_report: AuditReport | None = None
         self._stale = False  # an index failed to apply a committed change: never snapshot that state
         self._closed = False
         try:
@@ -107,6 +139,7 @@ class Gallery:
             for modality, model in (models or {}).items():
                 self.store.set_model(modality, model)
             self._models = self.store.models()
+            self._shapes = self.store.shapes()
             self._open_indexes()
         except BaseException:
             if hasattr(self, "store"):
@@ -147,6 +180,7 @@ class Gallery:
         if how == "rebuilt":
             self._stale = False
             self._indexes = {}
+            self._quarantine = {}
             self._applied_seq = self._replay(None)
             self._snapshot_seq = -1
             if not self._consistent():
@@ -154,12 +188,71 @@ class Gallery:
                                   reason="INDEX_INCONSISTENT")
         log.info("gallery open (%s) at change %d in %.2f s", how, self._applied_seq,
                  time.perf_counter() - started)
+        self._check_audit()
+        if self._quarantine:
+            log.error("%d record(s) quarantined (unreadable stored template; not searchable): labels %s",
+                      len(self._quarantine), ", ".join(map(str, sorted(self._quarantine)[:20])))
+
+    def _anchor(self) -> AuditAnchor | None:
+        """The audit anchor of the snapshot sidecar (None when there is no usable sidecar)."""
+        try:
+            found = snap.read_sidecar(self._snap_dir, self._keyring)
+        except NasnameError as exc:
+            log.warning("no audit anchor: %s", exc)
+            return None
+        return None if found is None else found.audit
+
+    def _check_audit(self) -> None:
+        """Quick check of the audit chain at open: from the sidecar's anchor to the end (everything
+        when there is no anchor). Tampering is logged loudly and shown in ``stats``; the gallery still
+        opens (registration goes on; the damage is named for whoever investigates)."""
+        started = time.perf_counter()
+        anchor = self._anchor()
+        report = self.store.verify_audit(anchor, quick=anchor is not None)
+        self._audit_report = report
+        if report.ok:
+            log.info("%s from %s in %.2f s", report.describe(),
+                     f"anchor seq {anchor.seq}" if anchor else "the first row", time.perf_counter() - started)
+        else:
+            log.error("%s; run `nasname check` and compare with backups", report.describe())
+        self._log_audit_head()
+
+    def _log_audit_head(self) -> None:
+        """The periodic anchor in the log: the chain's newest seq and MAC (no personal data)."""
+        head = self.store.audit_head()
+        if head is not None:
+            log.info("audit chain head seq %d mac %s", head.seq, head.head)
+
+    def check_templates(self) -> list[tuple[str, Quarantined]]:
+        """Decrypt and validate every stored template of the active records (what ``nasname check``
+        runs; reads the whole store). A record found unreadable is quarantined now, even when a loaded
+        snapshot still holds an older good copy of it in an index: the store of record can no longer
+        back it, and the next rebuild would drop it anyway. Returns :meth:`quarantined`."""
+        self._check_open()
+        after = 0
+        while True:
+            states, _ = self.store.scan(after, _PAGE)
+            if not states:
+                return self.quarantined()
+            after = states[-1].label
+            for s in states:
+                if s.unreadable and s.label not in self._quarantine:
+                    with self._write_mutex:  # re-read under the mutex: a write may have changed it
+                        fresh, seq = self.store.scan(s.label - 1, 1)
+                        self._apply([f for f in fresh if f.label == s.label], seq)
+
+    def verify_audit(self) -> AuditReport:
+        """Full check of the audit chain, against the snapshot sidecar's anchor (a deleted tail shows)
+        as well as SQLite's sequence counter: what ``nasname check`` reports."""
+        self._check_open()
+        return self.store.verify_audit(self._anchor())
 
     def _consistent(self) -> bool:
         """Cheap check that each index holds as many templates as the store has for active records."""
         for modality in Modality:
             index = self._indexes.get(modality)
-            expected = self.store.count_templates(modality)
+            expected = self.store.count_templates(modality) - sum(
+                modality in q.modalities for q in self._quarantine.values())
             size = 0 if index is None else len(index)
             if size != expected:
                 log.warning("%s index holds %d templates, the store %d", modality.value, size, expected)
@@ -167,20 +260,38 @@ class Gallery:
         return True
 
     def _load_snapshot(self) -> bool:
-        found = snap.read_sidecar(self._snap_dir)
+        legacy = snap.legacy_files(self._snap_dir)
+        if legacy:  # an older nasname wrote templates in clear there: rebuild, and remove them now
+            snap.remove_unreferenced(self._snap_dir, set())
+            (self._snap_dir / snap.SIDECAR).unlink(missing_ok=True)
+            log.warning("removed %d unencrypted index snapshot file(s) of an older nasname; rebuilding",
+                        len(legacy))
+            return False
+        found = snap.read_sidecar(self._snap_dir, self._keyring)
         if found is None or self._loader is None:
             return False
         if any(self._models.get(m) != model for m, model in found.models.items()) \
                 or found.seq > self.store.last_seq():
             log.info("index snapshot does not fit (other models, or newer than the store); rebuilding")
             return False
-        indexes = {m: self._loader(m, found.models[m], path) for m, path in found.files.items()}
+        loader = self._loader
+        indexes: dict[Modality, TemplateIndex] = {}
+        for m, path in found.files.items():
+            with sealed.open_sealed(path, self._keyring, snap.index_identity(m, found.seq)) as plain:
+                indexes[m] = loader(m, found.models[m], plain)
         for m, index in indexes.items():
             if index.model != found.models[m]:
                 raise ModelMismatch(f"{m.value} snapshot holds {index.model}, expected {found.models[m]}")
         self._indexes = indexes
+        self._quarantine = {q.label: q for q in found.quarantined}
+        quarantined = np.array(sorted(self._quarantine), dtype=np.int64)
+        self._parts.set(quarantined, None)
         self._snapshot_seq = found.seq
         self._applied_seq = self._replay(found.seq)
+        if quarantined.size:  # retried on every open: a restored row or a key back in the ring heals it
+            for label in quarantined.tolist():
+                states, _ = self.store.scan(label - 1, 1)
+                self._apply([s for s in states if s.label == label], self._applied_seq)
         return True
 
     def _replay(self, since_seq: int | None) -> int:
@@ -194,15 +305,28 @@ class Gallery:
             seq, after = max(seq, seen), states[-1].label
 
     def _apply(self, states: Sequence[RecordState], seq: int, *, remove_first: bool = True) -> None:
-        """Make the indexes and the partition map reflect ``states`` (idempotent)."""
+        """Make the indexes, the partition map and the quarantine reflect ``states`` (idempotent)."""
         labels = np.fromiter((s.label for s in states), dtype=np.int64, count=len(states))
+        active = [s for s in states if s.status is RecordStatus.ACTIVE and not s.unreadable]
+        bad = [s for s in states if s.status is RecordStatus.ACTIVE and s.unreadable]
         try:
             with self._rw.write():
                 if remove_first:
                     for index in self._indexes.values():
                         index.remove(labels)
                     self._parts.set(labels, None)
-                active = [s for s in states if s.status is RecordStatus.ACTIVE]
+                bad_labels = {s.label for s in bad}
+                for s in states:  # entering or leaving quarantine changes the indexes at the same seq
+                    if (self._quarantine.pop(s.label, None) is not None) != (s.label in bad_labels):
+                        self._indexes_moved = True
+                if bad:
+                    out = np.array([s.label for s in bad], dtype=np.int64)
+                    for index in self._indexes.values():
+                        index.remove(out)
+                    self._parts.set(out, None)
+                    for s in bad:
+                        self._quarantine[s.label] = Quarantined(
+                            s.label, dict(s.unreadable), tuple(sorted({*s.templates, *s.unreadable})))
                 for modality in Modality:
                     have = [s for s in active if modality in s.templates]
                     if have:
@@ -219,6 +343,10 @@ class Gallery:
             self._stale = True
             log.error("an index failed to apply a committed change; snapshots disabled until reopen")
             raise
+        for s in bad:  # the internal label only: reference ids stay out of logs
+            log.error("record %d quarantined: %s unreadable; out of every search until an admin restores "
+                      "or deletes it", s.label, ", ".join(f"{m.value} template ({r})"
+                                                          for m, r in sorted(s.unreadable.items())))
 
     def _index_for(self, modality: Modality, example: Template) -> TemplateIndex:
         """The modality's index, created from ``example`` when missing (caller holds the writer lock)."""
@@ -255,6 +383,7 @@ class Gallery:
                 raise
             for m, t in slots.items():
                 self._models.setdefault(m, t.model)
+                self._shapes.setdefault(m, template_shape(t))
             self._apply([RecordState(result.label, partition, status, slots)], result.seq, remove_first=False)
         self._scheduler.changed()
         return result
@@ -331,11 +460,9 @@ class Gallery:
         self._apply([s for s in states if s.label == result.label], result.seq)
 
     def _validate(self, modality: Modality, template: Template) -> None:
-        """Refuse before committing what the index would refuse after (model, kind, dimension).
+        """Refuse before committing what the index would refuse after (kind, shape, model).
         Called under the write mutex."""
-        if template.modality_kind != modality.kind:
-            raise InvalidInput(f"a {template.modality_kind} template cannot fill the {modality.value} slot",
-                               reason="INVALID_TEMPLATE")
+        check_template(modality, template, self._shapes.get(modality))
         model = self._models.get(modality)
         if model is not None and template.model != model:
             raise ModelMismatch(f"{modality.value} template of {template.model}; the gallery uses {model}",
@@ -345,7 +472,7 @@ class Gallery:
         if index is None:
             with self._rw.write():
                 index = self._index_for(modality, template)
-        # an empty restricted search checks the template (dimension...) without touching any data
+        # an empty restricted search checks the template against the index without touching any data
         index.search([template], 1, np.empty(0, dtype=np.int64))
 
     # -- reads --------------------------------------------------------------------------------
@@ -374,6 +501,8 @@ class Gallery:
         if k < 1:
             raise InvalidInput("k must be >= 1", reason="INVALID_K")
         modality = Modality(modality)
+        for probe in probes:
+            check_template(modality, probe, self._shapes.get(modality))
         listed = None
         if ref_ids is not None:
             listed = np.fromiter(self.store.labels_of(list(ref_ids)).values(), dtype=np.int64)
@@ -393,6 +522,7 @@ class Gallery:
         """1:1 similarity of ``template`` to each label's ``modality`` template; NaN where the label has
         none or is not ACTIVE (verify: labels from ``get(ref_id).label``)."""
         self._check_open()
+        check_template(Modality(modality), template, self._shapes.get(Modality(modality)))
         labels = np.asarray(labels, dtype=np.int64).reshape(-1)
         with self._rw.read():
             index = self._indexes.get(Modality(modality))
@@ -431,7 +561,8 @@ class Gallery:
         """``Store.stats`` (``records`` per status, ``partitions`` -> status -> n, ``templates`` per
         modality of active records, ``pending_cases``, ``last_seq``) plus ``total``, ``by_status``,
         ``by_partition`` (active records), ``by_modality``, ``indexes`` (templates per index),
-        ``applied_seq`` and ``snapshot_seq``."""
+        ``quarantined`` (active records out of the indexes: unreadable template), ``applied_seq`` and
+        ``snapshot_seq``."""
         raw = self.store.stats()
         by_status: dict[str, int] = raw["records"]
         out: dict[str, Any] = {
@@ -444,8 +575,21 @@ class Gallery:
         with self._rw.read():
             out["indexes"] = {m.value: len(ix) for m, ix in self._indexes.items()}
             out["applied_seq"] = self._applied_seq
+            out["quarantined"] = len(self._quarantine)
+        report = self._audit_report
+        out["audit_ok"] = report is None or report.ok
+        out["audit_problem"] = "" if report is None or report.ok else report.describe()
         out["snapshot_seq"] = self._snapshot_seq
         return out
+
+    def quarantined(self) -> list[tuple[str, Quarantined]]:
+        """``(ref_id, Quarantined)`` of every ACTIVE record left out of the indexes because a stored
+        template of it is unreadable, in label order. Erase one with :meth:`delete`; one restored in
+        the store (backup, old key back in the ring) becomes searchable on the next open."""
+        with self._rw.read():
+            found = sorted(self._quarantine.values(), key=lambda q: q.label)
+        names = self.store.ref_ids_of([q.label for q in found])
+        return [(names.get(q.label, ""), q) for q in found]
 
     def _check_open(self) -> None:
         if self._closed:
@@ -461,18 +605,23 @@ class Gallery:
                 raise Unavailable("indexes diverged from the store; reopen the gallery to rebuild",
                                   reason="INDEX_INCONSISTENT")
             seq = self._applied_seq
-            if seq == self._snapshot_seq:
+            head = self.store.audit_head()
+            if seq == self._snapshot_seq and head == self._snapshot_anchor and not self._indexes_moved:
                 return seq
+            rewrite = seq != self._snapshot_seq or self._indexes_moved
             files = {m: snap.index_path(self._snap_dir, m, seq) for m in self._indexes}
             with self._rw.read():
                 for m, index in self._indexes.items():
-                    index.save(files[m])
+                    if rewrite or not files[m].exists():  # else only the audit anchor moved
+                        sealed.write_sealed(files[m], self._keyring, snap.index_identity(m, seq), index.save)
                 models = {m: index.model for m, index in self._indexes.items()}
-            snap.write_sidecar(self._snap_dir, seq, files, models)
+                quarantined = tuple(self._quarantine.values())
+            snap.write_sidecar(self._snap_dir, self._keyring, seq, files, models, quarantined, head)
             snap.remove_unreferenced(self._snap_dir, set(files.values()))
-            self._snapshot_seq = seq
+            self._snapshot_seq, self._snapshot_anchor, self._indexes_moved = seq, head, False
             self._scheduler.taken()
             log.info("index snapshot written at change %d", seq)
+            self._log_audit_head()
             return seq
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -519,7 +668,7 @@ def default_index_factory(face_index: str = "exact", iris_index: str = "exact") 
     return make
 
 
-def load_index(modality: Modality, model: ModelRef, path: Path) -> TemplateIndex:
+def load_index(modality: Modality, model: ModelRef, path: Path | BinaryIO) -> TemplateIndex:
     """Loader for the indexes made by :func:`default_index_factory`."""
     from engine.index.factory import load_index as load
 

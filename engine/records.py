@@ -175,7 +175,8 @@ class AdjudicationItem:
 @dataclass(frozen=True)
 class GalleryStats:
     """Counts: ``total`` records of any status; ``by_partition`` and ``by_modality`` count ACTIVE
-    (searchable) records / templates; ``by_partition_status`` splits every partition by status."""
+    (searchable) records / templates; ``by_partition_status`` splits every partition by status;
+    ``quarantined`` active records are in no index (``Engine.quarantined`` lists them)."""
 
     total: int
     by_status: dict[str, int]
@@ -184,3 +185,5 @@ class GalleryStats:
     models: dict[str, str]
     by_partition_status: dict[str, dict[str, int]] = field(default_factory=dict)
     pending_cases: int = 0
+    quarantined: int = 0  # active records out of every search: a stored template is unreadable
+    audit_problem: str = ""  # the audit-chain check at open: what is wrong, by seq ("" = intact)

@@ -9,6 +9,7 @@ log-likelihood ratios and sums them (``engine.fusion``); thresholds come from a 
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -27,10 +28,13 @@ __all__ = [
     "Quality",
     "QualityReason",
     "Template",
+    "check_template",
     "template_from_bytes",
+    "template_shape",
 ]
 
 F32 = npt.NDArray[np.float32]
+_F32_MAX = float(np.finfo(np.float32).max)
 U8 = npt.NDArray[np.uint8]
 
 
@@ -108,16 +112,28 @@ class FaceTemplate:
     model: ModelRef
 
     def __post_init__(self) -> None:
-        v = np.ascontiguousarray(self.vector, dtype=np.float32)
-        if v.ndim != 1 or v.size == 0 or not np.all(np.isfinite(v)):
-            raise InvalidInput("a face template must be a non-empty finite 1-D float vector",
+        # Checked and normalised in float64: a float32 norm of e.g. [1e30] * 128 overflows to inf and
+        # v / inf would store the zero vector (a template that matches nobody, or breaks a restart).
+        # In float64 the squared norm of float32-range values cannot overflow (128 * 3.4e38^2 ~ 1e79)
+        # nor underflow to 0 (the smallest float32 squared is ~2e-90): it is finite exactly when every
+        # value is, and zero exactly for the zero vector. After dividing by it in float64, the float32
+        # cast leaves the norm within ~1e-7 of 1: stored templates are unit length.
+        v = np.asarray(self.vector)
+        if v.ndim != 1 or v.size == 0 or v.dtype.kind not in "fiu":
+            raise InvalidInput("a face template must be a non-empty 1-D float vector",
                                reason="INVALID_TEMPLATE")
-        norm = float(np.linalg.norm(v))
-        if norm == 0.0:
+        v64 = v.astype(np.float64)
+        sq = float(v64 @ v64)
+        if not math.isfinite(sq) or (v.dtype != np.float32 and float(np.max(np.abs(v64))) > _F32_MAX):
+            raise InvalidInput("a face template must hold finite float32 values", reason="INVALID_TEMPLATE")
+        if sq == 0.0:
             raise InvalidInput("a face template must not be the zero vector", reason="INVALID_TEMPLATE")
-        if abs(norm - 1.0) > 1e-3:
-            v = v / norm
-        object.__setattr__(self, "vector", v)
+        norm = math.sqrt(sq)
+        if abs(norm - 1.0) > UNIT_NORM_TOLERANCE:
+            out = (v64 / norm).astype(np.float32)
+        else:
+            out = v.astype(np.float32, copy=False)
+        object.__setattr__(self, "vector", np.ascontiguousarray(out))
 
     @property
     def modality_kind(self) -> str:
@@ -165,6 +181,35 @@ class IrisTemplate:
 
 
 Template = FaceTemplate | IrisTemplate
+
+UNIT_NORM_TOLERANCE = 1e-3
+"""A face template whose norm is within this of 1 is kept as given; any other is normalised."""
+
+
+def template_shape(template: Template) -> str:
+    """A template's shape signature: every template of one modality in a gallery shares it."""
+    if isinstance(template, FaceTemplate):
+        return f"f32x{template.vector.size}"
+    return f"iris:{template.code.size}x{template.columns}"
+
+
+def check_template(modality: Modality, template: Template, shape: str | None = None) -> str:
+    """The one check of a template against its slot: the right kind for ``modality`` and, once the
+    gallery has one, the gallery's ``shape`` (dimension / code size and columns). Values (finite, unit
+    norm, equal code and mask lengths) are checked when a template is constructed. Raises
+    ``InvalidInput`` (INVALID_TEMPLATE, never a model mismatch: the model may well be right); returns
+    the template's shape."""
+    if not isinstance(template, FaceTemplate | IrisTemplate):
+        raise InvalidInput(f"not a template: {type(template).__name__}", reason="INVALID_TEMPLATE")
+    if template.modality_kind != modality.kind:
+        raise InvalidInput(f"a {template.modality_kind} template cannot fill the {modality.value} slot",
+                           reason="INVALID_TEMPLATE")
+    found = template_shape(template)
+    if shape is not None and found != shape:
+        raise InvalidInput(f"{modality.value} template shape {found} differs from the gallery's {shape}",
+                           reason="INVALID_TEMPLATE", details={"modality": modality.value, "expected": shape,
+                                                              "got": found})
+    return found
 
 _MAGIC = b"NT1"
 

@@ -15,7 +15,7 @@ readers-writer lock around them).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -53,6 +53,7 @@ class TemplateIndex(Protocol):
         """Similarity of ``query`` to each given label (1:1 verify); NaN for labels not present."""
         ...
 
-    def save(self, path: Path) -> None:
-        """Write a snapshot atomically (temp file + fsync + rename)."""
+    def save(self, path: Path | BinaryIO) -> None:
+        """Write a snapshot: atomically to a path (temp file + fsync + rename), or into a stream (the
+        gallery gives a sealing, encrypting one)."""
         ...

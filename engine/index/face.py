@@ -34,7 +34,7 @@ import zipfile
 from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -243,8 +243,7 @@ class FaceIndex:
         s[~present] = np.nan
         return s
 
-    def save(self, path: Path) -> None:
-        path = Path(path)
+    def save(self, path: Path | BinaryIO) -> None:
         meta = {
             "format": SNAPSHOT_FORMAT,
             "model_id": self._model.model_id,
@@ -258,9 +257,10 @@ class FaceIndex:
         atomic_savez(path, arrays)
 
     @classmethod
-    def load(cls, path: Path) -> FaceIndex:
-        """Read a snapshot written by ``save``. Raises NotFound / IntegrityError."""
-        path = Path(path)
+    def load(cls, path: Path | BinaryIO) -> FaceIndex:
+        """Read a snapshot written by ``save`` (a path or a seekable stream). Raises NotFound /
+        IntegrityError."""
+        name = Path(path).name if isinstance(path, str | Path) else "stream"
         try:
             with np.load(path, allow_pickle=False) as z:
                 arrays = {name: z[name] for name in z.files}
@@ -271,9 +271,9 @@ class FaceIndex:
                         FaceIndexOptions(**meta["options"]))
             index._backend = index._restore_backend(meta["backend"], arrays)
         except FileNotFoundError:
-            raise NotFound(f"no face index snapshot at {path}", reason="SNAPSHOT_NOT_FOUND") from None
+            raise NotFound(f"no face index snapshot at {name}", reason="SNAPSHOT_NOT_FOUND") from None
         except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
-            raise IntegrityError(f"unreadable face index snapshot {path}: {exc}") from exc
+            raise IntegrityError(f"unreadable face index snapshot {name}: {exc}") from exc
         return index
 
     def close(self) -> None:

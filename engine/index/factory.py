@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from engine.errors import ModelMismatch
 from engine.index.base import TemplateIndex
@@ -38,7 +38,7 @@ def make_index(modality: Modality, model: ModelRef, spec: IndexSpec) -> Template
     return index
 
 
-def load_index(modality: Modality, model: ModelRef, path: Path) -> TemplateIndex:
+def load_index(modality: Modality, model: ModelRef, path: Path | BinaryIO) -> TemplateIndex:
     if modality.kind == "face":
         from engine.index.face import FaceIndex
 
@@ -47,5 +47,5 @@ def load_index(modality: Modality, model: ModelRef, path: Path) -> TemplateIndex
         iris: Any = importlib.import_module("engine.index.iris")
         index = iris.IrisIndex.load(path)
     if index.model != model:
-        raise ModelMismatch(f"snapshot {path.name} holds {index.model}, the gallery uses {model}")
+        raise ModelMismatch(f"index snapshot holds {index.model}, the gallery uses {model}")
     return index

@@ -20,7 +20,7 @@ import json
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -305,8 +305,7 @@ class IrisIndex:
         return self._labels[: self._n].copy(), as_bytes(self._codes), as_bytes(self._masks)
 
     # -- snapshots -----------------------------------------------------------------------------------
-    def save(self, path: Path) -> None:
-        path = Path(path)
+    def save(self, path: Path | BinaryIO) -> None:
         labels, codes, masks = self.packed_rows()
         meta = {"format": SNAPSHOT_FORMAT, "model_id": self._model.model_id,
                 "version": self._model.version, "nbytes": self.nbytes, "columns": self.columns,
@@ -315,11 +314,12 @@ class IrisIndex:
         atomic_savez(path, {"meta": meta_arr, "labels": labels, "codes": codes, "masks": masks})
 
     @classmethod
-    def load(cls, path: Path) -> IrisIndex:
-        """Read a snapshot written by ``save``. Raises NotFound / IntegrityError."""
-        path = Path(path)
-        if not path.is_file():
-            raise NotFound(f"no iris index snapshot at {path.name}", reason="SNAPSHOT_NOT_FOUND")
+    def load(cls, path: Path | BinaryIO) -> IrisIndex:
+        """Read a snapshot written by ``save`` (a path or a seekable stream). Raises NotFound /
+        IntegrityError."""
+        name = Path(path).name if isinstance(path, str | Path) else "stream"
+        if isinstance(path, str | Path) and not Path(path).is_file():
+            raise NotFound(f"no iris index snapshot at {name}", reason="SNAPSHOT_NOT_FOUND")
         try:
             with np.load(path, allow_pickle=False) as z:
                 meta = json.loads(bytes(z["meta"]).decode())
@@ -331,5 +331,5 @@ class IrisIndex:
             index.add_arrays(labels, codes, masks)
         except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, ModelMismatch,
                 InvalidInput) as exc:
-            raise IntegrityError(f"unreadable iris index snapshot {path.name}: {exc}") from exc
+            raise IntegrityError(f"unreadable iris index snapshot {name}: {exc}") from exc
         return index

@@ -9,7 +9,7 @@ from typing import Any
 
 from engine.crypto import KeyRing, associated_data
 from engine.errors import IntegrityError, InvalidInput
-from engine.types import FaceTemplate, Modality, Template, template_from_bytes
+from engine.types import Modality, Template, check_template, template_from_bytes
 
 __all__ = [
     "MAX_ATTRIBUTES_BYTES",
@@ -54,14 +54,9 @@ def check_attributes(attributes: Mapping[str, Any] | None) -> str:
 
 
 def shape_of(modality: Modality, template: Template) -> str:
-    """A template's shape signature; every template of one modality in a gallery must share it.
-    Raises ``InvalidInput`` when the template kind does not fit the modality."""
-    if template.modality_kind != modality.kind:
-        raise InvalidInput(f"a {template.modality_kind} template cannot fill the {modality.value} slot",
-                           reason="INVALID_TEMPLATE")
-    if isinstance(template, FaceTemplate):
-        return f"f32x{template.vector.size}"
-    return f"iris:{template.code.size}x{template.columns}"
+    """A template's shape signature (``engine.types.check_template``). Raises ``InvalidInput`` when
+    the template kind does not fit the modality."""
+    return check_template(modality, template)
 
 
 def seal_template(keyring: KeyRing, record_id: int, modality: Modality, template: Template) -> bytes:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -50,6 +50,7 @@ class Database:
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._closed = False
+        self._setup: list[Callable[[sqlite3.Connection], None]] = []
         self._writer = self._connect()
         try:
             mode = self._writer.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -72,9 +73,18 @@ class Database:
             # freed pages are zeroed: deleting a record does not leave its ciphertext in free pages
             conn.execute("PRAGMA secure_delete=ON")
             conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+            for setup in self._setup:
+                setup(conn)
         except sqlite3.Error as exc:
             raise translate(exc) from exc
         return conn
+
+    def on_connect(self, setup: Callable[[sqlite3.Connection], None]) -> None:
+        """Run ``setup`` on every connection, open and future (e.g. bind the audit chain key)."""
+        with self._write_lock, self._readers_lock:
+            self._setup.append(setup)
+            for conn in (self._writer, *self._readers):
+                setup(conn)
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:

@@ -15,7 +15,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.crypto import KeyRing, associated_data
-from engine.errors import AlreadyExists, Conflict, InvalidInput, ModelMismatch, NotFound
+from engine.errors import AlreadyExists, Conflict, IntegrityError, InvalidInput, ModelMismatch, NotFound
 from engine.store import audit, codec, idempotency, tokens
 from engine.store.adjudication import AdjudicationMixin
 from engine.store.db import Database
@@ -31,7 +31,7 @@ from engine.store.idempotency import IdempotencyKey, Idempotent
 from engine.store.schema import SCHEMA_VERSION, migrate
 from engine.store.users import UsersMixin
 from engine.store.values import AuditReport, Record, RecordStatus, TokenInfo, WriteResult
-from engine.types import Modality, ModelRef, Template
+from engine.types import Modality, ModelRef, Template, check_template
 
 __all__ = ["RecordState", "Store"]
 
@@ -48,6 +48,10 @@ class RecordState:
     partition: str
     status: RecordStatus
     templates: dict[Modality, Template]
+    unreadable: dict[Modality, str] = field(default_factory=dict)
+    """Templates of an active record that failed to decrypt or parse: modality -> reason code
+    (``DECRYPTION_FAILED``, ``UNKNOWN_KEY``, ``CORRUPT_TEMPLATE``). Such a record is quarantined by
+    the gallery: never searchable, never a reason to refuse start-up."""
 
 
 class Store(AdjudicationMixin, UsersMixin):
@@ -66,6 +70,9 @@ class Store(AdjudicationMixin, UsersMixin):
         try:
             with self.db.exclusive() as conn:
                 found = migrate(conn)
+            with self.db.write() as conn:
+                self._chain, key = audit.open_chain(conn, keyring)
+            self.db.on_connect(lambda c: audit.bind(c, key))
         except BaseException:
             self.db.close()
             raise
@@ -115,15 +122,19 @@ class Store(AdjudicationMixin, UsersMixin):
         audit.append(conn, "system", "set_model", None, {"modality": modality.value, "model": str(model)})
 
     def _check_template(self, conn: sqlite3.Connection, modality: Modality, template: Template) -> None:
-        shape = codec.shape_of(modality, template)
+        check_template(modality, template)
         self._ensure_model(conn, modality, template.model, replace_if_empty=False)
         key = f"shape.{modality.value}"
         row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        shape = check_template(modality, template, None if row is None else str(row[0]))
         if row is None:
             conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, shape))
-        elif row[0] != shape:
-            raise InvalidInput(f"{modality.value} template shape {shape} differs from the gallery's {row[0]}",
-                               reason="INVALID_TEMPLATE")
+
+    def shapes(self) -> dict[Modality, str]:
+        """The template shape of each modality that holds (or held) templates (``check_template``)."""
+        with self.db.read() as conn:
+            rows = conn.execute("SELECT key, value FROM meta WHERE key LIKE 'shape.%'").fetchall()
+        return {Modality.parse(key[len("shape."):]): str(value) for key, value in rows}
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -429,10 +440,16 @@ class Store(AdjudicationMixin, UsersMixin):
                 "JOIN records r ON r.id = t.record_id WHERE r.id > :after AND r.id <= :last "
                 f"AND r.status = 'active'{changed}", args).fetchall()
         templates: dict[int, dict[Modality, Template]] = {}
+        unreadable: dict[int, dict[Modality, str]] = {}
         for label, modality, blob in blobs:
             m = Modality(modality)
-            templates.setdefault(int(label), {})[m] = codec.open_template(self.keyring, int(label), m, blob)
-        states = [RecordState(int(i), str(p), RecordStatus(s), templates.get(int(i), {})) for i, p, s in rows]
+            try:
+                opened = codec.open_template(self.keyring, int(label), m, blob)
+                templates.setdefault(int(label), {})[m] = opened
+            except IntegrityError as exc:  # one bad row must not stop a rebuild: reported, not raised
+                unreadable.setdefault(int(label), {})[m] = exc.reason
+        states = [RecordState(int(i), str(p), RecordStatus(s), templates.get(int(i), {}),
+                              unreadable.get(int(i), {})) for i, p, s in rows]
         return states, seq
 
     # -- audit ---------------------------------------------------------------------------------
@@ -464,9 +481,16 @@ class Store(AdjudicationMixin, UsersMixin):
                 "ORDER BY a.created DESC LIMIT ?", (ref_id, limit)).fetchall()
         return [(str(r), None if o is None else str(o)) for r, o in rows]
 
-    def verify_audit(self) -> AuditReport:
+    def verify_audit(self, anchor: audit.AuditAnchor | None = None, *, quick: bool = False) -> AuditReport:
+        """Check the keyed audit chain (``engine.store.audit.verify``): every row, or with ``quick`` and
+        an ``anchor`` only from the anchored row on; a missing tail is found against the anchor."""
         with self.db.read() as conn:
-            return audit.verify(conn)
+            return audit.verify(conn, self._chain, anchor, quick=quick)
+
+    def audit_head(self) -> audit.AuditAnchor | None:
+        """The newest audit row's seq and MAC (what the snapshot sidecar and the log anchor)."""
+        with self.db.read() as conn:
+            return audit.head(conn)
 
     # -- tokens --------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ __all__ = [
     "CaseEvent",
     "Decision",
     "PendingCase",
+    "Quarantined",
     "Record",
     "RecordStatus",
     "TokenInfo",
@@ -35,6 +36,18 @@ class RecordStatus(StrEnum):
             return cls(value)
         except ValueError:
             raise InvalidInput(f"unknown record status {value!r}", reason="UNKNOWN_STATUS") from None
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """An ACTIVE record kept out of every index because a stored template of it cannot be read
+    (flipped bits, a key the ring lacks, a stored template that fails validation). It stays in the
+    store for an admin to restore (from a backup, or by reopening with the missing old key) or to
+    erase (delete works on it); every open retries it."""
+
+    label: int
+    unreadable: dict[Modality, str]  # modality -> reason code (DECRYPTION_FAILED, UNKNOWN_KEY, ...)
+    modalities: tuple[Modality, ...]  # every modality the record holds, readable or not
 
 
 @dataclass(frozen=True)
@@ -118,15 +131,39 @@ class TokenInfo:
 
 @dataclass(frozen=True)
 class AuditReport:
-    """Result of re-computing the audit hash chain: ``first_bad_seq`` is the first row whose stored hash
-    does not match its content and predecessor (None when the chain is intact)."""
+    """Result of checking the keyed audit chain (``engine.store.audit.verify``).
+
+    ``first_bad_seq``: the first row whose stored MAC does not match its content and predecessor
+    (None when intact), with ``problem`` saying how in words (edited row, rows missing before it);
+    ``missing_tail``: ``(last seq present, seq that existed)`` when the newest rows were removed
+    (known from an anchor or SQLite's sequence counter). ``rows`` checked; ``keyed_from``: the first
+    keyed seq (older rows: plain SHA-256 of an older nasname, pinned by the keyed row after them);
+    ``anchor_seq``: the anchor compared with, if any; ``last_seq``: the newest row present."""
 
     rows: int
     first_bad_seq: int | None
+    problem: str = ""
+    missing_tail: tuple[int, int] | None = None
+    keyed_from: int | None = None
+    anchor_seq: int | None = None
+    last_seq: int = 0
+    unverified_rows: int = 0  # keyed with a data key no longer in the ring: chained, MAC not checkable
 
     @property
     def ok(self) -> bool:
-        return self.first_bad_seq is None
+        return self.first_bad_seq is None and self.missing_tail is None
+
+    def describe(self) -> str:
+        """One sentence for logs and check output (no personal data: seqs only)."""
+        if self.ok:
+            return f"audit chain intact ({self.rows} rows checked, last seq {self.last_seq})"
+        parts = []
+        if self.first_bad_seq is not None:
+            parts.append(f"first bad row seq {self.first_bad_seq}: {self.problem}")
+        if self.missing_tail is not None:
+            parts.append(f"rows {self.missing_tail[0] + 1}..{self.missing_tail[1]} are missing at the end "
+                         "(deleted tail, or a database restored from an older backup under newer snapshots)")
+        return "audit chain TAMPERED: " + "; ".join(parts)
 
 
 @dataclass(frozen=True)

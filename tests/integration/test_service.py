@@ -184,7 +184,9 @@ def test_model_mismatch(service: Service, people: dict[str, Vec]) -> None:
 def test_wrong_dimension_template_is_invalid(service: Service) -> None:
     short = face(np.ones(16, dtype=np.float32) / 4.0)
     err = fails(lambda: service.client(Role.STATION).identify(short))
-    assert err.code() in (SC.INVALID_ARGUMENT, SC.FAILED_PRECONDITION) and error_reason(err)
+    assert err.code() == SC.INVALID_ARGUMENT and error_reason(err) == "INVALID_TEMPLATE"
+    err = fails(lambda: service.client(Role.STATION).insert(short, reference_id="SHORT"))
+    assert err.code() == SC.INVALID_ARGUMENT and error_reason(err) == "INVALID_TEMPLATE"
 
 
 def test_modality_not_enabled(service: Service) -> None:

@@ -129,13 +129,21 @@ def test_model_mismatch_and_bad_requests(engine: Engine, people: dict[str, np.nd
         engine.identify([Sample(Modality.IRIS_LEFT, image=b"x")])  # modality not enabled here
 
 
-def test_reopen_keeps_everything(tmp_path: Path, fusion: Fusion) -> None:
+def _opened_with(tmp_path: Path, fusion: Fusion, n: int, seed: int
+                 ) -> tuple[EngineConfig, Engine, list[np.ndarray]]:
+    """An engine on tmp_path/data holding R0..R<n-1> (random unit faces)."""
     cfg = EngineConfig(data_dir=tmp_path / "data", modalities=("face",), snapshot_every=0)
-    rng = np.random.default_rng(21)
-    vectors = [unit(rng) for _ in range(50)]
+    rng = np.random.default_rng(seed)
+    vectors = [unit(rng) for _ in range(n)]
     eng = Engine.open(cfg, fusion=fusion)
     for i, v in enumerate(vectors):
         eng.insert(f"R{i}", face(v))
+    return cfg, eng, vectors
+
+
+def test_reopen_keeps_everything(tmp_path: Path, fusion: Fusion) -> None:
+    cfg, eng, vectors = _opened_with(tmp_path, fusion, 50, 21)
+    rng = np.random.default_rng(121)
     eng.delete("R3")
     eng.close()
     eng = Engine.open(cfg, fusion=fusion)
@@ -182,3 +190,30 @@ def test_enroll_repeated_with_a_request_id_returns_the_first_result(
                              request_id="a1")
     assert engine.adjudicate(first.reference_id, AdjudicationDecision.DISTINCT, actor="tok_j",
                              request_id="a1").status is view.status is RecordStatus.ACTIVE
+def test_restart_with_an_unreadable_record_quarantines_it(tmp_path: Path, fusion: Fusion) -> None:
+    """Issue 18 item 1 through Engine.open: a flipped bit in one stored template (snapshot gone) does
+    not stop the restart; the record is quarantined, counted in stats, and can be erased."""
+    import shutil
+    import sqlite3
+
+    cfg, eng, vectors = _opened_with(tmp_path, fusion, 10, 22)
+    eng.close()
+    conn = sqlite3.connect(cfg.data_dir / "nasname.db", isolation_level=None)
+    label, blob = conn.execute("SELECT t.record_id, t.blob FROM templates t JOIN records r "
+                               "ON r.id = t.record_id WHERE r.ref_id = 'R4'").fetchone()
+    conn.execute("UPDATE templates SET blob = ? WHERE record_id = ?",
+                 (bytes(blob[:40]) + bytes([blob[40] ^ 4]) + bytes(blob[41:]), label))
+    conn.close()
+    shutil.rmtree(cfg.data_dir / "snapshots")
+    eng = Engine.open(cfg, fusion=fusion)
+    try:
+        stats = eng.stats()
+        assert stats.quarantined == 1 and eng.count() == 9 and stats.audit_problem == ""
+        assert [(ref, q.unreadable) for ref, q in eng.quarantined()] == [
+            ("R4", {Modality.FACE: "DECRYPTION_FAILED"})]
+        assert eng.identify(face(vectors[4])).candidates == []
+        eng.delete("R4")
+        assert eng.quarantined() == [] and eng.stats().quarantined == 0
+        assert eng.verify_audit().ok
+    finally:
+        eng.close()

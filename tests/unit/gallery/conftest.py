@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -83,15 +84,14 @@ class BruteForceIndex:
         return np.array([_similarity(query, self.items[int(x)]) if int(x) in self.items else np.nan
                          for x in labels.tolist()], dtype=np.float32)
 
-    def save(self, path: Path) -> None:
+    def save(self, path: Path | BinaryIO) -> None:
         labels = np.array(sorted(self.items), dtype=np.int64)
         xb = np.stack([self.items[int(x)] for x in labels]) if labels.size else np.empty((0, 1), np.float32)
         meta = json.dumps([self._model.model_id, self._model.version]).encode()
-        with open(path, "wb") as f:
-            np.savez(f, labels=labels, xb=xb, meta=np.frombuffer(meta, dtype=np.uint8))
+        np.savez(path, labels=labels, xb=xb, meta=np.frombuffer(meta, dtype=np.uint8))
 
     @classmethod
-    def load(cls, path: Path) -> BruteForceIndex:
+    def load(cls, path: Path | BinaryIO) -> BruteForceIndex:
         with np.load(path) as z:
             mid, ver = json.loads(z["meta"].tobytes())
             index = cls(ModelRef(mid, ver))
@@ -103,7 +103,7 @@ def brute_factory(modality: Modality, example: Template) -> TemplateIndex:
     return BruteForceIndex(example.model)
 
 
-def brute_loader(modality: Modality, model: ModelRef, path: Path) -> TemplateIndex:
+def brute_loader(modality: Modality, model: ModelRef, path: BinaryIO) -> TemplateIndex:
     return BruteForceIndex.load(path)
 
 
@@ -113,7 +113,7 @@ def face_factory(modality: Modality, example: Template) -> TemplateIndex:
     return BruteForceIndex(example.model)
 
 
-def face_loader(modality: Modality, model: ModelRef, path: Path) -> TemplateIndex:
+def face_loader(modality: Modality, model: ModelRef, path: BinaryIO) -> TemplateIndex:
     return FaceIndex.load(path) if modality is Modality.FACE else BruteForceIndex.load(path)
 
 

@@ -139,7 +139,8 @@ class FakeEngine:
     def stats(self) -> GalleryStats:
         self._enter("stats", None)
         return GalleryStats(3, {"active": 2, "pending": 1}, {"camp-a": 3}, {"face": 3},
-                            {"face": str(MODEL)})
+                            {"face": str(MODEL)}, quarantined=1,
+                            audit_problem="audit chain TAMPERED: first bad row seq 4: row 4 was edited")
 
     def list_pending(self, **kw: Any) -> list[AdjudicationItem]:
         self._enter("list_pending", kw)

@@ -142,6 +142,7 @@ def test_delete_get_pending_adjudicate_stats(fresh: Running) -> None:
     s = fresh.client(Role.INVESTIGATOR).stats()
     assert s.total == 3 and dict(s.by_status) == {"active": 2, "pending": 1}
     assert s.models["face"] == "fake-face@1"
+    assert s.quarantined == 1 and "seq 4" in s.audit_problem
 
 
 @pytest.mark.parametrize(("call", "reason"), [

@@ -488,7 +488,7 @@ class StatsRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ...) -> None: ...
 
 class StatsResponse(_message.Message):
-    __slots__ = ("request_id", "total", "by_status", "by_partition", "by_modality", "models")
+    __slots__ = ("request_id", "total", "by_status", "by_partition", "by_modality", "models", "quarantined", "audit_problem")
     class ByStatusEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -523,13 +523,17 @@ class StatsResponse(_message.Message):
     BY_PARTITION_FIELD_NUMBER: _ClassVar[int]
     BY_MODALITY_FIELD_NUMBER: _ClassVar[int]
     MODELS_FIELD_NUMBER: _ClassVar[int]
+    QUARANTINED_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_PROBLEM_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     total: int
     by_status: _containers.ScalarMap[str, int]
     by_partition: _containers.ScalarMap[str, int]
     by_modality: _containers.ScalarMap[str, int]
     models: _containers.ScalarMap[str, str]
-    def __init__(self, request_id: _Optional[str] = ..., total: _Optional[int] = ..., by_status: _Optional[_Mapping[str, int]] = ..., by_partition: _Optional[_Mapping[str, int]] = ..., by_modality: _Optional[_Mapping[str, int]] = ..., models: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    quarantined: int
+    audit_problem: str
+    def __init__(self, request_id: _Optional[str] = ..., total: _Optional[int] = ..., by_status: _Optional[_Mapping[str, int]] = ..., by_partition: _Optional[_Mapping[str, int]] = ..., by_modality: _Optional[_Mapping[str, int]] = ..., models: _Optional[_Mapping[str, str]] = ..., quarantined: _Optional[int] = ..., audit_problem: _Optional[str] = ...) -> None: ...
 
 class Token(_message.Message):
     __slots__ = ("token_id", "name", "role", "created", "last_used", "revoked")
