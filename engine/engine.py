@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from engine.config import EngineConfig
+from engine.datadir import DataDir
 from engine.errors import Conflict, InvalidInput, ModelMismatch, NotFound, QualityRejected
 from engine.extractor import Extractor
 from engine.fusion import Fusion, per_comparison_fmr
@@ -98,7 +99,6 @@ class Engine:
         extractors, a gallery whose face templates are not of ``config.face_model`` is refused here
         (``ModelMismatch`` naming both models and ``nasname models switch-face``)."""
         config = config or EngineConfig.load()
-        config.data_dir.mkdir(parents=True, exist_ok=True)
         gallery = Gallery.open(config)
         if extractors is None:
             from engine.extractors import check_face_model
@@ -117,6 +117,11 @@ class Engine:
     @property
     def gallery(self) -> Gallery:
         return self._gallery
+
+    @property
+    def datadir(self) -> DataDir:
+        """The open data directory (store, key, folders): what jobs and operations work on."""
+        return self._gallery.datadir
 
     @property
     def fusion(self) -> Fusion | None:

@@ -28,11 +28,12 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.crypto import KeyRing
+from engine.datadir import DataDir
 from engine.errors import InvalidInput, ModelMismatch, NasnameError, Unavailable
 from engine.index.base import TemplateIndex
-from engine.store import PendingCase, Record, RecordState, RecordStatus, Store, WriteResult
+from engine.store import PendingCase, Record, RecordState, RecordStatus, WriteResult
 from engine.store import snapshots as snap
-from engine.store.locks import DirectoryLock, RWLock
+from engine.store.locks import RWLock
 from engine.store.partitions import PartitionMap
 from engine.types import FaceTemplate, IrisTemplate, Modality, ModelRef, Template
 
@@ -50,8 +51,6 @@ IndexLoader = Callable[[Modality, ModelRef, Path], TemplateIndex]
 """Reads a snapshot written by ``TemplateIndex.save`` (of that model); raises a ``NasnameError`` when
 unusable (the gallery then rebuilds from the store)."""
 
-DB_NAME = "nasname.db"
-SNAPSHOT_DIR = "snapshots"
 _PAGE = 20_000  # records per page when rebuilding / replaying
 
 
@@ -73,7 +72,8 @@ class Hit:
 
 
 class Gallery:
-    """Open the gallery in ``directory`` (created when missing: ``nasname.db`` + ``snapshots/``).
+    """Open the gallery in ``directory`` (a path: opened here as an exclusive ``DataDir`` with
+``keyring``; or an open ``DataDir``, which the gallery then owns and closes).
 
     A modality's index is created (``index_factory``) when its first template arrives, or on open
     when the store holds templates of it. ``models`` optionally pins the model of some modalities up
@@ -82,17 +82,20 @@ class Gallery:
     Raises ``Unavailable`` when another process has the directory open.
     """
 
-    def __init__(self, directory: Path, keyring: KeyRing, index_factory: IndexFactory,
+    def __init__(self, directory: Path | DataDir, keyring: KeyRing | None, index_factory: IndexFactory,
                  index_loader: IndexLoader | None = None, *,
                  models: Mapping[Modality, ModelRef] | None = None,
                  config: GalleryConfig | None = None) -> None:
-        self.directory = Path(directory)
         self.config = config or GalleryConfig()
+        # The gallery owns its data directory (engine.datadir): given open, or opened here (exclusive).
+        self.datadir = directory if isinstance(directory, DataDir) else DataDir.open(
+            Path(directory), keyring=keyring, keep_images=self.config.keep_images)
+        self.directory = self.datadir.root
+        self.store = self.datadir.store
         self._factory = index_factory
         self._loader = index_loader
-        self._snap_dir = self.directory / SNAPSHOT_DIR
-        self._snap_dir.mkdir(parents=True, exist_ok=True)
-        self._dir_lock = DirectoryLock(self.directory)
+        self._snap_dir = self.datadir.snapshot_dir
+        self._snap_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._rw = RWLock()
         self._write_mutex = threading.RLock()
         self._indexes: dict[Modality, TemplateIndex] = {}
@@ -102,15 +105,12 @@ class Gallery:
         self._stale = False  # an index failed to apply a committed change: never snapshot that state
         self._closed = False
         try:
-            self.store = Store(self.directory / DB_NAME, keyring, keep_images=self.config.keep_images)
             for modality, model in (models or {}).items():
                 self.store.set_model(modality, model)
             self._models = self.store.models()
             self._open_indexes()
         except BaseException:
-            if hasattr(self, "store"):
-                self.store.close()
-            self._dir_lock.release()
+            self.datadir.close()
             raise
         self._scheduler = snap.SnapshotScheduler(self.snapshot, self.config.snapshot_every,
                                                  self.config.snapshot_interval_s,
@@ -118,11 +118,11 @@ class Gallery:
 
     @classmethod
     def open(cls, config: EngineConfig) -> Gallery:
-        """The gallery of an engine configuration: ``config.data_dir``, its key (environment or key
-        file, created on first run), the configured index kinds, snapshots every
-        ``config.snapshot_every`` changes."""
-        keyring = KeyRing.load(config.resolved_key_file)
-        return cls(config.data_dir, keyring, default_index_factory(config.face_index, config.iris_index),
+        """The gallery of an engine configuration: its data directory (``engine.datadir``: lock, key
+        from the environment or key file, created only for a new directory, store), the configured
+        index kinds, snapshots every ``config.snapshot_every`` changes."""
+        datadir = DataDir.from_config(config)
+        return cls(datadir, None, default_index_factory(config.face_index, config.iris_index),
                    load_index, config=GalleryConfig(keep_images=config.keep_images,
                                                     snapshot_every=config.snapshot_every))
 
@@ -461,8 +461,7 @@ class Gallery:
                 close = getattr(index, "close", None)  # indexes with worker threads (micro-batching)
                 if close is not None:
                     close()
-            self.store.close()
-            self._dir_lock.release()
+            self.datadir.close()
 
     def __enter__(self) -> Gallery:
         return self

@@ -146,6 +146,9 @@ def _pass_through(module: str, argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Whatever nasname writes (data directory, job folders, backups, reports) is private to its user;
+    # the writers also ask for 0600 themselves, this covers libraries that do not.
+    os.umask(0o077)
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in PASS_THROUGH:
         return _pass_through(PASS_THROUGH[argv[0]][0], argv[1:])

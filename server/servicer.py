@@ -50,11 +50,10 @@ def _need_id(value: str, field: str = "reference_id") -> str:
 
 def _dedup_for(engine: Engine) -> DedupService:
     """Jobs in the engine's data directory (an engine without one, e.g. a test fake: none)."""
-    config = getattr(engine, "config", None)
-    data_dir = getattr(config, "data_dir", None)
-    if data_dir is None:
-        return DedupService(None, None)
-    return DedupService(data_dir, engine.gallery, engine.fusion)
+    gallery = getattr(engine, "gallery", None)
+    if getattr(gallery, "datadir", None) is None:
+        return DedupService(None)
+    return DedupService(engine.gallery, engine.fusion)
 
 
 class NasnameServicer(DedupMixin, pb_grpc.NasnameServicer):  # type: ignore[misc]

@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,8 +36,12 @@ from engine.dedup.manifest import ExtractorFor
 from engine.dedup.pairs import FaceExact, IrisExact, PairKernel, make_kernel, recall_sample
 from engine.dedup.sources import JobSpec, Opened, freeze_sources, open_sources
 from engine.errors import Conflict, InvalidInput, NasnameError, NotFound
+from engine.fsutil import private_dir
 from engine.fusion import Fusion
 from engine.models.manifest import write_atomic
+
+if TYPE_CHECKING:
+    from engine.datadir import DataDir
 
 __all__ = ["CANDIDATE_DTYPE", "DedupJob", "JobCancelled", "Progress"]
 
@@ -84,6 +88,8 @@ class DedupJob:
         self,
         job_dir: Path,
         *,
+        source: DataDir | None = None,
+        other: DataDir | None = None,
         hook: Hook | None = None,
         extractor_for: ExtractorFor | None = None,
         fusion: Fusion | None = None,
@@ -96,6 +102,8 @@ class DedupJob:
         self.meta: dict[str, Any] = json.loads(meta_path.read_text())
         self.job_id: str = self.meta["id"]
         self.spec = JobSpec(**self.meta["spec"])
+        self._source = source
+        self._other = other
         self._hook = hook
         self._extractor_for = extractor_for
         self._fusion = fusion
@@ -107,7 +115,7 @@ class DedupJob:
     def create(cls, spec: JobSpec, job_dir: Path, *, job_id: str | None = None, **kwargs: Any) -> DedupJob:
         """A new job in ``job_dir`` (created; must not already hold a job); ``job_id`` default random."""
         job_dir = Path(job_dir)
-        job_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(job_dir)
         if (job_dir / "job.json").exists():
             raise Conflict(
                 f"{job_dir} already holds a dedup job; resume it or choose another --out", reason="JOB_EXISTS"
@@ -145,7 +153,7 @@ class DedupJob:
 
     def cancel(self) -> None:
         """Ask the running job (any process) to stop at the next block boundary; resumable later."""
-        (self.dir / "cancel").write_text(str(time.time()))
+        write_atomic(self.dir / "cancel", str(time.time()).encode())
 
     def progress(self) -> Progress:
         cp = self._checkpoint()
@@ -180,18 +188,15 @@ class DedupJob:
             if cp["stage"] == "prepare":
                 cp, opened = self._prepare()
             else:
-                opened = open_sources(self.spec, self.dir)
-            try:
-                if cp["stage"] == "pairs":
-                    cp = self._pairs(opened.records, cp, on_progress)
-                if cp["stage"] == "fuse":
-                    from engine.dedup.finish import finish
+                opened = open_sources(self.spec, self.dir, self.source, self._other)
+            if cp["stage"] == "pairs":
+                cp = self._pairs(opened.records, cp, on_progress)
+            if cp["stage"] == "fuse":
+                from engine.dedup.finish import finish
 
-                    finish(self, opened, cp, self._fusion_for(opened.records))
-                    cp = {**cp, "stage": "done"}
-                    self._save_checkpoint(cp)
-            finally:
-                opened.close()
+                finish(self, opened, cp, self._fusion_for(opened.records))
+                cp = {**cp, "stage": "done"}
+                self._save_checkpoint(cp)
         except JobCancelled:
             self._set_state("cancelled")
             raise
@@ -207,6 +212,14 @@ class DedupJob:
             on_progress(self.progress())
         return dict(summary)
 
+    @property
+    def source(self) -> DataDir:
+        """The open data directory the job reads (given by whoever runs it: the engine's, or one the
+        command line opened)."""
+        if self._source is None:
+            raise InvalidInput("this job was opened without its gallery; pass source=", reason="NO_GALLERY")
+        return self._source
+
     def _fusion_for(self, records: RecordSet) -> Fusion:
         if self._fusion is None:
             self._fusion = Fusion.for_models(records.models)
@@ -215,32 +228,29 @@ class DedupJob:
     def _prepare(self) -> tuple[dict[str, Any], Opened]:
         """Freeze the sources, fix thresholds and the block plan; returns the checkpoint and the open
         record set (kept open for the pairs stage: the templates are read once)."""
-        facts, opened = freeze_sources(self.spec, self.dir, extractor_for=self._extractor_for)
-        try:
-            records, k_a = opened.records, opened.n_primary
-            if not records.modalities:
-                raise InvalidInput("no record with a template to compare", reason="NO_BIOMETRIC_DATA")
-            # gallery size of the searches: every record is compared with (about) every other one
-            th = make_thresholds(
-                self._fusion_for(records),
-                list(records.modalities),
-                records.n,
-                target_fpir=self.spec.target_fpir,
-                fmr=self.spec.fmr,
-            )
-            plan: list[list[Any]] = []
-            for m, data in records.modalities.items():
-                kern_rows = self.spec.block_rows or _block_rows(m.kind, self.spec.mode)
-                primary = int(np.searchsorted(data.rows, k_a))  # positions of primary records
-                total = len(data)
-                for lo in range(0, primary, kern_rows):
-                    hi = min(primary, lo + kern_rows)
-                    weight = (hi - lo) * (total - lo) - (hi - lo) * (hi - lo + 1) // 2
-                    plan.append([m.value, lo, hi, primary, int(weight)])
-        except BaseException:
-            opened.close()
-            raise
-        (self.dir / "candidates.bin").write_bytes(b"")
+        facts, opened = freeze_sources(self.spec, self.dir, self.source, self._other,
+                                       extractor_for=self._extractor_for)
+        records, k_a = opened.records, opened.n_primary
+        if not records.modalities:
+            raise InvalidInput("no record with a template to compare", reason="NO_BIOMETRIC_DATA")
+        # gallery size of the searches: every record is compared with (about) every other one
+        th = make_thresholds(
+            self._fusion_for(records),
+            list(records.modalities),
+            records.n,
+            target_fpir=self.spec.target_fpir,
+            fmr=self.spec.fmr,
+        )
+        plan: list[list[Any]] = []
+        for m, data in records.modalities.items():
+            kern_rows = self.spec.block_rows or _block_rows(m.kind, self.spec.mode)
+            primary = int(np.searchsorted(data.rows, k_a))  # positions of primary records
+            total = len(data)
+            for lo in range(0, primary, kern_rows):
+                hi = min(primary, lo + kern_rows)
+                weight = (hi - lo) * (total - lo) - (hi - lo) * (hi - lo + 1) // 2
+                plan.append([m.value, lo, hi, primary, int(weight)])
+        write_atomic(self.dir / "candidates.bin", b"")
         cp = {
             "stage": "pairs",
             "plan": plan,

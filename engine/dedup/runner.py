@@ -1,7 +1,7 @@
 """Jobs run in the background of a long-lived process (what a gRPC servicer drives).
 
-    runner = JobRunner(root=data_dir / "dedup")
-    job_id = runner.start(JobSpec(data_dir=str(data_dir)))      # StartDedup
+    runner = JobRunner(datadir.jobs_dir("dedup"), source=datadir)   # the engine's open data directory
+    job_id = runner.start(JobSpec(data_dir=str(datadir.root)))      # StartDedup
     runner.progress(job_id)                                      # GetDedup / WatchDedup (poll + stream)
     runner.cancel(job_id); runner.resume(job_id)                 # CancelDedup / ResumeDedup
     runner.result(job_id)                                        # GetDedupResult (summary + files)
@@ -22,13 +22,17 @@ import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.dedup.jobs import DedupJob, JobCancelled, Progress
 from engine.dedup.sources import JobSpec
 from engine.errors import Conflict, InvalidInput, NasnameError, NotFound
+from engine.fsutil import private_dir
 from engine.fusion import Fusion
 from engine.models.manifest import write_atomic
+
+if TYPE_CHECKING:
+    from engine.datadir import DataDir
 
 __all__ = ["JobResult", "JobRunner"]
 
@@ -48,9 +52,11 @@ class JobResult:
 
 
 class JobRunner:
-    def __init__(self, root: Path, *, max_running: int = 1, fusion: Fusion | None = None) -> None:
+    def __init__(self, root: Path, *, source: DataDir, max_running: int = 1,
+                 fusion: Fusion | None = None) -> None:
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.source = source
+        private_dir(self.root)
         self._pool = ThreadPoolExecutor(max_workers=max_running, thread_name_prefix="nasname-dedup")
         self._futures: dict[str, Future[None]] = {}
         self._lock = threading.Lock()
@@ -71,7 +77,7 @@ class JobRunner:
         return d
 
     def _submit(self, job_id: str, *, resume: bool = False) -> None:
-        job = DedupJob.open(self.root / job_id, fusion=self._fusion)
+        job = DedupJob.open(self.root / job_id, source=self.source, fusion=self._fusion)
 
         def work() -> None:
             try:

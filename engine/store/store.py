@@ -73,6 +73,23 @@ class Store(AdjudicationMixin):
     def close(self) -> None:
         self.db.close()
 
+    # -- meta values (the data directory's key check, ...) ----------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        with self.db.read() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.db.write() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def template_key_ids(self) -> list[str]:
+        """The distinct key ids that sealed this store's templates and images."""
+        with self.db.read() as conn:
+            return [str(k) for (k,) in conn.execute(
+                "SELECT DISTINCT key_id FROM templates UNION SELECT DISTINCT key_id FROM images")]
+
     # -- models --------------------------------------------------------------------------------
 
     def models(self) -> dict[Modality, ModelRef]:
