@@ -22,12 +22,13 @@ from typing import Any
 
 import grpc
 
-from engine.dedup.jobs import DedupJob, Progress
+from engine.dedup.jobs import DedupJob
 from engine.dedup.runner import JobRunner
 from engine.dedup.sources import JobSpec
 from engine.errors import Conflict, InvalidInput, NasnameError, Unavailable
 from engine.fusion import Fusion
 from engine.gallery import Gallery
+from engine.jobs import Progress
 from engine.models.manifest import write_atomic
 from server._gen.nasname.v1 import nasname_pb2 as pb
 from server.auth import may_see_images

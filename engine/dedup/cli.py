@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from engine.datadir import DataDir
-from engine.dedup.jobs import DedupJob, JobCancelled, Progress
+from engine.dedup.jobs import DedupJob
 from engine.dedup.queue import PushResult
 from engine.dedup.sources import JobSpec
 from engine.errors import NasnameError
+from engine.jobs import JobCancelled, Progress
 
 __all__ = ["main"]
 

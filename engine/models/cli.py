@@ -51,7 +51,8 @@ def _switch_face(args: argparse.Namespace, directory: Path) -> int:
     from engine.errors import Unavailable
     from engine.extractors import require_installed
     from engine.face import FaceExtractor
-    from engine.models.face_switch import FaceSwitchJob, SwitchProgress
+    from engine.jobs import Progress
+    from engine.models.face_switch import FaceSwitchJob
 
     out = sys.stdout
     try:
@@ -66,10 +67,10 @@ def _switch_face(args: argparse.Namespace, directory: Path) -> int:
         try:
             job = FaceSwitchJob(datadir, args.to, extractor, drop_missing=args.drop_missing)
             with tqdm(desc=f"switch-face -> {args.to}", unit="record", file=sys.stderr) as bar:
-                def show(p: SwitchProgress) -> None:
+                def show(p: Progress) -> None:
                     bar.total = p.total
                     bar.update(p.done - bar.n)
-                    bar.set_postfix(dropped=p.dropped)
+                    bar.set_postfix(dropped=p.found)
 
                 summary = job.run(on_progress=show)
         finally:

@@ -21,8 +21,9 @@ touches the live database until the very end:
              Index snapshots of the old model no longer fit and are rebuilt on the next open.
 
 If the live gallery changed between runs (the engine was started while the job was interrupted), the
-copy is stale: the job starts again from ``prepare``. The job directory follows the layout of the
-de-duplication jobs (``job.json`` + ``checkpoint.json`` written atomically, a ``hook`` for tests).
+copy is stale: the job starts again from ``prepare``. The job folder, states, cancel (between
+batches) and progress with ETA are those of ``engine.jobs``, the one job framework (a ``hook`` for
+tests).
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ import os
 import shutil
 import sqlite3
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -51,12 +51,12 @@ from engine.errors import (
     Unavailable,
 )
 from engine.extractor import Extractor
-from engine.models.manifest import write_atomic
+from engine.jobs import JobCancelled, JobFiles, Progress, eta_s
 from engine.store import Store, audit
 from engine.store.codec import open_template, seal_template, shape_of
 from engine.types import Modality
 
-__all__ = ["FaceSwitchJob", "SwitchProgress", "SwitchSummary", "face_records"]
+__all__ = ["FaceSwitchJob", "SwitchSummary", "face_records"]
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +67,6 @@ _FACE = Modality.FACE.value
 
 Hook = Callable[[str, int], None]
 """Called before each record as ``hook(stage, records_done)`` (tests raise from it to simulate a kill)."""
-
-
-@dataclass(frozen=True)
-class SwitchProgress:
-    stage: str
-    done: int  # records with a face template handled (re-extracted or dropped)
-    total: int
-    dropped: int
 
 
 @dataclass(frozen=True)
@@ -125,26 +117,41 @@ class FaceSwitchJob:
         self._batch = max(1, batch)
         self._actor = actor
         self.dir = datadir.jobs_dir(JOB_KIND)
+        self.files = JobFiles(self.dir)
         self.work_db = self.dir / "work" / DB_NAME
 
-    # -- job files (same conventions as engine.dedup.jobs) --------------------------------------
+    # -- job files (engine.jobs: the one job framework) --------------------------------------------
 
     def _read(self, name: str) -> dict[str, Any]:
-        path = self.dir / name
-        if not path.is_file():
-            return {}
-        doc: dict[str, Any] = json.loads(path.read_text())
-        return doc
+        if name == "checkpoint.json":
+            return self.files.checkpoint()
+        return self.files.meta() if self.files.exists else {}
 
-    def _write(self, name: str, doc: dict[str, Any]) -> None:
-        doc["updated"] = time.time()
-        write_atomic(self.dir / name, json.dumps(doc, indent=1).encode())
+    def cancel(self) -> None:
+        """Ask the running switch (any process) to stop after its current batch (resumable)."""
+        self.files.cancel()
+
+    def progress(self) -> Progress:
+        """Records handled of those with a face template, dropped ones, and the ETA."""
+        meta = self._read("job.json")
+        cp = self.files.checkpoint()
+        done, total = int(cp.get("done", 0)), int(cp.get("total", 0))
+        elapsed = float(cp.get("elapsed_s", 0.0))
+        eta = 0.0 if cp.get("stage") == "done" else eta_s(done - int(cp.get("done_at_start", 0)), total - int(
+            cp.get("done_at_start", 0)), elapsed)
+        return Progress(str(meta.get("id", "")), str(meta.get("state", "none")), str(cp.get("stage", "none")),
+                        done, total, len(cp.get("dropped", {})), elapsed, eta, str(meta.get("error", "")))
 
     # -- run -----------------------------------------------------------------------------------
 
-    def run(self, on_progress: Callable[[SwitchProgress], None] | None = None) -> SwitchSummary:
-        """Run (or resume) to the end. Raises ``Unavailable`` while the engine holds the gallery,
-        ``Conflict`` (IMAGES_NOT_KEPT, NOTHING_TO_SWITCH, SWITCH_IN_PROGRESS) when it cannot start."""
+    def resume(self, on_progress: Callable[[Progress], None] | None = None) -> SwitchSummary:
+        """Withdraw a cancel request and run on from the last checkpoint."""
+        self.files.clear_cancel()
+        return self.run(on_progress)
+
+    def run(self, on_progress: Callable[[Progress], None] | None = None) -> SwitchSummary:
+        """Run (or resume) to the end. Raises ``Conflict`` (IMAGES_NOT_KEPT, NOTHING_TO_SWITCH,
+        SWITCH_IN_PROGRESS) when it cannot start, ``JobCancelled`` when cancelled (resumable)."""
         started = False
         keyring = self.datadir.keyring
         try:
@@ -154,13 +161,14 @@ class FaceSwitchJob:
                 cp = self._extract(keyring, cp, on_progress)
             if cp["stage"] == "swap":
                 cp = self._swap(keyring, cp)
-        except BaseException as exc:
-            meta = self._read("job.json")
-            if meta and started:  # a refusal to start leaves an earlier job's record alone
-                self._write("job.json", {**meta, "state": "failed", "error": str(exc) or type(exc).__name__})
+        except JobCancelled:
+            self.files.set_state("cancelled")
             raise
-        meta = self._read("job.json")
-        self._write("job.json", {**meta, "state": "done"})
+        except BaseException as exc:
+            if self.files.exists and started:  # a refusal to start leaves an earlier job's record alone
+                self.files.set_state("failed", error=str(exc) or type(exc).__name__)
+            raise
+        meta = self.files.set_state("done")
         summary = SwitchSummary(meta["id"], meta["from"], meta["to"], int(cp["reextracted"]),
                                 dict(cp["dropped"]), str(cp["backup"]))
         log.info("face model switched from %s to %s: %d re-extracted, %d dropped", summary.from_model,
@@ -182,7 +190,8 @@ class FaceSwitchJob:
                 return cp  # killed after the rename: only bookkeeping is left
             if cp.get("stage") in ("extract", "swap") and self.work_db.is_file():
                 if self._fingerprint(keyring) == cp.get("source"):
-                    self._write("job.json", {**meta, "state": "running"})
+                    self.files.set_state("running")
+                    cp["done_at_start"], cp["elapsed_s"] = cp.get("done", 0), 0.0
                     return cp
                 log.warning("the gallery changed since the switch job copied it; starting again")
         return self._prepare(keyring, target_ref)
@@ -222,12 +231,15 @@ class FaceSwitchJob:
         with _plain(self.datadir.db_path) as src, _plain(self.work_db) as dst:
             src.backup(dst)  # a consistent copy; nobody writes (the data directory is ours)
         os.chmod(self.work_db, 0o600)
-        meta = {"id": uuid.uuid4().hex[:12], "target": self.target, "from": str(current), "to": target_ref,
-                "drop_missing": self.drop_missing, "created": time.time(), "state": "running"}
-        self._write("job.json", meta)
+        for name in ("job.json", "checkpoint.json"):  # the previous switch's record (done or abandoned)
+            (self.dir / name).unlink(missing_ok=True)
+        self.files.clear_cancel()
+        JobFiles.create(self.dir, JOB_KIND, target=self.target, drop_missing=self.drop_missing,
+                        to=target_ref, **{"from": str(current)})
+        meta = self.files.set_state("running")
         cp = {"stage": "extract", "source": fingerprint, "total": len(rows), "done": 0, "reextracted": 0,
-              "dropped": {}}
-        self._write("checkpoint.json", cp)
+              "dropped": {}, "done_at_start": 0, "elapsed_s": 0.0}
+        self.files.save_checkpoint(cp)
         log.info("face switch %s: %d face templates to re-extract (%s -> %s)", meta["id"], len(rows),
                  meta["from"], target_ref)
         return cp
@@ -235,8 +247,9 @@ class FaceSwitchJob:
     # -- extract -------------------------------------------------------------------------------
 
     def _extract(self, keyring: KeyRing, cp: dict[str, Any],
-                 on_progress: Callable[[SwitchProgress], None] | None) -> dict[str, Any]:
+                 on_progress: Callable[[Progress], None] | None) -> dict[str, Any]:
         work = Store(self.work_db, keyring, keep_images=True)
+        started = time.monotonic() - float(cp.get("elapsed_s", 0.0))
         try:
             with work.db.read() as conn:
                 after = _meta_int(conn, _POS_KEY)
@@ -248,6 +261,9 @@ class FaceSwitchJob:
                     (_FACE, after)).fetchone()[0])
             done = reextracted + len(dropped)
             while True:
+                if self.files.cancel_requested():
+                    raise JobCancelled(f"face switch cancelled after {done} of {cp['total']} records; "
+                                       "run it again to resume")
                 with work.db.read() as conn:
                     rows = face_records(conn, after, self._batch)
                 if not rows:
@@ -267,10 +283,11 @@ class FaceSwitchJob:
                 after = rows[-1][0]
                 done += len(rows)
                 reextracted += len(updates)
-                cp.update(done=done, reextracted=reextracted, dropped=dropped)
-                self._write("checkpoint.json", cp)
+                cp.update(done=done, reextracted=reextracted, dropped=dropped,
+                          elapsed_s=time.monotonic() - started)
+                self.files.save_checkpoint(cp)
                 if on_progress is not None:
-                    on_progress(SwitchProgress("extract", done, int(cp["total"]), len(dropped)))
+                    on_progress(self.progress())
             with work.db.read() as conn:
                 stale = conn.execute("SELECT COUNT(*) FROM templates WHERE modality = ? AND "
                                      "(model_id || '@' || model_version) != ?",
@@ -281,7 +298,7 @@ class FaceSwitchJob:
         finally:
             work.close()
         cp.update(stage="swap", done=done, reextracted=reextracted, dropped=dropped)
-        self._write("checkpoint.json", cp)
+        self.files.save_checkpoint(cp)
         return cp
 
     def _reextract(self, work: Store, keyring: KeyRing, label: int, ref_id: str) -> tuple[bytes | None, str]:
@@ -335,7 +352,7 @@ class FaceSwitchJob:
             self.datadir.replace_database(self.work_db, keep_old_as=backup)  # the switch: one rename
             shutil.rmtree(self.work_db.parent, ignore_errors=True)
         cp.update(stage="done", backup=str(backup))
-        self._write("checkpoint.json", cp)
+        self.files.save_checkpoint(cp)
         return cp
 
     def _pin(self, conn: sqlite3.Connection, keyring: KeyRing, meta: dict[str, Any], cp: dict[str, Any]

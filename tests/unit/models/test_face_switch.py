@@ -226,3 +226,27 @@ def test_cli_switch_face_reports_refusal(tmp_path: Path, capsys: pytest.CaptureF
     monkeypatch.setenv("NASNAME_MODEL_DIR", str(tmp_path / "models"))
     code = cli.main(["switch-face", "--data-dir", str(config.data_dir), "--to", "mobilefacenet"])
     assert code == 1 and "nasname models mobilefacenet --accept-licence" in capsys.readouterr().out
+
+
+def test_switch_cancel_stops_between_batches_and_resume_finishes_with_progress(tmp_path: Path) -> None:
+    from engine.jobs import JobCancelled
+
+    config = _gallery(tmp_path, 8)
+    new = FakeFace(NEW, 8)
+    with DataDir.from_config(config) as datadir:
+        job = FaceSwitchJob(datadir, "fake_new", new, batch=2)
+        seen: list[tuple[int, int, float | None]] = []
+
+        def cancel_after_two_batches(p: Any) -> None:
+            seen.append((p.done, p.total, p.eta_s))
+            if p.done == 4:
+                job.cancel()
+
+        with pytest.raises(JobCancelled, match="after 4 of 8"):
+            job.run(on_progress=cancel_after_two_batches)
+        p = job.progress()
+        assert (p.state, p.stage, p.done, p.total) == ("cancelled", "extract", 4, 8)
+        assert seen[0][:2] == (2, 8) and all(eta is not None and eta >= 0 for _, _, eta in seen)
+        summary = job.resume()
+        assert summary.reextracted == 8 and new.calls == 8  # the first 4 were not extracted again
+        assert job.progress().state == "done" and job.progress().eta_s == 0.0
