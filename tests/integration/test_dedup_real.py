@@ -86,8 +86,8 @@ def test_lfw_images_of_one_person_are_clustered(shared_data: Path, fx: FaceExtra
 _CHILD = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from engine.dedup import DedupJob
     from engine.fusion import Fusion
+    from tests.unit.dedup.conftest import open_job
     from engine.types import Modality, ModelRef
 
     job_dir, cal_dir, ready = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
