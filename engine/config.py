@@ -71,6 +71,8 @@ class EngineConfig:
     # A registry name (engine.models.registry). A gallery's face templates all come from one model:
     # changing this on a gallery that has face templates needs `nasname models switch-face`.
     face_model: str = "dlib_resnet_v1"
+    # Names this installation (camp, office) in backup archives and their file names; free text.
+    site_id: str = ""
 
     def __post_init__(self) -> None:
         for name in ("identify_target_fpir", "enroll_target_fpir", "verify_target_fmr"):

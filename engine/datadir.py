@@ -110,7 +110,7 @@ class DataDir:
                 keyring, source = _load_key(root, key_file, create=fresh and exclusive,
                                             env=os.environ if env is None else env)
             if fresh:
-                _create_private(db)
+                create_private(db)
             try:
                 store = Store(db, keyring, keep_images=keep_images)
             except IntegrityError as exc:
@@ -270,7 +270,7 @@ def make_private(root: Path) -> int:
     return changed
 
 
-def _create_private(path: Path) -> None:
+def create_private(path: Path) -> None:
     """Create an empty file with 0600 before SQLite opens it (SQLite gives its -wal and -shm files the
     database file's permissions)."""
     try:

@@ -17,6 +17,8 @@ record's *current* state is applied), or rebuilds from the store. A background t
 from __future__ import annotations
 
 import logging
+import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -444,6 +446,37 @@ class Gallery:
             self._scheduler.taken()
             log.info("index snapshot written at change %d", seq)
             return seq
+
+    def copy_point_in_time(self, dest: Path) -> tuple[int, dict[str, Any]]:
+        """A consistent copy of the gallery at one change seq, taken while it keeps serving (backups):
+        ``dest/nasname.db`` (SQLite online backup of one read transaction, never a copy of a
+        half-written WAL) and ``dest/snapshots/`` (the index snapshot at that same seq, hard-linked).
+        Writers wait only while the snapshot is brought up to date and the read transaction starts.
+        Returns the index snapshot's seq and ``Store.stats()`` as of the copy (its ``last_seq`` equals
+        the snapshot's unless something wrote to the store around the gallery; the restored gallery
+        then replays the difference, as on any open)."""
+        from engine.datadir import DB_NAME, SNAPSHOT_DIR, create_private
+        from engine.fsutil import private_dir
+
+        self._check_open()
+        snaps = private_dir(Path(dest) / SNAPSHOT_DIR)
+        with self.store.db.read() as conn:
+            with self._write_mutex:  # no commit between the snapshot and the start of the read
+                seq = self.snapshot()
+                conn.execute("SELECT COUNT(*) FROM meta").fetchone()  # the read transaction starts here
+                found = snap.read_sidecar(self._snap_dir)
+                if found is not None:
+                    for path in [self._snap_dir / snap.SIDECAR, *found.files.values()]:
+                        os.link(path, snaps / path.name)
+            stats = self.store.stats()  # same read transaction: counts as of the copy
+            target_path = Path(dest) / DB_NAME
+            create_private(target_path)
+            target = sqlite3.connect(target_path)
+            try:
+                conn.backup(target)  # reads through this connection's open transaction: at ``seq``
+            finally:
+                target.close()
+        return seq, stats
 
     # -- lifecycle ----------------------------------------------------------------------------
 

@@ -388,6 +388,13 @@ class Store(AdjudicationMixin):
         with self.db.read() as conn:
             return audit.entries(conn, after=after, limit=limit)
 
+    def audit_head(self) -> dict[str, Any]:
+        """The audit log's last row number and hash (hex): anchored in backups, so a log cut short
+        after a backup can be told from a whole one."""
+        with self.db.read() as conn:
+            row = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        return {"seq": 0, "hash": ""} if row is None else {"seq": int(row[0]), "hash": bytes(row[1]).hex()}
+
     def verify_audit(self) -> AuditReport:
         with self.db.read() as conn:
             return audit.verify(conn)

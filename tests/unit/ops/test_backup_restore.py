@@ -1,0 +1,170 @@
+"""Online backup and restore (engine.ops): the restore drill with enrollments streaming in, and clear,
+all-or-nothing refusals of damaged archives and wrong keys."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from engine.crypto import KeyRing
+from engine.errors import Conflict, IntegrityError, InvalidInput
+from engine.ops.backup import create_backup, prune_backups
+from engine.ops.keys import write_export
+from engine.ops.restore import key_source, restore_backup, verify_archive
+from engine.types import Modality
+from tests.unit.ops.conftest import config_of, face, fill, open_gallery, templates
+
+
+def test_restore_drill_with_enrollments_streaming_in(tmp_path: Path) -> None:
+    root = tmp_path / "live"
+    gallery = open_gallery(root)
+    acked: list[tuple[str, int]] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+    fill(gallery, 50)
+
+    def enroll(worker: int) -> None:
+        i = 0
+        while not stop.is_set():
+            n = 1000 + worker * 100_000 + i
+            result = gallery.insert(templates(n), ref_id=f"R{n}", partition="camp-a")
+            with lock:
+                acked.append((f"R{n}", result.seq))
+            i += 1
+
+    threads = [threading.Thread(target=enroll, args=(w,)) for w in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        while len(acked) < 60:  # enrollments are flowing before the backup starts
+            threading.Event().wait(0.01)
+        result = create_backup(gallery, tmp_path / "backups", config=config_of(root))
+        seen = len(acked)
+        while len(acked) < seen + 30:  # and go on after it
+            threading.Event().wait(0.01)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    gallery.close()
+    seq = result.manifest["change_seq"]
+    assert result.path.suffix == ".nasbak" and result.path.stat().st_mode & 0o777 == 0o600
+    assert result.manifest["site_id"] == "camp-test" and "nasname.db" in result.manifest["members"]
+    before = [ref for ref, s in acked if s <= seq]
+    after = [ref for ref, s in acked if s > seq]
+    assert before and after, "the backup was not taken mid-stream"
+
+    restored = restore_backup(result.path, tmp_path / "new", key_source(root / "nasname.key", None))
+    assert restored.key_file is None  # the key file given stays the key
+    g = open_gallery(tmp_path / "new", KeyRing.from_file(root / "nasname.key"))
+    try:
+        stats = g.store.stats()
+        assert stats["last_seq"] == seq
+        assert stats["records"] == result.manifest["records"]
+        assert stats["templates"] == result.manifest["templates"]
+        assert g.count() == 50 + len(before)
+        for ref in ["R0", "R49", *before]:
+            n = int(ref[1:])
+            hits = g.search(Modality.FACE, face(n), 1)
+            assert hits and hits[0].ref_id == ref, ref  # present and its own top-1
+        present = g.store.labels_of(after, status=None)
+        assert not present, f"enrolled after the backup yet restored: {sorted(present)[:5]}"
+    finally:
+        g.close()
+
+
+@pytest.fixture()
+def backup(tmp_path: Path) -> tuple[Path, Path]:
+    root = tmp_path / "live"
+    with open_gallery(root) as gallery:
+        fill(gallery, 30)
+        path = create_backup(gallery, tmp_path / "backups", config=config_of(root)).path
+    return path, root / "nasname.key"
+
+
+def test_archive_never_holds_the_key_or_a_template_in_clear(backup: tuple[Path, Path]) -> None:
+    path, key = backup
+    data = path.read_bytes()
+    raw_key = KeyRing.from_file(key).active_key
+    assert raw_key not in data and key.read_bytes().strip() not in data
+    assert face(3).vector.tobytes()[:32] not in data
+    assert b"nasname.db" not in data  # even member names are inside the encryption
+
+
+def test_restore_refuses_a_non_empty_directory_and_a_wrong_key(backup: tuple[Path, Path],
+                                                                 tmp_path: Path) -> None:
+    path, key = backup
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "x").write_text("x")
+    with pytest.raises(Conflict, match="not empty"):
+        restore_backup(path, busy, key_source(key, None))
+    other = tmp_path / "other.key"
+    KeyRing.from_file(other)
+    with pytest.raises(IntegrityError, match="sealed with key id") as err:
+        restore_backup(path, tmp_path / "new", key_source(other, None))
+    assert err.value.reason == "WRONG_KEY" and not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("where", ["middle", "end"])
+def test_a_damaged_archive_is_refused_naming_the_member_and_nothing_is_left(
+        backup: tuple[Path, Path], tmp_path: Path, where: str) -> None:
+    path, key = backup
+    data = bytearray(path.read_bytes())
+    if where == "middle":
+        data[len(data) // 2] ^= 0x01
+    else:
+        data = data[: len(data) - 100]  # truncated
+    bad = tmp_path / "bad.nasbak"
+    bad.write_bytes(bytes(data))
+    target = tmp_path / "new"
+    target.mkdir()
+    with pytest.raises(IntegrityError, match="backup member") as err:
+        restore_backup(bad, target, key_source(key, None))
+    assert err.value.reason in ("ARCHIVE_CORRUPT", "ARCHIVE_TRUNCATED")
+    assert err.value.details["member"]
+    assert list(target.iterdir()) == []  # nothing half-restored
+
+
+def test_passphrase_restore_from_the_archive_or_an_export(backup: tuple[Path, Path], tmp_path: Path) -> None:
+    path, key = backup
+    with pytest.raises(InvalidInput, match="does not hold the key"):
+        restore_backup(path, tmp_path / "a", key_source(None, "correct horse battery"))
+    export = tmp_path / "key.export"
+    write_export(KeyRing.from_file(key), "correct horse battery", export)
+    assert KeyRing.from_file(key).active_key not in export.read_bytes()
+    with pytest.raises(Exception, match="passphrase does not open"):
+        restore_backup(path, tmp_path / "b", key_source(export, "wrong horse battery"))
+    done = restore_backup(path, tmp_path / "c", key_source(export, "correct horse battery"))
+    assert done.key_file == tmp_path / "c" / "nasname.key"
+    with open_gallery(tmp_path / "c") as g:  # opens with the key written there
+        assert g.count() == 30
+
+
+def test_backup_with_a_passphrase_restores_with_the_passphrase_alone(tmp_path: Path) -> None:
+    root = tmp_path / "live"
+    with open_gallery(root) as gallery:
+        fill(gallery, 5)
+        path = create_backup(gallery, tmp_path / "b", config=config_of(root),
+                             passphrase="long enough phrase").path
+    manifest = verify_archive(path, key_source(None, "long enough phrase"))
+    assert manifest["records"]["active"] == 5
+    restore_backup(path, tmp_path / "new", key_source(None, "long enough phrase"))
+    with open_gallery(tmp_path / "new") as g:
+        assert g.search(Modality.FACE, face(2), 1)[0].ref_id == "R2"
+
+
+def test_prune_keeps_the_newest(tmp_path: Path) -> None:
+    d = tmp_path / "b"
+    d.mkdir()
+    for i in range(5):
+        p = d / f"nasname-2026010{i}T000000Z-seq{i}.nasbak"
+        p.write_bytes(b"x")
+        os.utime(p, (1000 + i, 1000 + i))
+    removed = prune_backups(d, 2)
+    assert sorted(p.name for p in d.iterdir()) == ["nasname-20260103T000000Z-seq3.nasbak",
+                                                   "nasname-20260104T000000Z-seq4.nasbak"]
+    assert len(removed) == 3
