@@ -152,6 +152,17 @@ class DataDir:
     def backups_dir(self) -> Path:
         return private_dir(self.root / BACKUP_DIR)
 
+    def quick_check(self) -> None:
+        """SQLite's ``quick_check`` of the whole database file (seconds per GB): raises
+        ``IntegrityError`` STORE_CORRUPT with the restore command when the file is damaged. The
+        service runs it before it accepts a call."""
+        problems = self.store.sqlite_check(quick=True)
+        if problems:
+            raise IntegrityError(f"the database {self.db_path} is damaged ({'; '.join(problems[:3])}). "
+                                 f"Refusing to start on it: {RESTORE_HINT}. `nasname check --data-dir "
+                                 f"{self.root}` lists what is wrong.", reason="STORE_CORRUPT",
+                                 details={"problems": problems[:10]})
+
     # -- the database file itself --------------------------------------------------------------
 
     def replace_database(self, new_db: Path, keep_old_as: Path | None = None) -> None:

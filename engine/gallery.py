@@ -447,6 +447,28 @@ class Gallery:
             log.info("index snapshot written at change %d", seq)
             return seq
 
+    def index_consistency(self) -> dict[Modality, dict[str, Any]]:
+        """Per modality: templates of active records in the store, templates in the index, and up to
+        ten store labels missing from the index. Writers wait meanwhile (a commit and its index update
+        are one step under the write mutex, so the two are compared at one change)."""
+        self._check_open()
+        out: dict[Modality, dict[str, Any]] = {}
+        with self._write_mutex:
+            for modality in Modality:
+                labels, example = self.store.active_template_labels(modality)
+                with self._rw.read():
+                    index = self._indexes.get(modality)
+                    size = 0 if index is None else len(index)
+                    missing: list[int] = []
+                    if labels.size and index is not None and example is not None:
+                        scores = np.asarray(index.score(example, labels), dtype=np.float32)
+                        missing = [int(x) for x in labels[np.isnan(scores)][:10]]
+                    elif labels.size:
+                        missing = [int(x) for x in labels[:10]]
+                if labels.size or size:
+                    out[modality] = {"store": int(labels.size), "index": size, "missing": missing}
+        return out
+
     def copy_point_in_time(self, dest: Path) -> tuple[int, dict[str, Any]]:
         """A consistent copy of the gallery at one change seq, taken while it keeps serving (backups):
         ``dest/nasname.db`` (SQLite online backup of one read transaction, never a copy of a

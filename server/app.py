@@ -145,6 +145,7 @@ def serve(config_path: Path | None = None, **overrides: Any) -> int:
     credentials = server_credentials(config, engine_config.data_dir)  # config errors before opening
     engine = Engine.open(engine_config)
     try:
+        engine.datadir.quick_check()  # a damaged database is refused, with the restore command
         tokens: TokenStore = engine.tokens
         bootstrap_admin_token(tokens)
         server, port = create_server(config.address, engine, tokens=tokens, config=config,

@@ -23,11 +23,11 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.crypto import KeyRing, associated_data
-from engine.errors import AlreadyExists, Conflict, InvalidInput, ModelMismatch, NotFound
+from engine.errors import AlreadyExists, Conflict, IntegrityError, InvalidInput, ModelMismatch, NotFound
 from engine.store import audit, codec, tokens
 from engine.store.adjudication import AdjudicationMixin
 from engine.store.db import Database
-from engine.store.schema import SCHEMA_VERSION, migrate
+from engine.store.schema import SCHEMA_VERSION, migrate, schema_version
 from engine.store.values import AuditReport, Record, RecordStatus, TokenInfo, WriteResult
 from engine.types import Modality, ModelRef, Template
 
@@ -327,6 +327,25 @@ class Store(AdjudicationMixin):
                 "SELECT COUNT(*) FROM templates t JOIN records r ON r.id = t.record_id "
                 "WHERE t.modality = ? AND r.status = 'active'", (modality.value,)).fetchone()[0])
 
+    def active_template_labels(self, modality: Modality) -> tuple[npt.NDArray[np.int64], Template | None]:
+        """Labels of the active records holding a ``modality`` template (sorted), and one of those
+        templates (decrypted) to probe an index with; (empty, None) when there is none."""
+        with self.db.read() as conn:
+            labels = np.fromiter((i for (i,) in conn.execute(
+                "SELECT t.record_id FROM templates t JOIN records r ON r.id = t.record_id "
+                "WHERE t.modality = ? AND r.status = 'active' ORDER BY t.record_id", (modality.value,))),
+                dtype=np.int64)
+            example: Template | None = None
+            for label in labels[:20].tolist():  # the first readable one (a damaged blob is check's to name)
+                blob = conn.execute("SELECT blob FROM templates WHERE record_id = ? AND modality = ?",
+                                    (label, modality.value)).fetchone()[0]
+                try:
+                    example = codec.open_template(self.keyring, int(label), modality, blob)
+                    break
+                except IntegrityError:
+                    continue
+        return labels, example
+
     def stats(self) -> dict[str, Any]:
         """Counts per status, per partition and status, active templates per modality, open cases."""
         with self.db.read() as conn:
@@ -387,6 +406,21 @@ class Store(AdjudicationMixin):
     def audit_entries(self, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
         with self.db.read() as conn:
             return audit.entries(conn, after=after, limit=limit)
+
+    def sqlite_check(self, *, quick: bool = False) -> list[str]:
+        """SQLite's ``integrity_check`` (or the faster ``quick_check``): the problems found, [] when
+        the file is sound."""
+        pragma = "quick_check" if quick else "integrity_check"
+        try:
+            with self.db.read() as conn:
+                rows = [str(r[0]) for r in conn.execute(f"PRAGMA {pragma}(100)")]
+        except IntegrityError as exc:  # so damaged that the check itself cannot run
+            return [str(exc)]
+        return [] if rows == ["ok"] else rows
+
+    def schema_version(self) -> int:
+        with self.db.read() as conn:
+            return schema_version(conn)
 
     def audit_head(self) -> dict[str, Any]:
         """The audit log's last row number and hash (hex): anchored in backups, so a log cut short

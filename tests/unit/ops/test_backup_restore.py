@@ -168,3 +168,36 @@ def test_prune_keeps_the_newest(tmp_path: Path) -> None:
     assert sorted(p.name for p in d.iterdir()) == ["nasname-20260103T000000Z-seq3.nasbak",
                                                    "nasname-20260104T000000Z-seq4.nasbak"]
     assert len(removed) == 3
+
+
+def test_cli_backup_restore_and_key_export_import(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from server import cli
+
+    root = tmp_path / "live"
+    with open_gallery(root) as gallery:
+        fill(gallery, 12)
+    monkeypatch.delenv("NASNAME_CONFIG", raising=False)
+    assert cli.main(["backup", "create", "--data-dir", str(root), "--to", str(tmp_path / "b")]) == 0
+    out = capsys.readouterr().out
+    assert "backup written:" in out and "NOT in the archive" in out
+    archive = next((tmp_path / "b").glob("*.nasbak"))
+    key = str(root / "nasname.key")
+    assert cli.main(["backup", "verify", str(archive), "--key-file", key, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["manifest"]["records"] == {"active": 12, "pending": 0,
+                                                                          "deleted": 0}
+    monkeypatch.setenv("NASNAME_PASSPHRASE", "a long passphrase")
+    assert cli.main(["key", "export", "--data-dir", str(root), "--to", str(tmp_path / "k.export"),
+                     "--passphrase"]) == 0
+    capsys.readouterr()
+    assert cli.main(["backup", "restore", str(archive), "--data-dir", str(tmp_path / "new"),
+                     "--key-file", str(tmp_path / "k.export"), "--passphrase", "--json"]) == 0
+    restored = json.loads(capsys.readouterr().out)
+    assert restored["check"]["ok"] and restored["key_file"] == str(tmp_path / "new" / "nasname.key")
+    assert cli.main(["check", "--data-dir", str(tmp_path / "new")]) == 0
+    assert cli.main(["key", "import", str(tmp_path / "k.export"), "--to", str(tmp_path / "k2.key")]) == 0
+    assert (tmp_path / "k2.key").read_text() == (root / "nasname.key").read_text()
+    assert cli.main(["backup", "restore", str(archive), "--data-dir", str(tmp_path / "new")]) == 2
+    assert "not empty" in capsys.readouterr().err
