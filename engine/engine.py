@@ -388,7 +388,10 @@ class Engine:
         return int(self._gallery.count(partition=partition))
 
     def stats(self) -> GalleryStats:
+        from engine.ops.schedule import last_good_backup
+
         raw = self._gallery.stats()
+        backup = last_good_backup(self._gallery.datadir)
         by_status = {str(k): int(v) for k, v in raw["records"].items()}
         partitions: dict[str, dict[str, int]] = raw["partitions"]
         return GalleryStats(
@@ -399,6 +402,8 @@ class Engine:
             models={m.value: str(ref) for m, ref in self._gallery.models().items()},
             by_partition_status={p: {str(k): int(v) for k, v in c.items()} for p, c in partitions.items()},
             pending_cases=int(raw["pending_cases"]),
+            last_backup_time=None if backup is None else float(backup["time"]),
+            last_backup_age_s=None if backup is None else float(backup["age_s"]),
         )
 
     def list_pending(self, *, limit: int = 100, offset: int = 0) -> list[AdjudicationItem]:

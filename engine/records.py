@@ -163,3 +163,5 @@ class GalleryStats:
     models: dict[str, str]
     by_partition_status: dict[str, dict[str, int]] = field(default_factory=dict)
     pending_cases: int = 0
+    last_backup_time: float | None = None  # Unix time of the last good backup (None: never)
+    last_backup_age_s: float | None = None

@@ -24,6 +24,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from engine.engine import Engine
+from engine.ops.schedule import BackupScheduler, BackupSettings
 from server._gen.nasname.v1 import nasname_pb2 as pb
 from server._gen.nasname.v1 import nasname_pb2_grpc as pb_grpc
 from server.auth import Authenticator, RateLimiter, Role, TokenChecker
@@ -34,6 +35,8 @@ from server.servicer import AdminServicer, NasnameServicer, TokenAdmin
 __all__ = ["Server", "bootstrap_admin_token", "create_server", "serve"]
 
 log = logging.getLogger(__name__)
+
+BACKUP_HEALTH = "nasname.backup"  # health service name: SERVING while scheduled backups are on time
 
 SERVICE_NAMES = (
     pb.DESCRIPTOR.services_by_name["Nasname"].full_name,
@@ -75,7 +78,8 @@ class Server:
 
 def create_server(address: str, engine: Engine, *, tokens: TokenStore,
                   config: ServerConfig | None = None,
-                  credentials: grpc.ServerCredentials | None = None) -> tuple[Server, int]:
+                  credentials: grpc.ServerCredentials | None = None,
+                  backup: BackupSettings | None = None) -> tuple[Server, int]:
     """A server for ``engine`` bound to ``address`` (port 0: a free one), not started yet. Returns it
     and the bound port. ``credentials`` None binds without TLS: the caller (``serve``, tests) decides."""
     config = config or ServerConfig(address=address)
@@ -98,7 +102,8 @@ def create_server(address: str, engine: Engine, *, tokens: TokenStore,
         maximum_concurrent_rpcs=config.effective_max_concurrent_rpcs)
     servicer = NasnameServicer(engine, max_batch_items=config.max_batch_items)
     pb_grpc.add_NasnameServicer_to_server(servicer, grpc_server)  # type: ignore[no-untyped-call]
-    pb_grpc.add_AdminServicer_to_server(AdminServicer(tokens), grpc_server)  # type: ignore[no-untyped-call]
+    admin = AdminServicer(tokens, engine, backup)
+    pb_grpc.add_AdminServicer_to_server(admin, grpc_server)  # type: ignore[no-untyped-call]
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
     for name in SERVICE_NAMES:
@@ -142,14 +147,23 @@ def serve(config_path: Path | None = None, **overrides: Any) -> int:
     config = ServerConfig.load(toml, **overrides)
     setup_logging(config.log_format)
     engine_config = EngineConfig.load(config_path)
+    backup = BackupSettings.from_toml(toml)
     credentials = server_credentials(config, engine_config.data_dir)  # config errors before opening
     engine = Engine.open(engine_config)
+    scheduler: BackupScheduler | None = None
     try:
         engine.datadir.quick_check()  # a damaged database is refused, with the restore command
         tokens: TokenStore = engine.tokens
         bootstrap_admin_token(tokens)
         server, port = create_server(config.address, engine, tokens=tokens, config=config,
-                                     credentials=credentials)
+                                     credentials=credentials, backup=backup)
+        health_of_backups = server.health
+
+        def backups_on_time(ok: bool) -> None:  # health service "nasname.backup": overdue = NOT_SERVING
+            health_of_backups.set(BACKUP_HEALTH, health_pb2.HealthCheckResponse.SERVING if ok
+                                  else health_pb2.HealthCheckResponse.NOT_SERVING)
+
+        scheduler = BackupScheduler(engine.gallery, engine_config, backup, on_result=backups_on_time)
         stopping = threading.Event()
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -158,6 +172,9 @@ def serve(config_path: Path | None = None, **overrides: Any) -> int:
 
         previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         server.start()
+        if backup.interval_s > 0:
+            backups_on_time(scheduler.healthy())
+            scheduler.start()
         host = config.host
         shown = f"[{host}]" if ":" in host else host
         log.info("listening on %s:%d (%s)", shown, port, "plaintext" if credentials is None else "TLS")
@@ -174,5 +191,7 @@ def serve(config_path: Path | None = None, **overrides: Any) -> int:
         server.stop()
         log.info("stopped; closing the engine")
     finally:
+        if scheduler is not None:
+            scheduler.stop()
         engine.close()
     return 0

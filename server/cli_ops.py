@@ -4,6 +4,8 @@
     nasname backup restore ARCHIVE --data-dir NEW [--key-file F | --passphrase] [--json]
     nasname backup verify ARCHIVE [--key-file F | --passphrase] [--json]
     nasname check --data-dir D [--full] [--json]      (exit 0 only when every check passes)
+    nasname maintenance --data-dir D [--json]        (checkpoint + VACUUM, snapshot, prune jobs / backups)
+    nasname backup create|check|maintenance ... --remote [connection options]   (a running server)
     nasname key export --data-dir D --to FILE --passphrase
     nasname key import EXPORT_FILE --to KEY_FILE
 
@@ -55,9 +57,10 @@ def add_ops_commands(sub: Any) -> None:
     bsub = b.add_subparsers(dest="backup_command", metavar="ACTION", required=True)
     c = bsub.add_parser("create", help="write a compressed, encrypted, point-in-time archive")
     _common(c)
-    c.add_argument("--to", type=Path, required=True, help="folder for the archive")
+    c.add_argument("--to", type=Path, help="folder for the archive (local; a server uses its [backup] dir)")
     c.add_argument("--passphrase", action="store_true",
                    help="also put the data key in the archive, wrapped by a passphrase")
+    _remote(c)
     r = bsub.add_parser("restore", help="restore an archive into a new, empty data directory")
     r.add_argument("archive", type=Path)
     r.add_argument("--data-dir", type=Path, required=True, help="the new, empty data directory")
@@ -75,7 +78,15 @@ def add_ops_commands(sub: Any) -> None:
     ch = sub.add_parser("check", help="integrity check of a gallery (exit 0 only when all checks pass)")
     _common(ch)
     ch.add_argument("--full", action="store_true", help="decrypt every template, not a random sample")
+    _remote(ch)
     ch.set_defaults(handler=_check)
+
+    mt = sub.add_parser("maintenance", help="WAL checkpoint + VACUUM, index snapshot now, prune finished job "
+                        "folders (> --job-age-days) and backups (the [backup] keep)")
+    _common(mt)
+    mt.add_argument("--job-age-days", type=float, default=30.0)
+    _remote(mt)
+    mt.set_defaults(handler=_maintenance)
 
     k = sub.add_parser("key", help="export the data key under a passphrase, or import such an export")
     ksub = k.add_subparsers(dest="key_command", metavar="ACTION", required=True)
@@ -90,6 +101,26 @@ def add_ops_commands(sub: Any) -> None:
     i.add_argument("--json", action="store_true")
     for q in (e, i):
         q.set_defaults(handler=_key)
+
+
+def _remote(p: argparse.ArgumentParser) -> None:
+    from server.cli_client import add_connection_options
+
+    p.add_argument("--remote", action="store_true", help="through a running server's admin RPC")
+    add_connection_options(p)
+
+
+def _run_remote(args: argparse.Namespace, call: Any) -> int:
+    from server.cli_client import run_client
+
+    return run_client(call, args)
+
+
+def _backup_settings(args: argparse.Namespace) -> Any:
+    from engine.config import load_toml
+    from engine.ops.schedule import BackupSettings
+
+    return BackupSettings.from_toml(load_toml(getattr(args, "config", None)))
 
 
 def _engine_config(args: argparse.Namespace) -> Any:
@@ -130,11 +161,21 @@ def _backup(args: argparse.Namespace) -> int:
     from engine.ops.restore import key_source, restore_backup, verify_archive
 
     if args.backup_command == "create":
+        if args.remote:
+            if args.passphrase or args.to:
+                raise InvalidInput("a server writes its backups into its [backup] dir, without the key",
+                                   reason="INVALID_REQUEST")
+            return _run_remote(args, lambda c, a: _remote_backup(c.create_backup(timeout=a.timeout)))
+        if args.to is None:
+            raise InvalidInput("--to DIR is required (or --remote)", reason="INVALID_REQUEST")
         passphrase = read_passphrase(confirm=True) if args.passphrase else None
+        from engine.ops.schedule import record_good_backup
+
         gallery = _open_gallery(args)
         try:
             config = _engine_config(args)
             result = create_backup(gallery, args.to, config=config, passphrase=passphrase)
+            record_good_backup(gallery.datadir, result)
         finally:
             gallery.close()
         m = result.manifest
@@ -227,9 +268,45 @@ def check_local(config: Any, *, full: bool) -> dict[str, Any]:
         gallery.close()
 
 
+def _remote_backup(reply: Any) -> str:
+    m = json.loads(reply.manifest_json)
+    return "\n".join([
+        f"backup written on the server: {reply.file}",
+        f"  size {_size(reply.bytes)}, took {reply.seconds:.1f} s, change {reply.change_seq}, "
+        f"created {reply.created}",
+        "  records: " + ", ".join(f"{k} {v}" for k, v in m["records"].items())])
+
+
+def _maintenance(args: argparse.Namespace) -> int:
+    from engine.ops.schedule import run_maintenance
+
+    if args.remote:
+        return _run_remote(args, lambda client, a: json.dumps(
+            json.loads(client.run_maintenance(timeout=a.timeout).report_json), indent=1))
+    gallery = _open_gallery(args)
+    try:
+        report = run_maintenance(gallery, settings=_backup_settings(args), job_age_days=args.job_age_days)
+    finally:
+        gallery.close()
+    db = report["database"]
+    _print(args, report, [
+        f"maintenance done in {report['seconds']:.1f} s",
+        f"  database {_size(db['bytes_before'])} -> {_size(db['bytes_after'])} (checkpoint + VACUUM)",
+        f"  index snapshot at change {report['snapshot_seq']}",
+        f"  job folders removed: {len(report['jobs_removed'])}; "
+        f"backups removed: {len(report['backups_removed'])}"])
+    return 0
+
+
 def _check(args: argparse.Namespace) -> int:
     from engine.ops.check import report_text
 
-    report = check_local(_engine_config(args), full=args.full)
+    if args.remote:
+        from server.cli_client import connect
+
+        with connect(args) as client:
+            report = json.loads(client.check_integrity(full=args.full, timeout=args.timeout).report_json)
+    else:
+        report = check_local(_engine_config(args), full=args.full)
     print(json.dumps(report, indent=1) if args.json else report_text(report))
     return 0 if report["ok"] else 1

@@ -6,6 +6,7 @@ caller's identity and the request id come from the interceptor through ``current
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections.abc import Iterator
@@ -17,7 +18,9 @@ from typing import Any, Protocol
 import grpc
 
 from engine.engine import Engine
-from engine.errors import InvalidInput, NasnameError, ResourceExhausted
+from engine.errors import InvalidInput, NasnameError, ResourceExhausted, Unavailable
+from engine.ops.check import run_check
+from engine.ops.schedule import BackupSettings, backup_now, run_maintenance
 from engine.store.values import TokenInfo
 from server import convert as cv
 from server import errors
@@ -230,8 +233,44 @@ def token_to_pb(t: TokenInfo) -> pb.Token:
 
 
 class AdminServicer(pb_grpc.AdminServicer):  # type: ignore[misc]
-    def __init__(self, tokens: TokenAdmin) -> None:
+    """Tokens, and the operations RPCs on ``engine``'s gallery (backups into ``backup``'s folder)."""
+
+    def __init__(self, tokens: TokenAdmin, engine: Engine | None = None,
+                 backup: BackupSettings | None = None) -> None:
         self.tokens = tokens
+        self.engine = engine
+        self.backup = backup or BackupSettings()
+
+    def _engine(self) -> Engine:
+        if getattr(getattr(self.engine, "gallery", None), "datadir", None) is None or self.engine is None:
+            raise Unavailable("operations are not available on this server", reason="OPS_UNAVAILABLE")
+        return self.engine
+
+    def CreateBackup(self, request: pb.CreateBackupRequest,
+                     context: grpc.ServicerContext) -> pb.CreateBackupResponse:
+        call = current_call()
+        with _translating(context, call.request_id):
+            engine = self._engine()
+            result = backup_now(engine.gallery, engine.config, self.backup)
+            m = result.manifest
+        return pb.CreateBackupResponse(request_id=call.request_id, file=result.path.name, bytes=result.bytes,
+                                       seconds=result.seconds, change_seq=int(m["change_seq"]),
+                                       created=str(m["created"]), manifest_json=json.dumps(m))
+
+    def CheckIntegrity(self, request: pb.CheckIntegrityRequest,
+                       context: grpc.ServicerContext) -> pb.CheckIntegrityResponse:
+        call = current_call()
+        with _translating(context, call.request_id):
+            report = run_check(self._engine().gallery, full=request.full)
+        return pb.CheckIntegrityResponse(request_id=call.request_id, ok=bool(report["ok"]),
+                                         report_json=json.dumps(report))
+
+    def RunMaintenance(self, request: pb.RunMaintenanceRequest,
+                       context: grpc.ServicerContext) -> pb.RunMaintenanceResponse:
+        call = current_call()
+        with _translating(context, call.request_id):
+            report = run_maintenance(self._engine().gallery, settings=self.backup)
+        return pb.RunMaintenanceResponse(request_id=call.request_id, report_json=json.dumps(report))
 
     def CreateToken(self, request: pb.CreateTokenRequest,
                     context: grpc.ServicerContext) -> pb.CreateTokenResponse:

@@ -418,6 +418,10 @@ class Store(AdjudicationMixin):
             return [str(exc)]
         return [] if rows == ["ok"] else rows
 
+    def maintain(self) -> dict[str, int]:
+        """Checkpoint, VACUUM and optimize the database (``Database.maintain``)."""
+        return self.db.maintain()
+
     def schema_version(self) -> int:
         with self.db.read() as conn:
             return schema_version(conn)

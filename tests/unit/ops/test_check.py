@@ -114,3 +114,28 @@ def test_stray_files_are_orphans(root: Path, capsys: pytest.CaptureFixture[str])
     assert code == 1 and _failed(checks) == ["orphan_files"]
     assert len(checks["orphan_files"]["problems"]) == 2  # type: ignore[arg-type]
     assert EngineConfig(data_dir=root).data_dir == root
+
+
+def test_maintenance_vacuums_snapshots_and_prunes_old_jobs(root: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    from engine.jobs import JobFiles
+
+    old = JobFiles.create(root / "jobs" / "dedup" / "0123456789ab", "dedup")
+    old.set_state("done")
+    meta = json.loads((old.dir / "job.json").read_text())
+    meta["updated"] = 1.0  # finished long ago
+    (old.dir / "job.json").write_text(json.dumps(meta))
+    live = JobFiles.create(root / "jobs" / "dedup" / "ba9876543210", "dedup")
+    live.set_state("cancelled")  # recent: kept
+    with sqlite3.connect(root / "nasname.db") as conn:
+        conn.execute("CREATE TABLE filler (x BLOB)")
+        conn.execute("INSERT INTO filler VALUES (zeroblob(2000000))")
+        conn.execute("DROP TABLE filler")
+    assert cli.main(["maintenance", "--data-dir", str(root), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["jobs_removed"] == ["dedup/0123456789ab"] and live.exists and not old.exists
+    assert report["database"]["bytes_after"] < report["database"]["bytes_before"] - 1_000_000
+    assert os.path.getsize(root / "nasname.db") == report["database"]["bytes_after"]
+    assert cli.main(["check", "--data-dir", str(root)]) == 0

@@ -455,7 +455,7 @@ class StatsRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ...) -> None: ...
 
 class StatsResponse(_message.Message):
-    __slots__ = ("request_id", "total", "by_status", "by_partition", "by_modality", "models")
+    __slots__ = ("request_id", "total", "by_status", "by_partition", "by_modality", "models", "last_backup_time", "last_backup_age_s")
     class ByStatusEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -490,13 +490,17 @@ class StatsResponse(_message.Message):
     BY_PARTITION_FIELD_NUMBER: _ClassVar[int]
     BY_MODALITY_FIELD_NUMBER: _ClassVar[int]
     MODELS_FIELD_NUMBER: _ClassVar[int]
+    LAST_BACKUP_TIME_FIELD_NUMBER: _ClassVar[int]
+    LAST_BACKUP_AGE_S_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     total: int
     by_status: _containers.ScalarMap[str, int]
     by_partition: _containers.ScalarMap[str, int]
     by_modality: _containers.ScalarMap[str, int]
     models: _containers.ScalarMap[str, str]
-    def __init__(self, request_id: _Optional[str] = ..., total: _Optional[int] = ..., by_status: _Optional[_Mapping[str, int]] = ..., by_partition: _Optional[_Mapping[str, int]] = ..., by_modality: _Optional[_Mapping[str, int]] = ..., models: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    last_backup_time: float
+    last_backup_age_s: float
+    def __init__(self, request_id: _Optional[str] = ..., total: _Optional[int] = ..., by_status: _Optional[_Mapping[str, int]] = ..., by_partition: _Optional[_Mapping[str, int]] = ..., by_modality: _Optional[_Mapping[str, int]] = ..., models: _Optional[_Mapping[str, str]] = ..., last_backup_time: _Optional[float] = ..., last_backup_age_s: _Optional[float] = ...) -> None: ...
 
 class Token(_message.Message):
     __slots__ = ("token_id", "name", "role", "created", "last_used", "revoked")
@@ -727,3 +731,59 @@ class ReportChunk(_message.Message):
     data: bytes
     content_type: str
     def __init__(self, data: _Optional[bytes] = ..., content_type: _Optional[str] = ...) -> None: ...
+
+class CreateBackupRequest(_message.Message):
+    __slots__ = ("request_id",)
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    def __init__(self, request_id: _Optional[str] = ...) -> None: ...
+
+class CreateBackupResponse(_message.Message):
+    __slots__ = ("request_id", "file", "bytes", "seconds", "change_seq", "created", "manifest_json")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_SEQ_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_JSON_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    file: str
+    bytes: int
+    seconds: float
+    change_seq: int
+    created: str
+    manifest_json: str
+    def __init__(self, request_id: _Optional[str] = ..., file: _Optional[str] = ..., bytes: _Optional[int] = ..., seconds: _Optional[float] = ..., change_seq: _Optional[int] = ..., created: _Optional[str] = ..., manifest_json: _Optional[str] = ...) -> None: ...
+
+class CheckIntegrityRequest(_message.Message):
+    __slots__ = ("request_id", "full")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    FULL_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    full: bool
+    def __init__(self, request_id: _Optional[str] = ..., full: _Optional[bool] = ...) -> None: ...
+
+class CheckIntegrityResponse(_message.Message):
+    __slots__ = ("request_id", "ok", "report_json")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    OK_FIELD_NUMBER: _ClassVar[int]
+    REPORT_JSON_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    ok: bool
+    report_json: str
+    def __init__(self, request_id: _Optional[str] = ..., ok: _Optional[bool] = ..., report_json: _Optional[str] = ...) -> None: ...
+
+class RunMaintenanceRequest(_message.Message):
+    __slots__ = ("request_id",)
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    def __init__(self, request_id: _Optional[str] = ...) -> None: ...
+
+class RunMaintenanceResponse(_message.Message):
+    __slots__ = ("request_id", "report_json")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    REPORT_JSON_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    report_json: str
+    def __init__(self, request_id: _Optional[str] = ..., report_json: _Optional[str] = ...) -> None: ...
