@@ -469,11 +469,14 @@ class Gallery:
                     out[modality] = {"store": int(labels.size), "index": size, "missing": missing}
         return out
 
-    def copy_point_in_time(self, dest: Path) -> tuple[int, dict[str, Any]]:
+    def copy_point_in_time(self, dest: Path, *, fresh_snapshot: bool = True) -> tuple[int, dict[str, Any]]:
         """A consistent copy of the gallery at one change seq, taken while it keeps serving (backups):
         ``dest/nasname.db`` (SQLite online backup of one read transaction, never a copy of a
-        half-written WAL) and ``dest/snapshots/`` (the index snapshot at that same seq, hard-linked).
-        Writers wait only while the snapshot is brought up to date and the read transaction starts.
+        half-written WAL) and ``dest/snapshots/`` (hard links to the index snapshot files).
+        ``fresh_snapshot``: the snapshot is brought up to that same seq first (writers wait while the
+        indexes are saved: about a second per GB of index); otherwise the latest snapshot is taken as
+        it is (writers wait only for the read transaction to start; a restore replays the changes
+        after the snapshot from the copied database, as any restart does).
         Returns the index snapshot's seq and ``Store.stats()`` as of the copy (its ``last_seq`` equals
         the snapshot's unless something wrote to the store around the gallery; the restored gallery
         then replays the difference, as on any open)."""
@@ -484,7 +487,7 @@ class Gallery:
         snaps = private_dir(Path(dest) / SNAPSHOT_DIR)
         with self.store.db.read() as conn:
             with self._write_mutex:  # no commit between the snapshot and the start of the read
-                seq = self.snapshot()
+                seq = self.snapshot() if fresh_snapshot or self._snapshot_seq < 0 else self._snapshot_seq
                 conn.execute("SELECT COUNT(*) FROM meta").fetchone()  # the read transaction starts here
                 found = snap.read_sidecar(self._snap_dir)
                 if found is not None:

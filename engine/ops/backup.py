@@ -76,10 +76,12 @@ def nasname_version() -> str:
 
 
 def create_backup(gallery: Gallery, to_dir: Path, *, config: EngineConfig, passphrase: str | None = None,
-                  model_dir: Path | None = None) -> BackupResult:
+                  model_dir: Path | None = None, fresh_snapshot: bool = True) -> BackupResult:
     """Back up the open ``gallery`` into a new archive in ``to_dir`` (created 0700). ``passphrase``:
     also put the data key in the archive, wrapped by it (restore with the passphrase alone).
-    ``model_dir``: where the model manifests are (default: the engine's model directory)."""
+    ``model_dir``: where the model manifests are (default: the engine's model directory).
+    ``fresh_snapshot``: index snapshot at the copy's change seq (default), or the latest one as it
+    is, so enrollments never wait for an index save (``Gallery.copy_point_in_time``)."""
     from engine.models.manifest import model_dir as default_model_dir
 
     started = time.monotonic()
@@ -87,7 +89,7 @@ def create_backup(gallery: Gallery, to_dir: Path, *, config: EngineConfig, passp
     to_dir = private_dir(Path(to_dir).expanduser())
     work = private_dir(datadir.jobs_dir("backup") / new_job_id())
     try:
-        seq_index, stats = gallery.copy_point_in_time(work)
+        seq_index, stats = gallery.copy_point_in_time(work, fresh_snapshot=fresh_snapshot)
         created = datetime.now(UTC)
         members: list[tuple[str, Path]] = [("nasname.db", work / "nasname.db")]
         members += [(f"snapshots/{p.name}", p) for p in sorted((work / "snapshots").iterdir())]

@@ -4,6 +4,8 @@
     every = "6h"             # s / m / h / d; "" or "0" = no scheduled backups (the default)
     keep = 14                # archives kept in ``dir`` (older ones are deleted after a good backup)
     dir = "/mnt/usb/nasname-backups"   # default <data_dir>/backups (better: another disk)
+    fresh_snapshot = true    # index snapshot at the backup's change (enrollments wait while the
+                             # indexes are saved); false: the latest snapshot, replayed on restore
 
 A failed backup is logged at ERROR and retried at the next tick. The last good backup (time, file,
 size, change) is kept in the store (``meta``), for Stats and health, whichever way it was made.
@@ -63,6 +65,7 @@ class BackupSettings:
     every: str = ""
     keep: int = 14
     dir: Path | None = None
+    fresh_snapshot: bool = True
 
     def __post_init__(self) -> None:
         parse_duration(self.every)
@@ -100,7 +103,7 @@ def last_good_backup(datadir: DataDir) -> dict[str, Any] | None:
 def backup_now(gallery: Gallery, config: EngineConfig, settings: BackupSettings) -> BackupResult:
     """One backup into the configured folder, recorded as the last good one, then retention."""
     directory = settings.directory(gallery.datadir)
-    result = create_backup(gallery, directory, config=config)
+    result = create_backup(gallery, directory, config=config, fresh_snapshot=settings.fresh_snapshot)
     record_good_backup(gallery.datadir, result)
     for old in prune_backups(directory, settings.keep):
         log.info("backup retention: removed %s", old.name)

@@ -12,19 +12,22 @@ import pytest
 from engine.crypto import KeyRing
 from engine.errors import Conflict, IntegrityError, InvalidInput
 from engine.ops.backup import create_backup, prune_backups
+from engine.ops.check import run_check
 from engine.ops.keys import write_export
 from engine.ops.restore import key_source, restore_backup, verify_archive
 from engine.types import Modality
 from tests.unit.ops.conftest import config_of, face, fill, open_gallery, templates
 
 
-def test_restore_drill_with_enrollments_streaming_in(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fresh", [True, False], ids=["fresh-snapshot", "latest-snapshot"])
+def test_restore_drill_with_enrollments_streaming_in(tmp_path: Path, fresh: bool) -> None:
     root = tmp_path / "live"
     gallery = open_gallery(root)
     acked: list[tuple[str, int]] = []
     lock = threading.Lock()
     stop = threading.Event()
     fill(gallery, 50)
+    gallery.snapshot()
 
     def enroll(worker: int) -> None:
         i = 0
@@ -41,7 +44,7 @@ def test_restore_drill_with_enrollments_streaming_in(tmp_path: Path) -> None:
     try:
         while len(acked) < 60:  # enrollments are flowing before the backup starts
             threading.Event().wait(0.01)
-        result = create_backup(gallery, tmp_path / "backups", config=config_of(root))
+        result = create_backup(gallery, tmp_path / "backups", config=config_of(root), fresh_snapshot=fresh)
         seen = len(acked)
         while len(acked) < seen + 30:  # and go on after it
             threading.Event().wait(0.01)
@@ -57,8 +60,13 @@ def test_restore_drill_with_enrollments_streaming_in(tmp_path: Path) -> None:
     after = [ref for ref, s in acked if s > seq]
     assert before and after, "the backup was not taken mid-stream"
 
-    restored = restore_backup(result.path, tmp_path / "new", key_source(root / "nasname.key", None))
-    assert restored.key_file is None  # the key file given stays the key
+    if fresh:
+        assert result.manifest["index_seq"] == seq
+    else:
+        assert result.manifest["index_seq"] < seq  # the snapshot taken before the stream, replayed on open
+    restored = restore_backup(result.path, tmp_path / "new", key_source(root / "nasname.key", None),
+                              check=run_check)
+    assert restored.key_file is None and restored.check["ok"]  # the key file given stays the key
     g = open_gallery(tmp_path / "new", KeyRing.from_file(root / "nasname.key"))
     try:
         stats = g.store.stats()
