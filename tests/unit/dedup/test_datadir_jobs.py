@@ -4,10 +4,13 @@ and everything under the data directory, job outputs included, is private (0600 
 
 from __future__ import annotations
 
+import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from engine.config import EngineConfig
 from engine.dedup.runner import JobRunner
@@ -19,8 +22,18 @@ from engine.types import Modality
 from tests.unit.dedup.conftest import at_cosine, face_t, unit_rows
 
 
+@pytest.fixture()
+def loose_umask() -> Iterator[None]:
+    """A permissive umask (the nasname CLI narrows it; the engine's writers must not rely on that)."""
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
 def test_job_uses_the_engines_key_kept_elsewhere_and_writes_private_files(
-        tmp_path: Path, fusion: Fusion) -> None:
+        tmp_path: Path, fusion: Fusion, loose_umask: None) -> None:
     data, keys = tmp_path / "data", tmp_path / "keys"
     config = EngineConfig(data_dir=data, key_file=keys / "camp.key", modalities=("face",))
     rng = np.random.default_rng(4)
@@ -38,13 +51,21 @@ def test_job_uses_the_engines_key_kept_elsewhere_and_writes_private_files(
             result = runner.result(job_id)
         finally:
             runner.close()
+        open_files = _modes(data)  # while the engine holds it: the WAL and shared-memory files too
+        assert {"nasname.db-wal", "nasname.db-shm"} <= {p.name for p in open_files}
     finally:
         engine.close()
     assert result.summary["clusters"] == 1 and {"pairs.csv", "clusters.csv"} <= set(result.files)
     assert (keys / "camp.key").is_file() and not (data / "nasname.key").exists()
-    checked = 0
+    checked = _modes(data)
+    assert len(checked) > 10 and any(p.name == "candidates.bin" for p in checked)
+
+
+def _modes(data: Path) -> list[Path]:
+    """Every entry under ``data``, each asserted private (folders 0700, files 0600)."""
+    seen = []
     for path in [data, *data.rglob("*")]:
         mode = stat.S_IMODE(path.stat().st_mode)
         assert mode == (0o700 if path.is_dir() else 0o600), f"{path.relative_to(data)} is {mode:04o}"
-        checked += 1
-    assert checked > 10 and any(p.name == "candidates.bin" for p in data.rglob("*"))
+        seen.append(path)
+    return seen
