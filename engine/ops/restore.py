@@ -162,7 +162,9 @@ def _stream(f: IO[bytes], ring: KeyRing, header: ArchiveHeader, raw: bytes, stag
                     if out is not None:
                         out.close()
                 found[info.name] = (sha.hexdigest(), n)
-            current = "(archive end)"
+        current = "(archive end)"
+        while reader.read(_COPY):  # through the last chunk: a cut or extended archive is refused too
+            pass
     except NasnameError as exc:
         raise type(exc)(f"backup member {current}: {exc}", reason=exc.reason,
                         details={"member": current}) from exc

@@ -117,15 +117,17 @@ def test_restore_refuses_a_non_empty_directory_and_a_wrong_key(backup: tuple[Pat
     assert err.value.reason == "WRONG_KEY" and not (tmp_path / "new").exists()
 
 
-@pytest.mark.parametrize("where", ["middle", "end"])
+@pytest.mark.parametrize("where", ["middle", "end", "appended"])
 def test_a_damaged_archive_is_refused_naming_the_member_and_nothing_is_left(
         backup: tuple[Path, Path], tmp_path: Path, where: str) -> None:
     path, key = backup
     data = bytearray(path.read_bytes())
     if where == "middle":
         data[len(data) // 2] ^= 0x01
-    else:
+    elif where == "end":
         data = data[: len(data) - 100]  # truncated
+    else:
+        data += b"\x00" * 64  # something after the last chunk
     bad = tmp_path / "bad.nasbak"
     bad.write_bytes(bytes(data))
     target = tmp_path / "new"
