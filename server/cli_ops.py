@@ -158,7 +158,7 @@ def _size(n: int) -> str:
 
 def _backup(args: argparse.Namespace) -> int:
     from engine.ops.backup import create_backup
-    from engine.ops.restore import key_source, restore_backup, verify_archive
+    from engine.ops.restore import key_source, restore_backup
 
     if args.backup_command == "create":
         if args.remote:
@@ -193,7 +193,7 @@ def _backup(args: argparse.Namespace) -> int:
     passphrase = read_passphrase(confirm=False) if args.passphrase else None
     key = key_source(args.key_file, passphrase)
     if args.backup_command == "verify":
-        manifest = verify_archive(args.archive, key)
+        manifest = _verify_with_progress(args.archive, key, quiet=args.json)
         _print(args, {"ok": True, "manifest": manifest}, [
             f"backup OK: {args.archive}",
             f"  change {manifest['change_seq']}, created {manifest['created']}, "
@@ -211,6 +211,29 @@ def _backup(args: argparse.Namespace) -> int:
                      f"{restored.target / 'nasname.key'})")
     _print(args, restored.to_json(), lines)
     return 0
+
+
+def _verify_with_progress(archive: Path, key: Any, *, quiet: bool) -> dict[str, Any]:
+    """``backup verify`` as a job (engine.ops.verify): a progress bar with ETA on stderr; Ctrl-C stops."""
+    import shutil
+    import tempfile
+
+    from tqdm import tqdm
+
+    from engine.jobs import Progress
+    from engine.ops.verify import VerifyJob
+
+    folder = Path(tempfile.mkdtemp(prefix="nasname-verify-"))
+    try:
+        job = VerifyJob.create(folder / "job", archive, key)
+        with tqdm(total=job.progress().total, unit="B", unit_scale=True, file=sys.stderr, disable=quiet,
+                  desc=f"verify {Path(archive).name}") as bar:
+            def show(p: Progress) -> None:
+                bar.update(max(0, p.done - bar.n))
+
+            return job.run(on_progress=show)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _key(args: argparse.Namespace) -> int:

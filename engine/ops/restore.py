@@ -70,15 +70,31 @@ def archive_key_id(archive: Path) -> ArchiveHeader:
     return header
 
 
-def verify_archive(archive: Path, key: KeySource) -> dict[str, Any]:
+def verify_archive(archive: Path, key: KeySource, *,
+                   watch: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Stream the whole archive, checking every chunk and every member against the manifest; returns
-    the manifest. Nothing is written."""
+    the manifest. Nothing is written. ``watch(bytes_read)`` is called as the archive is read (progress;
+    it may raise to stop: ``engine.ops.verify``)."""
     with Path(archive).open("rb") as f:
         header, raw = read_header(f)
         ring, _ = key(header)
         _check_key(ring, header)
-        manifest, _ = _stream(f, ring, header, raw, None)
+        source: Any = f if watch is None else _Watched(f, watch)
+        manifest, _ = _stream(source, ring, header, raw, None)
     return manifest
+
+
+class _Watched:
+    """The archive file read through ``watch(position)``."""
+
+    def __init__(self, f: IO[bytes], watch: Callable[[int], None]) -> None:
+        self._f = f
+        self._watch = watch
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(n)
+        self._watch(self._f.tell())
+        return data
 
 
 def restore_backup(archive: Path, target: Path, key: KeySource, *,

@@ -211,3 +211,31 @@ def test_cli_backup_restore_and_key_export_import(tmp_path: Path, capsys: pytest
     assert (tmp_path / "k2.key").read_text() == (root / "nasname.key").read_text()
     assert cli.main(["backup", "restore", str(archive), "--data-dir", str(tmp_path / "new")]) == 2
     assert "not empty" in capsys.readouterr().err
+
+
+def test_verification_runs_as_a_job_with_progress_cancel_and_resume(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.jobs import JobCancelled
+    from engine.ops import verify
+
+    root = tmp_path / "live"
+    with open_gallery(root) as gallery:
+        fill(gallery, 300)
+        path = create_backup(gallery, tmp_path / "b", config=config_of(root)).path
+    monkeypatch.setattr(verify, "_EVERY_S", 0.0)  # a report on every read of this small archive
+    job = verify.VerifyJob.create(tmp_path / "job", path, key_source(root / "nasname.key", None))
+    seen: list[int] = []
+
+    def cancel_midway(p: verify.Progress) -> None:
+        seen.append(p.done)
+        if len(seen) == 2:
+            job.cancel()
+
+    with pytest.raises(JobCancelled):
+        job.run(on_progress=cancel_midway)
+    p = job.progress()
+    assert p.state == "cancelled" and 0 < p.done <= p.total and p.eta_s is not None
+    manifest = job.resume()
+    p = job.progress()
+    assert (p.state, p.stage, p.done, p.eta_s) == ("done", "done", p.total, 0.0)
+    assert p.found == len(manifest["members"]) > 2
