@@ -58,7 +58,7 @@ def load_toml(path: Path | None) -> dict[str, Any]:
 @dataclass(frozen=True)
 class EngineConfig:
     data_dir: Path = field(default_factory=default_data_dir)
-    key_file: Path | None = None  # default <data_dir>/nasname.key (created 0600 on first run)
+    key_file: Path | None = None  # default <data_dir>/nasname.key (created 0600 for a new data dir only)
     identify_target_fpir: float = 0.003
     enroll_target_fpir: float = 0.003
     verify_target_fmr: float = 1e-4
@@ -81,6 +81,8 @@ class EngineConfig:
     # A photo with several faces: "warn" (one is chosen, the largest near the centre; MULTIPLE_FACES is
     # a warning and the reply names the face used) or "reject" (refused: QUALITY_CHECK_FAILED).
     multiple_faces: str = "warn"
+    # Names this installation (camp, office) in backup archives and their file names; free text.
+    site_id: str = ""
 
     def __post_init__(self) -> None:
         if self.multiple_faces not in ("warn", "reject"):
@@ -96,18 +98,6 @@ class EngineConfig:
             raise ConfigurationError("shortlist and max_results_limit must be positive")
         if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,63}", self.face_model):
             raise ConfigurationError(f"face_model must be a registered model name, got {self.face_model!r}")
-
-    @property
-    def store_path(self) -> Path:
-        return self.data_dir / "nasname.db"
-
-    @property
-    def resolved_key_file(self) -> Path:
-        return self.key_file or self.data_dir / "nasname.key"
-
-    @property
-    def snapshot_dir(self) -> Path:
-        return self.data_dir / "snapshots"
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> EngineConfig:

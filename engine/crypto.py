@@ -86,6 +86,7 @@ class KeyRing:
             if len(key) != _KEY_LEN:
                 raise ConfigurationError(f"an encryption key must be {_KEY_LEN} bytes", reason="BAD_KEY")
         self._active_id = _key_id(active)
+        self._active_key = bytes(active)
         self._ciphers: dict[bytes, AESGCM] = {_key_id(k): AESGCM(k) for k in old}
         self._ciphers[self._active_id] = AESGCM(active)
         # raw keys kept only to derive purpose keys (snapshots, audit chain) from them
@@ -96,14 +97,28 @@ class KeyRing:
         """Hex id of the active key (stored next to each blob; never secret)."""
         return self._active_id.hex()
 
+    def holds(self, key_id: str) -> bool:
+        """Whether this ring holds the key with hex id ``key_id`` (active or old)."""
+        try:
+            return bytes.fromhex(key_id) in self._ciphers
+        except ValueError:
+            return False
+
+    @property
+    def active_key(self) -> bytes:
+        """The raw active key (for ``nasname key export`` and backup key derivation only)."""
+        return self._active_key
+
     @classmethod
     def generate(cls) -> KeyRing:
         """A ring with a fresh random key (tests and throw-away galleries)."""
         return cls(AESGCM.generate_key(bit_length=_KEY_LEN * 8))
 
     @classmethod
-    def load(cls, key_file: Path | None, env: Mapping[str, str] | None = None) -> KeyRing:
-        """Key from ``$NASNAME_KEY`` (base64) when set, else from ``key_file`` (created if missing).
+    def load(cls, key_file: Path | None, env: Mapping[str, str] | None = None, *,
+             create: bool = True) -> KeyRing:
+        """Key from ``$NASNAME_KEY`` (base64) when set, else from ``key_file`` (created if missing and
+        ``create``; ``engine.datadir`` allows that only for a brand-new data directory).
 
         Raises ``ConfigurationError`` when neither is given, the key is malformed, or the key file is
         readable or writable by group/others.
@@ -114,7 +129,7 @@ class KeyRing:
         if key_file is None:
             raise ConfigurationError(f"no encryption key: set ${KEY_ENV} or configure a key file",
                                      reason="NO_KEY")
-        return cls.from_file(key_file)
+        return cls.from_file(key_file, create=create)
 
     @classmethod
     def from_file(cls, path: Path, *, create: bool = True) -> KeyRing:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engine.config import EngineConfig
+from engine.datadir import DataDir
 from engine.errors import Conflict, InvalidInput, ModelMismatch, NotFound, QualityRejected
 from engine.events import EventLog, recorded
 from engine.extractor import Extractor
@@ -127,7 +128,6 @@ class Engine:
         extractors, a gallery whose face templates are not of ``config.face_model`` is refused here
         (``ModelMismatch`` naming both models and ``nasname models switch-face``)."""
         config = config or EngineConfig.load()
-        config.data_dir.mkdir(parents=True, exist_ok=True)
         gallery = Gallery.open(config)
         if extractors is None:
             from engine.extractors import check_face_model
@@ -146,6 +146,11 @@ class Engine:
     @property
     def gallery(self) -> Gallery:
         return self._gallery
+
+    @property
+    def datadir(self) -> DataDir:
+        """The open data directory (store, key, folders): what jobs and operations work on."""
+        return self._gallery.datadir
 
     @property
     def fusion(self) -> Fusion | None:
@@ -477,7 +482,10 @@ class Engine:
         return int(self._gallery.count(partition=partition))
 
     def stats(self) -> GalleryStats:
+        from engine.ops.schedule import last_good_backup
+
         raw = self._gallery.stats()
+        backup = last_good_backup(self._gallery.datadir)
         by_status = {str(k): int(v) for k, v in raw["records"].items()}
         partitions: dict[str, dict[str, int]] = raw["partitions"]
         return GalleryStats(
@@ -490,6 +498,8 @@ class Engine:
             pending_cases=int(raw["pending_cases"]),
             quarantined=int(raw["quarantined"]),
             audit_problem=str(raw["audit_problem"]),
+            last_backup_time=None if backup is None else float(backup["time"]),
+            last_backup_age_s=None if backup is None else float(backup["age_s"]),
         )
 
     def quarantined(self) -> list[tuple[str, Quarantined]]:

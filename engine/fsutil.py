@@ -12,9 +12,9 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, Any, BinaryIO
 
-__all__ = ["atomic_write", "write_atomic"]
+__all__ = ["atomic_write", "open_private", "private_dir", "write_atomic"]
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
@@ -41,3 +41,27 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
 def write_atomic(path: Path, data: bytes) -> None:
     """Create or replace ``path`` with ``data`` (see :func:`atomic_write`)."""
     atomic_write(path, lambda f: f.write(data))
+
+
+def open_private(path: Path, mode: str = "w", **kwargs: Any) -> IO[Any]:
+    """``open(path, mode)`` for writing, creating the file with mode 0600 (never readable by others,
+    whatever the umask): what every file under a data directory or a job folder is written with."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if "a" in mode else os.O_TRUNC)
+    fd = os.open(path, flags, 0o600)
+    return os.fdopen(fd, mode, **kwargs)
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` as a directory, each missing component created with mode 0700 (``mkdir(parents=True)``
+    would give the parents the umask's default)."""
+    path = Path(path)
+    missing: list[Path] = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        d.mkdir(mode=0o700, exist_ok=True)
+    if not path.is_dir():
+        raise NotADirectoryError(str(path))
+    return path

@@ -24,6 +24,8 @@ checks the audit chain from the anchor the sidecar keeps (``engine.store.audit``
 from __future__ import annotations
 
 import logging
+import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -35,6 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.crypto import KeyRing
+from engine.datadir import DataDir
 from engine.errors import InvalidInput, ModelMismatch, NasnameError, Unavailable
 from engine.index.base import TemplateIndex
 from engine.store import (
@@ -44,14 +47,13 @@ from engine.store import (
     Record,
     RecordState,
     RecordStatus,
-    Store,
     WriteResult,
     sealed,
 )
 from engine.store import snapshots as snap
 from engine.store.audit import AuditAnchor
 from engine.store.idempotency import Idempotent
-from engine.store.locks import DirectoryLock, RWLock
+from engine.store.locks import RWLock
 from engine.store.partitions import PartitionMap
 from engine.types import (
     FaceTemplate,
@@ -77,8 +79,6 @@ IndexLoader = Callable[[Modality, ModelRef, BinaryIO], TemplateIndex]
 """Reads a snapshot written by ``TemplateIndex.save`` (of that model) from the decrypted stream it is
 given; raises a ``NasnameError`` when unusable (the gallery then rebuilds from the store)."""
 
-DB_NAME = "nasname.db"
-SNAPSHOT_DIR = "snapshots"
 _PAGE = 20_000  # records per page when rebuilding / replaying
 
 
@@ -100,7 +100,8 @@ class Hit:
 
 
 class Gallery:
-    """Open the gallery in ``directory`` (created when missing: ``nasname.db`` + ``snapshots/``).
+    """Open the gallery in ``directory`` (a path: opened here as an exclusive ``DataDir`` with
+``keyring``; or an open ``DataDir``, which the gallery then owns and closes).
 
     A modality's index is created (``index_factory``) when its first template arrives, or on open
     when the store holds templates of it. ``models`` optionally pins the model of some modalities up
@@ -109,18 +110,21 @@ class Gallery:
     Raises ``Unavailable`` when another process has the directory open.
     """
 
-    def __init__(self, directory: Path, keyring: KeyRing, index_factory: IndexFactory,
+    def __init__(self, directory: Path | DataDir, keyring: KeyRing | None, index_factory: IndexFactory,
                  index_loader: IndexLoader | None = None, *,
                  models: Mapping[Modality, ModelRef] | None = None,
                  config: GalleryConfig | None = None) -> None:
-        self.directory = Path(directory)
         self.config = config or GalleryConfig()
-        self._keyring = keyring
+        # The gallery owns its data directory (engine.datadir): given open, or opened here (exclusive).
+        self.datadir = directory if isinstance(directory, DataDir) else DataDir.open(
+            Path(directory), keyring=keyring, keep_images=self.config.keep_images)
+        self.directory = self.datadir.root
+        self.store = self.datadir.store
+        self._keyring = self.datadir.keyring  # sealed snapshots and their sidecar derive keys from it
         self._factory = index_factory
         self._loader = index_loader
-        self._snap_dir = self.directory / SNAPSHOT_DIR
-        self._snap_dir.mkdir(parents=True, exist_ok=True)
-        self._dir_lock = DirectoryLock(self.directory)
+        self._snap_dir = self.datadir.snapshot_dir
+        self._snap_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._rw = RWLock()
         self._write_mutex = threading.RLock()
         self._indexes: dict[Modality, TemplateIndex] = {}
@@ -135,16 +139,13 @@ class Gallery:
         self._stale = False  # an index failed to apply a committed change: never snapshot that state
         self._closed = False
         try:
-            self.store = Store(self.directory / DB_NAME, keyring, keep_images=self.config.keep_images)
             for modality, model in (models or {}).items():
                 self.store.set_model(modality, model)
             self._models = self.store.models()
             self._shapes = self.store.shapes()
             self._open_indexes()
         except BaseException:
-            if hasattr(self, "store"):
-                self.store.close()
-            self._dir_lock.release()
+            self.datadir.close()
             raise
         self._scheduler = snap.SnapshotScheduler(self.snapshot, self.config.snapshot_every,
                                                  self.config.snapshot_interval_s,
@@ -152,11 +153,11 @@ class Gallery:
 
     @classmethod
     def open(cls, config: EngineConfig) -> Gallery:
-        """The gallery of an engine configuration: ``config.data_dir``, its key (environment or key
-        file, created on first run), the configured index kinds, snapshots every
-        ``config.snapshot_every`` changes."""
-        keyring = KeyRing.load(config.resolved_key_file)
-        return cls(config.data_dir, keyring, default_index_factory(config.face_index, config.iris_index),
+        """The gallery of an engine configuration: its data directory (``engine.datadir``: lock, key
+        from the environment or key file, created only for a new directory, store), the configured
+        index kinds, snapshots every ``config.snapshot_every`` changes."""
+        datadir = DataDir.from_config(config)
+        return cls(datadir, None, default_index_factory(config.face_index, config.iris_index),
                    load_index, config=GalleryConfig(keep_images=config.keep_images,
                                                     snapshot_every=config.snapshot_every))
 
@@ -624,6 +625,62 @@ class Gallery:
             self._log_audit_head()
             return seq
 
+    def index_consistency(self) -> dict[Modality, dict[str, Any]]:
+        """Per modality: templates of active records in the store, templates in the index, and up to
+        ten store labels missing from the index. Writers wait meanwhile (a commit and its index update
+        are one step under the write mutex, so the two are compared at one change)."""
+        self._check_open()
+        out: dict[Modality, dict[str, Any]] = {}
+        with self._write_mutex:
+            for modality in Modality:
+                labels, example = self.store.active_template_labels(modality)
+                with self._rw.read():
+                    index = self._indexes.get(modality)
+                    size = 0 if index is None else len(index)
+                    missing: list[int] = []
+                    if labels.size and index is not None and example is not None:
+                        scores = np.asarray(index.score(example, labels), dtype=np.float32)
+                        missing = [int(x) for x in labels[np.isnan(scores)][:10]]
+                    elif labels.size:
+                        missing = [int(x) for x in labels[:10]]
+                if labels.size or size:
+                    out[modality] = {"store": int(labels.size), "index": size, "missing": missing}
+        return out
+
+    def copy_point_in_time(self, dest: Path, *, fresh_snapshot: bool = True) -> tuple[int, dict[str, Any]]:
+        """A consistent copy of the gallery at one change seq, taken while it keeps serving (backups):
+        ``dest/nasname.db`` (SQLite online backup of one read transaction, never a copy of a
+        half-written WAL) and ``dest/snapshots/`` (hard links to the index snapshot files).
+        ``fresh_snapshot``: the snapshot is brought up to that same seq first (writers wait while the
+        indexes are saved: about a second per GB of index); otherwise the latest snapshot is taken as
+        it is (writers wait only for the read transaction to start; a restore replays the changes
+        after the snapshot from the copied database, as any restart does).
+        Returns the index snapshot's seq and ``Store.stats()`` as of the copy (its ``last_seq`` equals
+        the snapshot's unless something wrote to the store around the gallery; the restored gallery
+        then replays the difference, as on any open)."""
+        from engine.datadir import DB_NAME, SNAPSHOT_DIR, create_private
+        from engine.fsutil import private_dir
+
+        self._check_open()
+        snaps = private_dir(Path(dest) / SNAPSHOT_DIR)
+        with self.store.db.read() as conn:
+            with self._write_mutex:  # no commit between the snapshot and the start of the read
+                seq = self.snapshot() if fresh_snapshot or self._snapshot_seq < 0 else self._snapshot_seq
+                conn.execute("SELECT COUNT(*) FROM meta").fetchone()  # the read transaction starts here
+                found = snap.read_sidecar(self._snap_dir, self._keyring)
+                if found is not None:
+                    for path in [self._snap_dir / snap.SIDECAR, *found.files.values()]:
+                        os.link(path, snaps / path.name)
+            stats = self.store.stats()  # same read transaction: counts as of the copy
+            target_path = Path(dest) / DB_NAME
+            create_private(target_path)
+            target = sqlite3.connect(target_path)
+            try:
+                conn.backup(target)  # reads through this connection's open transaction: at ``seq``
+            finally:
+                target.close()
+        return seq, stats
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -640,8 +697,7 @@ class Gallery:
                 close = getattr(index, "close", None)  # indexes with worker threads (micro-batching)
                 if close is not None:
                     close()
-            self.store.close()
-            self._dir_lock.release()
+            self.datadir.close()
 
     def __enter__(self) -> Gallery:
         return self

@@ -187,3 +187,5 @@ class GalleryStats:
     pending_cases: int = 0
     quarantined: int = 0  # active records out of every search: a stored template is unreadable
     audit_problem: str = ""  # the audit-chain check at open: what is wrong, by seq ("" = intact)
+    last_backup_time: float | None = None  # Unix time of the last good backup (None: never)
+    last_backup_age_s: float | None = None

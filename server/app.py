@@ -30,6 +30,7 @@ from grpc_reflection.v1alpha import reflection
 
 from engine.engine import Engine
 from engine.errors import ConfigurationError, Unavailable
+from engine.ops.schedule import BackupScheduler, BackupSettings
 from engine.store.idempotency import DEFAULT_RETENTION_S
 from engine.store.locks import DirectoryLock
 from server._gen.nasname.v1 import nasname_pb2 as pb
@@ -44,6 +45,8 @@ from server.servicer import AdminServicer, NasnameServicer, TokenAdmin
 __all__ = ["Server", "bootstrap_admin_token", "create_server", "preflight", "serve"]
 
 log = logging.getLogger(__name__)
+
+BACKUP_HEALTH = "nasname.backup"  # health service name: SERVING while scheduled backups are on time
 
 SERVICE_NAMES = (
     pb.DESCRIPTOR.services_by_name["Nasname"].full_name,
@@ -95,7 +98,8 @@ class Server:
 
 def create_server(address: str, engine: Engine, *, tokens: TokenStore,
                   config: ServerConfig | None = None,
-                  credentials: grpc.ServerCredentials | None = None) -> tuple[Server, int]:
+                  credentials: grpc.ServerCredentials | None = None,
+                  backup: BackupSettings | None = None) -> tuple[Server, int]:
     """A server for ``engine`` bound to ``address`` (port 0: a free one), not started yet. Returns it
     and the bound port. ``credentials`` None binds without TLS: the caller (``serve``, tests) decides."""
     config = config or ServerConfig(address=address)
@@ -133,7 +137,7 @@ def create_server(address: str, engine: Engine, *, tokens: TokenStore,
     pb_grpc.add_NasnameServicer_to_server(servicer, grpc_server)  # type: ignore[no-untyped-call]
     # (an engine without configuration, e.g. a test fake: the default window)
     retention = getattr(getattr(engine, "config", None), "idempotency_retention_s", DEFAULT_RETENTION_S)
-    admin = AdminServicer(tokens, retention_s=retention, on_revoke=calls.revoke)
+    admin = AdminServicer(tokens, engine, backup, retention_s=retention, on_revoke=calls.revoke)
     pb_grpc.add_AdminServicer_to_server(admin, grpc_server)  # type: ignore[no-untyped-call]
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
@@ -293,14 +297,24 @@ def serve(config_path: Path | None = None, web_overrides: dict[str, Any] | None 
         return 2
     setup_logging(config.log_format)
     fix_mmap_threshold()  # server.memory: large request buffers go back to the system
+    backup = BackupSettings.from_toml(toml)
     credentials = server_credentials(config, engine_config.data_dir)
     engine = Engine.open(engine_config)
+    scheduler: BackupScheduler | None = None
     try:
+        engine.datadir.quick_check()  # a damaged database is refused, with the restore command
         tokens: TokenStore = engine.tokens
         bootstrap_admin_token(tokens)
         engine.on_extraction(observe_extraction)
         server, port = create_server(config.address, engine, tokens=tokens, config=config,
-                                     credentials=credentials)
+                                     credentials=credentials, backup=backup)
+        health_of_backups = server.health
+
+        def backups_on_time(ok: bool) -> None:  # health service "nasname.backup": overdue = NOT_SERVING
+            health_of_backups.set(BACKUP_HEALTH, health_pb2.HealthCheckResponse.SERVING if ok
+                                  else health_pb2.HealthCheckResponse.NOT_SERVING)
+
+        scheduler = BackupScheduler(engine.gallery, engine_config, backup, on_result=backups_on_time)
         stopping = threading.Event()
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -320,6 +334,9 @@ def serve(config_path: Path | None = None, web_overrides: dict[str, Any] | None 
                 server.stop(0)
                 raise
             print(f"web console on {console.url}", flush=True)
+        if backup.interval_s > 0:
+            backups_on_time(scheduler.healthy())
+            scheduler.start()
         host = config.host
         shown = f"[{host}]" if ":" in host else host
         log.info("listening on %s:%d (%s)", shown, port, "plaintext" if credentials is None else "TLS")
@@ -341,8 +358,11 @@ def serve(config_path: Path | None = None, web_overrides: dict[str, Any] | None 
         server.stop()
         log.info("stopped; closing the engine")
     except BaseException:
+        if scheduler is not None:
+            scheduler.stop()
         _close_engine(engine, engine_config.data_dir)
         raise
+    scheduler.stop()  # before the engine closes: a running backup finishes or is abandoned cleanly
     return _close_engine(engine, engine_config.data_dir)
 
 

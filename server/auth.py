@@ -84,6 +84,9 @@ RPC_ROLES: dict[str, frozenset[Role]] = {
     _ADMIN + "CreateToken": frozenset({_A}),
     _ADMIN + "ListTokens": frozenset({_A}),
     _ADMIN + "RevokeToken": frozenset({_A}),
+    _ADMIN + "CreateBackup": frozenset({_A}),
+    _ADMIN + "CheckIntegrity": frozenset({_A}),
+    _ADMIN + "RunMaintenance": frozenset({_A}),
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": ANY_ROLE,
     "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo": ANY_ROLE,
 }

@@ -42,6 +42,7 @@ PASS_THROUGH = {
 def _parser() -> argparse.ArgumentParser:
     from server.auth import Role
     from server.cli_client import add_client_commands, add_connection_options
+    from server.cli_ops import add_ops_commands
     from server.output import EXIT_CODES
 
     parser = argparse.ArgumentParser(prog="nasname", description="nasname biometric matching service",
@@ -107,6 +108,7 @@ def _parser() -> argparse.ArgumentParser:
         q.set_defaults(handler=_token)
 
     add_client_commands(sub)
+    add_ops_commands(sub)
 
     for name, (_, help_text) in PASS_THROUGH.items():
         # listed for --help only: main() hands these over before parsing
@@ -246,6 +248,9 @@ def _main(argv: list[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     # gRPC's C core logs TLS failures on stderr before the call fails; the CLI explains them itself
     os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+    # Whatever nasname writes (data directory, job folders, backups, reports) is private to its user;
+    # the writers also ask for 0600 themselves, this covers libraries that do not.
+    os.umask(0o077)
     try:
         return _main(list(sys.argv[1:] if argv is None else argv))
     except KeyboardInterrupt:

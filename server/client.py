@@ -325,6 +325,22 @@ class Client:
         return self._call(self.admin.RevokeToken, self._with_id(req), pb.RevokeTokenResponse,
                           idempotent=True, timeout=timeout)
 
+    # -- operations (admin) ----------------------------------------------------------------------
+
+    def create_backup(self, *, timeout: float | None = None) -> pb.CreateBackupResponse:
+        """An online backup into the server's backup folder."""
+        return self._call(self.admin.CreateBackup, pb.CreateBackupRequest(), pb.CreateBackupResponse,
+                          idempotent=False, timeout=timeout)
+
+    def check_integrity(self, *, full: bool = False,
+                        timeout: float | None = None) -> pb.CheckIntegrityResponse:
+        return self._call(self.admin.CheckIntegrity, pb.CheckIntegrityRequest(full=full),
+                          pb.CheckIntegrityResponse, idempotent=True, timeout=timeout)
+
+    def run_maintenance(self, *, timeout: float | None = None) -> pb.RunMaintenanceResponse:
+        return self._call(self.admin.RunMaintenance, pb.RunMaintenanceRequest(), pb.RunMaintenanceResponse,
+                          idempotent=False, timeout=timeout)
+
     def health(self, service: str = "", *, timeout: float | None = None) -> str:
         """``"SERVING"`` / ``"NOT_SERVING"`` / ... (no token needed)."""
         reply = self._call(self.health_stub.Check, health_pb2.HealthCheckRequest(service=service),

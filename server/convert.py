@@ -210,4 +210,6 @@ def pending_to_pb(item: AdjudicationItem) -> pb.PendingAdjudication:
 def stats_to_pb(s: GalleryStats) -> pb.StatsResponse:
     return pb.StatsResponse(total=s.total, by_status=dict(s.by_status), by_partition=dict(s.by_partition),
                             by_modality=dict(s.by_modality), models=dict(s.models),
-                            quarantined=s.quarantined, audit_problem=s.audit_problem)
+                            quarantined=s.quarantined, audit_problem=s.audit_problem,
+                            last_backup_time=s.last_backup_time or 0.0,
+                            last_backup_age_s=s.last_backup_age_s or 0.0)

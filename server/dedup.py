@@ -1,10 +1,11 @@
 """The de-duplication RPCs: a ``JobRunner`` owned by the server, and the mixin the servicer inherits.
 
-The runner lives in ``<data_dir>/dedup`` and starts on the first dedup call (a server that never runs
-a job never creates the folder). ``close`` (graceful shutdown) asks running jobs to stop at their next
-block; they are left checkpointed and resume after a restart (``ResumeDedup``). Pushing clusters into
-the adjudication queue happens after the job ends, through the server's own gallery so the indexes
-follow at once; the outcome is kept in ``pushed.json`` in the job folder (so it is done once).
+The runner lives in ``<data_dir>/jobs/dedup`` (the gallery's ``DataDir``) and starts on the first
+dedup call (a server that never runs a job never creates the folder). ``close`` (graceful shutdown)
+asks running jobs to stop at their next block; they are left checkpointed and resume after a restart
+(``ResumeDedup``). Pushing clusters into the adjudication queue happens after the job ends, through
+the server's own gallery so the indexes follow at once; the outcome is kept in ``pushed.json`` in the
+job folder (so it is done once).
 
 Clients never pass file paths: a job is always N:N over this server's gallery (or one partition).
 """
@@ -21,12 +22,13 @@ from typing import Any
 
 import grpc
 
-from engine.dedup.jobs import DedupJob, Progress
+from engine.dedup.jobs import DedupJob
 from engine.dedup.runner import JobRunner
 from engine.dedup.sources import JobSpec
 from engine.errors import Conflict, InvalidInput, NasnameError, Unavailable
 from engine.fusion import Fusion
 from engine.gallery import Gallery
+from engine.jobs import Progress
 from engine.models.manifest import write_atomic
 from server._gen.nasname.v1 import nasname_pb2 as pb
 from server.auth import may_see_images
@@ -51,11 +53,12 @@ FORMATS = {  # format -> (file in the job folder, content type); HTML is rendere
 
 
 class DedupService:
-    """Jobs over ``data_dir``'s gallery; ``gallery`` is the server's open one (queue pushes and HTML
-    thumbnails); ``fusion`` the engine's calibrations (None: the default ones of the gallery's models)."""
+    """Jobs over the server's open ``gallery`` (its data directory gives the store, key and job folder;
+    queue pushes and HTML thumbnails go through it); ``fusion`` the engine's calibrations (None: the
+    default ones of the gallery's models). No gallery (a test fake engine): no dedup."""
 
-    def __init__(self, data_dir: Path | None, gallery: Gallery | None, fusion: Fusion | None = None) -> None:
-        self.data_dir = data_dir
+    def __init__(self, gallery: Gallery | None, fusion: Fusion | None = None) -> None:
+        self.data_dir = None if gallery is None else gallery.datadir.root
         self.gallery = gallery
         self.fusion = fusion
         self._runner: JobRunner | None = None
@@ -66,11 +69,12 @@ class DedupService:
     @property
     def runner(self) -> JobRunner:
         with self._lock:
-            if self._closed or self.data_dir is None:
+            if self._closed or self.gallery is None:
                 raise Unavailable("de-duplication is not available on this server",
                                   reason="DEDUP_UNAVAILABLE")
             if self._runner is None:
-                self._runner = JobRunner(self.data_dir / "dedup", fusion=self.fusion)
+                datadir = self.gallery.datadir
+                self._runner = JobRunner(datadir.jobs_dir("dedup"), source=datadir, fusion=self.fusion)
             return self._runner
 
     def start(self, spec: JobSpec, *, push_actor: str | None) -> str:
@@ -105,7 +109,7 @@ class DedupService:
         with self._push_lock:
             if self.gallery is None or not request.is_file() or done.is_file():
                 return
-            job = DedupJob.open(d)
+            job = DedupJob.open(d, source=self.gallery.datadir)
             if job.progress().stage != "done":
                 return
             actor = str(json.loads(request.read_text())["actor"])
@@ -190,7 +194,7 @@ class DedupMixin:
         call = current_call()
         with _translating(context, call.request_id):
             service = self.dedup
-            spec = spec_from_pb(request, service.runner.root.parent)
+            spec = spec_from_pb(request, service.runner.source.root)
             job_id = service.start(spec, push_actor=call.actor if request.push_to_queue else None)
         return pb.StartDedupResponse(request_id=call.request_id, job_id=job_id)
 

@@ -6,6 +6,7 @@ caller's identity and the request id come from the interceptor through ``current
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -18,8 +19,10 @@ from typing import Any, Protocol, TypeVar
 import grpc
 
 from engine.engine import Engine
-from engine.errors import InvalidInput, NasnameError, ResourceExhausted
+from engine.errors import InvalidInput, NasnameError, ResourceExhausted, Unavailable
 from engine.events import set_station_source
+from engine.ops.check import run_check
+from engine.ops.schedule import BackupSettings, backup_now, run_maintenance
 from engine.records import RecordView
 from engine.store.idempotency import DEFAULT_RETENTION_S, IdempotencyKey
 from engine.store.values import TokenInfo
@@ -64,11 +67,10 @@ def _need_id(value: str, field: str = "reference_id") -> str:
 
 def _dedup_for(engine: Engine) -> DedupService:
     """Jobs in the engine's data directory (an engine without one, e.g. a test fake: none)."""
-    config = getattr(engine, "config", None)
-    data_dir = getattr(config, "data_dir", None)
-    if data_dir is None:
-        return DedupService(None, None)
-    return DedupService(data_dir, engine.gallery, engine.fusion)
+    gallery = getattr(engine, "gallery", None)
+    if getattr(gallery, "datadir", None) is None:
+        return DedupService(None)
+    return DedupService(engine.gallery, engine.fusion)
 
 
 class NasnameServicer(DedupMixin, pb_grpc.NasnameServicer):  # type: ignore[misc]
@@ -306,9 +308,14 @@ def token_to_pb(t: TokenInfo) -> pb.Token:
 
 
 class AdminServicer(pb_grpc.AdminServicer):  # type: ignore[misc]
-    def __init__(self, tokens: TokenAdmin, *, retention_s: float = DEFAULT_RETENTION_S,
+    """Tokens, and the operations RPCs on ``engine``'s gallery (backups into ``backup``'s folder)."""
+
+    def __init__(self, tokens: TokenAdmin, engine: Engine | None = None,
+                 backup: BackupSettings | None = None, *, retention_s: float = DEFAULT_RETENTION_S,
                  on_revoke: Callable[[str], object] | None = None) -> None:
         self.tokens = tokens
+        self.engine = engine
+        self.backup = backup or BackupSettings()
         self.retention_s = retention_s
         self.on_revoke = on_revoke  # ends the revoked token's open calls (server.calls)
 
@@ -317,6 +324,37 @@ class AdminServicer(pb_grpc.AdminServicer):  # type: ignore[misc]
         call = current_call()
         rid = call.idempotency_id
         return None if rid is None else IdempotencyKey(call.actor, rid, operation, self.retention_s)
+
+    def _engine(self) -> Engine:
+        if getattr(getattr(self.engine, "gallery", None), "datadir", None) is None or self.engine is None:
+            raise Unavailable("operations are not available on this server", reason="OPS_UNAVAILABLE")
+        return self.engine
+
+    def CreateBackup(self, request: pb.CreateBackupRequest,
+                     context: grpc.ServicerContext) -> pb.CreateBackupResponse:
+        call = current_call()
+        with _translating(context, call.request_id):
+            engine = self._engine()
+            result = backup_now(engine.gallery, engine.config, self.backup)
+            m = result.manifest
+        return pb.CreateBackupResponse(request_id=call.request_id, file=result.path.name, bytes=result.bytes,
+                                       seconds=result.seconds, change_seq=int(m["change_seq"]),
+                                       created=str(m["created"]), manifest_json=json.dumps(m))
+
+    def CheckIntegrity(self, request: pb.CheckIntegrityRequest,
+                       context: grpc.ServicerContext) -> pb.CheckIntegrityResponse:
+        call = current_call()
+        with _translating(context, call.request_id):
+            report = run_check(self._engine().gallery, full=request.full)
+        return pb.CheckIntegrityResponse(request_id=call.request_id, ok=bool(report["ok"]),
+                                         report_json=json.dumps(report))
+
+    def RunMaintenance(self, request: pb.RunMaintenanceRequest,
+                       context: grpc.ServicerContext) -> pb.RunMaintenanceResponse:
+        call = current_call()
+        with _translating(context, call.request_id):
+            report = run_maintenance(self._engine().gallery, settings=self.backup)
+        return pb.RunMaintenanceResponse(request_id=call.request_id, report_json=json.dumps(report))
 
     def CreateToken(self, request: pb.CreateTokenRequest,
                     context: grpc.ServicerContext) -> pb.CreateTokenResponse:

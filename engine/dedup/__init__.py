@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from engine.dedup.jobs import DedupJob, JobCancelled, Progress
+from engine.dedup.jobs import DedupJob
 from engine.dedup.sources import JobSpec
+from engine.jobs import JobCancelled, Progress
 
 __all__ = ["DedupJob", "JobCancelled", "JobSpec", "Progress", "main"]
 

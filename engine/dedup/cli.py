@@ -22,9 +22,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.dedup.jobs import DedupJob, JobCancelled, Progress
-from engine.dedup.sources import JobSpec, open_store
+from engine.datadir import DataDir
+from engine.dedup.jobs import DedupJob
+from engine.dedup.queue import PushResult
+from engine.dedup.sources import JobSpec
 from engine.errors import NasnameError
+from engine.jobs import JobCancelled, Progress
 
 __all__ = ["main"]
 
@@ -37,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="start a job")
     r.add_argument("--data-dir", type=Path,
                    help="the gallery's data directory (default $NASNAME_DATA_DIR, else the configured one)")
+    r.add_argument("--config", type=Path, help="engine TOML file (key file location; default "
+                   "$NASNAME_CONFIG)")
     r.add_argument("--partition", help="restrict the gallery to one partition")
     src = r.add_mutually_exclusive_group()
     src.add_argument("--against-manifest", type=Path, help="CSV reference_id,modality,path[,attributes...]")
@@ -79,6 +84,8 @@ def _parser() -> argparse.ArgumentParser:
                            help="face thumbnails in report.html (kept images only)")
         if name == "resume":
             q.add_argument("--quiet", action="store_true", help="no progress bar")
+        if name in ("resume", "report", "push"):
+            q.add_argument("--config", type=Path, help="engine TOML file (key file location)")
         if name == "push":
             q.add_argument("--actor", required=True, help="who queues (recorded in the audit trail)")
             q.add_argument(
@@ -121,6 +128,24 @@ class _Bar:
             self.bar.close()
 
 
+def _open(data_dir: Path | str, config_file: Path | None) -> DataDir:
+    """The gallery's data directory, shared (a server may be serving it: SQLite WAL lets this process
+    read meanwhile), with the key its configuration names."""
+    from engine.config import EngineConfig
+
+    return DataDir.from_config(EngineConfig.load(config_file, data_dir=Path(data_dir)), exclusive=False)
+
+
+def _sources(spec: JobSpec, config_file: Path | None) -> tuple[DataDir, DataDir | None]:
+    source = _open(spec.data_dir, config_file)
+    try:
+        other = DataDir.open(Path(spec.against_gallery), exclusive=False) if spec.against_gallery else None
+    except BaseException:
+        source.close()
+        raise
+    return source, other
+
+
 def _run(job: DedupJob, quiet: bool, thumbnails: bool, args: argparse.Namespace) -> int:
     bar = _Bar(quiet)
     try:
@@ -137,9 +162,7 @@ def _run(job: DedupJob, quiet: bool, thumbnails: bool, args: argparse.Namespace)
     if thumbnails:
         _render(job, True)
     if getattr(args, "push_to_queue", False):
-        from engine.dedup.queue import push_clusters
-
-        pushed = push_clusters(job, actor=args.actor)
+        pushed = _push(job, args.actor, None, args.config)
         summary["queued"] = len(pushed.queued)
         summary["queue_skipped"] = pushed.skipped
     print(
@@ -172,13 +195,26 @@ def _render(job: DedupJob, thumbnails: bool) -> None:
     if not thumbnails:
         render_html(job.dir)
         return
-    store, _ = open_store(job.spec.data_dir)
-    try:
-        if not store.keep_images:
-            print("the gallery keeps no images: report without thumbnails", file=sys.stderr)
-        render_html(job.dir, thumbnail_of=thumbnail_from_store(store))
-    finally:
-        store.close()
+    store = job.source.store
+    if not store.keep_images:
+        print("the gallery keeps no images: report without thumbnails", file=sys.stderr)
+    render_html(job.dir, thumbnail_of=thumbnail_from_store(store))
+
+
+def _push(job: DedupJob, actor: str, partition: str | None, config_file: Path | None) -> PushResult:
+    """Batch jobs insert pending records through the job's store; N:N jobs move records to pending
+    through the gallery, opened here exclusively (refused while a server serves it: push through the
+    server then)."""
+    from engine.dedup.queue import push_clusters
+
+    if job.spec.kind != "nn":
+        return push_clusters(job, actor=actor, partition=partition)
+    from engine.config import EngineConfig
+    from engine.gallery import Gallery
+
+    job.source.close()  # the shared handle; the gallery below takes the directory exclusively
+    with Gallery.open(EngineConfig.load(config_file, data_dir=Path(job.spec.data_dir))) as gallery:
+        return push_clusters(job, actor=actor, partition=partition, gallery=gallery)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -188,7 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.data_dir is None:
                 from engine.config import EngineConfig
 
-                args.data_dir = EngineConfig.load().data_dir  # honours NASNAME_DATA_DIR / NASNAME_CONFIG
+                # honours NASNAME_DATA_DIR / NASNAME_CONFIG
+                args.data_dir = EngineConfig.load(args.config).data_dir
             spec = JobSpec(
                 data_dir=str(args.data_dir),
                 partition=args.partition,
@@ -202,17 +239,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                 mode=args.mode,
                 recall_sample=args.recall_sample,
             )
-            job = DedupJob.create(spec, args.out, checkpoint_every_s=2.0)
-            print(f"job {job.job_id} in {job.dir}", file=sys.stderr)
-            return _run(job, args.quiet, args.thumbnails, args)
+            source, other = _sources(spec, args.config)
+            try:
+                job = DedupJob.create(spec, args.out, source=source, other=other, checkpoint_every_s=2.0)
+                print(f"job {job.job_id} in {job.dir}", file=sys.stderr)
+                return _run(job, args.quiet, args.thumbnails, args)
+            finally:
+                _close(source, other)
         if args.command == "scale":
             from engine.dedup.scale import run as run_scale
 
             print(json.dumps(run_scale(args), indent=1))
             return 0
         job = DedupJob.open(args.job, checkpoint_every_s=2.0)
-        if args.command == "resume":
-            return _run(job, args.quiet, args.thumbnails, args)
+        if args.command in ("resume", "report", "push"):
+            source, other = _sources(job.spec, args.config)
+            try:
+                job = DedupJob.open(args.job, source=source, other=other, checkpoint_every_s=2.0)
+                return _with_sources(job, args)
+            finally:
+                _close(source, other)
         if args.command == "status":
             print(json.dumps(job.progress().to_json(), indent=1))
             return 0
@@ -220,17 +266,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             job.cancel()
             print(f"cancel requested for job {job.job_id}", file=sys.stderr)
             return 0
-        if args.command == "report":
-            _render(job, args.thumbnails)
-            print(str(job.dir / "report.html"))
-            return 0
-        if args.command == "push":
-            from engine.dedup.queue import push_clusters
-
-            pushed = push_clusters(job, actor=args.actor, partition=args.partition)
-            print(json.dumps({"queued": pushed.queued, "skipped": pushed.skipped}, indent=1))
-            return 0
     except NasnameError as exc:
         print(f"error: {exc} [{exc.reason}]", file=sys.stderr)
         return 1
     return 2
+
+
+def _with_sources(job: DedupJob, args: argparse.Namespace) -> int:
+    if args.command == "resume":
+        return _run(job, args.quiet, args.thumbnails, args)
+    if args.command == "report":
+        _render(job, args.thumbnails)
+        print(str(job.dir / "report.html"))
+        return 0
+    pushed = _push(job, args.actor, args.partition, args.config)
+    print(json.dumps({"queued": pushed.queued, "skipped": pushed.skipped}, indent=1))
+    return 0
+
+
+def _close(*dirs: DataDir | None) -> None:
+    for d in dirs:
+        if d is not None:
+            d.close()

@@ -9,6 +9,7 @@ Stages: ``prepare`` (read records once, freeze labels / sealed batch, thresholds
 ``pairs`` (per modality, blocks of probe rows; candidates appended to ``candidates.bin``) -> ``fuse``
 (exact scores in every shared modality, fusion, clusters, reports) -> ``done``.
 
+The job folder, states, cancel and progress follow ``engine.jobs`` (the one job framework).
 Durability: after a block's candidates are appended, the file is fsynced and ``checkpoint.json`` is
 replaced atomically (at most every ``checkpoint_every_s``) with the number of blocks done and the
 candidate file's length; a killed job resumes from the last checkpoint, truncating the candidate file
@@ -22,11 +23,9 @@ import json
 import logging
 import os
 import time
-import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,9 +34,13 @@ from engine.dedup.fuse import MODALITIES, Thresholds, make_thresholds
 from engine.dedup.manifest import ExtractorFor
 from engine.dedup.pairs import FaceExact, IrisExact, PairKernel, make_kernel, recall_sample
 from engine.dedup.sources import JobSpec, Opened, freeze_sources, open_sources
-from engine.errors import Conflict, InvalidInput, NasnameError, NotFound
+from engine.errors import InvalidInput, NasnameError, NotFound
+from engine.fsutil import write_atomic
 from engine.fusion import Fusion
-from engine.models.manifest import write_atomic
+from engine.jobs import JobCancelled, JobFiles, Progress, eta_s
+
+if TYPE_CHECKING:
+    from engine.datadir import DataDir
 
 __all__ = ["CANDIDATE_DTYPE", "DedupJob", "JobCancelled", "Progress"]
 
@@ -45,31 +48,6 @@ log = logging.getLogger(__name__)
 
 CANDIDATE_DTYPE = np.dtype([("u", "<i8"), ("v", "<i8"), ("m", "<i4"), ("s", "<f4")])
 STAGES = ("prepare", "pairs", "fuse", "done")
-
-
-class JobCancelled(Conflict):
-    """The job stopped at a block boundary because it was asked to (resumable)."""
-
-    default_reason = "JOB_CANCELLED"
-
-
-@dataclass(frozen=True)
-class Progress:
-    """A snapshot for a progress bar / a streaming RPC. ``done``/``total`` are comparison units
-    (pairs of templates); ``eta_s`` None until a rate is known."""
-
-    job_id: str
-    state: str  # created | running | cancelled | failed | done
-    stage: str
-    done: int
-    total: int
-    candidates: int
-    elapsed_s: float
-    eta_s: float | None
-    message: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 Hook = Callable[[str, int], None]
@@ -84,18 +62,22 @@ class DedupJob:
         self,
         job_dir: Path,
         *,
+        source: DataDir | None = None,
+        other: DataDir | None = None,
         hook: Hook | None = None,
         extractor_for: ExtractorFor | None = None,
         fusion: Fusion | None = None,
         checkpoint_every_s: float = 5.0,
     ) -> None:
         self.dir = Path(job_dir)
-        meta_path = self.dir / "job.json"
-        if not meta_path.is_file():
+        self.files = JobFiles(self.dir)
+        if not self.files.exists:
             raise NotFound(f"no dedup job in {self.dir}", reason="JOB_NOT_FOUND")
-        self.meta: dict[str, Any] = json.loads(meta_path.read_text())
+        self.meta: dict[str, Any] = self.files.meta()
         self.job_id: str = self.meta["id"]
         self.spec = JobSpec(**self.meta["spec"])
+        self._source = source
+        self._other = other
         self._hook = hook
         self._extractor_for = extractor_for
         self._fusion = fusion
@@ -106,20 +88,7 @@ class DedupJob:
     @classmethod
     def create(cls, spec: JobSpec, job_dir: Path, *, job_id: str | None = None, **kwargs: Any) -> DedupJob:
         """A new job in ``job_dir`` (created; must not already hold a job); ``job_id`` default random."""
-        job_dir = Path(job_dir)
-        job_dir.mkdir(parents=True, exist_ok=True)
-        if (job_dir / "job.json").exists():
-            raise Conflict(
-                f"{job_dir} already holds a dedup job; resume it or choose another --out", reason="JOB_EXISTS"
-            )
-        meta = {
-            "id": job_id or uuid.uuid4().hex[:12],
-            "spec": spec.to_json(),
-            "created": time.time(),
-            "state": "created",
-        }
-        write_atomic(job_dir / "job.json", json.dumps(meta, indent=1).encode())
-        write_atomic(job_dir / "checkpoint.json", json.dumps({"stage": "prepare"}).encode())
+        JobFiles.create(job_dir, "dedup", job_id=job_id, spec=spec.to_json())
         return cls(job_dir, **kwargs)
 
     @classmethod
@@ -127,25 +96,22 @@ class DedupJob:
         return cls(job_dir, **kwargs)
 
     def _set_state(self, state: str, **extra: Any) -> None:
-        self.meta.update(state=state, updated=time.time(), **extra)
-        write_atomic(self.dir / "job.json", json.dumps(self.meta, indent=1).encode())
+        self.meta = self.files.set_state(state, **extra)
 
     def _checkpoint(self) -> dict[str, Any]:
-        cp: dict[str, Any] = json.loads((self.dir / "checkpoint.json").read_text())
-        return cp
+        return self.files.checkpoint()
 
     def _save_checkpoint(self, cp: dict[str, Any]) -> None:
-        cp["updated"] = time.time()
-        write_atomic(self.dir / "checkpoint.json", json.dumps(cp).encode())
+        self.files.save_checkpoint(cp)
 
     def resume(self, on_progress: Callable[[Progress], None] | None = None) -> dict[str, Any]:
         """Withdraw a cancel request and run on from the last checkpoint."""
-        (self.dir / "cancel").unlink(missing_ok=True)
+        self.files.clear_cancel()
         return self.run(on_progress)
 
     def cancel(self) -> None:
         """Ask the running job (any process) to stop at the next block boundary; resumable later."""
-        (self.dir / "cancel").write_text(str(time.time()))
+        self.files.cancel()
 
     def progress(self) -> Progress:
         cp = self._checkpoint()
@@ -154,7 +120,7 @@ class DedupJob:
         done = int(sum(weights[: cp.get("blocks_done", 0)]))
         total = int(sum(weights))
         elapsed = float(cp.get("pairs_elapsed_s", 0.0))
-        eta = (elapsed / done * (total - done)) if done and cp.get("stage") == "pairs" else None
+        eta = eta_s(done, total, elapsed) if cp.get("stage") == "pairs" else None
         if cp.get("stage") == "done":
             done, eta = total, 0.0
         return Progress(
@@ -180,18 +146,15 @@ class DedupJob:
             if cp["stage"] == "prepare":
                 cp, opened = self._prepare()
             else:
-                opened = open_sources(self.spec, self.dir)
-            try:
-                if cp["stage"] == "pairs":
-                    cp = self._pairs(opened.records, cp, on_progress)
-                if cp["stage"] == "fuse":
-                    from engine.dedup.finish import finish
+                opened = open_sources(self.spec, self.dir, self.source, self._other)
+            if cp["stage"] == "pairs":
+                cp = self._pairs(opened.records, cp, on_progress)
+            if cp["stage"] == "fuse":
+                from engine.dedup.finish import finish
 
-                    finish(self, opened, cp, self._fusion_for(opened.records))
-                    cp = {**cp, "stage": "done"}
-                    self._save_checkpoint(cp)
-            finally:
-                opened.close()
+                finish(self, opened, cp, self._fusion_for(opened.records))
+                cp = {**cp, "stage": "done"}
+                self._save_checkpoint(cp)
         except JobCancelled:
             self._set_state("cancelled")
             raise
@@ -207,6 +170,14 @@ class DedupJob:
             on_progress(self.progress())
         return dict(summary)
 
+    @property
+    def source(self) -> DataDir:
+        """The open data directory the job reads (given by whoever runs it: the engine's, or one the
+        command line opened)."""
+        if self._source is None:
+            raise InvalidInput("this job was opened without its gallery; pass source=", reason="NO_GALLERY")
+        return self._source
+
     def _fusion_for(self, records: RecordSet) -> Fusion:
         if self._fusion is None:
             self._fusion = Fusion.for_models(records.models)
@@ -215,32 +186,29 @@ class DedupJob:
     def _prepare(self) -> tuple[dict[str, Any], Opened]:
         """Freeze the sources, fix thresholds and the block plan; returns the checkpoint and the open
         record set (kept open for the pairs stage: the templates are read once)."""
-        facts, opened = freeze_sources(self.spec, self.dir, extractor_for=self._extractor_for)
-        try:
-            records, k_a = opened.records, opened.n_primary
-            if not records.modalities:
-                raise InvalidInput("no record with a template to compare", reason="NO_BIOMETRIC_DATA")
-            # gallery size of the searches: every record is compared with (about) every other one
-            th = make_thresholds(
-                self._fusion_for(records),
-                list(records.modalities),
-                records.n,
-                target_fpir=self.spec.target_fpir,
-                fmr=self.spec.fmr,
-            )
-            plan: list[list[Any]] = []
-            for m, data in records.modalities.items():
-                kern_rows = self.spec.block_rows or _block_rows(m.kind, self.spec.mode)
-                primary = int(np.searchsorted(data.rows, k_a))  # positions of primary records
-                total = len(data)
-                for lo in range(0, primary, kern_rows):
-                    hi = min(primary, lo + kern_rows)
-                    weight = (hi - lo) * (total - lo) - (hi - lo) * (hi - lo + 1) // 2
-                    plan.append([m.value, lo, hi, primary, int(weight)])
-        except BaseException:
-            opened.close()
-            raise
-        (self.dir / "candidates.bin").write_bytes(b"")
+        facts, opened = freeze_sources(self.spec, self.dir, self.source, self._other,
+                                       extractor_for=self._extractor_for)
+        records, k_a = opened.records, opened.n_primary
+        if not records.modalities:
+            raise InvalidInput("no record with a template to compare", reason="NO_BIOMETRIC_DATA")
+        # gallery size of the searches: every record is compared with (about) every other one
+        th = make_thresholds(
+            self._fusion_for(records),
+            list(records.modalities),
+            records.n,
+            target_fpir=self.spec.target_fpir,
+            fmr=self.spec.fmr,
+        )
+        plan: list[list[Any]] = []
+        for m, data in records.modalities.items():
+            kern_rows = self.spec.block_rows or _block_rows(m.kind, self.spec.mode)
+            primary = int(np.searchsorted(data.rows, k_a))  # positions of primary records
+            total = len(data)
+            for lo in range(0, primary, kern_rows):
+                hi = min(primary, lo + kern_rows)
+                weight = (hi - lo) * (total - lo) - (hi - lo) * (hi - lo + 1) // 2
+                plan.append([m.value, lo, hi, primary, int(weight)])
+        write_atomic(self.dir / "candidates.bin", b"")
         cp = {
             "stage": "pairs",
             "plan": plan,
@@ -271,7 +239,7 @@ class DedupJob:
             started = time.monotonic() - float(cp["pairs_elapsed_s"])
             for b in range(int(cp["blocks_done"]), len(plan)):
                 name, lo, hi, _, _ = plan[b]
-                if (self.dir / "cancel").exists():
+                if self.files.cancel_requested():
                     self._flush(fd, cp, b, started)
                     raise JobCancelled(f"job {self.job_id} cancelled at block {b} of {len(plan)}")
                 if self._hook is not None:

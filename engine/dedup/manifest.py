@@ -22,6 +22,7 @@ from pathlib import Path
 
 from engine.errors import AcquisitionFailed, InvalidInput, ModelMismatch, SampleRejected
 from engine.extractor import Extractor
+from engine.fsutil import open_private
 from engine.types import Modality, ModelRef, Template
 
 __all__ = ["COLUMNS", "BatchRecord", "RowError", "read_batch", "write_errors"]
@@ -156,7 +157,7 @@ def read_batch(
 
 def write_errors(path: Path, errors: list[RowError]) -> None:
     """The per-row error report as CSV (line, reference_id, modality, path, reason, message)."""
-    with path.open("w", newline="", encoding="utf-8") as fh:
+    with open_private(path, newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["line", "reference_id", "modality", "path", "reason", "message"])
         for e in errors:

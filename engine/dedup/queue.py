@@ -17,12 +17,11 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.dedup.jobs import DedupJob
 from engine.dedup.sources import open_sources
-from engine.errors import AlreadyExists, Conflict, NotFound
+from engine.errors import AlreadyExists, Conflict, InvalidInput, NotFound
 from engine.store import RecordStatus
 from engine.types import FaceTemplate, IrisTemplate, Modality, Template
 
@@ -44,52 +43,44 @@ def push_clusters(
     job: DedupJob, *, actor: str, partition: str | None = None, gallery: Gallery | None = None
 ) -> PushResult:
     """Batch jobs: insert every clustered batch record as PENDING with its cluster mates as candidates.
-    N:N jobs: open a case on every cluster member but the oldest (see module doc) through ``gallery``
-    (default: open the job's gallery here, which fails with ``Unavailable`` while a server holds it:
-    push through the server then)."""
+    N:N jobs: open a case on every cluster member but the oldest (see module doc) through ``gallery``,
+    the job's gallery opened by the caller (the server's, or one the command line opened)."""
     if job.progress().stage != "done":
         raise Conflict(f"job {job.job_id} has not finished", reason="JOB_NOT_DONE")
     doc: dict[str, Any] = json.loads((job.dir / "report.json").read_text())
     if job.spec.kind == "nn":
-        if gallery is not None:
-            return _push_nn(job, doc, gallery, actor)
-        from engine.config import EngineConfig
-        from engine.gallery import Gallery as _Gallery
-
-        with _Gallery.open(EngineConfig.load(data_dir=Path(job.spec.data_dir))) as own:
-            return _push_nn(job, doc, own, actor)
-    opened = open_sources(job.spec, job.dir)
-    try:
-        records = opened.records
-        index_of = {info.ref_id: i for i, info in records.info(range(opened.n_primary)).items()}
-        queued: list[str] = []
-        skipped: dict[str, str] = {}
-        part = partition if partition is not None else (job.spec.partition or "default")
-        for c in doc["clusters"]:
-            for member in c["members"]:
-                if member["origin"] != "batch":
-                    continue
-                ref = member["ref_id"]
-                i = index_of.get(ref)
-                if i is None:
-                    skipped[ref] = "NOT_IN_BATCH"
-                    continue
-                cands = _candidates(doc, c, ref)
-                try:
-                    opened.store.insert(
-                        _templates(records, i),
-                        ref_id=ref,
-                        partition=part,
-                        attributes=member["attributes"],
-                        status=RecordStatus.PENDING,
-                        candidates=cands,
-                        actor=actor,
-                    )
-                    queued.append(ref)
-                except AlreadyExists:
-                    skipped[ref] = "ALREADY_EXISTS"
-    finally:
-        opened.close()
+        if gallery is None:
+            raise InvalidInput("pushing N:N clusters goes through the open gallery", reason="NO_GALLERY")
+        return _push_nn(job, doc, gallery, actor)
+    opened = open_sources(job.spec, job.dir, job.source)
+    records = opened.records
+    index_of = {info.ref_id: i for i, info in records.info(range(opened.n_primary)).items()}
+    queued: list[str] = []
+    skipped: dict[str, str] = {}
+    part = partition if partition is not None else (job.spec.partition or "default")
+    for c in doc["clusters"]:
+        for member in c["members"]:
+            if member["origin"] != "batch":
+                continue
+            ref = member["ref_id"]
+            i = index_of.get(ref)
+            if i is None:
+                skipped[ref] = "NOT_IN_BATCH"
+                continue
+            cands = _candidates(doc, c, ref)
+            try:
+                opened.store.insert(
+                    _templates(records, i),
+                    ref_id=ref,
+                    partition=part,
+                    attributes=member["attributes"],
+                    status=RecordStatus.PENDING,
+                    candidates=cands,
+                    actor=actor,
+                )
+                queued.append(ref)
+            except AlreadyExists:
+                skipped[ref] = "ALREADY_EXISTS"
     log.info(
         "dedup job %s: %d record(s) queued for adjudication, %d skipped",
         job.job_id,

@@ -18,6 +18,7 @@ import numpy as np
 from engine.dedup.clusters import Cluster
 from engine.dedup.data import RecordInfo
 from engine.dedup.fuse import MODALITIES, FusedPairs
+from engine.fsutil import open_private
 from engine.models.manifest import write_atomic
 
 __all__ = ["Report", "render_html", "write_outputs"]
@@ -116,7 +117,7 @@ def write_outputs(
     doc = document(report)
     write_atomic(job_dir / "report.json", json.dumps(doc, indent=1).encode())
     score_cols = [m.value for m in MODALITIES]
-    with (job_dir / "pairs.csv").open("w", newline="", encoding="utf-8") as fh:
+    with open_private(job_dir / "pairs.csv", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(
             [
@@ -151,7 +152,7 @@ def write_outputs(
                     int(d["adjudicated_distinct"]),
                 ]
             )
-    with (job_dir / "clusters.csv").open("w", newline="", encoding="utf-8") as fh:
+    with open_private(job_dir / "clusters.csv", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(
             [

@@ -3,23 +3,26 @@ data directory, or a manifest batch; and how they are frozen in the job director
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.config import EngineConfig
 from engine.crypto import KeyRing
 from engine.dedup.data import RecordInfo, RecordSet, combine, load_batch, load_store_set, save_batch
 from engine.dedup.manifest import ExtractorFor, read_batch, write_errors
-from engine.errors import InvalidInput, NotFound
+from engine.errors import InvalidInput
 from engine.models.manifest import write_atomic
 from engine.store import Store
 
-__all__ = ["JobSpec", "Opened", "freeze_sources", "open_sources", "open_store"]
+if TYPE_CHECKING:
+    from engine.datadir import DataDir
+
+__all__ = ["JobSpec", "Opened", "freeze_sources", "open_sources"]
 
 
 @dataclass(frozen=True)
@@ -64,19 +67,10 @@ class JobSpec:
         return asdict(self)
 
 
-def open_store(data_dir: str | Path) -> tuple[Store, KeyRing]:
-    """The store and key of a data directory (read concurrently with a running server: SQLite WAL).
-    Raises ``NotFound`` when the directory holds no gallery (never creates one)."""
-    config = EngineConfig.load(data_dir=Path(data_dir))
-    if not config.store_path.is_file():
-        raise NotFound(f"no nasname gallery in {config.data_dir}", reason="NO_GALLERY")
-    keyring = KeyRing.load(config.resolved_key_file)
-    return Store(config.store_path, keyring), keyring
-
-
 @dataclass
 class Opened:
-    """The open stores of a job and its combined record set (primary set first)."""
+    """A job's record set (primary set first) and the stores it came from. The stores belong to the
+    data directories the job was given (``engine.datadir``); the job never opens or closes them."""
 
     records: RecordSet
     n_primary: int
@@ -84,89 +78,81 @@ class Opened:
     keyring: KeyRing
     other: Store | None = None
 
-    def close(self) -> None:
-        self.store.close()
-        if self.other is not None:
-            self.other.close()
-
 
 def freeze_sources(
     spec: JobSpec,
     job_dir: Path,
+    source: DataDir,
+    other_dir: DataDir | None = None,
     *,
     extractor_for: ExtractorFor | None = None,
     progress: Callable[[str, int], None] | None = None,
 ) -> tuple[dict[str, Any], Opened]:
     """First stage of a job: read the records once and keep what resume needs in ``job_dir``
     (store labels; a manifest batch's templates sealed with the gallery key; the row error report).
-    Returns facts for the summary (row errors, counts) and the open record set (the caller closes it),
-    the same one ``open_sources`` gives on a later resume."""
-    store, keyring = open_store(spec.data_dir)
-    other: Store | None = None
+    Returns facts for the summary (row errors, counts) and the record set,
+    the same one ``open_sources`` gives on a later resume. ``source`` is the gallery's open data
+    directory, ``other_dir`` the other gallery's (``against_gallery`` jobs)."""
+    store, keyring = source.store, source.keyring
     facts: dict[str, Any] = {"row_errors": 0}
-    try:
-        gallery = load_store_set(store, partition=spec.partition)
-        np.save(job_dir / "gallery_labels.npy", gallery.labels)
-        facts["gallery_records"] = gallery.n
-        opened = Opened(gallery, gallery.n, store, keyring)
-        if spec.against_manifest:
-            manifest = Path(spec.against_manifest)
-            records, errors = read_batch(
-                manifest,
-                folder=Path(spec.batch_folder) if spec.batch_folder else None,
-                extractor_for=extractor_for,
-                models=store.models(),
-                progress=(lambda k: progress("extract", k)) if progress else None,
-            )
-            write_errors(job_dir / "manifest_errors.csv", errors)
-            facts["row_errors"] = len(errors)
-            facts["error_reasons"] = _count(e.reason for e in errors)
-            part = spec.partition or ""
-            save_batch(
-                job_dir / "batch",
-                keyring,
-                [r.templates for r in records],
-                [RecordInfo(r.reference_id, part, r.attributes, "batch") for r in records],
-            )
-            facts["batch_records"] = len(records)
-            batch = load_batch(job_dir / "batch", keyring)
-            opened = Opened(combine(batch, gallery), batch.n, store, keyring)
-        elif spec.against_gallery:
-            other, _ = open_store(spec.against_gallery)
-            batch = load_store_set(other)
-            np.save(job_dir / "batch_labels.npy", batch.labels)
-            facts["batch_records"] = batch.n
-            batch = _as_batch(batch)
-            opened = Opened(combine(batch, gallery), batch.n, store, keyring, other)
-        write_atomic(job_dir / "sources.json", json.dumps(facts).encode())
-        return facts, opened
-    except BaseException:
-        store.close()
-        if other is not None:
-            other.close()
-        raise
+    gallery = load_store_set(store, partition=spec.partition)
+    write_atomic(job_dir / "gallery_labels.npy", _npy(gallery.labels))
+    facts["gallery_records"] = gallery.n
+    opened = Opened(gallery, gallery.n, store, keyring)
+    if spec.against_manifest:
+        manifest = Path(spec.against_manifest)
+        records, errors = read_batch(
+            manifest,
+            folder=Path(spec.batch_folder) if spec.batch_folder else None,
+            extractor_for=extractor_for,
+            models=store.models(),
+            progress=(lambda k: progress("extract", k)) if progress else None,
+        )
+        write_errors(job_dir / "manifest_errors.csv", errors)
+        facts["row_errors"] = len(errors)
+        facts["error_reasons"] = _count(e.reason for e in errors)
+        part = spec.partition or ""
+        save_batch(
+            job_dir / "batch",
+            keyring,
+            [r.templates for r in records],
+            [RecordInfo(r.reference_id, part, r.attributes, "batch") for r in records],
+        )
+        facts["batch_records"] = len(records)
+        batch = load_batch(job_dir / "batch", keyring)
+        opened = Opened(combine(batch, gallery), batch.n, store, keyring)
+    elif spec.against_gallery:
+        other = _other(spec, other_dir)
+        batch = load_store_set(other)
+        write_atomic(job_dir / "batch_labels.npy", _npy(batch.labels))
+        facts["batch_records"] = batch.n
+        batch = _as_batch(batch)
+        opened = Opened(combine(batch, gallery), batch.n, store, keyring, other)
+    write_atomic(job_dir / "sources.json", json.dumps(facts).encode())
+    return facts, opened
 
 
-def open_sources(spec: JobSpec, job_dir: Path) -> Opened:
+def open_sources(spec: JobSpec, job_dir: Path, source: DataDir, other_dir: DataDir | None = None) -> Opened:
     """The frozen record set of a job (after ``freeze_sources``), reloaded from the stores."""
-    store, keyring = open_store(spec.data_dir)
-    other: Store | None = None
-    try:
-        gallery = load_store_set(store, labels=np.load(job_dir / "gallery_labels.npy"))
-        if spec.against_manifest:
-            batch = load_batch(job_dir / "batch", keyring)
-        elif spec.against_gallery:
-            other, _ = open_store(spec.against_gallery)
-            batch = load_store_set(other, labels=np.load(job_dir / "batch_labels.npy"))
-            batch = _as_batch(batch)
-        else:
-            return Opened(gallery, gallery.n, store, keyring)
-        return Opened(combine(batch, gallery), batch.n, store, keyring, other)
-    except BaseException:
-        store.close()
-        if other is not None:
-            other.close()
-        raise
+    store, keyring = source.store, source.keyring
+    gallery = load_store_set(store, labels=np.load(job_dir / "gallery_labels.npy"))
+    if spec.against_manifest:
+        batch = load_batch(job_dir / "batch", keyring)
+    elif spec.against_gallery:
+        other = _other(spec, other_dir)
+        batch = load_store_set(other, labels=np.load(job_dir / "batch_labels.npy"))
+        batch = _as_batch(batch)
+    else:
+        return Opened(gallery, gallery.n, store, keyring)
+    return Opened(combine(batch, gallery), batch.n, store, keyring,
+                  other if spec.against_gallery else None)
+
+
+def _other(spec: JobSpec, other_dir: DataDir | None) -> Store:
+    if other_dir is None:
+        raise InvalidInput(f"the job compares against the gallery in {spec.against_gallery}: open it "
+                           "and pass it to the job", reason="INVALID_REQUEST")
+    return other_dir.store
 
 
 def _as_batch(s: RecordSet) -> RecordSet:
@@ -178,6 +164,12 @@ def _as_batch(s: RecordSet) -> RecordSet:
         }
 
     return RecordSet(s.n, np.full(s.n, -1, dtype=np.int64), s.modalities, info, s.models)
+
+
+def _npy(a: np.ndarray[Any, Any]) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, a)
+    return buf.getvalue()
 
 
 def _count(items: Any) -> dict[str, int]:

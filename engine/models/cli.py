@@ -47,23 +47,35 @@ def _switch_face(args: argparse.Namespace, directory: Path) -> int:
     from tqdm import tqdm
 
     from engine.config import EngineConfig
+    from engine.datadir import DataDir
+    from engine.errors import Unavailable
     from engine.extractors import require_installed
     from engine.face import FaceExtractor
-    from engine.models.face_switch import FaceSwitchJob, SwitchProgress
+    from engine.jobs import Progress
+    from engine.models.face_switch import FaceSwitchJob
 
     out = sys.stdout
     try:
         config = EngineConfig.load(args.config, data_dir=args.data_dir)
         require_installed(args.to, directory)
         extractor = FaceExtractor.default(embedding=args.to, model_directory=directory)
-        job = FaceSwitchJob(config, args.to, extractor, drop_missing=args.drop_missing)
-        with tqdm(desc=f"switch-face -> {args.to}", unit="record", file=sys.stderr, disable=None) as bar:
-            def show(p: SwitchProgress) -> None:
-                bar.total = p.total
-                bar.update(p.done - bar.n)
-                bar.set_postfix(dropped=p.dropped)
+        try:
+            datadir = DataDir.from_config(config)
+        except Unavailable as exc:
+            raise Unavailable(f"{exc}; stop the nasname server before switching the face model",
+                              reason=exc.reason) from exc
+        try:
+            job = FaceSwitchJob(datadir, args.to, extractor, drop_missing=args.drop_missing)
+            with tqdm(desc=f"switch-face -> {args.to}", unit="record", file=sys.stderr,
+                      disable=None) as bar:  # drawn only on a terminal
+                def show(p: Progress) -> None:
+                    bar.total = p.total
+                    bar.update(p.done - bar.n)
+                    bar.set_postfix(dropped=p.found)
 
-            summary = job.run(on_progress=show)
+                summary = job.run(on_progress=show)
+        finally:
+            datadir.close()
     except NasnameError as exc:
         print(f"switch-face: FAILED ({exc.reason}): {exc}", file=out)
         return 1

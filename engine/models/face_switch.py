@@ -1,27 +1,29 @@
 """Switching a gallery's face model: an explicit, resumable re-extraction job from the kept images.
 
-    job = FaceSwitchJob(config, "mobilefacenet", extractor, drop_missing=False)
+    job = FaceSwitchJob(datadir, "mobilefacenet", extractor, drop_missing=False)   # datadir: exclusive
     summary = job.run(on_progress=print)      # blocks; a killed job resumes on the next run()
 
 A gallery's face templates all come from one model (``Store.models()``), so changing the model means
 re-extracting every face template from its kept image (``EngineConfig.keep_images``). The job never
 touches the live database until the very end:
 
-``prepare``  holds the gallery directory's lock (the engine must be stopped), counts the records with a
-             face template and those without a kept face image (refused unless ``drop_missing``),
-             and copies the database (SQLite backup API) into ``<data_dir>/face-switch/work/``.
+``prepare``  runs on the data directory opened exclusively by the caller (``engine.datadir``: the
+             engine must be stopped), counts the records with a face template and those without a
+             kept face image (refused unless ``drop_missing``), and copies the database (SQLite
+             backup API) into ``<data_dir>/jobs/face-switch/work/``.
 ``extract``  in label order, batches of records: decrypt the kept image, extract with the new model,
              replace the face template in the copy; the batch, its change rows, its audit rows (one per
              dropped record) and the position reached commit in ONE transaction of the copy, so a
              killed job resumes exactly where it stopped. Iris templates are left as they are.
-``swap``     pins the new model and template shape in the copy, audits the switch, hard-links the
-             live database to ``<data_dir>/backups/`` (kept until the operator deletes it) and
-             atomically renames the copy over the live file. Index snapshots of the old model no
-             longer fit and are rebuilt on the next open.
+``swap``     pins the new model and template shape in the copy, audits the switch, and has the data
+             directory replace its database with the copy (``DataDir.replace_database``: the old
+             file is kept in ``<data_dir>/backups/`` until the operator deletes it; one rename).
+             Index snapshots of the old model no longer fit and are rebuilt on the next open.
 
 If the live gallery changed between runs (the engine was started while the job was interrupted), the
-copy is stale: the job starts again from ``prepare``. The job directory follows the layout of the
-de-duplication jobs (``job.json`` + ``checkpoint.json`` written atomically, a ``hook`` for tests).
+copy is stale: the job starts again from ``prepare``. The job folder, states, cancel (between
+batches) and progress with ETA are those of ``engine.jobs``, the one job framework (a ``hook`` for
+tests).
 """
 
 from __future__ import annotations
@@ -32,15 +34,14 @@ import os
 import shutil
 import sqlite3
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.config import EngineConfig
 from engine.crypto import KeyRing
+from engine.datadir import DB_NAME, DataDir
 from engine.errors import (
     Conflict,
     IntegrityError,
@@ -50,33 +51,22 @@ from engine.errors import (
     Unavailable,
 )
 from engine.extractor import Extractor
-from engine.models.manifest import write_atomic
+from engine.jobs import JobCancelled, JobFiles, Progress, eta_s
 from engine.store import Store, audit
 from engine.store.codec import open_template, seal_template, shape_of
-from engine.store.locks import DirectoryLock
 from engine.types import Modality
 
-__all__ = ["FaceSwitchJob", "SwitchProgress", "SwitchSummary", "face_records"]
+__all__ = ["FaceSwitchJob", "SwitchSummary", "face_records"]
 
 log = logging.getLogger(__name__)
 
-DB_NAME = "nasname.db"  # engine.gallery.DB_NAME (not imported: the gallery pulls in the indexes)
-JOB_DIR = "face-switch"
-BACKUP_DIR = "backups"
+JOB_KIND = "face-switch"
 _POS_KEY = "face_switch.after_label"  # meta of the work copy: last label done (same txn as the batch)
 _DROPPED_KEY = "face_switch.dropped"
 _FACE = Modality.FACE.value
 
 Hook = Callable[[str, int], None]
 """Called before each record as ``hook(stage, records_done)`` (tests raise from it to simulate a kill)."""
-
-
-@dataclass(frozen=True)
-class SwitchProgress:
-    stage: str
-    done: int  # records with a face template handled (re-extracted or dropped)
-    total: int
-    dropped: int
 
 
 @dataclass(frozen=True)
@@ -105,71 +95,80 @@ def face_records(conn: sqlite3.Connection, after_label: int = 0, limit: int = -1
 
 
 class FaceSwitchJob:
-    """Re-extract the face templates of the gallery in ``config.data_dir`` with ``extractor`` (whose
+    """Re-extract the face templates of the gallery in ``datadir`` with ``extractor`` (whose
     ``model`` becomes the gallery's face model; ``target`` is its registry name, for messages and the
     audit). ``drop_missing``: records whose kept image is missing (or no longer yields a face) lose
     their face template instead of stopping the job; each is reported. ``batch``: records per commit."""
 
-    def __init__(self, config: EngineConfig, target: str, extractor: Extractor, *,
+    def __init__(self, datadir: DataDir, target: str, extractor: Extractor, *,
                  drop_missing: bool = False, hook: Hook | None = None, batch: int = 64,
                  actor: str = "local") -> None:
         if extractor.kind != "face":
             raise Conflict(f"the {extractor.kind} extractor cannot make face templates",
                            reason="INVALID_REQUEST")
-        self.config = config
+        if not datadir.exclusive:
+            raise Unavailable("the face switch needs the data directory to itself; stop the nasname "
+                              "server first", reason="GALLERY_LOCKED")
+        self.datadir = datadir
         self.target = target
         self.extractor = extractor
         self.drop_missing = drop_missing
         self._hook = hook
         self._batch = max(1, batch)
         self._actor = actor
-        self.dir = config.data_dir / JOB_DIR
-        self.live_db = config.data_dir / DB_NAME
+        self.dir = datadir.jobs_dir(JOB_KIND)
+        self.files = JobFiles(self.dir)
         self.work_db = self.dir / "work" / DB_NAME
 
-    # -- job files (same conventions as engine.dedup.jobs) --------------------------------------
+    # -- job files (engine.jobs: the one job framework) --------------------------------------------
 
     def _read(self, name: str) -> dict[str, Any]:
-        path = self.dir / name
-        if not path.is_file():
-            return {}
-        doc: dict[str, Any] = json.loads(path.read_text())
-        return doc
+        if name == "checkpoint.json":
+            return self.files.checkpoint()
+        return self.files.meta() if self.files.exists else {}
 
-    def _write(self, name: str, doc: dict[str, Any]) -> None:
-        doc["updated"] = time.time()
-        write_atomic(self.dir / name, json.dumps(doc, indent=1).encode())
+    def cancel(self) -> None:
+        """Ask the running switch (any process) to stop after its current batch (resumable)."""
+        self.files.cancel()
+
+    def progress(self) -> Progress:
+        """Records handled of those with a face template, dropped ones, and the ETA."""
+        meta = self._read("job.json")
+        cp = self.files.checkpoint()
+        done, total = int(cp.get("done", 0)), int(cp.get("total", 0))
+        elapsed = float(cp.get("elapsed_s", 0.0))
+        eta = 0.0 if cp.get("stage") == "done" else eta_s(done - int(cp.get("done_at_start", 0)), total - int(
+            cp.get("done_at_start", 0)), elapsed)
+        return Progress(str(meta.get("id", "")), str(meta.get("state", "none")), str(cp.get("stage", "none")),
+                        done, total, len(cp.get("dropped", {})), elapsed, eta, str(meta.get("error", "")))
 
     # -- run -----------------------------------------------------------------------------------
 
-    def run(self, on_progress: Callable[[SwitchProgress], None] | None = None) -> SwitchSummary:
-        """Run (or resume) to the end. Raises ``Unavailable`` while the engine holds the gallery,
-        ``Conflict`` (IMAGES_NOT_KEPT, NOTHING_TO_SWITCH, SWITCH_IN_PROGRESS) when it cannot start."""
-        if not self.live_db.is_file():
-            raise Conflict(f"no gallery in {self.config.data_dir}", reason="NOTHING_TO_SWITCH")
-        try:
-            lock = DirectoryLock(self.config.data_dir)
-        except Unavailable as exc:
-            raise Unavailable(f"{exc}; stop the nasname server before switching the face model",
-                              reason="GALLERY_LOCKED") from exc
+    def resume(self, on_progress: Callable[[Progress], None] | None = None) -> SwitchSummary:
+        """Withdraw a cancel request and run on from the last checkpoint."""
+        self.files.clear_cancel()
+        return self.run(on_progress)
+
+    def run(self, on_progress: Callable[[Progress], None] | None = None) -> SwitchSummary:
+        """Run (or resume) to the end. Raises ``Conflict`` (IMAGES_NOT_KEPT, NOTHING_TO_SWITCH,
+        SWITCH_IN_PROGRESS) when it cannot start, ``JobCancelled`` when cancelled (resumable)."""
         started = False
+        keyring = self.datadir.keyring
         try:
-            keyring = KeyRing.load(self.config.resolved_key_file)
             cp = self._start(keyring)
             started = True
             if cp["stage"] == "extract":
                 cp = self._extract(keyring, cp, on_progress)
             if cp["stage"] == "swap":
                 cp = self._swap(keyring, cp)
-        except BaseException as exc:
-            meta = self._read("job.json")
-            if meta and started:  # a refusal to start leaves an earlier job's record alone
-                self._write("job.json", {**meta, "state": "failed", "error": str(exc) or type(exc).__name__})
+        except JobCancelled:
+            self.files.set_state("cancelled")
             raise
-        finally:
-            lock.release()
-        meta = self._read("job.json")
-        self._write("job.json", {**meta, "state": "done"})
+        except BaseException as exc:
+            if self.files.exists and started:  # a refusal to start leaves an earlier job's record alone
+                self.files.set_state("failed", error=str(exc) or type(exc).__name__)
+            raise
+        meta = self.files.set_state("done")
         summary = SwitchSummary(meta["id"], meta["from"], meta["to"], int(cp["reextracted"]),
                                 dict(cp["dropped"]), str(cp["backup"]))
         log.info("face model switched from %s to %s: %d re-extracted, %d dropped", summary.from_model,
@@ -191,57 +190,56 @@ class FaceSwitchJob:
                 return cp  # killed after the rename: only bookkeeping is left
             if cp.get("stage") in ("extract", "swap") and self.work_db.is_file():
                 if self._fingerprint(keyring) == cp.get("source"):
-                    self._write("job.json", {**meta, "state": "running"})
+                    self.files.set_state("running")
+                    cp["done_at_start"], cp["elapsed_s"] = cp.get("done", 0), 0.0
                     return cp
                 log.warning("the gallery changed since the switch job copied it; starting again")
         return self._prepare(keyring, target_ref)
 
     def _fingerprint(self, keyring: KeyRing) -> dict[str, int]:
         """What must not change under a running job: last change seq and audit length of the live db."""
-        store = Store(self.live_db, keyring)
-        try:
-            with store.db.read() as conn:
-                audit_rows = int(conn.execute("SELECT COUNT(*) FROM audit").fetchone()[0])
-            return {"seq": store.last_seq(), "audit": audit_rows}
-        finally:
-            store.close()
+        store = self.datadir.store
+        with store.db.read() as conn:
+            audit_rows = int(conn.execute("SELECT COUNT(*) FROM audit").fetchone()[0])
+        return {"seq": store.last_seq(), "audit": audit_rows}
 
     def _prepare(self, keyring: KeyRing, target_ref: str) -> dict[str, Any]:
-        store = Store(self.live_db, keyring)
-        try:
-            current = store.models().get(Modality.FACE)
-            with store.db.read() as conn:
-                rows = face_records(conn)
-            if current is None or not rows:
-                raise Conflict(f"the gallery in {self.config.data_dir} holds no face template; set "
-                               f"face_model = {self.target!r} instead (an empty gallery takes the "
-                               "first model)",
-                               reason="NOTHING_TO_SWITCH")
-            if str(current) == target_ref:
-                raise Conflict(f"the gallery's face templates are already of {current}",
-                               reason="NOTHING_TO_SWITCH")
-            missing = [ref for _, ref, has_image in rows if not has_image]
-            if missing and not self.drop_missing:
-                raise Conflict(
-                    f"{len(missing)} of {len(rows)} records with a face template have no kept face image "
-                    "(keep_images was off when they were stored), so they cannot be re-extracted with "
-                    f"{target_ref}. Nothing was changed. Re-run with --drop-missing to drop their face "
-                    "templates (each is reported and audited), or keep the current model.",
-                    reason="IMAGES_NOT_KEPT", details={"missing": len(missing), "total": len(rows)})
-        finally:
-            store.close()
+        store = self.datadir.store
+        current = store.models().get(Modality.FACE)
+        with store.db.read() as conn:
+            rows = face_records(conn)
+        if current is None or not rows:
+            raise Conflict(f"the gallery in {self.datadir.root} holds no face template; set "
+                           f"face_model = {self.target!r} instead (an empty gallery takes the "
+                           "first model)",
+                           reason="NOTHING_TO_SWITCH")
+        if str(current) == target_ref:
+            raise Conflict(f"the gallery's face templates are already of {current}",
+                           reason="NOTHING_TO_SWITCH")
+        missing = [ref for _, ref, has_image in rows if not has_image]
+        if missing and not self.drop_missing:
+            raise Conflict(
+                f"{len(missing)} of {len(rows)} records with a face template have no kept face image "
+                "(keep_images was off when they were stored), so they cannot be re-extracted with "
+                f"{target_ref}. Nothing was changed. Re-run with --drop-missing to drop their face "
+                "templates (each is reported and audited), or keep the current model.",
+                reason="IMAGES_NOT_KEPT", details={"missing": len(missing), "total": len(rows)})
         fingerprint = self._fingerprint(keyring)
         if self.work_db.parent.exists():
             shutil.rmtree(self.work_db.parent)
-        self.work_db.parent.mkdir(parents=True)
-        with _plain(self.live_db) as src, _plain(self.work_db) as dst:
-            src.backup(dst)  # a consistent copy; nobody writes (we hold the directory lock)
-        meta = {"id": uuid.uuid4().hex[:12], "target": self.target, "from": str(current), "to": target_ref,
-                "drop_missing": self.drop_missing, "created": time.time(), "state": "running"}
-        self._write("job.json", meta)
+        self.work_db.parent.mkdir(mode=0o700, parents=True)
+        with _plain(self.datadir.db_path) as src, _plain(self.work_db) as dst:
+            src.backup(dst)  # a consistent copy; nobody writes (the data directory is ours)
+        os.chmod(self.work_db, 0o600)
+        for name in ("job.json", "checkpoint.json"):  # the previous switch's record (done or abandoned)
+            (self.dir / name).unlink(missing_ok=True)
+        self.files.clear_cancel()
+        JobFiles.create(self.dir, JOB_KIND, target=self.target, drop_missing=self.drop_missing,
+                        to=target_ref, **{"from": str(current)})
+        meta = self.files.set_state("running")
         cp = {"stage": "extract", "source": fingerprint, "total": len(rows), "done": 0, "reextracted": 0,
-              "dropped": {}}
-        self._write("checkpoint.json", cp)
+              "dropped": {}, "done_at_start": 0, "elapsed_s": 0.0}
+        self.files.save_checkpoint(cp)
         log.info("face switch %s: %d face templates to re-extract (%s -> %s)", meta["id"], len(rows),
                  meta["from"], target_ref)
         return cp
@@ -249,8 +247,9 @@ class FaceSwitchJob:
     # -- extract -------------------------------------------------------------------------------
 
     def _extract(self, keyring: KeyRing, cp: dict[str, Any],
-                 on_progress: Callable[[SwitchProgress], None] | None) -> dict[str, Any]:
+                 on_progress: Callable[[Progress], None] | None) -> dict[str, Any]:
         work = Store(self.work_db, keyring, keep_images=True)
+        started = time.monotonic() - float(cp.get("elapsed_s", 0.0))
         try:
             with work.db.read() as conn:
                 after = _meta_int(conn, _POS_KEY)
@@ -262,6 +261,9 @@ class FaceSwitchJob:
                     (_FACE, after)).fetchone()[0])
             done = reextracted + len(dropped)
             while True:
+                if self.files.cancel_requested():
+                    raise JobCancelled(f"face switch cancelled after {done} of {cp['total']} records; "
+                                       "run it again to resume")
                 with work.db.read() as conn:
                     rows = face_records(conn, after, self._batch)
                 if not rows:
@@ -281,10 +283,11 @@ class FaceSwitchJob:
                 after = rows[-1][0]
                 done += len(rows)
                 reextracted += len(updates)
-                cp.update(done=done, reextracted=reextracted, dropped=dropped)
-                self._write("checkpoint.json", cp)
+                cp.update(done=done, reextracted=reextracted, dropped=dropped,
+                          elapsed_s=time.monotonic() - started)
+                self.files.save_checkpoint(cp)
                 if on_progress is not None:
-                    on_progress(SwitchProgress("extract", done, int(cp["total"]), len(dropped)))
+                    on_progress(self.progress())
             with work.db.read() as conn:
                 stale = conn.execute("SELECT COUNT(*) FROM templates WHERE modality = ? AND "
                                      "(model_id || '@' || model_version) != ?",
@@ -295,7 +298,7 @@ class FaceSwitchJob:
         finally:
             work.close()
         cp.update(stage="swap", done=done, reextracted=reextracted, dropped=dropped)
-        self._write("checkpoint.json", cp)
+        self.files.save_checkpoint(cp)
         return cp
 
     def _reextract(self, work: Store, keyring: KeyRing, label: int, ref_id: str) -> tuple[bytes | None, str]:
@@ -336,7 +339,7 @@ class FaceSwitchJob:
 
     def _swap(self, keyring: KeyRing, cp: dict[str, Any]) -> dict[str, Any]:
         meta = self._read("job.json")
-        backup = self.config.data_dir / BACKUP_DIR / f"{DB_NAME}.before-face-switch-{meta['id']}"
+        backup = self.datadir.backups_dir() / f"{DB_NAME}.before-face-switch-{meta['id']}"
         if self.work_db.exists():
             work = Store(self.work_db, keyring)
             try:
@@ -346,22 +349,10 @@ class FaceSwitchJob:
                 work.close()
             with _plain(self.work_db) as conn:  # one self-contained file: no WAL beside it to rename
                 conn.execute("PRAGMA journal_mode=DELETE")
-            for suffix in ("-wal", "-journal"):
-                side = self.live_db.with_name(DB_NAME + suffix)
-                if side.exists() and side.stat().st_size:
-                    raise Unavailable(f"{side} is not empty: open and close the gallery once, then resume",
-                                      reason="STORE_UNAVAILABLE")
-            backup.parent.mkdir(parents=True, exist_ok=True)
-            if not backup.exists():
-                try:
-                    os.link(self.live_db, backup)
-                except OSError:  # another file system: a copy (the live file is not written now)
-                    shutil.copy2(self.live_db, backup)
-            os.replace(self.work_db, self.live_db)  # the switch: one atomic rename
-            _fsync_dir(self.live_db.parent)
+            self.datadir.replace_database(self.work_db, keep_old_as=backup)  # the switch: one rename
             shutil.rmtree(self.work_db.parent, ignore_errors=True)
         cp.update(stage="done", backup=str(backup))
-        self._write("checkpoint.json", cp)
+        self.files.save_checkpoint(cp)
         return cp
 
     def _pin(self, conn: sqlite3.Connection, keyring: KeyRing, meta: dict[str, Any], cp: dict[str, Any]
@@ -409,10 +400,3 @@ def _plain(path: Path) -> Iterator[sqlite3.Connection]:
     finally:
         conn.close()
 
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

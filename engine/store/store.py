@@ -28,7 +28,7 @@ from engine.store import audit, codec, idempotency, tokens
 from engine.store.adjudication import AdjudicationMixin
 from engine.store.db import Database
 from engine.store.idempotency import IdempotencyKey, Idempotent
-from engine.store.schema import SCHEMA_VERSION, migrate
+from engine.store.schema import SCHEMA_VERSION, migrate, schema_version
 from engine.store.users import UsersMixin
 from engine.store.values import AuditReport, Record, RecordStatus, TokenInfo, WriteResult
 from engine.types import Modality, ModelRef, Template, check_template
@@ -81,6 +81,23 @@ class Store(AdjudicationMixin, UsersMixin):
 
     def close(self) -> None:
         self.db.close()
+
+    # -- meta values (the data directory's key check, ...) ----------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        with self.db.read() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.db.write() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def template_key_ids(self) -> list[str]:
+        """The distinct key ids that sealed this store's templates and images."""
+        with self.db.read() as conn:
+            return [str(k) for (k,) in conn.execute(
+                "SELECT DISTINCT key_id FROM templates UNION SELECT DISTINCT key_id FROM images")]
 
     # -- models --------------------------------------------------------------------------------
 
@@ -391,6 +408,25 @@ class Store(AdjudicationMixin, UsersMixin):
                 "SELECT COUNT(*) FROM templates t JOIN records r ON r.id = t.record_id "
                 "WHERE t.modality = ? AND r.status = 'active'", (modality.value,)).fetchone()[0])
 
+    def active_template_labels(self, modality: Modality) -> tuple[npt.NDArray[np.int64], Template | None]:
+        """Labels of the active records holding a ``modality`` template (sorted), and one of those
+        templates (decrypted) to probe an index with; (empty, None) when there is none."""
+        with self.db.read() as conn:
+            labels = np.fromiter((i for (i,) in conn.execute(
+                "SELECT t.record_id FROM templates t JOIN records r ON r.id = t.record_id "
+                "WHERE t.modality = ? AND r.status = 'active' ORDER BY t.record_id", (modality.value,))),
+                dtype=np.int64)
+            example: Template | None = None
+            for label in labels[:20].tolist():  # the first readable one (a damaged blob is check's to name)
+                blob = conn.execute("SELECT blob FROM templates WHERE record_id = ? AND modality = ?",
+                                    (label, modality.value)).fetchone()[0]
+                try:
+                    example = codec.open_template(self.keyring, int(label), modality, blob)
+                    break
+                except IntegrityError:
+                    continue
+        return labels, example
+
     def stats(self) -> dict[str, Any]:
         """Counts per status, per partition and status, active templates per modality, open cases."""
         with self.db.read() as conn:
@@ -457,6 +493,25 @@ class Store(AdjudicationMixin, UsersMixin):
     def audit_entries(self, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
         with self.db.read() as conn:
             return audit.entries(conn, after=after, limit=limit)
+
+    def sqlite_check(self, *, quick: bool = False) -> list[str]:
+        """SQLite's ``integrity_check`` (or the faster ``quick_check``): the problems found, [] when
+        the file is sound."""
+        pragma = "quick_check" if quick else "integrity_check"
+        try:
+            with self.db.read() as conn:
+                rows = [str(r[0]) for r in conn.execute(f"PRAGMA {pragma}(100)")]
+        except IntegrityError as exc:  # so damaged that the check itself cannot run
+            return [str(exc)]
+        return [] if rows == ["ok"] else rows
+
+    def maintain(self) -> dict[str, int]:
+        """Checkpoint, VACUUM and optimize the database (``Database.maintain``)."""
+        return self.db.maintain()
+
+    def schema_version(self) -> int:
+        with self.db.read() as conn:
+            return schema_version(conn)
 
     def audit_event(self, actor: str, action: str, ref_id: str | None = None,
                     details: Mapping[str, Any] | None = None) -> int:

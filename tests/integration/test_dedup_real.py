@@ -26,7 +26,15 @@ from engine.dedup import DedupJob, JobSpec
 from engine.face import FaceConfig, FaceExtractor
 from engine.fusion import Fusion
 from engine.types import Modality
-from tests.unit.dedup.conftest import FACE_MODEL, at_cosine, face_t, make_data_dir, unit_rows
+from tests.unit.dedup.conftest import (
+    FACE_MODEL,
+    at_cosine,
+    create_job,
+    face_t,
+    make_data_dir,
+    open_job,
+    unit_rows,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 PERSON = "Colin_Powell"
@@ -52,7 +60,7 @@ def test_lfw_images_of_one_person_are_clustered(shared_data: Path, fx: FaceExtra
     data = make_data_dir(tmp_path / "data", records)
     fusion = Fusion.for_models({Modality.FACE: fx.model})
 
-    job = DedupJob.create(JobSpec(data_dir=str(data.data_dir)), tmp_path / "nn", fusion=fusion)
+    job = create_job(JobSpec(data_dir=str(data.data_dir)), tmp_path / "nn", fusion=fusion)
     summary = job.run()
     doc = json.loads((job.dir / "report.json").read_text())
     clusters = [{m["ref_id"] for m in c["members"]} for c in doc["clusters"]]
@@ -67,7 +75,7 @@ def test_lfw_images_of_one_person_are_clustered(shared_data: Path, fx: FaceExtra
         w.writerow(["NEW-O", "face", f"{others[8].parent.name}/{others[8].name}", "c"])
         w.writerow(["NEW-X", "face", "Nobody/none.jpg", "c"])
     spec = JobSpec(data_dir=str(data.data_dir), against_manifest=str(manifest), batch_folder=str(lfw))
-    batch = DedupJob.create(spec, tmp_path / "batch", fusion=fusion, extractor_for=lambda kind: fx)
+    batch = create_job(spec, tmp_path / "batch", fusion=fusion, extractor_for=lambda kind: fx)
     summary = batch.run()
     assert summary["manifest"]["row_errors"] == 1 and summary["manifest"]["batch_records"] == 2
     doc = json.loads((batch.dir / "report.json").read_text())
@@ -78,8 +86,8 @@ def test_lfw_images_of_one_person_are_clustered(shared_data: Path, fx: FaceExtra
 _CHILD = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from engine.dedup import DedupJob
     from engine.fusion import Fusion
+    from tests.unit.dedup.conftest import open_job
     from engine.types import Modality, ModelRef
 
     job_dir, cal_dir, ready = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
@@ -90,7 +98,7 @@ _CHILD = textwrap.dedent("""
             ready.write_text("at block 6")
             time.sleep(120)  # killed here
 
-    DedupJob.open(job_dir, fusion=fusion, hook=hook, checkpoint_every_s=0.0).run()
+    open_job(job_dir, fusion=fusion, hook=hook, checkpoint_every_s=0.0).run()
 """)
 
 
@@ -115,9 +123,9 @@ def test_sigkilled_job_resumes_to_the_same_result(tmp_path: Path) -> None:
     )
     fusion = Fusion.for_models({Modality.FACE: FACE_MODEL}, cal)
     spec = JobSpec(data_dir=str(data.data_dir), block_rows=60)
-    ref = DedupJob.create(spec, tmp_path / "ref", fusion=fusion)
+    ref = create_job(spec, tmp_path / "ref", fusion=fusion)
     expected = ref.run()
-    job = DedupJob.create(spec, tmp_path / "job", fusion=fusion)
+    job = create_job(spec, tmp_path / "job", fusion=fusion)
     ready = tmp_path / "ready"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     child = subprocess.Popen(
@@ -136,7 +144,7 @@ def test_sigkilled_job_resumes_to_the_same_result(tmp_path: Path) -> None:
     p = DedupJob.open(job.dir).progress()
     assert p.state == "running" and p.stage == "pairs" and 0 < p.done < p.total  # died mid-run
     seen: list[int] = []
-    summary = DedupJob.open(job.dir, fusion=fusion, hook=lambda m, b: seen.append(b)).run()
+    summary = open_job(job.dir, fusion=fusion, hook=lambda m, b: seen.append(b)).run()
     assert seen[0] == 6  # resumed from the checkpoint, not restarted
     assert summary["pairs"] == expected["pairs"] == 30 and summary["clusters"] == expected["clusters"]
     a = json.loads((job.dir / "report.json").read_text())

@@ -11,11 +11,11 @@ from engine.config import EngineConfig
 from engine.engine import Engine
 from engine.errors import ModelMismatch
 from engine.face import FaceConfig, FaceExtractor
-from engine.models.face_switch import FaceSwitchJob
 from engine.models.registry import ensure_model
 from engine.records import Sample
 from engine.types import FaceTemplate, Modality, ModelRef
 from tests.unit.face.tiny_arcface import build_tiny_arcface
+from tests.unit.models.test_face_switch import _switch
 
 PEOPLE = ("Aaron_Sorkin_0001", "Abbas_Kiarostami_0001", "Adam_Sandler_0001", "Al_Pacino_0001",
           "Alan_Ball_0001")
@@ -53,9 +53,9 @@ def test_switch_dlib_gallery_to_a_new_model_from_kept_images(shared_data: Path, 
 
     crashed: list[int] = []
     with pytest.raises(Crash):
-        FaceSwitchJob(config, "tiny_arcface", new, hook=crash_once, batch=2).run()
+        _switch(config, "tiny_arcface", new, hook=crash_once, batch=2)
     assert crashed == [3]
-    summary = FaceSwitchJob(config, "tiny_arcface", new, hook=crash_once, batch=2).run()
+    summary = _switch(config, "tiny_arcface", new, hook=crash_once, batch=2)
     assert summary.reextracted == len(PEOPLE) and not summary.dropped
     assert (summary.from_model, summary.to_model) == (str(old.model), "tiny_arcface@1+mphoto")
 

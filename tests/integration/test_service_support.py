@@ -17,6 +17,7 @@ from engine.calibration import save_distributions
 from engine.config import EngineConfig
 from engine.engine import Engine
 from engine.fusion import Fusion
+from engine.ops.schedule import BackupSettings
 from engine.types import FaceTemplate, Modality, ModelRef
 from server._gen.nasname.v1 import nasname_pb2 as pb
 from server.app import Server, create_server
@@ -72,10 +73,11 @@ class Service:
         self.engine.close()
 
 
-def start_service(engine: Engine, config: ServerConfig | None = None) -> Service:
+def start_service(engine: Engine, config: ServerConfig | None = None,
+                  backup: BackupSettings | None = None) -> Service:
     tokens = engine.tokens
     secrets = {role: tokens.create_token(f"{role.value} test", role.value)[1] for role in Role}
     config = config or ServerConfig(address="127.0.0.1:0", allow_plaintext=True)
-    server, port = create_server("127.0.0.1:0", engine, tokens=tokens, config=config)
+    server, port = create_server("127.0.0.1:0", engine, tokens=tokens, config=config, backup=backup)
     server.start()
     return Service(engine, server, f"127.0.0.1:{port}", secrets)

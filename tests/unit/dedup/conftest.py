@@ -3,9 +3,10 @@ planted duplicates, and a Fusion built from synthetic calibration files (passed 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -13,6 +14,8 @@ import pytest
 
 from engine.calibration import save_distributions
 from engine.crypto import KeyRing
+from engine.datadir import DataDir
+from engine.dedup import DedupJob, JobSpec
 from engine.dedup.data import ModalityData
 from engine.dedup.pairs import IrisExact
 from engine.fusion import Fusion
@@ -128,3 +131,33 @@ def iris_t(code: npt.NDArray[np.uint8], mask: npt.NDArray[np.uint8]) -> IrisTemp
 @pytest.fixture(scope="session")
 def fusion(tmp_path_factory: pytest.TempPathFactory) -> Fusion:
     return make_fusion(tmp_path_factory.mktemp("calibration"))
+
+
+_SOURCES: dict[str, DataDir] = {}
+
+
+def source(data_dir: Path | str) -> DataDir:
+    """The gallery of ``data_dir`` opened shared (what the command line gives a job), one per directory
+    for the whole session (closed at its end)."""
+    key = str(data_dir)
+    if key not in _SOURCES:
+        _SOURCES[key] = DataDir.open(Path(data_dir), exclusive=False)
+    return _SOURCES[key]
+
+
+def create_job(spec: JobSpec, job_dir: Path, **kwargs: Any) -> DedupJob:
+    """``DedupJob.create`` with the job's gallery opened as the command line would."""
+    return DedupJob.create(spec, job_dir, source=source(spec.data_dir), **kwargs)
+
+
+def open_job(job_dir: Path, **kwargs: Any) -> DedupJob:
+    spec = DedupJob.open(job_dir).spec
+    return DedupJob.open(job_dir, source=source(spec.data_dir), **kwargs)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_sources() -> Iterator[None]:
+    yield
+    for d in _SOURCES.values():
+        d.close()
+    _SOURCES.clear()

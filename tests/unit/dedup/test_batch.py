@@ -13,15 +13,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from engine.dedup import DedupJob, JobSpec
+from engine.config import EngineConfig
+from engine.dedup import JobSpec
 from engine.dedup.cli import main
 from engine.dedup.queue import push_clusters
 from engine.errors import InvalidImage, InvalidInput
 from engine.extractor import Extraction
 from engine.fusion import Fusion
+from engine.gallery import Gallery
 from engine.store import RecordStatus, Store
 from engine.types import Modality, ModelRef, Quality
-from tests.unit.dedup.conftest import FACE_MODEL, at_cosine, face_t, make_data_dir, unit_rows
+from tests.unit.dedup.conftest import FACE_MODEL, at_cosine, create_job, face_t, make_data_dir, unit_rows
 
 FPIR = 0.003
 
@@ -104,7 +106,7 @@ def test_manifest_batch_reports_bad_rows_and_finds_duplicates(
     setup: dict[str, Any], fusion: Fusion, tmp_path: Path
 ) -> None:
     spec = JobSpec(data_dir=str(setup["dir"]), against_manifest=str(setup["manifest"]), target_fpir=FPIR)
-    job = DedupJob.create(spec, tmp_path / "job", fusion=fusion, extractor_for=_extractor_for)
+    job = create_job(spec, tmp_path / "job", fusion=fusion, extractor_for=_extractor_for)
     summary = job.run()
     with (job.dir / "manifest_errors.csv").open() as fh:
         errors = {(r["line"], r["reason"]) for r in csv.DictReader(fh)}
@@ -141,7 +143,7 @@ def test_manifest_batch_reports_bad_rows_and_finds_duplicates(
 def test_nn_marks_adjudicated_pairs_and_queues_nothing_without_clusters(
     setup: dict[str, Any], fusion: Fusion, tmp_path: Path
 ) -> None:
-    job = DedupJob.create(
+    job = create_job(
         JobSpec(data_dir=str(setup["dir"]), target_fpir=FPIR), tmp_path / "job", fusion=fusion
     )
     summary = job.run()
@@ -151,7 +153,10 @@ def test_nn_marks_adjudicated_pairs_and_queues_nothing_without_clusters(
     ]
     assert summary["clusters"] == 0 and summary["pairs_adjudicated_distinct"] == 1
     assert "already adjudicated distinct" in (job.dir / "report.html").read_text()
-    pushed = push_clusters(job, actor="x")  # opens the gallery itself: no server holds it here
+    with pytest.raises(InvalidInput, match="through the open gallery"):
+        push_clusters(job, actor="x")  # N:N pushes go through a gallery its caller opened
+    with Gallery.open(EngineConfig(data_dir=setup["dir"])) as gallery:
+        pushed = push_clusters(job, actor="x", gallery=gallery)
     assert (pushed.queued, pushed.skipped) == ([], {})
 
 
@@ -207,7 +212,7 @@ def test_thumbnails_only_when_asked_and_images_are_kept(tmp_path: Path, fusion: 
             )
     finally:
         store.close()
-    job = DedupJob.create(JobSpec(data_dir=str(d)), tmp_path / "job", fusion=fusion)
+    job = create_job(JobSpec(data_dir=str(d)), tmp_path / "job", fusion=fusion)
     job.run()
     assert "<img" not in (job.dir / "report.html").read_text()  # default: no image at all
     store = Store(d / "nasname.db", keyring, keep_images=True)

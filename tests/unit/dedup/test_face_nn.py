@@ -18,7 +18,15 @@ from engine.dedup import DedupJob, JobSpec
 from engine.dedup.fuse import make_thresholds
 from engine.fusion import Fusion, per_comparison_fmr
 from engine.types import Modality
-from tests.unit.dedup.conftest import at_cosine, crossing, face_t, make_data_dir, unit_rows
+from tests.unit.dedup.conftest import (
+    at_cosine,
+    create_job,
+    crossing,
+    face_t,
+    make_data_dir,
+    open_job,
+    unit_rows,
+)
 
 N_RANDOM = 2500
 FPIR = 0.003
@@ -112,7 +120,7 @@ def test_exact_nn_recovers_every_planted_group_and_nothing_else(
     planted_gallery: dict[str, Any], fusion: Fusion, tmp_path: Path
 ) -> None:
     g = planted_gallery
-    job = DedupJob.create(
+    job = create_job(
         JobSpec(data_dir=str(g["gallery"].data_dir), target_fpir=FPIR, block_rows=700),
         tmp_path / "job",
         fusion=fusion,
@@ -141,7 +149,7 @@ def test_exact_nn_recovers_every_planted_group_and_nothing_else(
 
 def test_partition_restricts_the_job(planted_gallery: dict[str, Any], fusion: Fusion, tmp_path: Path) -> None:
     g = planted_gallery
-    job = DedupJob.create(
+    job = create_job(
         JobSpec(data_dir=str(g["gallery"].data_dir), partition="camp-a", target_fpir=FPIR),
         tmp_path / "job",
         fusion=fusion,
@@ -161,7 +169,7 @@ def test_interrupted_job_resumes_to_the_same_result(
 ) -> None:
     g = planted_gallery
     spec = JobSpec(data_dir=str(g["gallery"].data_dir), target_fpir=FPIR, block_rows=300)
-    ref = DedupJob.create(spec, tmp_path / "ref", fusion=fusion)
+    ref = create_job(spec, tmp_path / "ref", fusion=fusion)
     ref.run()
     calls: list[int] = []
 
@@ -170,7 +178,7 @@ def test_interrupted_job_resumes_to_the_same_result(
         if block == 5:
             raise Crash("simulated crash")
 
-    job = DedupJob.create(spec, tmp_path / "job", fusion=fusion, hook=crash_at_5, checkpoint_every_s=0.0)
+    job = create_job(spec, tmp_path / "job", fusion=fusion, hook=crash_at_5, checkpoint_every_s=0.0)
     with pytest.raises(Crash):
         job.run()
     assert job.progress().state == "failed" and job.progress().stage == "pairs"
@@ -179,7 +187,7 @@ def test_interrupted_job_resumes_to_the_same_result(
     with (job.dir / "candidates.bin").open("ab") as fh:
         fh.write(b"\x01" * 48)
     resumed: list[int] = []
-    DedupJob.open(job.dir, fusion=fusion, hook=lambda m, b: resumed.append(b)).run()
+    open_job(job.dir, fusion=fusion, hook=lambda m, b: resumed.append(b)).run()
     assert resumed[0] == 5  # resumed, not restarted
     assert _pairs(job.dir) == _pairs(ref.dir)
     a = json.loads((job.dir / "report.json").read_text())
@@ -200,13 +208,13 @@ def test_cancel_stops_at_a_block_and_resume_finishes(
         if block == 2:
             holder[0].cancel()
 
-    job = DedupJob.create(spec, tmp_path / "job", fusion=fusion, hook=cancel_at_2, checkpoint_every_s=0.0)
+    job = create_job(spec, tmp_path / "job", fusion=fusion, hook=cancel_at_2, checkpoint_every_s=0.0)
     holder.append(job)
     with pytest.raises(JobCancelled):
         job.run()
     p = job.progress()
     assert p.state == "cancelled" and 0 < p.done < p.total
     with pytest.raises(JobCancelled):  # the request stands until withdrawn by resume
-        DedupJob.open(job.dir, fusion=fusion).run()
-    summary = DedupJob.open(job.dir, fusion=fusion).resume()
+        open_job(job.dir, fusion=fusion).run()
+    summary = open_job(job.dir, fusion=fusion).resume()
     assert _pairs(job.dir) == g["truth"] and summary["clusters"] == len(g["groups"])

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from engine.dedup import DedupJob, JobSpec
+from engine.dedup import JobSpec
 from engine.dedup.data import ModalityData
 from engine.dedup.fuse import make_thresholds
 from engine.dedup.pairs import IrisExact
@@ -24,6 +24,7 @@ from tests.unit.dedup.conftest import (
     IRIS_MODEL,
     NBYTES,
     at_cosine,
+    create_job,
     face_t,
     iris_t,
     make_data_dir,
@@ -112,7 +113,7 @@ def _pairs(job_dir: Path) -> set[tuple[str, ...]]:
 
 def test_exact_multimodal_equals_brute_force(gallery: dict[str, Any], fusion: Fusion, tmp_path: Path) -> None:
     assert gallery["truth"] == gallery["planted"]  # the seeded data has no accidental match
-    job = DedupJob.create(
+    job = create_job(
         JobSpec(data_dir=str(gallery["dir"]), target_fpir=FPIR), tmp_path / "job", fusion=fusion
     )
     summary = job.run()
@@ -125,7 +126,7 @@ def test_exact_multimodal_equals_brute_force(gallery: dict[str, Any], fusion: Fu
 
 
 def test_fast_mode_reports_measured_recall(gallery: dict[str, Any], fusion: Fusion, tmp_path: Path) -> None:
-    job = DedupJob.create(
+    job = create_job(
         JobSpec(data_dir=str(gallery["dir"]), target_fpir=FPIR, mode="fast", recall_sample=0.5),
         tmp_path / "job",
         fusion=fusion,

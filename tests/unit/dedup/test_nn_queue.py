@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 
 from engine.config import EngineConfig
-from engine.dedup import DedupJob, JobSpec
+from engine.dedup import JobSpec
 from engine.dedup.queue import push_clusters
 from engine.engine import _candidate_from_json
 from engine.fusion import Fusion
 from engine.gallery import Gallery
 from engine.store import RecordStatus
 from engine.types import Modality
-from tests.unit.dedup.conftest import at_cosine, face_t, make_data_dir, unit_rows
+from tests.unit.dedup.conftest import at_cosine, create_job, face_t, make_data_dir, unit_rows
 
 
 def test_nn_push_queues_all_but_the_oldest_member(tmp_path: Path, fusion: Fusion) -> None:
@@ -27,7 +27,7 @@ def test_nn_push_queues_all_but_the_oldest_member(tmp_path: Path, fusion: Fusion
     x[40] = at_cosine(rng, x[20], 0.92)
     records = [(f"R{i:02d}", {Modality.FACE: face_t(x[i])}, "") for i in range(80)]
     data = make_data_dir(tmp_path / "data", records)
-    job = DedupJob.create(JobSpec(data_dir=str(data.data_dir)), tmp_path / "job", fusion=fusion)
+    job = create_job(JobSpec(data_dir=str(data.data_dir)), tmp_path / "job", fusion=fusion)
     assert job.run()["clusters"] == 2
     with Gallery.open(EngineConfig.load(data_dir=data.data_dir)) as g:
         pushed = push_clusters(job, actor="investigator-9", gallery=g)

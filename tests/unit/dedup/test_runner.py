@@ -12,7 +12,7 @@ from engine.dedup.runner import JobRunner
 from engine.errors import Conflict, InvalidInput, NotFound
 from engine.fusion import Fusion
 from engine.types import Modality
-from tests.unit.dedup.conftest import at_cosine, face_t, make_data_dir, unit_rows
+from tests.unit.dedup.conftest import at_cosine, face_t, make_data_dir, source, unit_rows
 
 
 def test_runner_start_progress_result_cancel_resume(tmp_path: Path, fusion: Fusion) -> None:
@@ -22,7 +22,7 @@ def test_runner_start_progress_result_cancel_resume(tmp_path: Path, fusion: Fusi
     data = make_data_dir(
         tmp_path / "data", [(f"R{i}", {Modality.FACE: face_t(x[i])}, "") for i in range(200)]
     )
-    runner = JobRunner(tmp_path / "jobs", fusion=fusion)
+    runner = JobRunner(tmp_path / "jobs", source=source(data.data_dir), fusion=fusion)
     try:
         job_id = runner.start(JobSpec(data_dir=str(data.data_dir)))
         runner.wait(job_id, timeout=120)

@@ -7,18 +7,19 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
 
 from engine.config import EngineConfig
+from engine.datadir import DataDir
 from engine.engine import Engine, _default_loader
 from engine.errors import ConfigurationError, Conflict, ModelMismatch
 from engine.extractor import Extraction
 from engine.extractors import check_face_model, load_extractor, require_installed
 from engine.models import cli
-from engine.models.face_switch import FaceSwitchJob
+from engine.models.face_switch import FaceSwitchJob, SwitchSummary
 from engine.records import Sample
 from engine.types import FaceTemplate, IrisTemplate, Modality, ModelRef, Quality
 
@@ -138,10 +139,10 @@ def test_switch_refused_without_kept_images_unless_dropping(tmp_path: Path) -> N
     config = _gallery(tmp_path, 4, keep_images=False)
     before = (config.data_dir / "nasname.db").read_bytes()
     with pytest.raises(Conflict, match="4 of 4 records") as err:
-        FaceSwitchJob(config, "fake_new", FakeFace(NEW, 8)).run()
+        _switch(config, "fake_new", FakeFace(NEW, 8))
     assert err.value.reason == "IMAGES_NOT_KEPT" and err.value.details["missing"] == 4
     assert (config.data_dir / "nasname.db").read_bytes() == before
-    summary = FaceSwitchJob(config, "fake_new", FakeFace(NEW, 8), drop_missing=True).run()
+    summary = _switch(config, "fake_new", FakeFace(NEW, 8), drop_missing=True)
     assert summary.reextracted == 0 and sorted(summary.dropped) == ["R0", "R1", "R2", "R3"]
     engine = Engine.open(config, extractors=lambda kind: FakeFace(NEW, 8))
     try:
@@ -151,6 +152,12 @@ def test_switch_refused_without_kept_images_unless_dropping(tmp_path: Path) -> N
         assert actions.count("drop_face_template") == 4 and actions[-1] == "switch_face_model"
     finally:
         engine.close()
+
+
+def _switch(config: EngineConfig, *args: Any, **kwargs: Any) -> SwitchSummary:
+    """Run a face switch as ``nasname models switch-face`` does: on the data directory, opened alone."""
+    with DataDir.from_config(config) as datadir:
+        return FaceSwitchJob(datadir, *args, **kwargs).run()
 
 
 class Kill(Exception):
@@ -169,7 +176,7 @@ def test_switch_resumes_after_a_kill_and_swaps_atomically(tmp_path: Path) -> Non
             raise Kill
 
     with pytest.raises(Kill):
-        FaceSwitchJob(config, "fake_new", new, hook=crash_at_5, batch=2).run()
+        _switch(config, "fake_new", new, hook=crash_at_5, batch=2)
     # the live gallery is untouched and still serves the old model
     old = FakeFace(OLD, 16)
     engine = Engine.open(config, extractors=lambda kind: old)
@@ -177,14 +184,14 @@ def test_switch_resumes_after_a_kill_and_swaps_atomically(tmp_path: Path) -> Non
     assert engine.identify([Sample(Modality.FACE, image=b"face-2")]).candidates[0].reference_id == "R2"
     engine.close()
     with pytest.raises(Conflict, match="under way"):
-        FaceSwitchJob(config, "other", FakeFace(ModelRef("other", "1"), 8)).run()
+        _switch(config, "other", FakeFace(ModelRef("other", "1"), 8))
 
-    summary = FaceSwitchJob(config, "fake_new", new, hook=crash_at_5, batch=2).run()
+    summary = _switch(config, "fake_new", new, hook=crash_at_5, batch=2)
     assert seen == [0, 1, 2, 3, 4, 5, 4, 5, 6, 7, 8]  # resumed at the last committed batch (4 done)
     assert new.calls == 5 + (n - 4)  # records 0-3 are never extracted again
     assert summary.reextracted == n and not summary.dropped
     assert summary.from_model == "fake_old@1" and summary.to_model == "fake_new@2"
-    assert Path(summary.backup).is_file() and not (config.data_dir / "face-switch" / "work").exists()
+    assert Path(summary.backup).is_file() and not (config.data_dir / "jobs" / "face-switch" / "work").exists()
     with sqlite3.connect(summary.backup) as conn:  # the backup is the previous gallery, intact
         assert conn.execute("SELECT COUNT(*) FROM templates WHERE model_id = 'fake_old'").fetchone()[0] == n
 
@@ -210,7 +217,7 @@ def test_switch_resumes_after_a_kill_and_swaps_atomically(tmp_path: Path) -> Non
     finally:
         engine.close()
     with pytest.raises(Conflict, match="already of fake_new@2"):
-        FaceSwitchJob(config, "fake_new", new).run()
+        _switch(config, "fake_new", new)
 
 
 def test_cli_switch_face_reports_refusal(tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -219,3 +226,27 @@ def test_cli_switch_face_reports_refusal(tmp_path: Path, capsys: pytest.CaptureF
     monkeypatch.setenv("NASNAME_MODEL_DIR", str(tmp_path / "models"))
     code = cli.main(["switch-face", "--data-dir", str(config.data_dir), "--to", "mobilefacenet"])
     assert code == 1 and "nasname models mobilefacenet --accept-licence" in capsys.readouterr().out
+
+
+def test_switch_cancel_stops_between_batches_and_resume_finishes_with_progress(tmp_path: Path) -> None:
+    from engine.jobs import JobCancelled
+
+    config = _gallery(tmp_path, 8)
+    new = FakeFace(NEW, 8)
+    with DataDir.from_config(config) as datadir:
+        job = FaceSwitchJob(datadir, "fake_new", new, batch=2)
+        seen: list[tuple[int, int, float | None]] = []
+
+        def cancel_after_two_batches(p: Any) -> None:
+            seen.append((p.done, p.total, p.eta_s))
+            if p.done == 4:
+                job.cancel()
+
+        with pytest.raises(JobCancelled, match="after 4 of 8"):
+            job.run(on_progress=cancel_after_two_batches)
+        p = job.progress()
+        assert (p.state, p.stage, p.done, p.total) == ("cancelled", "extract", 4, 8)
+        assert seen[0][:2] == (2, 8) and all(eta is not None and eta >= 0 for _, _, eta in seen)
+        summary = job.resume()
+        assert summary.reextracted == 8 and new.calls == 8  # the first 4 were not extracted again
+        assert job.progress().state == "done" and job.progress().eta_s == 0.0

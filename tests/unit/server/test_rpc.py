@@ -220,6 +220,8 @@ def _valid_request(method: str) -> Any:
         "ListRecords": pb.ListRecordsRequest(),
         "ReopenCase": pb.ReopenCaseRequest(reference_id="R", reason="r"),
         "UpdateBiometrics": pb.UpdateBiometricsRequest(reference_id="R", sample=FACE),
+        "CreateBackup": pb.CreateBackupRequest(), "CheckIntegrity": pb.CheckIntegrityRequest(),
+        "RunMaintenance": pb.RunMaintenanceRequest(),
         **{m: pb.DedupJobRequest(job_id="0" * 12)
            for m in ("WatchDedup", "GetDedup", "CancelDedup", "ResumeDedup")},
     }[name]
@@ -254,8 +256,9 @@ def test_auth_matrix(fresh: Running, method: str) -> None:
         code = _invoke(c, method, (("authorization", f"Bearer {fresh.secrets[role]}"),))
         if role in RPC_ROLES[method]:
             # RevokeToken of an unknown id is NOT_FOUND after passing auth; the fake engine has no
-            # data directory, so dedup RPCs answer UNAVAILABLE (DEDUP_UNAVAILABLE) after passing auth
-            allowed = (SC.OK, SC.NOT_FOUND, SC.UNAVAILABLE) if "Dedup" in method else (SC.OK, SC.NOT_FOUND)
+            # data directory, so dedup and operations RPCs answer UNAVAILABLE after passing auth
+            ops = "Dedup" in method or method.endswith(("Backup", "Integrity", "Maintenance"))
+            allowed = (SC.OK, SC.NOT_FOUND, SC.UNAVAILABLE) if ops else (SC.OK, SC.NOT_FOUND)
             assert code in allowed, (role, code)
         else:
             assert code == SC.PERMISSION_DENIED, (role, code)

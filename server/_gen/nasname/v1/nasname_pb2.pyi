@@ -488,7 +488,7 @@ class StatsRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ...) -> None: ...
 
 class StatsResponse(_message.Message):
-    __slots__ = ("request_id", "total", "by_status", "by_partition", "by_modality", "models", "quarantined", "audit_problem")
+    __slots__ = ("request_id", "total", "by_status", "by_partition", "by_modality", "models", "quarantined", "audit_problem", "last_backup_time", "last_backup_age_s")
     class ByStatusEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -525,6 +525,8 @@ class StatsResponse(_message.Message):
     MODELS_FIELD_NUMBER: _ClassVar[int]
     QUARANTINED_FIELD_NUMBER: _ClassVar[int]
     AUDIT_PROBLEM_FIELD_NUMBER: _ClassVar[int]
+    LAST_BACKUP_TIME_FIELD_NUMBER: _ClassVar[int]
+    LAST_BACKUP_AGE_S_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     total: int
     by_status: _containers.ScalarMap[str, int]
@@ -533,7 +535,9 @@ class StatsResponse(_message.Message):
     models: _containers.ScalarMap[str, str]
     quarantined: int
     audit_problem: str
-    def __init__(self, request_id: _Optional[str] = ..., total: _Optional[int] = ..., by_status: _Optional[_Mapping[str, int]] = ..., by_partition: _Optional[_Mapping[str, int]] = ..., by_modality: _Optional[_Mapping[str, int]] = ..., models: _Optional[_Mapping[str, str]] = ..., quarantined: _Optional[int] = ..., audit_problem: _Optional[str] = ...) -> None: ...
+    last_backup_time: float
+    last_backup_age_s: float
+    def __init__(self, request_id: _Optional[str] = ..., total: _Optional[int] = ..., by_status: _Optional[_Mapping[str, int]] = ..., by_partition: _Optional[_Mapping[str, int]] = ..., by_modality: _Optional[_Mapping[str, int]] = ..., models: _Optional[_Mapping[str, str]] = ..., quarantined: _Optional[int] = ..., audit_problem: _Optional[str] = ..., last_backup_time: _Optional[float] = ..., last_backup_age_s: _Optional[float] = ...) -> None: ...
 
 class Token(_message.Message):
     __slots__ = ("token_id", "name", "role", "created", "last_used", "revoked")
@@ -878,3 +882,59 @@ class UpdateBiometricsResponse(_message.Message):
     threshold: Threshold
     samples: _containers.RepeatedCompositeFieldContainer[SampleResult]
     def __init__(self, request_id: _Optional[str] = ..., reference_id: _Optional[str] = ..., outcome: _Optional[_Union[UpdateOutcome, str]] = ..., verification: _Optional[_Union[VerifyResponse, _Mapping]] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., threshold: _Optional[_Union[Threshold, _Mapping]] = ..., samples: _Optional[_Iterable[_Union[SampleResult, _Mapping]]] = ...) -> None: ...
+
+class CreateBackupRequest(_message.Message):
+    __slots__ = ("request_id",)
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    def __init__(self, request_id: _Optional[str] = ...) -> None: ...
+
+class CreateBackupResponse(_message.Message):
+    __slots__ = ("request_id", "file", "bytes", "seconds", "change_seq", "created", "manifest_json")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_SEQ_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_JSON_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    file: str
+    bytes: int
+    seconds: float
+    change_seq: int
+    created: str
+    manifest_json: str
+    def __init__(self, request_id: _Optional[str] = ..., file: _Optional[str] = ..., bytes: _Optional[int] = ..., seconds: _Optional[float] = ..., change_seq: _Optional[int] = ..., created: _Optional[str] = ..., manifest_json: _Optional[str] = ...) -> None: ...
+
+class CheckIntegrityRequest(_message.Message):
+    __slots__ = ("request_id", "full")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    FULL_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    full: bool
+    def __init__(self, request_id: _Optional[str] = ..., full: _Optional[bool] = ...) -> None: ...
+
+class CheckIntegrityResponse(_message.Message):
+    __slots__ = ("request_id", "ok", "report_json")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    OK_FIELD_NUMBER: _ClassVar[int]
+    REPORT_JSON_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    ok: bool
+    report_json: str
+    def __init__(self, request_id: _Optional[str] = ..., ok: _Optional[bool] = ..., report_json: _Optional[str] = ...) -> None: ...
+
+class RunMaintenanceRequest(_message.Message):
+    __slots__ = ("request_id",)
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    def __init__(self, request_id: _Optional[str] = ...) -> None: ...
+
+class RunMaintenanceResponse(_message.Message):
+    __slots__ = ("request_id", "report_json")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    REPORT_JSON_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    report_json: str
+    def __init__(self, request_id: _Optional[str] = ..., report_json: _Optional[str] = ...) -> None: ...

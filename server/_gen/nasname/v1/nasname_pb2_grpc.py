@@ -997,6 +997,21 @@ class AdminStub:
                 request_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.RevokeTokenRequest.SerializeToString,
                 response_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.RevokeTokenResponse.FromString,
                 _registered_method=True)
+        self.CreateBackup = channel.unary_unary(
+                '/nasname.v1.Admin/CreateBackup',
+                request_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.CreateBackupRequest.SerializeToString,
+                response_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.CreateBackupResponse.FromString,
+                _registered_method=True)
+        self.CheckIntegrity = channel.unary_unary(
+                '/nasname.v1.Admin/CheckIntegrity',
+                request_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.CheckIntegrityRequest.SerializeToString,
+                response_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.CheckIntegrityResponse.FromString,
+                _registered_method=True)
+        self.RunMaintenance = channel.unary_unary(
+                '/nasname.v1.Admin/RunMaintenance',
+                request_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.RunMaintenanceRequest.SerializeToString,
+                response_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.RunMaintenanceResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -1021,6 +1036,27 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateBackup(self, request, context):
+        """Online backup into the server's configured backup folder ([backup] dir); clients name no path.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CheckIntegrity(self, request, context):
+        """Integrity check of the served gallery (nasname check); ok only when every check passes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RunMaintenance(self, request, context):
+        """WAL checkpoint + VACUUM, snapshot now, prune old job folders and backups (nasname maintenance).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1038,6 +1074,21 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.RevokeToken,
                     request_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.RevokeTokenRequest.FromString,
                     response_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.RevokeTokenResponse.SerializeToString,
+            ),
+            'CreateBackup': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateBackup,
+                    request_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.CreateBackupRequest.FromString,
+                    response_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.CreateBackupResponse.SerializeToString,
+            ),
+            'CheckIntegrity': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckIntegrity,
+                    request_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.CheckIntegrityRequest.FromString,
+                    response_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.CheckIntegrityResponse.SerializeToString,
+            ),
+            'RunMaintenance': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunMaintenance,
+                    request_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.RunMaintenanceRequest.FromString,
+                    response_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.RunMaintenanceResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1122,6 +1173,87 @@ class Admin:
             '/nasname.v1.Admin/RevokeToken',
             server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.RevokeTokenRequest.SerializeToString,
             server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.RevokeTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateBackup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nasname.v1.Admin/CreateBackup',
+            server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.CreateBackupRequest.SerializeToString,
+            server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.CreateBackupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckIntegrity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nasname.v1.Admin/CheckIntegrity',
+            server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.CheckIntegrityRequest.SerializeToString,
+            server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.CheckIntegrityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunMaintenance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nasname.v1.Admin/RunMaintenance',
+            server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.RunMaintenanceRequest.SerializeToString,
+            server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.RunMaintenanceResponse.FromString,
             options,
             channel_credentials,
             insecure,
