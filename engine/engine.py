@@ -26,7 +26,7 @@ import numpy as np
 from engine.config import EngineConfig
 from engine.errors import Conflict, InvalidInput, ModelMismatch, NotFound, QualityRejected
 from engine.extractor import Extractor
-from engine.fusion import Fusion, per_comparison_fmr
+from engine.fusion import FusedThreshold, Fusion, expected_fpir, per_comparison_fmr
 from engine.gallery import Gallery
 from engine.records import (
     AdjudicationDecision,
@@ -190,8 +190,18 @@ class Engine:
             return fusion
 
     @staticmethod
-    def _threshold(fusion: Fusion, modalities: Iterable[Modality], fmr: float) -> float:
-        return max(fusion.threshold(modalities, fmr), MIN_FUSED_THRESHOLD)
+    def _threshold(fusion: Fusion, modalities: Iterable[Modality], fmr: float) -> FusedThreshold:
+        decided = fusion.decide_threshold(modalities, fmr, floor=MIN_FUSED_THRESHOLD)
+        if not decided.met:
+            log.warning("target false match rate %.3g per comparison cannot be met by %s: the strictest "
+                        "threshold (identical samples) gives %.3g", fmr,
+                        "+".join(sorted(m.value for m in modalities)), decided.fmr)
+        return decided
+
+    @staticmethod
+    def _report(target: float, n: int, decided: FusedThreshold, *, met: bool = True) -> Threshold:
+        return Threshold(target, n, decided.value, target_met=decided.met and met,
+                         expected_fpir=expected_fpir(decided.fmr, n))
 
     # -- search --------------------------------------------------------------------------------
 
@@ -211,7 +221,8 @@ class Engine:
         fusion = self._fusion_for(probe)
         n = self._gallery.count(partition=partition) if reference_ids is None else len(set(reference_ids))
         fmr = per_comparison_fmr(target_fpir, max(n, 1))
-        threshold = Threshold(target_fpir, n, self._threshold(fusion, probe.keys(), fmr))
+        decided = self._threshold(fusion, probe.keys(), fmr)
+        threshold = self._report(target_fpir, n, decided)
         shortlist = max(self._config.shortlist, max_results)
         scores: dict[int, dict[Modality, float]] = {}
         for modality, template in probe.items():
@@ -232,7 +243,7 @@ class Engine:
                 for lab, sim in zip(missing, self._gallery.score(modality, template, missing), strict=True):
                     if np.isfinite(sim):
                         scores[int(lab)][modality] = float(sim)
-        thresholds: dict[frozenset[Modality], float] = {}
+        thresholds: dict[frozenset[Modality], FusedThreshold] = {frozenset(probe): decided}
         passing: list[tuple[int, float, dict[Modality, float], dict[Modality, float]]] = []
         # LLRs per modality in one vectorised call each (identify sees ~100 shortlisted records).
         order = list(scores)
@@ -248,8 +259,10 @@ class Engine:
                 thresholds[shared] = self._threshold(fusion, shared, fmr)
             llrs = {m: llr_of[m][label] for m in per_modality}
             fused = float(sum(llrs.values()))
-            if fused >= thresholds[shared]:
+            if fused >= thresholds[shared].value:
                 passing.append((label, fused, per_modality, llrs))
+        # a candidate sharing fewer modalities may have been held to an unreachable target too
+        threshold = self._report(target_fpir, n, decided, met=all(t.met for t in thresholds.values()))
         if not passing:
             return [], threshold
         # Names and partitions only for the few candidates that pass (one store query, not one per hit).
@@ -366,7 +379,7 @@ class Engine:
         fusion = self._fusion_for(probe)
         fmr = target_fmr if target_fmr is not None else self._config.verify_target_fmr
         fused, llrs = fusion.fuse(scores)
-        threshold = Threshold(fmr, 1, self._threshold(fusion, shared, per_comparison_fmr(fmr, 1)))
+        threshold = self._report(fmr, 1, self._threshold(fusion, shared, per_comparison_fmr(fmr, 1)))
         return VerifyResult(reference_id, fused >= threshold.fused_threshold, fused, scores, llrs,
                             threshold, results)
 

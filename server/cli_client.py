@@ -20,6 +20,7 @@ import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
+from server._gen.nasname.v1 import nasname_pb2 as pb
 from server.client import Client, error_info, image_sample
 from server.config import is_loopback, split_address
 
@@ -182,4 +183,14 @@ def run_client(run: Callable[[Client, argparse.Namespace], Message | str], args:
         print(out)
     else:
         _print(out)
+        _warn_target_not_met(out)
     return 0
+
+
+def _warn_target_not_met(msg: Message) -> None:
+    """Say in words (on stderr, so the JSON stays parseable) when the requested FPIR could not be met."""
+    t = getattr(msg, "threshold", None)
+    if isinstance(t, pb.Threshold) and t.target_not_met:
+        print(f"warning: the target FPIR {t.target_fpir:g} cannot be met for a gallery of {t.gallery_size} "
+              f"records; only the strictest threshold (identical samples) was applied, which gives an "
+              f"expected FPIR of {t.expected_fpir:.3g}", file=sys.stderr)
