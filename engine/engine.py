@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from engine.config import EngineConfig
-from engine.errors import Conflict, InvalidInput, ModelMismatch, NotFound, QualityRejected
+from engine.errors import Conflict, InvalidInput, ModelMismatch, NasnameError, NotFound, QualityRejected
 from engine.extractor import Extractor
 from engine.fusion import FusedThreshold, Fusion, expected_fpir, per_comparison_fmr
 from engine.gallery import Gallery
@@ -77,6 +77,11 @@ class Engine:
         self._enabled = {Modality.parse(m) for m in config.modalities}
         self._fusion = fusion
         self._fusion_lock = threading.Lock()
+        # Models a template sent by a client may be of: those the extractors make, and those the
+        # caller handed calibrations for (tools and tests with their own models). See _check_known.
+        self._calibrated = fusion.models() if fusion is not None else {}
+        self._extractor_models: dict[str, ModelRef | None] = {}
+        self._custom_extractors = extractors is not None
         # Search-then-store of an enroll must be atomic: two enrollments of the same person arriving
         # together must not both miss each other. Extraction happens outside this lock.
         self._enroll_lock = threading.Lock()
@@ -172,8 +177,40 @@ class Engine:
                     f"this gallery uses {expected}",
                     details={"modality": sample.modality.value, "expected": str(expected),
                              "got": str(template.model)})
+            if expected is None and sample.template is not None:
+                self._check_known(sample.modality, template.model)
             templates[sample.modality] = template
         return templates, [r for _, r in results]
+
+    def _check_known(self, modality: Modality, model: ModelRef) -> None:
+        """Refuse a client's template of a model this server does not know, before it can fix the
+        model of a modality that has none yet: a station could otherwise lock an unused modality to
+        a made-up model, and every real capture of it would be refused from then on. Known: the
+        model the server's own extractor of that kind makes (registry and manifests), or one the
+        engine was given calibrations for. (A modality that has a model accepts exactly that one.)"""
+        if self._calibrated.get(modality) == model:
+            return
+        kind = modality.kind
+        if kind not in self._extractor_models:
+            try:
+                if self._custom_extractors:
+                    self._extractor_models[kind] = self._load_extractor(kind).model
+                else:
+                    from engine.extractors import template_model
+
+                    self._extractor_models[kind] = template_model(kind, self._config.face_model)
+            except NasnameError as exc:
+                log.warning("the %s extractor's model is unknown (%s)", kind, exc)
+                self._extractor_models[kind] = None
+        known = self._extractor_models[kind]
+        if model != known:
+            accepts = (f"it accepts {known} (its {kind} extractor's model)" if known is not None
+                       else f"its {kind} extractor is not available")
+            raise InvalidInput(
+                f"{modality.value} template of {model}, a model this server does not know; {accepts}",
+                reason="UNKNOWN_MODEL",
+                details={"modality": modality.value, "template_model": str(model),
+                         "known_model": str(known) if known is not None else ""})
 
     # -- fusion --------------------------------------------------------------------------------
 

@@ -121,20 +121,28 @@ def _run_and_kill(directory: Path, start: int, kill_on: str | None, acks_before_
     inserted: set[str] = set()
     deleted: set[str] = set()
     deleting: set[str] = set()
+    def note(line: str) -> str:
+        word, _, ref = line.strip().partition(" ")
+        if word == "ACK":
+            inserted.add(ref)
+        elif word == "DEL":
+            deleted.add(ref)
+        elif word == "DELETING":
+            deleting.add(ref)
+        return word
+
     try:
         for line in proc.stdout:
-            word, _, ref = line.strip().partition(" ")
-            if word == "ACK":
-                inserted.add(ref)
-            elif word == "DEL":
-                deleted.add(ref)
-            elif word == "DELETING":
-                deleting.add(ref)
+            word = note(line)
             if len(inserted) >= acks_before_kill and (kill_on is None or word == kill_on):
                 break
         else:
             pytest.fail(f"child ended early: {proc.stderr.read() if proc.stderr else ''}")
         proc.send_signal(signal.SIGKILL)
+        # The child runs on until the signal lands: what it printed meanwhile happened too (e.g. a
+        # delete started right after the last ack read, which may have committed).
+        for line in proc.stdout:
+            note(line)
     finally:
         proc.kill()
         proc.wait()
