@@ -38,7 +38,8 @@ from engine.errors import InvalidInput
 from engine.tails import BetaTail, fit_upper_tail
 from engine.types import Modality, ModelRef
 
-__all__ = ["FusedThreshold", "Fusion", "ModalityCalibration", "expected_fpir", "per_comparison_fmr"]
+__all__ = ["FusedThreshold", "Fusion", "ModalityCalibration", "calibration_summary", "expected_fpir",
+           "per_comparison_fmr"]
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +172,23 @@ class ModalityCalibration:
         impostor_sf = np.minimum(np.cumsum(i_mass[::-1])[::-1], 1.0)
         return cls(model, kind, centres.astype(np.float64), llr, impostor_sf, measured, i_tail, g_tail)
 
+    def summary(self, target_fpir: float = 0.003) -> list[str]:
+        """Lines for people: the fitted tails, and the similarity a candidate needs at ``target_fpir``
+        for galleries of 1e3 to 1e8 records of this modality alone (what calibration scripts print)."""
+        lines = []
+        for name, tail in (("impostor", self.impostor_tail), ("genuine", self.genuine_tail)):
+            if tail is not None:
+                lines.append(f"{name} tail: top {tail.mass:.1%} of scores (from {tail.start:.4f}) ~ "
+                             f"Beta(a={tail.a:.3g}, b={tail.b:.3g}) on the normalised score")
+        lines.append(f"LLR of an identical sample: {self.identical_llr:.1f}")
+        fusion = Fusion({Modality.FACE: self})  # the slot does not matter for one modality
+        for n in (1_000, 100_000, 10_000_000, 100_000_000):
+            t = fusion.decide_threshold([Modality.FACE], per_comparison_fmr(target_fpir, n))
+            score = float(np.interp(t.value, self.llr, self.grid))
+            lines.append(f"FPIR {target_fpir:g} at {n:>11,} records: LLR >= {t.value:.2f}, similarity >= "
+                         f"{score:.4f}, impostor rate {t.fmr:.2e}{'' if t.met else ' (target NOT met)'}")
+        return lines
+
     def impostor_llr_pmf(self) -> F64:
         """Probability mass of this modality's LLR under impostors on the fused grid."""
         bins = _llr_bins()
@@ -179,6 +197,12 @@ class ModalityCalibration:
         pmf = np.zeros(len(bins))
         np.add.at(pmf, _llr_index(self.llr), np.maximum(mass, 0.0))
         return np.asarray(pmf / pmf.sum(), dtype=np.float64)
+
+
+def calibration_summary(model: ModelRef, directory: Path | None = None) -> list[str]:
+    """:meth:`ModalityCalibration.summary` of ``model``'s calibration file (``[]`` when it has none)."""
+    dist = load_distributions(model, directory)
+    return [] if dist is None else ModalityCalibration.from_distributions(dist).summary()
 
 
 def _llr_bins() -> F64:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from engine.calibration import load_distributions, save_distributions
-from engine.fusion import Fusion, per_comparison_fmr
+from engine.fusion import Fusion, calibration_summary, per_comparison_fmr
 from engine.tails import fit_upper_tail
 from engine.types import Modality, ModelRef
 
@@ -117,3 +117,11 @@ def test_fitted_impostor_tail_matches_the_measured_top_scores(model: ModelRef) -
         score = dist.impostor_tail[rank - 1]
         assert 0.5 <= float(tail.sf(score)) / (rank / dist.n_impostor) <= 2.0, (model, rank)
     assert float(tail.sf(1.0)) == 0.0 < float(tail.sf(0.999))
+
+
+def test_calibration_summary_names_the_tails_and_large_gallery_thresholds() -> None:
+    lines = calibration_summary(FACES[0])
+    assert lines[0].startswith("impostor tail: top 1.0% of scores") and "Beta(a=" in lines[0]
+    assert any("100,000,000 records" in line for line in lines)
+    assert not any("NOT met" in line for line in lines)
+    assert calibration_summary(ModelRef("absent", "0")) == []
