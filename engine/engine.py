@@ -27,10 +27,10 @@ import numpy as np
 
 from engine.config import EngineConfig
 from engine.datadir import DataDir
-from engine.errors import Conflict, InvalidInput, ModelMismatch, NotFound, QualityRejected
+from engine.errors import Conflict, InvalidInput, ModelMismatch, NasnameError, NotFound, QualityRejected
 from engine.events import EventLog, recorded
 from engine.extractor import Extractor
-from engine.fusion import Fusion, per_comparison_fmr
+from engine.fusion import FusedThreshold, Fusion, expected_fpir, per_comparison_fmr
 from engine.gallery import Gallery
 from engine.idempotency import enroll_from_json, enroll_to_json, insert_from_json, insert_to_json
 from engine.records import (
@@ -102,6 +102,11 @@ class Engine:
         self._enabled = {Modality.parse(m) for m in config.modalities}
         self._fusion = fusion
         self._fusion_lock = threading.Lock()
+        # Models a template sent by a client may be of: those the extractors make, and those the
+        # caller handed calibrations for (tools and tests with their own models). See _check_known.
+        self._calibrated = fusion.models() if fusion is not None else {}
+        self._extractor_models: dict[str, ModelRef | None] = {}
+        self._custom_extractors = extractors is not None
         # Search-then-store of an enroll must be atomic: two enrollments of the same person arriving
         # together must not both miss each other. Extraction happens outside this lock.
         self._enroll_lock = threading.Lock()
@@ -228,8 +233,40 @@ class Engine:
                     f"this gallery uses {expected}",
                     details={"modality": sample.modality.value, "expected": str(expected),
                              "got": str(template.model)})
+            if expected is None and sample.template is not None:
+                self._check_known(sample.modality, template.model)
             templates[sample.modality] = template
         return templates, [r for _, r in results]
+
+    def _check_known(self, modality: Modality, model: ModelRef) -> None:
+        """Refuse a client's template of a model this server does not know, before it can fix the
+        model of a modality that has none yet: a station could otherwise lock an unused modality to
+        a made-up model, and every real capture of it would be refused from then on. Known: the
+        model the server's own extractor of that kind makes (registry and manifests), or one the
+        engine was given calibrations for. (A modality that has a model accepts exactly that one.)"""
+        if self._calibrated.get(modality) == model:
+            return
+        kind = modality.kind
+        if kind not in self._extractor_models:
+            try:
+                if self._custom_extractors:
+                    self._extractor_models[kind] = self._load_extractor(kind).model
+                else:
+                    from engine.extractors import template_model
+
+                    self._extractor_models[kind] = template_model(kind, self._config.face_model)
+            except NasnameError as exc:
+                log.warning("the %s extractor's model is unknown (%s)", kind, exc)
+                self._extractor_models[kind] = None
+        known = self._extractor_models[kind]
+        if model != known:
+            accepts = (f"it accepts {known} (its {kind} extractor's model)" if known is not None
+                       else f"its {kind} extractor is not available")
+            raise InvalidInput(
+                f"{modality.value} template of {model}, a model this server does not know; {accepts}",
+                reason="UNKNOWN_MODEL",
+                details={"modality": modality.value, "template_model": str(model),
+                         "known_model": str(known) if known is not None else ""})
 
     # -- fusion --------------------------------------------------------------------------------
 
@@ -246,8 +283,18 @@ class Engine:
             return fusion
 
     @staticmethod
-    def _threshold(fusion: Fusion, modalities: Iterable[Modality], fmr: float) -> float:
-        return max(fusion.threshold(modalities, fmr), MIN_FUSED_THRESHOLD)
+    def _threshold(fusion: Fusion, modalities: Iterable[Modality], fmr: float) -> FusedThreshold:
+        decided = fusion.decide_threshold(modalities, fmr, floor=MIN_FUSED_THRESHOLD)
+        if not decided.met:
+            log.warning("target false match rate %.3g per comparison cannot be met by %s: the strictest "
+                        "threshold (identical samples) gives %.3g", fmr,
+                        "+".join(sorted(m.value for m in modalities)), decided.fmr)
+        return decided
+
+    @staticmethod
+    def _report(target: float, n: int, decided: FusedThreshold, *, met: bool = True) -> Threshold:
+        return Threshold(target, n, decided.value, target_met=decided.met and met,
+                         expected_fpir=expected_fpir(decided.fmr, n))
 
     # -- search --------------------------------------------------------------------------------
 
@@ -267,7 +314,8 @@ class Engine:
         fusion = self._fusion_for(probe)
         n = self._gallery.count(partition=partition) if reference_ids is None else len(set(reference_ids))
         fmr = per_comparison_fmr(target_fpir, max(n, 1))
-        threshold = Threshold(target_fpir, n, self._threshold(fusion, probe.keys(), fmr))
+        decided = self._threshold(fusion, probe.keys(), fmr)
+        threshold = self._report(target_fpir, n, decided)
         shortlist = max(self._config.shortlist, max_results)
         scores: dict[int, dict[Modality, float]] = {}
         for modality, template in probe.items():
@@ -288,7 +336,7 @@ class Engine:
                 for lab, sim in zip(missing, self._gallery.score(modality, template, missing), strict=True):
                     if np.isfinite(sim):
                         scores[int(lab)][modality] = float(sim)
-        thresholds: dict[frozenset[Modality], float] = {}
+        thresholds: dict[frozenset[Modality], FusedThreshold] = {frozenset(probe): decided}
         passing: list[tuple[int, float, dict[Modality, float], dict[Modality, float]]] = []
         # LLRs per modality in one vectorised call each (identify sees ~100 shortlisted records).
         order = list(scores)
@@ -304,8 +352,10 @@ class Engine:
                 thresholds[shared] = self._threshold(fusion, shared, fmr)
             llrs = {m: llr_of[m][label] for m in per_modality}
             fused = float(sum(llrs.values()))
-            if fused >= thresholds[shared]:
+            if fused >= thresholds[shared].value:
                 passing.append((label, fused, per_modality, llrs))
+        # a candidate sharing fewer modalities may have been held to an unreachable target too
+        threshold = self._report(target_fpir, n, decided, met=all(t.met for t in thresholds.values()))
         if not passing:
             return [], threshold
         # Names and partitions only for the few candidates that pass (one store query, not one per hit).
@@ -456,7 +506,7 @@ class Engine:
         fusion = self._fusion_for(probe)
         fmr = target_fmr if target_fmr is not None else self._config.verify_target_fmr
         fused, llrs = fusion.fuse(scores)
-        threshold = Threshold(fmr, 1, self._threshold(fusion, shared, per_comparison_fmr(fmr, 1)))
+        threshold = self._report(fmr, 1, self._threshold(fusion, shared, per_comparison_fmr(fmr, 1)))
         return VerifyResult(reference_id, fused >= threshold.fused_threshold, fused, scores, llrs,
                             threshold, results)
 
@@ -649,7 +699,7 @@ class Engine:
         fusion = self._fusion_for({})  # the calibrations of the gallery's models
         fpir = target_fpir if target_fpir is not None else self._config.enroll_target_fpir
         n = self._gallery.count()
-        return Threshold(fpir, n, self._threshold(fusion, shared, per_comparison_fmr(fpir, max(n, 1))))
+        return self._report(fpir, n, self._threshold(fusion, shared, per_comparison_fmr(fpir, max(n, 1))))
 
     def close(self) -> None:
         """Flush snapshots and close the store. Idempotent."""

@@ -18,7 +18,7 @@ from engine.extractor import Extractor
 from engine.types import Modality, ModelRef
 
 __all__ = ["DEFAULT_FACE_MODEL", "KINDS", "check_face_model", "face_model_ref", "load_extractor",
-           "require_installed"]
+           "require_installed", "template_model"]
 
 # kind -> (module, class); each class offers ``default()`` which prepares its models on first use.
 KINDS: dict[str, tuple[str, str]] = {
@@ -65,6 +65,19 @@ def face_model_ref(name: str, directory: Path | None = None) -> ModelRef:
     require_installed(name, directory)
     manifest, _ = ensure_model(name, directory)
     return template_ref(manifest, FaceConfig())
+
+
+def template_model(kind: str, face_model: str | None = None) -> ModelRef:
+    """The ``ModelRef`` that the default extractor of ``kind`` stamps on its templates (face: of
+    embedding model ``face_model``), from the registry and the manifests, without loading a session."""
+    if kind == "face":
+        return face_model_ref(face_model or DEFAULT_FACE_MODEL)
+    if kind == "iris":
+        from engine.iris.extractor import IrisExtractorConfig
+        from engine.models.gabor import MODEL_ID
+
+        return ModelRef(MODEL_ID, IrisExtractorConfig().encoder.version)
+    raise InvalidInput(f"no extractor for {kind!r}; known: {', '.join(KINDS)}", reason="UNKNOWN_MODALITY")
 
 
 def _installed_face_model_ids(directory: Path | None = None) -> set[str]:

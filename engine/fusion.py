@@ -5,14 +5,21 @@ and ``i`` the genuine and impostor densities measured for that model (``engine.c
 independent modalities add, so the fused score of a candidate is the sum of the LLRs of the modalities
 the probe and the candidate share: this is the Neyman-Pearson optimal rule for independent modalities
 and needs no hand-set weights. ``LLR`` is forced non-decreasing in ``s`` (a higher similarity is never
-weaker evidence) and clipped to ``±LLR_CLIP``.
+weaker evidence).
+
+Densities: a kernel-smoothed histogram where the measured scores are dense; above the top 1 % of the
+impostors and the top 10 % of the genuines, a Beta tail fitted to those scores (``engine.tails``: it
+ends exactly at the top of the score range, where only identical samples land). Both are taken as
+probabilities of the calibration grid's bins, so the LLR is finite everywhere, also for the top bin
+(an identical sample), and rises with the score right up to it: every threshold a large gallery
+needs is reachable by a strong genuine score.
 
 Thresholds: a target FPIR at gallery size N means a per-comparison false match rate
 ``f = 1 - (1 - FPIR) ** (1 / N)``. The threshold on the fused LLR is the smallest ``t`` with
 ``P_impostor(fused >= t) <= f``, computed from the impostor distribution of the fused LLR (the
-convolution of each modality's impostor LLR distribution). Far beyond the measured impostor scores the
-impostor tail is extrapolated with a Gaussian fitted to the upper impostor quantiles (QQ fit), which is
-what iris (binomial Hamming distances) and cosine-similarity impostors look like in their tails.
+convolution of each modality's impostor LLR distribution). When even identical samples are too
+common among impostors for ``f`` (an FPIR no calibration can promise), the threshold is the fused LLR
+of identical samples, and the result says that the target is not met and what FPIR it gives instead.
 """
 
 from __future__ import annotations
@@ -25,22 +32,29 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from scipy import special
 
 from engine.calibration import ScoreDistributions, load_distributions
 from engine.errors import InvalidInput
+from engine.tails import BetaTail, fit_upper_tail
 from engine.types import Modality, ModelRef
 
-__all__ = ["Fusion", "ModalityCalibration", "per_comparison_fmr"]
+__all__ = ["FusedThreshold", "Fusion", "ModalityCalibration", "calibration_summary", "expected_fpir",
+           "per_comparison_fmr"]
 
 log = logging.getLogger(__name__)
 
 F64 = npt.NDArray[np.float64]
 
+# The range (nats, per modality) of the impostor LLR distributions that thresholds are computed from:
+# larger LLRs count as LLR_CLIP there. Every threshold for a per-comparison FMR down to 1e-15 lies far
+# inside it (tests/unit/core/test_fusion_tails.py). The LLR tables themselves are not clipped: they
+# are bounded by the genuine-outlier floor below and by the smallest float above.
 LLR_CLIP = 60.0
 GENUINE_OUTLIER_SHARE = 1e-3
+IMPOSTOR_TAIL_SHARE = 0.01  # the top 1 % of impostor scores are modelled by the fitted tail
+GENUINE_TAIL_SHARE = 0.10
 _LLR_STEP = 0.02  # resolution of the fused-LLR distribution (nats)
-_TAIL_QUANTILE = 0.99  # the Gaussian tail is fitted to impostor scores above this quantile
+_TINY = 1e-300
 
 # Used only when a model has no calibration file: coarse, documented, deliberately conservative
 # parametric distributions (mean, std) of similarities, so a fresh install still makes sane decisions.
@@ -62,16 +76,39 @@ def per_comparison_fmr(target_fpir: float, gallery_size: int) -> float:
     return float(-np.expm1(np.log1p(-target_fpir) / n))
 
 
+def expected_fpir(fmr: float, gallery_size: int) -> float:
+    """The FPIR that a per-comparison false match rate ``fmr`` gives over ``gallery_size`` comparisons
+    (the inverse of :func:`per_comparison_fmr`)."""
+    n = max(int(gallery_size), 1)
+    return float(-np.expm1(n * np.log1p(-min(max(fmr, 0.0), 1.0 - 1e-16))))
+
+
+@dataclass(frozen=True)
+class FusedThreshold:
+    """A decision threshold on the fused LLR: candidates need ``fused >= value``. ``fmr``: the
+    impostor rate ``P(fused >= value)`` it gives; ``met``: whether that is within the rate asked for
+    (False only when even identical samples are too common among impostors for it: ``value`` is then
+    the fused LLR of identical samples, the strictest threshold that can still be passed)."""
+
+    value: float
+    fmr: float
+    met: bool
+
+
 @dataclass(frozen=True)
 class ModalityCalibration:
-    """LLR mapping and impostor tail of one model, tabulated on a fine similarity grid."""
+    """LLR mapping and impostor tail of one model, tabulated on the calibration's bins (``grid``: their
+    centres; a score is looked up by interpolation, a score above the last centre gets the last bin's
+    LLR, which is that of an identical sample)."""
 
     model: ModelRef
     kind: str
     grid: F64  # similarity values, ascending
     llr: F64  # LLR at each grid point, non-decreasing
-    impostor_sf: F64  # P_impostor(S >= grid[j])
+    impostor_sf: F64  # P_impostor(S >= lower edge of bin j)
     measured: bool  # False when built from DEFAULT_DISTRIBUTIONS
+    impostor_tail: BetaTail | None = None
+    genuine_tail: BetaTail | None = None
 
     def llr_of(self, scores: npt.ArrayLike) -> F64:
         s = np.asarray(scores, dtype=np.float64)
@@ -81,78 +118,112 @@ class ModalityCalibration:
         """Estimated 1:1 false match rate at a similarity threshold (tail extrapolated)."""
         return float(np.interp(score, self.grid, self.impostor_sf))
 
+    @property
+    def identical_llr(self) -> float:
+        """The LLR of an identical sample (similarity at the top of the range)."""
+        return float(self.llr[-1])
+
     @classmethod
     def from_distributions(cls, dist: ScoreDistributions) -> ModalityCalibration:
-        centres = 0.5 * (dist.edges[1:] + dist.edges[:-1])
-        return cls._build(dist.model, dist.kind, centres, dist.genuine.astype(np.float64),
-                          dist.impostor.astype(np.float64), dist.impostor_tail, measured=True)
+        return cls._build(dist.model, dist.kind, dist.edges.astype(np.float64),
+                          dist.genuine.astype(np.float64), dist.impostor.astype(np.float64), measured=True)
 
     @classmethod
     def default(cls, model: ModelRef, kind: str) -> ModalityCalibration:
         (gm, gs), (im, is_) = DEFAULT_DISTRIBUTIONS[kind]
         lo, hi = (-1.0, 1.0) if kind == "face" else (0.0, 1.0)
-        centres = np.linspace(lo, hi, 2001)
-        width = centres[1] - centres[0]
-        scale = 1e6
+        edges = np.linspace(lo, hi, 2001)
+        centres = 0.5 * (edges[1:] + edges[:-1])
+        width = edges[1] - edges[0]
+        scale = 1e6  # as if a million scores had been measured
         g = scale * width * np.exp(-0.5 * ((centres - gm) / gs) ** 2) / (gs * np.sqrt(2 * np.pi))
         i = scale * width * np.exp(-0.5 * ((centres - im) / is_) ** 2) / (is_ * np.sqrt(2 * np.pi))
-        # the exact tail of a 1e6-sample impostor set from the same normal
-        ranks = np.arange(1, 2001, dtype=np.float64)
-        tail = im + is_ * special.ndtri(1.0 - ranks / (scale + 1.0))
-        return cls._build(model, kind, centres, g, i, tail, measured=False)
+        return cls._build(model, kind, edges, g, i, measured=False)
 
     @classmethod
-    def _build(cls, model: ModelRef, kind: str, centres: F64, gen: F64, imp: F64, tail: F64,
+    def _build(cls, model: ModelRef, kind: str, edges: F64, gen: F64, imp: F64,
                *, measured: bool) -> ModalityCalibration:
-        n_gen, n_imp = float(gen.sum()), float(imp.sum())
-        if n_gen <= 0 or n_imp <= 0:
+        if float(gen.sum()) <= 0 or float(imp.sum()) <= 0:
             raise InvalidInput(f"calibration of {model} has no genuine or no impostor scores")
-        width = float(centres[1] - centres[0])
-        # Smooth both histograms with a Gaussian kernel (Silverman bandwidth on the binned data).
-        g_pdf = _kde(centres, gen, width)
-        i_pdf = _kde(centres, imp, width)
-        # Gaussian tail of the impostors from a QQ fit of the upper quantiles.
-        mu, sigma = _fit_upper_tail(centres - width / 2, imp, np.sort(tail)[::-1], n_imp)
-        tail_pdf = np.exp(-0.5 * ((centres - mu) / sigma) ** 2) / (sigma * np.sqrt(2 * np.pi))
-        tail_sf = special.ndtr(-(centres - mu) / sigma)
-        emp_sf = np.cumsum(imp[::-1])[::-1] / n_imp  # P(S >= bin), histogram resolution
-        start = float(centres[np.searchsorted(np.cumsum(imp) / n_imp, _TAIL_QUANTILE)])
-        in_tail = centres >= start
-        # Beyond the fitted start the model's tail replaces the (sparse, then empty) histogram, scaled
-        # to join it continuously.
-        join = np.argmax(in_tail) if in_tail.any() else len(centres) - 1
-        k = emp_sf[join] / max(tail_sf[join], 1e-300)
-        impostor_sf = np.where(in_tail, np.minimum(k * tail_sf, emp_sf[join]), emp_sf)
-        i_density = np.where(in_tail, k * tail_pdf, i_pdf)
-        # Density floors where a histogram has no data: a normal fit of the same scores, so that the
-        # ratio stays defined (and small) far from the data instead of 0/0.
-        g_density = np.maximum(g_pdf, 1e-3 * _normal_fit_pdf(centres, gen))
+        centres = 0.5 * (edges[1:] + edges[:-1])
+        width = float(edges[1] - edges[0])
+        span = float(edges[-1] - edges[0])
+        i_tail = fit_upper_tail(edges, imp, IMPOSTOR_TAIL_SHARE)
+        g_tail = fit_upper_tail(edges, gen, GENUINE_TAIL_SHARE)
+        i_mass = _body_and_tail(edges, imp, i_tail)
+        g_mass = _body_and_tail(edges, gen, g_tail)
+        # Floors where a histogram has no data below its tail: a normal fit of the same scores, so
+        # that the ratio stays defined (and small) far from the data instead of 0/0.
+        g_floor = 1e-3 * width * _normal_fit_pdf(centres, gen) * (edges[:-1] < g_tail.start)
+        g_mass = np.maximum(g_mass, g_floor)
         # Genuine outliers: a small share of genuine comparisons can land anywhere (a poor photo, an
         # occluded eye), far more often than a Gaussian lower tail admits. Modelling them as a uniform
         # component keeps the evidence of a score that no impostor reaches positive, however unusual
         # it is for genuines, so the impostor tail (the FPIR) governs decisions there.
-        span = float(centres[-1] - centres[0]) + width
-        g_density = (1.0 - GENUINE_OUTLIER_SHARE) * g_density + GENUINE_OUTLIER_SHARE / span
-        i_density = np.maximum(i_density, 1e-3 * _normal_fit_pdf(centres, imp) * ~in_tail)
-        llr = np.log(np.maximum(g_density, 1e-300)) - np.log(np.maximum(i_density, 1e-300))
+        g_mass = (1.0 - GENUINE_OUTLIER_SHARE) * g_mass + GENUINE_OUTLIER_SHARE * width / span
+        i_floor = 1e-3 * width * _normal_fit_pdf(centres, imp) * (edges[:-1] < i_tail.start)
+        i_mass = np.maximum(i_mass, i_floor)
+        i_mass = np.maximum(i_mass / i_mass.sum(), _TINY)
+        llr = np.log(np.maximum(g_mass, _TINY)) - np.log(i_mass)
         # Non-decreasing by a running minimum from the top: a spurious high ratio below the data (where
-        # both densities are floors) cannot lift the evidence of scores above it.
-        llr = np.clip(np.minimum.accumulate(llr[::-1])[::-1], -LLR_CLIP, LLR_CLIP)
-        return cls(model, kind, centres.astype(np.float64), llr, np.clip(impostor_sf, 0.0, 1.0), measured)
+        # both densities are floors) cannot lift the evidence of scores above it. In the tails the
+        # fitted models make the LLR rise to the top bin by themselves.
+        llr = np.minimum.accumulate(llr[::-1])[::-1]
+        impostor_sf = np.minimum(np.cumsum(i_mass[::-1])[::-1], 1.0)
+        return cls(model, kind, centres.astype(np.float64), llr, impostor_sf, measured, i_tail, g_tail)
+
+    def summary(self, target_fpir: float = 0.003) -> list[str]:
+        """Lines for people: the fitted tails, and the similarity a candidate needs at ``target_fpir``
+        for galleries of 1e3 to 1e8 records of this modality alone (what calibration scripts print)."""
+        lines = []
+        for name, tail in (("impostor", self.impostor_tail), ("genuine", self.genuine_tail)):
+            if tail is not None:
+                lines.append(f"{name} tail: top {tail.mass:.1%} of scores (from {tail.start:.4f}) ~ "
+                             f"Beta(a={tail.a:.3g}, b={tail.b:.3g}) on the normalised score")
+        lines.append(f"LLR of an identical sample: {self.identical_llr:.1f}")
+        fusion = Fusion({Modality.FACE: self})  # the slot does not matter for one modality
+        for n in (1_000, 100_000, 10_000_000, 100_000_000):
+            t = fusion.decide_threshold([Modality.FACE], per_comparison_fmr(target_fpir, n))
+            score = float(np.interp(t.value, self.llr, self.grid))
+            lines.append(f"FPIR {target_fpir:g} at {n:>11,} records: LLR >= {t.value:.2f}, similarity >= "
+                         f"{score:.4f}, impostor rate {t.fmr:.2e}{'' if t.met else ' (target NOT met)'}")
+        return lines
 
     def impostor_llr_pmf(self) -> F64:
         """Probability mass of this modality's LLR under impostors on the fused grid."""
         bins = _llr_bins()
-        mass = -np.diff(np.append(self.impostor_sf, 0.0))  # P(S in [grid_j, grid_j+1))
-        mass[0] += 1.0 - self.impostor_sf[0]  # everything below the grid
-        idx = np.clip(np.round((self.llr + LLR_CLIP) / _LLR_STEP).astype(np.int64), 0, len(bins) - 1)
+        mass = -np.diff(np.append(self.impostor_sf, 0.0))  # P(S in bin j)
+        mass[0] += 1.0 - self.impostor_sf[0]
         pmf = np.zeros(len(bins))
-        np.add.at(pmf, idx, np.maximum(mass, 0.0))
+        np.add.at(pmf, _llr_index(self.llr), np.maximum(mass, 0.0))
         return np.asarray(pmf / pmf.sum(), dtype=np.float64)
+
+
+def calibration_summary(model: ModelRef, directory: Path | None = None) -> list[str]:
+    """:meth:`ModalityCalibration.summary` of ``model``'s calibration file (``[]`` when it has none)."""
+    dist = load_distributions(model, directory)
+    return [] if dist is None else ModalityCalibration.from_distributions(dist).summary()
 
 
 def _llr_bins() -> F64:
     return np.arange(-LLR_CLIP, LLR_CLIP + _LLR_STEP / 2, _LLR_STEP)
+
+
+def _llr_index(llr: F64) -> npt.NDArray[np.int64]:
+    n = len(_llr_bins())
+    return np.clip(np.round((llr + LLR_CLIP) / _LLR_STEP).astype(np.int64), 0, n - 1)
+
+
+def _body_and_tail(edges: F64, counts: F64, tail: BetaTail) -> F64:
+    """Probability of each bin: the kernel-smoothed histogram below ``tail.start`` (scaled to hold
+    ``1 - tail.mass``), the fitted tail above."""
+    width = float(edges[1] - edges[0])
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    body = _kde(centres, counts, width) * width * (edges[:-1] < tail.start)
+    total = float(body.sum())
+    if total > 0:
+        body *= (1.0 - tail.mass) / total
+    return np.asarray(body + tail.bin_mass(edges), dtype=np.float64)
 
 
 def _kde(centres: F64, counts: F64, width: float) -> F64:
@@ -172,28 +243,6 @@ def _normal_fit_pdf(centres: F64, counts: F64) -> F64:
     mean = (centres * counts).sum() / n
     std = max(float(np.sqrt(((centres - mean) ** 2 * counts).sum() / n)), float(centres[1] - centres[0]))
     return np.asarray(np.exp(-0.5 * ((centres - mean) / std) ** 2) / (std * np.sqrt(2 * np.pi)))
-
-
-def _fit_upper_tail(edges_lo: F64, counts: F64, tail_desc: F64, n_imp: float) -> tuple[float, float]:
-    """Gaussian tail: least-squares fit of ``s = mu + sigma * z`` to the top ``1 - _TAIL_QUANTILE`` of
-    the impostor scores, one point per order statistic (``z`` = normal quantile of its rank).
-
-    Equal weight per order statistic keeps the few most extreme (noisiest) scores from steering the
-    fit. Ranks beyond the stored exact top scores are read off the histogram."""
-    n_ranks = int(max(10.0, (1.0 - _TAIL_QUANTILE) * n_imp))
-    ranks = np.arange(1, n_ranks + 1, dtype=np.float64)
-    p = (ranks - 0.5) / n_imp
-    s = np.empty(n_ranks)
-    m = min(len(tail_desc), n_ranks)
-    s[:m] = tail_desc[:m]
-    if m < n_ranks:
-        sf_hist = np.cumsum(counts[::-1])[::-1] / n_imp  # P(S >= edges_lo[j]), non-increasing
-        s[m:] = np.interp(p[m:], sf_hist[::-1], edges_lo[::-1])
-    z = special.ndtri(1.0 - p)
-    if np.ptp(s) == 0:
-        return float(s.mean()), 0.05
-    sigma, mu = np.polyfit(z, s, 1)
-    return float(mu), float(max(sigma, 1e-4))
 
 
 class Fusion:
@@ -222,6 +271,10 @@ class Fusion:
         cal = self._cal.get(modality)
         return cal is not None and cal.model == model
 
+    def models(self) -> dict[Modality, ModelRef]:
+        """The model each modality is calibrated for."""
+        return {m: c.model for m, c in self._cal.items()}
+
     def calibration(self, modality: Modality) -> ModalityCalibration:
         return self._cal[modality]
 
@@ -233,17 +286,34 @@ class Fusion:
         return float(sum(llrs.values())), llrs
 
     def threshold(self, modalities: Iterable[Modality], fmr: float) -> float:
-        """Smallest fused LLR ``t`` whose impostor exceedance ``P(fused >= t)`` is at most ``fmr``."""
+        """Smallest fused LLR ``t`` whose impostor exceedance ``P(fused >= t)`` is at most ``fmr``
+        (the fused LLR of identical samples when none is: see :meth:`decide_threshold`)."""
+        return self.decide_threshold(modalities, fmr).value
+
+    def decide_threshold(self, modalities: Iterable[Modality], fmr: float,
+                         floor: float = -np.inf) -> FusedThreshold:
+        """The threshold (at least ``floor``) for a per-comparison impostor rate ``fmr`` over
+        ``modalities``, with the rate it gives and whether that meets ``fmr``."""
         key = frozenset(modalities)
         if not key:
             raise InvalidInput("no modality to compare", reason="NO_BIOMETRIC_DATA")
         pmf = self._fused_pmf(key)
         sf = np.cumsum(pmf[::-1])[::-1]  # P(fused >= bin value)
         fused_bins = np.arange(len(pmf)) * _LLR_STEP - LLR_CLIP * len(key)
+        # Identical samples in every modality: the largest fused LLR there is. Its bin is where the
+        # per-modality bins of the top LLRs add up; the value itself is kept exact (minus a rounding
+        # guard) so that an identical sample, whose LLRs are summed in any order, always passes.
+        cals = [self._cal[m] for m in sorted(key)]
+        top = sum(c.identical_llr for c in cals) - 1e-9
+        top_bin = int(sum(int(_llr_index(np.array([c.identical_llr]))[0]) for c in cals))
         ok = np.nonzero(sf <= fmr)[0]
-        if len(ok) == 0:  # even the clipped maximum is too common: nothing can pass
-            return float(fused_bins[-1] + _LLR_STEP)
-        return float(fused_bins[ok[0]])
+        if len(ok) == 0 or ok[0] > top_bin:
+            return FusedThreshold(top, float(sf[top_bin]), False)
+        j, value = int(ok[0]), float(fused_bins[ok[0]])
+        if value < floor:  # a stricter threshold than asked for: its rate is that of the floor's bin
+            j = min(int(np.searchsorted(fused_bins, floor - _LLR_STEP / 2)), top_bin)
+            value = floor
+        return FusedThreshold(min(value, top), float(sf[j]), True)
 
     def _fused_pmf(self, key: frozenset[Modality]) -> F64:
         with self._lock:

@@ -405,6 +405,7 @@ class Gallery:
         with self._write_mutex:
             result = self.store.delete(ref_id, actor=actor, idem=idem)
             self._resync(result)
+            self._forget_released_models()
         self._scheduler.changed()
         return result
 
@@ -418,6 +419,7 @@ class Gallery:
                                        idem=idem, mate=mate)
             if result is not None:
                 self._resync(result)
+                self._forget_released_models()
         self._scheduler.changed()
         return result
 
@@ -455,6 +457,17 @@ class Gallery:
             self._resync(result)
         self._scheduler.changed()
         return result
+
+    def _forget_released_models(self) -> None:
+        """Follow the store when an erase released a modality's model (its last template went): drop
+        the pin and the empty index, so the next template of that modality starts them anew."""
+        models = self.store.models()
+        if models != self._models:
+            with self._rw.write():
+                for m in set(self._models) - set(models):
+                    if m in self._indexes and len(self._indexes[m]) == 0:
+                        del self._indexes[m]
+                self._models = models
 
     def _resync(self, result: WriteResult) -> None:
         states, _ = self.store.scan(result.label - 1, 1)

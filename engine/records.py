@@ -80,12 +80,17 @@ class SampleResult:
 @dataclass(frozen=True)
 class Threshold:
     """The decision rule used: candidates need ``fused >= fused_threshold``. ``target_fpir`` and
-    ``gallery_size`` are what it was derived from (for verify, ``target_fpir`` is the target FMR and
-    ``gallery_size`` is 1)."""
+    ``gallery_size`` are what it was derived from (for verify, ``target_fpir`` is the target FMR,
+    ``expected_fpir`` the expected FMR, and ``gallery_size`` is 1)."""
 
     target_fpir: float
     gallery_size: int
     fused_threshold: float
+    # False when the target cannot be met at this gallery size: even identical samples are too common
+    # among impostors for it, so ``fused_threshold`` is the fused LLR of identical samples (the
+    # strictest threshold anything can pass) and ``expected_fpir`` is above the target.
+    target_met: bool = True
+    expected_fpir: float | None = None  # what ``fused_threshold`` gives by the calibration (None: unknown)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 from engine.calibration import save_distributions  # noqa: E402
 from engine.face import FaceConfig, FaceExtractor  # noqa: E402
 from engine.face.evaluate import embed_paths, normalise, read_lfw_pairs, templates  # noqa: E402
+from engine.fusion import calibration_summary  # noqa: E402
 
 
 def main() -> int:
@@ -53,6 +54,8 @@ def main() -> int:
     path = save_distributions(fx.model, "face", genuine, impostor, source=source,
                               command=".venv/bin/python models/calibrate_face.py")
     print(f"wrote {path}: {source}")
+    for line in calibration_summary(fx.model):  # what the engine makes of it
+        print(f"  {line}")
     for far in (1e-3, 1e-4, 1e-5, 1e-6):
         thr = float(np.quantile(impostor, 1 - far))
         print(f"  FMR {far:g}: cosine > {thr:.4f}, FNMR {(genuine <= thr).mean():.2%}")

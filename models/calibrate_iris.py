@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from engine.calibration import save_distributions  # noqa: E402
+from engine.fusion import calibration_summary  # noqa: E402
 from engine.iris.dataset_eval import evaluate, read_manifest  # noqa: E402
 from engine.iris.extractor import IrisExtractor  # noqa: E402
 
@@ -51,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
             command="python models/calibrate_iris.py",
         )
         print(f"wrote {path}")
+        for line in calibration_summary(extractor.model):  # what the engine makes of it
+            print(f"  {line}")
     return 0
 
 

@@ -21,6 +21,7 @@ import grpc
 from google.protobuf.message import Message
 
 from server import client_config, output
+from server._gen.nasname.v1 import nasname_pb2 as pb
 from server.client import Client, error_info, image_sample
 from server.config import is_loopback, split_address
 
@@ -376,4 +377,14 @@ def run_client(run: Runner, args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return output.EXIT_ERROR
+    _warn_target_not_met(reply)
     return emit(reply, getattr(args, "json", False))
+
+
+def _warn_target_not_met(msg: Reply) -> None:
+    """Say in words (on stderr, so the JSON stays parseable) when the requested FPIR could not be met."""
+    t = getattr(msg, "threshold", None)
+    if isinstance(t, pb.Threshold) and t.target_not_met:
+        print(f"warning: the target FPIR {t.target_fpir:g} cannot be met for a gallery of {t.gallery_size} "
+              f"records; only the strictest threshold (identical samples) was applied, which gives an "
+              f"expected FPIR of {t.expected_fpir:.3g}", file=sys.stderr)

@@ -150,7 +150,8 @@ def sample_results_to_pb(results: Sequence[SampleResult]) -> list[pb.SampleResul
 
 def threshold_to_pb(t: Threshold) -> pb.Threshold:
     return pb.Threshold(target_fpir=t.target_fpir, gallery_size=t.gallery_size,
-                        fused_threshold=t.fused_threshold)
+                        fused_threshold=t.fused_threshold, target_not_met=not t.target_met,
+                        expected_fpir=t.expected_fpir or 0.0)
 
 
 def scores_to_pb(scores: Mapping[Modality, float], llrs: Mapping[Modality, float]) -> list[pb.ModalityScore]:

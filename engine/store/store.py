@@ -138,6 +138,23 @@ class Store(AdjudicationMixin, UsersMixin):
                      (key, json.dumps({"model_id": model.model_id, "version": model.version})))
         audit.append(conn, "system", "set_model", None, {"modality": modality.value, "model": str(model)})
 
+    @staticmethod
+    def _release_unused_models(conn: sqlite3.Connection, modalities: Sequence[str]) -> None:
+        """Forget the model (and template shape) of each of ``modalities`` that no template uses any
+        more, so that the next template of that modality fixes it anew: a gallery never stays locked
+        to the model of records that are gone (e.g. a mistaken or malicious first template, erased).
+        Called by every erase, in its transaction."""
+        for slot in modalities:
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (f"model.{slot}",)).fetchone()
+            if row is None or conn.execute("SELECT 1 FROM templates WHERE modality = ? LIMIT 1",
+                                           (slot,)).fetchone() is not None:
+                continue
+            conn.execute("DELETE FROM meta WHERE key IN (?, ?)", (f"model.{slot}", f"shape.{slot}"))
+            ref = json.loads(row[0])
+            audit.append(conn, "system", "release_model", None,
+                         {"modality": slot, "model": str(ModelRef(ref["model_id"], ref["version"]))})
+            log.info("%s holds no templates any more: its model is released", slot)
+
     def _check_template(self, conn: sqlite3.Connection, modality: Modality, template: Template) -> None:
         check_template(modality, template)
         self._ensure_model(conn, modality, template.model, replace_if_empty=False)
@@ -261,7 +278,10 @@ class Store(AdjudicationMixin, UsersMixin):
 
     def _erase(self, conn: sqlite3.Connection, label: int) -> int:
         now = time.time()
+        slots = [str(m) for (m,) in
+                 conn.execute("SELECT modality FROM templates WHERE record_id = ?", (label,))]
         conn.execute("DELETE FROM templates WHERE record_id = ?", (label,))
+        self._release_unused_models(conn, slots)
         conn.execute("DELETE FROM images WHERE record_id = ?", (label,))
         conn.execute("UPDATE records SET status = 'deleted', attributes = '{}', updated = ? WHERE id = ?",
                      (now, label))

@@ -12,8 +12,8 @@ import grpc
 import numpy as np
 import pytest
 
-from engine.fusion import Fusion
-from engine.types import ModelRef
+from engine.fusion import Fusion, ModalityCalibration
+from engine.types import Modality, ModelRef
 from server._gen.nasname.v1 import nasname_pb2 as pb
 from server.auth import Role
 from server.client import error_info, error_reason
@@ -284,10 +284,12 @@ def test_face_and_iris_templates_fuse_per_modality(tmp_path: Path, fusion: Fusio
 
     cfg = EngineConfig(data_dir=tmp_path / "data", modalities=("face", "iris_left", "iris_right"),
                        snapshot_every=0)
-    s = start_service(Engine.open(cfg, fusion=fusion))
+    iris_model = ModelRef("synthetic-iris", "1")  # known to the engine through its calibration
+    both = Fusion({Modality.FACE: fusion.calibration(Modality.FACE),
+                   Modality.IRIS_LEFT: ModalityCalibration.default(iris_model, "iris")})
+    s = start_service(Engine.open(cfg, fusion=both))
     try:
         rng = np.random.default_rng(30)
-        iris_model = ModelRef("synthetic-iris", "1")
 
         def iris(code: np.ndarray) -> pb.Sample:
             return template_sample("iris_left", IrisTemplate(code, np.full(code.size, 255, np.uint8), 64,

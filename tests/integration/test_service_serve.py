@@ -22,7 +22,8 @@ import pytest
 
 from engine.config import EngineConfig
 from engine.engine import Engine
-from engine.types import FaceTemplate, ModelRef
+from engine.extractors import template_model
+from engine.types import FaceTemplate
 from server.cli import main
 from server.client import Client, template_sample
 
@@ -74,7 +75,7 @@ def test_serve_fresh_then_sigterm_then_restart(tmp_path: Path, monkeypatch: pyte
         assert len(secrets) == 1, out  # first start: one admin token, printed once
         admin = Client(address, token=secrets[0], plaintext=True, retries=0, timeout=20)
         assert admin.health() == "SERVING"
-        model = ModelRef("synthetic-face", "1")  # the first template fixes the gallery's face model
+        model = template_model("face")  # the server's face model (it accepts no unknown one)
         stop = threading.Event()
         codes: list[grpc.StatusCode] = []
 
@@ -84,6 +85,7 @@ def test_serve_fresh_then_sigterm_then_restart(tmp_path: Path, monkeypatch: pyte
             i = 0
             while not stop.is_set():
                 v = rng.normal(size=128).astype(np.float32)
+                v /= np.linalg.norm(v)
                 try:
                     r = c.insert([template_sample("face", FaceTemplate(v, model))], reference_id=f"S{k}-{i}")
                 except grpc.RpcError as exc:

@@ -190,6 +190,8 @@ def test_enroll_repeated_with_a_request_id_returns_the_first_result(
                              request_id="a1")
     assert engine.adjudicate(first.reference_id, AdjudicationDecision.DISTINCT, actor="tok_j",
                              request_id="a1").status is view.status is RecordStatus.ACTIVE
+
+
 def test_restart_with_an_unreadable_record_quarantines_it(tmp_path: Path, fusion: Fusion) -> None:
     """Issue 18 item 1 through Engine.open: a flipped bit in one stored template (snapshot gone) does
     not stop the restart; the record is quarantined, counted in stats, and can be erased."""
@@ -215,5 +217,30 @@ def test_restart_with_an_unreadable_record_quarantines_it(tmp_path: Path, fusion
         eng.delete("R4")
         assert eng.quarantined() == [] and eng.stats().quarantined == 0
         assert eng.verify_audit().ok
+    finally:
+        eng.close()
+
+
+def test_templates_of_unknown_models_cannot_fix_a_modality(tmp_path: Path, fusion: Fusion) -> None:
+    from engine.types import IrisTemplate
+
+    class IrisModelOnly:  # the engine only asks an extractor for its model here
+        kind = "iris"
+        model = ModelRef("site-iris", "2")
+
+    def iris(model: ModelRef) -> list[Sample]:
+        return [Sample(Modality.IRIS_LEFT, template=IrisTemplate(np.zeros(64, np.uint8),
+                                                                 np.full(64, 255, np.uint8), 8, model))]
+
+    cfg = EngineConfig(data_dir=tmp_path / "data", modalities=("face", "iris_left"), snapshot_every=0)
+    eng = Engine.open(cfg, fusion=fusion, extractors=lambda kind: IrisModelOnly())  # type: ignore[arg-type,return-value]
+    try:
+        with pytest.raises(InvalidInput) as err:
+            eng.insert("B-1", iris(ModelRef("bogus", "0")))
+        assert err.value.reason == "UNKNOWN_MODEL" and "site-iris@2" in str(err.value)
+        assert eng.gallery.models() == {}
+        eng.insert("F-1", face(unit(np.random.default_rng(1))))  # calibrated for this engine: known
+        eng.insert("I-1", iris(ModelRef("site-iris", "2")))  # the iris extractor's model: known
+        assert eng.gallery.models() == {Modality.FACE: MODEL, Modality.IRIS_LEFT: ModelRef("site-iris", "2")}
     finally:
         eng.close()

@@ -37,11 +37,11 @@ def test_calibration_file_round_trip(tmp_path: Path) -> None:
     assert load_distributions(ModelRef("absent", "0"), tmp_path) is None
 
 
-@pytest.mark.parametrize("fmr", [1e-2, 1e-4, 1e-6, 1e-9])
+@pytest.mark.parametrize("fmr", [1e-2, 1e-4, 1e-6])
 def test_single_modality_threshold_matches_true_impostor_tail(fusion: Fusion, fmr: float) -> None:
     # Impostors are N(0.3, 0.1): the similarity at the threshold must have that true tail probability,
-    # also far beyond the 1e6 measured impostors (tail extrapolation). Six decades beyond the data the
-    # fit's own sampling error is about a factor 1.5 (seeds 0-7 of a 1e6 normal sample), hence 2.5.
+    # up to a decade beyond the 1e6 measured impostors. Further out a Gaussian is no model of a score
+    # bounded at 1.0 (it puts mass above it); the bounded truths of test_fusion_tails.py go to 1e-12.
     cal = fusion.calibration(Modality.FACE)
     t = fusion.threshold([Modality.FACE], fmr)
     score = float(np.interp(t, cal.llr, cal.grid))

@@ -216,3 +216,22 @@ def test_refused_first_template_does_not_fix_the_model(open_gallery: OpenGallery
     g.insert({F: face(2), Modality.IRIS_LEFT: iris(2)}, ref_id="R-2")
     assert g.models()[Modality.IRIS_LEFT] == iris(2).model
     assert g.search(Modality.IRIS_LEFT, iris(2), 1)[0].ref_id == "R-2"
+
+
+def test_deleting_the_last_template_releases_the_modality_model(open_gallery: OpenGallery) -> None:
+    bogus, other = ModelRef("bogus", "0"), ModelRef("another-iris", "2")
+    g = open_gallery()
+    g.insert({F: face(1)}, ref_id="R-1")
+    g.insert({Modality.IRIS_RIGHT: iris(2, model=bogus)}, ref_id="R-2")
+    with pytest.raises(ModelMismatch):
+        g.insert({Modality.IRIS_RIGHT: iris(3, model=other)}, ref_id="R-3")
+    g.delete("R-2")
+    assert g.models() == {F: FACE_MODEL}
+    g.insert({Modality.IRIS_RIGHT: iris(3, model=other)}, ref_id="R-3")  # a new model and index
+    assert g.search(Modality.IRIS_RIGHT, iris(3, model=other), 1)[0].ref_id == "R-3"
+    g.delete("R-3")
+    g.close()  # the snapshot written at close has no iris_right index any more
+    g = open_gallery()
+    assert g.models() == {F: FACE_MODEL}
+    g.insert({Modality.IRIS_RIGHT: iris(4, model=bogus)}, ref_id="R-4")
+    assert g.models()[Modality.IRIS_RIGHT] == bogus

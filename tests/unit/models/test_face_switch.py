@@ -53,7 +53,8 @@ def _iris(i: int) -> IrisTemplate:
 def _gallery(tmp_path: Path, n: int, *, keep_images: bool = True) -> EngineConfig:
     config = EngineConfig(data_dir=tmp_path / "g", keep_images=keep_images, modalities=("face", "iris_left"))
     old = FakeFace(OLD, 16)
-    engine = Engine.open(config, extractors=lambda kind: old)
+    iris_model = FakeFace(ModelRef("iris_test", "1"), 16)  # only its model is asked for (known models)
+    engine = Engine.open(config, extractors=lambda kind: old if kind == "face" else iris_model)
     try:
         for i in range(n):
             samples = [Sample(Modality.FACE, image=f"face-{i}".encode())]
@@ -179,7 +180,8 @@ def test_switch_resumes_after_a_kill_and_swaps_atomically(tmp_path: Path) -> Non
         _switch(config, "fake_new", new, hook=crash_at_5, batch=2)
     # the live gallery is untouched and still serves the old model
     old = FakeFace(OLD, 16)
-    engine = Engine.open(config, extractors=lambda kind: old)
+    iris_model = FakeFace(ModelRef("iris_test", "1"), 16)  # only its model is asked for (known models)
+    engine = Engine.open(config, extractors=lambda kind: old if kind == "face" else iris_model)
     assert engine.gallery.models()[Modality.FACE] == OLD
     assert engine.identify([Sample(Modality.FACE, image=b"face-2")]).candidates[0].reference_id == "R2"
     engine.close()

@@ -11,7 +11,7 @@ from server.app import Server, create_server
 from server.auth import Role
 from server.client import Client
 from server.config import ServerConfig
-from tests.unit.server.fakes import FakeEngine, FakeTokens
+from tests.unit.server.fakes import THRESHOLD, FakeEngine, FakeTokens
 
 
 @dataclass
@@ -49,5 +49,6 @@ def fresh(running: Running) -> Running:
     running.engine.fail = None
     running.engine.fail_times = 0
     running.engine.delay = 0.0
+    running.engine.threshold = THRESHOLD
     running.engine.calls.clear()
     return running

@@ -87,6 +87,7 @@ class FakeEngine:
     delay: float = 0.0
 
     fail_times: int = 0  # 0: ``fail`` is raised every time
+    threshold: Threshold = THRESHOLD  # what identify reports
     active: int = 0
     max_active: int = 0  # most calls seen inside the engine at once
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -121,7 +122,7 @@ class FakeEngine:
 
     def identify(self, samples: list[Sample] | None = None, **kw: Any) -> IdentifyResult:
         self._enter("identify", (samples, kw))
-        return IdentifyResult([CANDIDATE], THRESHOLD, _sample_results(samples))
+        return IdentifyResult([CANDIDATE], self.threshold, _sample_results(samples))
 
     def verify(self, reference_id: str, samples: list[Sample], **kw: Any) -> VerifyResult:
         self._enter("verify", (reference_id, samples, kw))

@@ -165,6 +165,8 @@ def test_cli_retries_a_lost_enroll_with_the_same_request_id(fresh: Running, tmp_
     fresh.engine.calls.clear()
     assert _run(capsys, "enroll", *conn, "--face", str(tmp_path / "a.jpg"), "--request-id", "st-1:9")[0] == 0
     assert fresh.engine.calls[-1][1][2]["request_id"] == "st-1:9"
+
+
 def test_get_shows_history_records_reopen_recapture(fresh: Running, tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "f.jpg").write_bytes(b"new face")
@@ -216,3 +218,18 @@ def test_every_option_of_every_command_has_help_text() -> None:
                          ("server.cli_report", "report")):
         walk(importlib.import_module(module)._parser(), f"nasname {name}")
     assert missing == []
+
+
+def test_unmet_target_fpir_is_said_in_the_reply_and_in_words(fresh: Running, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.records import Threshold
+
+    (tmp_path / "a.jpg").write_bytes(b"face")
+    conn = ("--address", fresh.address, "--plaintext", "--token", fresh.secrets[Role.STATION])
+    code, out, err = _run(capsys, "identify", *conn, "--face", str(tmp_path / "a.jpg"))
+    assert code == 0 and "target_not_met" not in json.loads(out)["threshold"] and "warning" not in err
+    fresh.engine.threshold = Threshold(1e-9, 5_000_000, 41.1, target_met=False, expected_fpir=0.0042)
+    code, out, err = _run(capsys, "identify", *conn, "--face", str(tmp_path / "a.jpg"))
+    reply = json.loads(out)["threshold"]
+    assert code == 0 and reply["target_not_met"] is True and reply["expected_fpir"] == pytest.approx(0.0042)
+    assert "target FPIR 1e-09 cannot be met for a gallery of 5000000 records" in err

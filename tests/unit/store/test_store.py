@@ -11,7 +11,7 @@ from engine.crypto import KeyRing
 from engine.errors import AlreadyExists, Conflict, IntegrityError, InvalidInput, ModelMismatch, NotFound
 from engine.store import RecordStatus, Store
 from engine.types import FaceTemplate, Modality, ModelRef
-from tests.unit.store.conftest import FACE_MODEL, face, iris
+from tests.unit.store.conftest import FACE_MODEL, IRIS_MODEL, face, iris
 
 
 def test_insert_get_round_trip(store: Store) -> None:
@@ -222,3 +222,36 @@ def test_nested_reads_share_one_snapshot(store: Store) -> None:
         assert store.count() == 1  # a nested read inside an open one works
         assert outer.in_transaction
     assert store.get("R-1", with_templates=False).label == 1
+
+
+def test_model_is_released_with_the_last_template_of_its_modality(tmp_path: Path, keyring: KeyRing) -> None:
+    bogus, real = ModelRef("bogus", "0"), ModelRef("test-iris", "1")
+    store = Store(tmp_path / "nasname.db", keyring)
+    try:
+        store.insert({Modality.IRIS_RIGHT: iris(1, model=bogus)}, ref_id="R-1")
+        store.insert({Modality.FACE: face(2), Modality.IRIS_RIGHT: iris(2, model=bogus)}, ref_id="R-2")
+        store.delete("R-1")
+        assert store.models()[Modality.IRIS_RIGHT] == bogus  # R-2 still holds a bogus iris template
+        with pytest.raises(ModelMismatch):
+            store.insert({Modality.IRIS_RIGHT: iris(3, model=real)}, ref_id="R-3")
+        store.delete("R-2")
+        assert store.models() == {}  # R-2's face was the last face template too
+        released = [e for e in store.audit_entries() if e["action"] == "release_model"]
+        assert sorted(e["details"]["modality"] for e in released) == ["face", "iris_right"]
+    finally:
+        store.close()
+    store = Store(tmp_path / "nasname.db", keyring)  # the release is durable: after a restart too
+    try:
+        assert store.models() == {}
+        store.insert({Modality.IRIS_RIGHT: iris(3, nbytes=128, model=real)}, ref_id="R-3")  # new shape too
+        assert store.models() == {Modality.IRIS_RIGHT: real}
+    finally:
+        store.close()
+
+
+def test_pending_records_keep_their_modality_model(store: Store) -> None:
+    store.insert({Modality.IRIS_LEFT: iris(1)}, ref_id="R-1")
+    store.insert({Modality.IRIS_LEFT: iris(2)}, ref_id="R-2", status=RecordStatus.PENDING,
+                 candidates=[{"ref_id": "R-1"}])
+    store.delete("R-1")
+    assert store.models() == {Modality.IRIS_LEFT: IRIS_MODEL}

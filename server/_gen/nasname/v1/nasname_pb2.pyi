@@ -155,14 +155,18 @@ class SampleResult(_message.Message):
     def __init__(self, modality: _Optional[_Union[Modality, str]] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ..., quality: _Optional[_Union[Quality, _Mapping]] = ...) -> None: ...
 
 class Threshold(_message.Message):
-    __slots__ = ("target_fpir", "gallery_size", "fused_threshold")
+    __slots__ = ("target_fpir", "gallery_size", "fused_threshold", "target_not_met", "expected_fpir")
     TARGET_FPIR_FIELD_NUMBER: _ClassVar[int]
     GALLERY_SIZE_FIELD_NUMBER: _ClassVar[int]
     FUSED_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    TARGET_NOT_MET_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_FPIR_FIELD_NUMBER: _ClassVar[int]
     target_fpir: float
     gallery_size: int
     fused_threshold: float
-    def __init__(self, target_fpir: _Optional[float] = ..., gallery_size: _Optional[int] = ..., fused_threshold: _Optional[float] = ...) -> None: ...
+    target_not_met: bool
+    expected_fpir: float
+    def __init__(self, target_fpir: _Optional[float] = ..., gallery_size: _Optional[int] = ..., fused_threshold: _Optional[float] = ..., target_not_met: _Optional[bool] = ..., expected_fpir: _Optional[float] = ...) -> None: ...
 
 class ModalityScore(_message.Message):
     __slots__ = ("modality", "similarity", "llr")
