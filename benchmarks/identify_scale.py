@@ -5,7 +5,7 @@
 
 For each contender (engine index options next to the numpy brute-force and FAISS-default baselines,
 all measured in this run on the same seeded gallery of ``--n`` 128-d unit vectors): p50/p99 latency
-of sequential single requests, requests/s under ``--threads`` concurrent callers, and rank-1
+of sequential single requests, requests/s under ``--callers`` concurrent callers, and rank-1
 agreement with exact search (the engine's exact result is the reference). Prints a table, and the
 raw per-contender figures as JSON lines with ``--json``.
 """
@@ -21,8 +21,15 @@ import time
 
 import numpy as np
 
+from benchmarks.identify_common import (
+    cap_library_threads,
+    latencies,
+    make_gallery,
+    rank1_agreement,
+    throughput,
+)
 from benchmarks.identify_common import contenders as make_contenders
-from benchmarks.identify_common import latencies, make_gallery, rank1_agreement, throughput
+from engine.cpus import available_cpus, set_threads, threads
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -31,7 +38,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--d", type=int, default=128, help="embedding dimension")
     ap.add_argument("--k", type=int, default=10, help="top-k per identify")
     ap.add_argument("--queries", type=int, default=200, help="sequential probes for the latency figures")
-    ap.add_argument("--threads", type=int, default=32, help="concurrent callers for throughput")
+    ap.add_argument("--callers", type=int, default=32, help="concurrent callers for throughput")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="CPU threads of every contender: engine scans, FAISS OpenMP, BLAS "
+                         "(default 0: the CPUs available to the process, engine.cpus)")
     ap.add_argument("--seconds", type=float, default=4.0, help="measured time of each throughput run")
     ap.add_argument("--kinds", default="exact,fp16,exact-blas",
                     help="comma list of exact, exact-blas, exact-nobatch, fp16, hnsw")
@@ -39,12 +49,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--json", action="store_true", help="also print raw figures as JSON lines")
     args = ap.parse_args(argv)
 
+    set_threads(args.threads)
+    cap_library_threads(threads())
     t0 = time.perf_counter()
     g = make_gallery(args.n, args.d, args.queries, args.seed)
     print(f"# identify_scale n={args.n} d={args.d} k={args.k} queries={args.queries} "
-          f"threads={args.threads} cpus={os.cpu_count()} {platform.processor() or platform.machine()} "
+          f"callers={args.callers} threads={threads()} cpus={os.cpu_count()} "
+          f"available={available_cpus()} {platform.processor() or platform.machine()} "
           f"load={os.getloadavg()[0]:.1f} (gallery made in {time.perf_counter() - t0:.1f}s)")
-    print(f"{'contender':28} {'build s':>8} {'p50 ms':>8} {'p99 ms':>8} {'req/s @' + str(args.threads):>10} "
+    print(f"{'contender':28} {'build s':>8} {'p50 ms':>8} {'p99 ms':>8} {'req/s @' + str(args.callers):>10} "
           f"{'rank-1 agr':>10}")
     reference: np.ndarray | None = None
     rows = []
@@ -56,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
         lat, labels = latencies(c, args.queries, args.k)
         if reference is None:
             reference = labels  # the first contender is the engine's exact index
-        qps = throughput(c, args.queries, args.k, args.threads, args.seconds)
+        qps = throughput(c, args.queries, args.k, args.callers, args.seconds)
         row = {
             "contender": c.name, "n": args.n, "build_s": round(build_s, 2),
             "p50_ms": round(float(np.percentile(lat, 50)) * 1e3, 2),

@@ -6,6 +6,7 @@
     enroll_target_fpir = 0.003
     verify_target_fmr = 0.0001
     keep_images = false
+    threads = 0                    # CPU threads for scans (0 = CPUs available to the process)
     face_index = "exact"           # exact | fp16 | sq8 | hnsw | ivf (approximate: recall measured)
     face_model = "dlib_resnet_v1"  # registered face embedding; opt-in ones must be installed first
     modalities = ["face", "iris_left", "iris_right"]
@@ -68,6 +69,9 @@ class EngineConfig:
     max_results_limit: int = 1000
     snapshot_every: int = 10000  # changes between background index snapshots
     face_threads: int = 0  # onnxruntime intra-op threads (0 = library default)
+    # CPU threads for scan shards, BLAS, numba and micro-batches (0 = the CPUs available to the
+    # process: affinity and cgroup quota, engine.cpus); NASNAME_THREADS / `nasname serve --threads`
+    threads: int = 0
     # A registry name (engine.models.registry). A gallery's face templates all come from one model:
     # changing this on a gallery that has face templates needs `nasname models switch-face`.
     face_model: str = "dlib_resnet_v1"
@@ -77,6 +81,8 @@ class EngineConfig:
             v = getattr(self, name)
             if not 0.0 < v < 1.0:
                 raise ConfigurationError(f"{name} must be in (0, 1), got {v}")
+        if self.threads < 0:
+            raise ConfigurationError(f"threads must be >= 0 (0 = the CPUs available), got {self.threads}")
         if self.shortlist < 1 or self.max_results_limit < 1:
             raise ConfigurationError("shortlist and max_results_limit must be positive")
         if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,63}", self.face_model):

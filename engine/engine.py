@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from engine.config import EngineConfig
+from engine.cpus import set_threads
 from engine.errors import Conflict, InvalidInput, ModelMismatch, NotFound, QualityRejected
 from engine.extractor import Extractor
 from engine.fusion import Fusion, per_comparison_fmr
@@ -98,6 +99,7 @@ class Engine:
         extractors, a gallery whose face templates are not of ``config.face_model`` is refused here
         (``ModelMismatch`` naming both models and ``nasname models switch-face``)."""
         config = config or EngineConfig.load()
+        set_threads(config.threads)  # before any index sizes its pools (engine.cpus)
         config.data_dir.mkdir(parents=True, exist_ok=True)
         gallery = Gallery.open(config)
         if extractors is None:

@@ -56,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-key", type=Path)
     p.add_argument("--tls-client-ca", type=Path, help="require client certificates signed by this CA")
     p.add_argument("--workers", type=int)
+    p.add_argument("--threads", type=int,
+                   help="CPU threads for index scans (default: the CPUs available to the process)")
     p.set_defaults(handler=_serve)
 
     t = sub.add_parser("token", help="create, list or revoke API tokens")
@@ -90,6 +92,8 @@ def _serve(args: argparse.Namespace) -> int:
     from server.app import serve
 
     _use_data_dir(args)
+    if args.threads is not None:
+        os.environ["NASNAME_THREADS"] = str(args.threads)  # read by EngineConfig like [engine] threads
     return serve(args.config, address=args.address, allow_plaintext=args.allow_plaintext,
                  tls_cert=args.tls_cert, tls_key=args.tls_key, tls_client_ca=args.tls_client_ca,
                  workers=args.workers)
