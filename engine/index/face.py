@@ -17,8 +17,8 @@ A restriction to ``allowed`` labels is answered by scoring those vectors directl
 small (one id, a family), and by a masked/selected scan of the whole index when it is large (a
 partition). Either way only allowed labels can appear in the result.
 
-Concurrency: exact single-query searches that need a full scan (unrestricted, or a large partition)
-from many threads are micro-batched (``engine.index.batcher``): one worker runs them as one batched
+Concurrency: exact and fp16 single-query searches that need a full scan (unrestricted, or a large
+partition) from many threads are micro-batched (``engine.index.batcher``): one worker runs them as one batched
 scan (sgemm: a batch of 32 costs ~2-3 ms per query at 1M x 128 against ~16 ms alone). FAISS kinds
 have no batched fast path and are searched in the callers' threads (FAISS releases the GIL).
 """
@@ -82,9 +82,9 @@ class FaceIndexOptions:
     ivf_nlist / ivf_nprobe: IVF coarse cells and cells visited per query.
     train_size: templates needed before sq8/ivf train (exact search until then).
     compact_fraction: dead (tombstoned) rows of a FAISS kind are purged past this fraction.
-    micro_batch / batch_max / batch_wait_ms: concurrent single-query full scans of the exact kind are
-    served in batches of up to batch_max by one worker (``engine.index.batcher``), waiting at most
-    batch_wait_ms for a batch to fill under load.
+    micro_batch / batch_max / batch_wait_ms: concurrent single-query full scans of the exact and fp16
+    kinds are served in batches of up to batch_max by one worker (``engine.index.batcher``), waiting
+    at most batch_wait_ms for a batch to fill under load.
     batch_max: None (default) = 32 per available CPU, within [32, 256] (a shard scans each batch).
     exact_shards: scan threads of the exact kind. None (default) = one per available CPU
     (``engine.cpus``, which also honours the ``threads`` override; up to 64); 0 or 1 =
@@ -233,11 +233,12 @@ class FaceIndex:
                 return _empty(xq.shape[0], k)
             if allow.size <= max(self.SMALL_ALLOWED, len(self._backend) // 16):
                 return self._search_listed(xq, k, allow)
-        # Only the BLAS scan gains from batching. FAISS kinds score each query with per-vector SIMD
-        # kernels (no batch path), so they run in the caller threads (measured at 200k, 32 callers:
-        # fp16 through the batcher 62 requests/s, FAISS called from each thread 117/s).
-        exact = isinstance(self._backend, ExactBackend)
-        batcher = self._get_batcher() if xq.shape[0] == 1 and exact else None
+        # Only BLAS scans gain from batching: exact, and fp16 (its batches run as sgemm over the codes
+        # widened block by block). The other FAISS kinds score each query with per-vector kernels (no
+        # batch path), so they run in the caller threads.
+        batches = isinstance(self._backend, ExactBackend) or bool(getattr(self._backend, "batches_well",
+                                                                          False))
+        batcher = self._get_batcher() if xq.shape[0] == 1 and batches else None
         if batcher is not None:
             # Every exact full scan goes through the one batching worker: besides batching, this
             # keeps concurrent callers from fighting over the cores (measured on the busy box, 20k x
