@@ -11,6 +11,11 @@
     face_model = "dlib_resnet_v1"  # registered face embedding; opt-in ones must be installed first
     modalities = ["face", "iris_left", "iris_right"]
 
+    [cluster]                      # where the indexes live (engine.cluster); default local
+    backend = "local"              # local | ray (Ray-sharded gallery: pip install 'nasname[cluster]')
+    address = ""                   # ray: "" starts a local Ray cluster; an address joins one
+    shards = 2
+
 Environment overrides, highest priority: ``NASNAME_<KEY>`` for any key of ``[engine]`` (e.g.
 ``NASNAME_DATA_DIR``, ``NASNAME_FACE_INDEX``); ``NASNAME_CONFIG`` names the TOML file (default
 ``<data_dir>/nasname.toml`` when it exists). Other sections (``[server]``) belong to their owners and
@@ -31,7 +36,7 @@ from typing import Any
 from engine.errors import ConfigurationError
 from engine.models.manifest import default_data_dir
 
-__all__ = ["EngineConfig", "coerce_setting", "load_toml", "settings_kwargs"]
+__all__ = ["ClusterConfig", "EngineConfig", "coerce_setting", "load_toml", "settings_kwargs"]
 
 
 def load_toml(path: Path | None) -> dict[str, Any]:
@@ -52,6 +57,39 @@ def load_toml(path: Path | None) -> dict[str, Any]:
         raise ConfigurationError(f"config file {path} not found") from exc
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigurationError(f"config file {path} is invalid: {exc}") from exc
+
+
+CLUSTER_BACKENDS = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """``[cluster]``: where the gallery's indexes live (``engine.cluster``). ``local`` (default): in
+    this process, no Ray needed. ``ray``: ``shards`` actors on the Ray cluster at ``address`` ("" =
+    start a local one), each reserving ``shard_cpus``; a shard call slower than ``timeout_s`` counts
+    as a failed shard. Environment: ``NASNAME_CLUSTER_<KEY>``."""
+
+    backend: str = "local"
+    address: str = ""
+    shards: int = 2
+    shard_cpus: float = 1.0
+    timeout_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.backend not in CLUSTER_BACKENDS:
+            raise ConfigurationError(f"cluster backend must be one of {', '.join(CLUSTER_BACKENDS)}, "
+                                     f"got {self.backend!r}")
+        if self.shards < 1 or self.shard_cpus <= 0 or self.timeout_s <= 0:
+            raise ConfigurationError("cluster shards, shard_cpus and timeout_s must be positive")
+
+    @classmethod
+    def from_section(cls, values: Mapping[str, Any]) -> ClusterConfig:
+        merged = dict(values)
+        for f in dataclasses.fields(cls):
+            env = os.environ.get(f"NASNAME_CLUSTER_{f.name.upper()}")
+            if env is not None:
+                merged[f.name] = env
+        return cls(**settings_kwargs(cls, merged, "cluster"))
 
 
 @dataclass(frozen=True)
@@ -75,6 +113,7 @@ class EngineConfig:
     # A registry name (engine.models.registry). A gallery's face templates all come from one model:
     # changing this on a gallery that has face templates needs `nasname models switch-face`.
     face_model: str = "dlib_resnet_v1"
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)  # the [cluster] section
 
     def __post_init__(self) -> None:
         for name in ("identify_target_fpir", "enroll_target_fpir", "verify_target_fmr"):
@@ -101,19 +140,24 @@ class EngineConfig:
         return self.data_dir / "snapshots"
 
     @classmethod
-    def from_mapping(cls, values: dict[str, Any]) -> EngineConfig:
-        return cls(**settings_kwargs(cls, values, "engine"))
+    def from_mapping(cls, values: dict[str, Any], cluster: ClusterConfig | None = None) -> EngineConfig:
+        if "cluster" in values:
+            raise ConfigurationError("cluster settings belong in the [cluster] section")
+        return cls(**settings_kwargs(cls, values, "engine"), cluster=cluster or ClusterConfig())
 
     @classmethod
     def load(cls, path: Path | None = None, **overrides: Any) -> EngineConfig:
         """File, then ``NASNAME_*`` environment, then explicit keyword overrides."""
-        values: dict[str, Any] = dict(load_toml(path).get("engine", {}))
+        toml = load_toml(path)
+        values: dict[str, Any] = dict(toml.get("engine", {}))
         for f in dataclasses.fields(cls):
+            if f.name == "cluster":
+                continue
             env = os.environ.get(f"NASNAME_{f.name.upper()}")
             if env is not None:
                 values[f.name] = env
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls.from_mapping(values)
+        return cls.from_mapping(values, ClusterConfig.from_section(toml.get("cluster", {})))
 
 
 def settings_kwargs(cls: Any, values: Mapping[str, Any], section: str) -> dict[str, Any]:

@@ -122,9 +122,24 @@ class Gallery:
         file, created on first run), the configured index kinds, snapshots every
         ``config.snapshot_every`` changes."""
         keyring = KeyRing.load(config.resolved_key_file)
-        return cls(config.data_dir, keyring, default_index_factory(config.face_index, config.iris_index),
-                   load_index, config=GalleryConfig(keep_images=config.keep_images,
-                                                    snapshot_every=config.snapshot_every))
+        factory, loader = default_index_factory(config.face_index, config.iris_index), load_index
+        cluster = None
+        if config.cluster.backend == "ray":  # indexes on Ray shard actors (engine.cluster)
+            from engine.cluster.backend import RayBackend
+
+            cluster = RayBackend.start(config.cluster, config.face_index, config.iris_index)
+            factory, loader = cluster.index_factory, cluster.index_loader
+        try:
+            gallery = cls(config.data_dir, keyring, factory, loader,
+                          config=GalleryConfig(keep_images=config.keep_images,
+                                               snapshot_every=config.snapshot_every))
+        except BaseException:
+            if cluster is not None:
+                cluster.close()
+            raise
+        if cluster is not None:
+            cluster.bind(gallery.store)  # restarted shards reload from the store of record
+        return gallery
 
     def models(self) -> dict[Modality, ModelRef]:
         """The model of each modality that has one (fixed by pins or by its first template)."""
