@@ -93,6 +93,9 @@ def _run_one(spec: ContenderSpec, data: FaceData | IrisData, grid: Grid, progres
     out["labels"] = labels
     out["concurrent"] = _concurrent(c, nq, grid)
     out.update(_snapshot_times(c))
+    close = getattr(c, "close", None)  # contenders holding processes (Ray shards)
+    if close is not None:
+        close()
     return out
 
 
