@@ -200,6 +200,32 @@ def cap_library_threads(n: int) -> None:
     set_openblas_threads(n)
 
 
+def cost_model(n: int, d: int, seconds: float = 1.0) -> dict[str, float]:
+    """The scan's cost model on this machine, measured now: memory bandwidth (copy of a 256 MB
+    array, read + write bytes / s) and sgemm throughput (float32, the batched scan's kernel), then
+    the floors they give for one query over ``n`` x ``d`` float32 (single: bytes-bound sgemv) and
+    the ceiling of requests/s when batched (flop-bound: 2 n d flops per query)."""
+    src = np.ones(64 * 2**20, dtype=np.float32)
+    dst = np.empty_like(src)
+    np.copyto(dst, src)
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        np.copyto(dst, src)
+        reps += 1
+    bw = 2 * src.nbytes * reps / (time.perf_counter() - t0)
+    a = np.ones((16384, d), dtype=np.float32)
+    b = np.ones((d, 64), dtype=np.float32)
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        reps += 1
+    flops = 2.0 * a.shape[0] * d * b.shape[1] * reps / (time.perf_counter() - t0)
+    bytes_q, flops_q = 4.0 * n * d, 2.0 * n * d
+    return {"bandwidth_gbs": bw / 1e9, "sgemm_gflops": flops / 1e9, "bytes_per_query": bytes_q,
+            "flops_per_query": flops_q, "single_floor_ms": 1e3 * bytes_q / bw,
+            "batched_ceiling_qps": flops / flops_q}
+
+
 def rank1_agreement(labels: I64, exact: I64) -> float:
     return float(np.mean(labels[:, 0] == exact[:, 0]))
 

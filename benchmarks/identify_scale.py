@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.identify_scale --n 1000000     # exact, fp16, exact-blas (~4-5 min)
     .venv/bin/python -m benchmarks.identify_scale --n 300000 --kinds exact,fp16,hnsw
+    taskset -c 0 .venv/bin/python -m benchmarks.identify_scale --cost-model   # 1 core; then -c 0,1
 
 For each contender (engine index options next to the numpy brute-force and FAISS-default baselines,
 all measured in this run on the same seeded gallery of ``--n`` 128-d unit vectors): p50/p99 latency
@@ -23,6 +24,7 @@ import numpy as np
 
 from benchmarks.identify_common import (
     cap_library_threads,
+    cost_model,
     latencies,
     make_gallery,
     rank1_agreement,
@@ -47,6 +49,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="comma list of exact, exact-blas, exact-nobatch, fp16, hnsw")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true", help="also print raw figures as JSON lines")
+    ap.add_argument("--cost-model", action="store_true",
+                    help="also measure bandwidth and sgemm rate here and print the scan's floors")
     args = ap.parse_args(argv)
 
     set_threads(args.threads)
@@ -57,6 +61,12 @@ def main(argv: list[str] | None = None) -> None:
           f"callers={args.callers} threads={threads()} cpus={os.cpu_count()} "
           f"available={available_cpus()} {platform.processor() or platform.machine()} "
           f"load={os.getloadavg()[0]:.1f} (gallery made in {time.perf_counter() - t0:.1f}s)")
+    if args.cost_model:
+        cm = cost_model(args.n, args.d)
+        print(f"# cost model: {cm['bytes_per_query'] / 1e6:.0f} MB and {cm['flops_per_query'] / 1e6:.0f} "
+              f"MFLOP per exact query; measured {cm['bandwidth_gbs']:.1f} GB/s copy bandwidth, "
+              f"{cm['sgemm_gflops']:.1f} GFLOP/s sgemm -> single-query floor "
+              f"{cm['single_floor_ms']:.1f} ms, batched ceiling {cm['batched_ceiling_qps']:.0f} req/s")
     print(f"{'contender':28} {'build s':>8} {'p50 ms':>8} {'p99 ms':>8} {'req/s @' + str(args.callers):>10} "
           f"{'rank-1 agr':>10}")
     reference: np.ndarray | None = None
