@@ -30,6 +30,9 @@ __all__ = ["ShardPool", "SliceSource", "shard_of"]
 
 log = logging.getLogger(__name__)
 
+# Calls one shard actor runs at once (searches from concurrent identify requests).
+SHARD_CONCURRENCY = 64
+
 # (shard, shards) -> batches of (modality, labels, templates): the active templates of that shard.
 SliceSource = Callable[[int, int], Iterator[tuple[Modality, Labels, list[Template]]]]
 
@@ -76,7 +79,11 @@ class ShardPool:
 
     def _start(self, i: int) -> Any:
         threads = max(1, int(self.shard_cpus))
-        return self._cls.options(num_cpus=self.shard_cpus, max_restarts=0).remote(i, self.shards, threads)
+        # A threaded actor: concurrent searches reach the shard's index together, so its micro-batcher
+        # can batch them (a default actor runs one call at a time). Writes never overlap searches:
+        # the gallery's readers-writer lock on the head orders them, as for a local index.
+        return self._cls.options(num_cpus=self.shard_cpus, max_restarts=0, max_concurrency=SHARD_CONCURRENCY
+                                 ).remote(i, self.shards, threads)
 
     # ------------------------------------------------------------------------------ calls
     def actor(self, i: int) -> Any:
