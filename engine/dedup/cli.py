@@ -63,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--push-to-queue", action="store_true", help="queue clusters for adjudication")
     r.add_argument("--actor", default="dedup-cli", help="actor recorded in the audit trail when pushing")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                   help="compute pair blocks as Ray tasks (engine.dedup.distributed): on the cluster at "
+                        "ADDRESS, or on a local Ray cluster when none is given (the [cluster] extra)")
     for name, text in (
         ("resume", "continue an interrupted or cancelled job"),
         ("status", "progress snapshot"),
@@ -76,6 +79,8 @@ def _parser() -> argparse.ArgumentParser:
             q.add_argument("--thumbnails", action="store_true")
         if name == "resume":
             q.add_argument("--quiet", action="store_true")
+            q.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                           help="compute the remaining pair blocks as Ray tasks (see run --ray)")
         if name == "push":
             q.add_argument("--actor", required=True)
             q.add_argument(
@@ -86,6 +91,18 @@ def _parser() -> argparse.ArgumentParser:
 
     add_arguments(s)
     return p
+
+
+def _blocks(args: argparse.Namespace) -> Any:
+    """``--ray``: pair blocks as Ray tasks; None: in this process."""
+    address = getattr(args, "ray", None)
+    if address is None:
+        return None
+    from engine.cluster.backend import connect
+    from engine.dedup.distributed import RayBlocks
+
+    connect(address)
+    return RayBlocks()
 
 
 class _Bar:
@@ -194,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 mode=args.mode,
                 recall_sample=args.recall_sample,
             )
-            job = DedupJob.create(spec, args.out, checkpoint_every_s=2.0)
+            job = DedupJob.create(spec, args.out, checkpoint_every_s=2.0, blocks=_blocks(args))
             print(f"job {job.job_id} in {job.dir}", file=sys.stderr)
             return _run(job, args.quiet, args.thumbnails, args)
         if args.command == "scale":
@@ -202,7 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             print(json.dumps(run_scale(args), indent=1))
             return 0
-        job = DedupJob.open(args.job, checkpoint_every_s=2.0)
+        job = DedupJob.open(args.job, checkpoint_every_s=2.0,
+                            blocks=_blocks(args) if args.command == "resume" else None)
         if args.command == "resume":
             return _run(job, args.quiet, args.thumbnails, args)
         if args.command == "status":
