@@ -122,6 +122,8 @@ class ShardPool:
         shard come back as themselves; shards that died or did not answer within the timeout raise
         one ``ShardFailure`` naming them (never a partial list)."""
         ray = self.ray
+        if not refs:
+            return []
         shards = shards if shards is not None else list(range(len(refs)))
         _, late = ray.wait(refs, num_returns=len(refs), timeout=self.call_timeout_s)
         pending = set(late)

@@ -109,6 +109,10 @@ def test_sharded_equals_single_node(galleries: tuple[Gallery, Gallery]) -> None:
     assert type(sharded._indexes[Modality.FACE]).__name__ == "ShardedIndex"
     for a, b in zip(_search_all(local), _search_all(sharded), strict=True):
         _same(a, b)
+    for ids in (["r1"], ["r3", "r5"]):  # id lists owned by one shard only
+        _same(local.search_labels(Modality.FACE, _probes(Modality.FACE), K, ref_ids=ids),
+              sharded.search_labels(Modality.FACE, _probes(Modality.FACE), K, ref_ids=ids))
+    assert len(sharded.score(Modality.FACE, face(3, d=32), np.zeros(0, dtype=np.int64))) == 0
     labels = np.arange(1, N + 5, dtype=np.int64)
     np.testing.assert_array_equal(local.score(Modality.FACE, face(3, d=32), labels),
                                   sharded.score(Modality.FACE, face(3, d=32), labels))
