@@ -20,6 +20,7 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
+from engine.cpus import threads as cpu_threads
 from engine.index.blas import get_openblas_threads, set_openblas_threads
 from engine.index.face import FaceIndex, FaceIndexOptions, IndexKind
 from engine.types import FaceTemplate, ModelRef
@@ -67,6 +68,9 @@ class Contender:
         raise NotImplementedError
 
     def close(self) -> None: ...
+
+    def caller_init(self, callers: int) -> None:
+        """Run once in each concurrent caller thread before its first request."""
 
 
 class EngineFace(Contender):
@@ -124,6 +128,12 @@ class FaissDefault(Contender):
         index.add(g.xb)
         self.index, self.labels, self.xq = index, g.labels, g.xq
 
+    def caller_init(self, callers: int) -> None:
+        # OpenMP's thread count is per calling thread and a new thread starts from the default (all
+        # the machine's cores): 32 callers x 16 OpenMP threads crashed FAISS's OpenBLAS ("too many
+        # memory regions") on a 16-core box. The callers share the process's CPUs instead.
+        faiss.omp_set_num_threads(max(1, cpu_threads() // callers))
+
     def one(self, j: int, k: int) -> I64:
         _, R = self.index.search(self.xq[j : j + 1], k)
         labels: I64 = self.labels[R[0]]
@@ -152,6 +162,7 @@ def throughput(c: Contender, nq: int, k: int, threads: int = 32, seconds: float 
     barrier = threading.Barrier(threads + 1)
 
     def caller(i: int) -> None:
+        c.caller_init(threads)
         barrier.wait()
         j = i
         try:
@@ -180,6 +191,39 @@ def throughput(c: Contender, nq: int, k: int, threads: int = 32, seconds: float 
     if errors:
         raise errors[0]
     return (n1 - n0) / (t1 - t0)
+
+
+def cap_library_threads(n: int) -> None:
+    """Cap the libraries' own thread pools in this (main) thread to ``n``: FAISS's OpenMP (which
+    also drives the OpenBLAS bundled with faiss-cpu) and numpy's OpenBLAS (process-wide)."""
+    faiss.omp_set_num_threads(n)
+    set_openblas_threads(n)
+
+
+def cost_model(n: int, d: int, seconds: float = 1.0) -> dict[str, float]:
+    """The scan's cost model on this machine, measured now: memory bandwidth (copy of a 256 MB
+    array, read + write bytes / s) and sgemm throughput (float32, the batched scan's kernel), then
+    the floors they give for one query over ``n`` x ``d`` float32 (single: bytes-bound sgemv) and
+    the ceiling of requests/s when batched (flop-bound: 2 n d flops per query)."""
+    src = np.ones(64 * 2**20, dtype=np.float32)
+    dst = np.empty_like(src)
+    np.copyto(dst, src)
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        np.copyto(dst, src)
+        reps += 1
+    bw = 2 * src.nbytes * reps / (time.perf_counter() - t0)
+    a = np.ones((16384, d), dtype=np.float32)
+    b = np.ones((d, 64), dtype=np.float32)
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        reps += 1
+    flops = 2.0 * a.shape[0] * d * b.shape[1] * reps / (time.perf_counter() - t0)
+    bytes_q, flops_q = 4.0 * n * d, 2.0 * n * d
+    return {"bandwidth_gbs": bw / 1e9, "sgemm_gflops": flops / 1e9, "bytes_per_query": bytes_q,
+            "flops_per_query": flops_q, "single_floor_ms": 1e3 * bytes_q / bw,
+            "batched_ceiling_qps": flops / flops_q}
 
 
 def rank1_agreement(labels: I64, exact: I64) -> float:

@@ -1,6 +1,7 @@
 """Load generator: N concurrent client *processes* against a running nasname server, for a fixed time.
 
     python benchmarks/load.py --token $NASNAME_TOKEN --clients 32 --duration 30 --op identify
+    python benchmarks/load.py --token $T --clients 32 --server-pid PID     # + server CPU-ms per call
     python benchmarks/load.py --token $T --op insert --clients 4 --count 100000      # populate a gallery
     python benchmarks/load.py --token $T --op enroll --face a.jpg --iris-left l.png --iris-right r.png
 
@@ -27,9 +28,16 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from engine.cpus import available_cpus  # noqa: E402
 from engine.types import FaceTemplate, ModelRef  # noqa: E402
 from server.client import Client, image_sample, template_sample  # noqa: E402
 from server.config import is_loopback, split_address  # noqa: E402
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used so far by process ``pid`` (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _client(args: argparse.Namespace) -> Client:
@@ -111,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iris-right", type=Path)
     p.add_argument("--timeout", type=float, default=30.0)
     p.add_argument("--out", type=Path, help="also write the JSON result here")
+    p.add_argument("--server-pid", type=int,
+                   help="the server's process id: also report its CPU-ms per successful call over the "
+                        "measured window (on a shared 2-core box the clients' own CPU use is visible)")
     args = p.parse_args(argv)
     host, _ = split_address(args.address)
     if not is_loopback(host):
@@ -130,7 +141,12 @@ def main(argv: list[str] | None = None) -> int:
     warm_until = time.time() + args.warmup
     times[0], times[1] = warm_until, warm_until + args.duration
     go.set()
+    cpu0 = None
+    if args.server_pid:
+        time.sleep(max(0.0, warm_until - time.time()))
+        cpu0 = _cpu_seconds(args.server_pid)
     results = [out.get() for _ in procs]
+    cpu1 = None if cpu0 is None else _cpu_seconds(args.server_pid)
     for proc in procs:
         proc.join()
     measured = min(args.duration, max(1e-9, time.time() - warm_until))
@@ -147,7 +163,10 @@ def main(argv: list[str] | None = None) -> int:
         "p99_ms": round(float(np.percentile(lat, 99)), 2) if lat.size else None,
         "errors": sum(errors.values()), "errors_by_code": errors,
         "cpus": os.cpu_count(),
+        "cpus_available": available_cpus(),
     }
+    if cpu0 is not None and cpu1 is not None and lat.size:
+        report["server_cpu_ms_per_call"] = round(1000.0 * (cpu1 - cpu0) / lat.size, 2)
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:

@@ -6,11 +6,17 @@
     enroll_target_fpir = 0.003
     verify_target_fmr = 0.0001
     keep_images = false
+    threads = 0                    # CPU threads for scans (0 = CPUs available to the process)
     face_index = "exact"           # exact | fp16 | sq8 | hnsw | ivf (approximate: recall measured)
     face_model = "dlib_resnet_v1"  # registered face embedding; opt-in ones must be installed first
     multiple_faces = "warn"        # warn | reject: a photo showing several faces
     modalities = ["face", "iris_left", "iris_right"]
     idempotency_retention_s = 86400   # how long a write's request id is remembered (retries)
+
+    [cluster]                      # where the indexes live (engine.cluster); default local
+    backend = "local"              # local | ray (Ray-sharded gallery: pip install 'nasname[cluster]')
+    address = ""                   # ray: "" starts a local Ray cluster; an address joins one
+    shards = 2
 
 Environment overrides, highest priority: ``NASNAME_<KEY>`` for any key of ``[engine]`` (e.g.
 ``NASNAME_DATA_DIR``, ``NASNAME_FACE_INDEX``); ``NASNAME_CONFIG`` names the TOML file (default
@@ -32,7 +38,7 @@ from typing import Any
 from engine.errors import ConfigurationError
 from engine.models.manifest import default_data_dir
 
-__all__ = ["EngineConfig", "coerce_setting", "load_toml", "settings_kwargs"]
+__all__ = ["ClusterConfig", "EngineConfig", "coerce_setting", "load_toml", "settings_kwargs"]
 
 
 def load_toml(path: Path | None) -> dict[str, Any]:
@@ -55,6 +61,39 @@ def load_toml(path: Path | None) -> dict[str, Any]:
         raise ConfigurationError(f"config file {path} is invalid: {exc}") from exc
 
 
+CLUSTER_BACKENDS = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """``[cluster]``: where the gallery's indexes live (``engine.cluster``). ``local`` (default): in
+    this process, no Ray needed. ``ray``: ``shards`` actors on the Ray cluster at ``address`` ("" =
+    start a local one), each reserving ``shard_cpus``; a shard call slower than ``timeout_s`` counts
+    as a failed shard. Environment: ``NASNAME_CLUSTER_<KEY>``."""
+
+    backend: str = "local"
+    address: str = ""
+    shards: int = 2
+    shard_cpus: float = 1.0
+    timeout_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.backend not in CLUSTER_BACKENDS:
+            raise ConfigurationError(f"cluster backend must be one of {', '.join(CLUSTER_BACKENDS)}, "
+                                     f"got {self.backend!r}")
+        if self.shards < 1 or self.shard_cpus <= 0 or self.timeout_s <= 0:
+            raise ConfigurationError("cluster shards, shard_cpus and timeout_s must be positive")
+
+    @classmethod
+    def from_section(cls, values: Mapping[str, Any]) -> ClusterConfig:
+        merged = dict(values)
+        for f in dataclasses.fields(cls):
+            env = os.environ.get(f"NASNAME_CLUSTER_{f.name.upper()}")
+            if env is not None:
+                merged[f.name] = env
+        return cls(**settings_kwargs(cls, merged, "cluster"))
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     data_dir: Path = field(default_factory=default_data_dir)
@@ -70,6 +109,9 @@ class EngineConfig:
     max_results_limit: int = 1000
     snapshot_every: int = 10000  # changes between background index snapshots
     face_threads: int = 0  # onnxruntime intra-op threads (0 = library default)
+    # CPU threads for scan shards, BLAS, numba and micro-batches (0 = the CPUs available to the
+    # process: affinity and cgroup quota, engine.cpus); NASNAME_THREADS / `nasname serve --threads`
+    threads: int = 0
     # A registry name (engine.models.registry). A gallery's face templates all come from one model:
     # changing this on a gallery that has face templates needs `nasname models switch-face`.
     face_model: str = "dlib_resnet_v1"
@@ -83,6 +125,7 @@ class EngineConfig:
     multiple_faces: str = "warn"
     # Names this installation (camp, office) in backup archives and their file names; free text.
     site_id: str = ""
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)  # the [cluster] section
 
     def __post_init__(self) -> None:
         if self.multiple_faces not in ("warn", "reject"):
@@ -94,25 +137,32 @@ class EngineConfig:
                 raise ConfigurationError(f"{name} must be in (0, 1), got {v}")
         if not self.idempotency_retention_s > 0:
             raise ConfigurationError("idempotency_retention_s must be positive")
+        if self.threads < 0:
+            raise ConfigurationError(f"threads must be >= 0 (0 = the CPUs available), got {self.threads}")
         if self.shortlist < 1 or self.max_results_limit < 1:
             raise ConfigurationError("shortlist and max_results_limit must be positive")
         if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,63}", self.face_model):
             raise ConfigurationError(f"face_model must be a registered model name, got {self.face_model!r}")
 
     @classmethod
-    def from_mapping(cls, values: dict[str, Any]) -> EngineConfig:
-        return cls(**settings_kwargs(cls, values, "engine"))
+    def from_mapping(cls, values: dict[str, Any], cluster: ClusterConfig | None = None) -> EngineConfig:
+        if "cluster" in values:
+            raise ConfigurationError("cluster settings belong in the [cluster] section")
+        return cls(**settings_kwargs(cls, values, "engine"), cluster=cluster or ClusterConfig())
 
     @classmethod
     def load(cls, path: Path | None = None, **overrides: Any) -> EngineConfig:
         """File, then ``NASNAME_*`` environment, then explicit keyword overrides."""
-        values: dict[str, Any] = dict(load_toml(path).get("engine", {}))
+        toml = load_toml(path)
+        values: dict[str, Any] = dict(toml.get("engine", {}))
         for f in dataclasses.fields(cls):
+            if f.name == "cluster":
+                continue
             env = os.environ.get(f"NASNAME_{f.name.upper()}")
             if env is not None:
                 values[f.name] = env
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls.from_mapping(values)
+        return cls.from_mapping(values, ClusterConfig.from_section(toml.get("cluster", {})))
 
 
 def settings_kwargs(cls: Any, values: Mapping[str, Any], section: str) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engine.config import EngineConfig
+from engine.cpus import set_threads
 from engine.datadir import DataDir
 from engine.errors import Conflict, InvalidInput, ModelMismatch, NasnameError, NotFound, QualityRejected
 from engine.events import EventLog, recorded
@@ -133,6 +134,7 @@ class Engine:
         extractors, a gallery whose face templates are not of ``config.face_model`` is refused here
         (``ModelMismatch`` naming both models and ``nasname models switch-face``)."""
         config = config or EngineConfig.load()
+        set_threads(config.threads)  # before any index sizes its pools (engine.cpus)
         gallery = Gallery.open(config)
         if extractors is None:
             from engine.extractors import check_face_model

@@ -155,11 +155,26 @@ class Gallery:
     def open(cls, config: EngineConfig) -> Gallery:
         """The gallery of an engine configuration: its data directory (``engine.datadir``: lock, key
         from the environment or key file, created only for a new directory, store), the configured
-        index kinds, snapshots every ``config.snapshot_every`` changes."""
-        datadir = DataDir.from_config(config)
-        return cls(datadir, None, default_index_factory(config.face_index, config.iris_index),
-                   load_index, config=GalleryConfig(keep_images=config.keep_images,
-                                                    snapshot_every=config.snapshot_every))
+        index kinds (on Ray shard actors with ``[cluster] backend = "ray"``, ``engine.cluster``),
+        snapshots every ``config.snapshot_every`` changes."""
+        factory, loader = default_index_factory(config.face_index, config.iris_index), load_index
+        cluster = None
+        if config.cluster.backend == "ray":  # indexes on Ray shard actors (engine.cluster)
+            from engine.cluster.backend import RayBackend
+
+            cluster = RayBackend.start(config.cluster, config.face_index, config.iris_index)
+            factory, loader = cluster.index_factory, cluster.index_loader
+        try:
+            gallery = cls(DataDir.from_config(config), None, factory, loader,
+                          config=GalleryConfig(keep_images=config.keep_images,
+                                               snapshot_every=config.snapshot_every))
+        except BaseException:
+            if cluster is not None:
+                cluster.close()
+            raise
+        if cluster is not None:
+            cluster.bind(gallery.store)  # restarted shards reload from the store of record
+        return gallery
 
     def models(self) -> dict[Modality, ModelRef]:
         """The model of each modality that has one (fixed by pins or by its first template)."""

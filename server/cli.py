@@ -66,7 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-host", action="append", dest="tls_hosts", metavar="NAME",
                    help="a name or IP address stations use to reach this server, added to the self-signed "
                         "certificate (repeat for several; config: tls_hosts)")
-    p.add_argument("--workers", type=int, help="RPC worker threads (default: from the CPU count)")
+    p.add_argument("--workers", type=int, help="RPC worker threads (default: from the CPUs available)")
+    p.add_argument("--threads", type=int,
+                   help="CPU threads for index scans (default: the CPUs available to the process)")
     p.add_argument("--web-address", help="web console host:port (default 127.0.0.1:8443; [web] address)")
     p.add_argument("--no-web", action="store_const", const=False, dest="web_enabled",
                    help="do not serve the web console")
@@ -125,6 +127,8 @@ def _serve(args: argparse.Namespace) -> int:
     from server.app import serve
 
     _use_data_dir(args)
+    if args.threads is not None:
+        os.environ["NASNAME_THREADS"] = str(args.threads)  # read by EngineConfig like [engine] threads
     return serve(args.config, web_overrides={"address": args.web_address, "enabled": args.web_enabled},
                  address=args.address, allow_plaintext=args.allow_plaintext,
                  tls_cert=args.tls_cert, tls_key=args.tls_key, tls_client_ca=args.tls_client_ca,

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import settings_kwargs
+from engine.cpus import threads
 from engine.errors import ConfigurationError
 from engine.imageio import ImageLimits
 
@@ -47,7 +48,7 @@ __all__ = ["ServerConfig", "default_workers", "is_loopback", "section_values", "
 def default_workers() -> int:
     """Threads for RPC handlers. Handlers spend most time in numpy/faiss/onnxruntime code that releases
     the GIL, or waiting on SQLite fsync, so a few threads per core keep the cores busy."""
-    return max(4, min(32, 4 * (os.cpu_count() or 1)))
+    return max(4, min(32, 4 * threads()))
 
 
 def split_address(address: str) -> tuple[str, int]:

@@ -5,6 +5,7 @@ memory per template, snapshot open time, extraction time per stage; one Markdown
                   [--report docs/BENCHMARKS.md] [--images DIR]
     nasname bench --from-raw DIR/bench_raw.json --out DIR      # recompute figures and report only
     nasname bench ... --compare OLD/bench_figures.json         # add a what-changed table
+    nasname bench --cluster --sizes 1e5                        # Ray-sharded: 1, 2, 4 local shards
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ from typing import Any
 from engine.bench.analysis import compute_figures
 from engine.bench.compare import compare_rows, compare_section
 from engine.bench.extras import default_image_dir, extraction_records, gallery_records
-from engine.bench.grids import GRIDS, Grid
+from engine.bench.grids import CLUSTER_FACE, GRIDS, Grid
 from engine.bench.machine import machine_info
 from engine.bench.report import markdown, plots, terminal_table
 from engine.bench.runner import run_grid
+from engine.cpus import set_threads
 from engine.errors import InvalidInput, NasnameError
 
 __all__ = ["main"]
@@ -61,6 +63,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--queries", type=int, help="single-request queries per contender and size")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bars (they draw only on a terminal anyway)")
+    p.add_argument("--cluster", action="store_true",
+                   help="face only: the Ray-sharded index with 1, 2 and 4 local shards against single-node "
+                        "(needs the [cluster] extra)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads for every contender (default: the CPUs available to the process)")
     return p
 
 
@@ -74,6 +81,8 @@ def _grid(args: argparse.Namespace) -> Grid:
         grid = grid.with_sizes(args.sizes)
     if args.iris_sizes:
         grid = replace(grid, iris_sizes=args.iris_sizes)
+    if args.cluster:
+        grid = replace(grid, face=CLUSTER_FACE, extraction_images=0, gallery_sizes=())
     return grid
 
 
@@ -131,7 +140,8 @@ def _load_raw(path: Path) -> dict[str, Any]:
 
 def _measure(args: argparse.Namespace, command: str) -> dict[str, Any]:
     grid = _grid(args)
-    families = tuple(f for f in args.family.split(",") if f)
+    set_threads(args.threads)
+    families = ("face",) if args.cluster else tuple(f for f in args.family.split(",") if f)
     if not set(families) <= {"face", "iris"}:
         raise InvalidInput(f"--family must name face and/or iris, got {args.family!r}")
     progress = not args.no_progress
@@ -149,8 +159,10 @@ def _measure(args: argparse.Namespace, command: str) -> dict[str, Any]:
                  "iris_columns": grid.iris_columns, "reference": [list(r) for r in grid.reference]},
     }
     records = run_grid(grid, families, progress)
-    records += extraction_records(args.images or default_image_dir(), grid.extraction_images, progress)
-    records += gallery_records(grid.gallery_sizes, grid.face_dim, progress)
+    if grid.extraction_images:
+        records += extraction_records(args.images or default_image_dir(), grid.extraction_images, progress)
+    if grid.gallery_sizes:
+        records += gallery_records(grid.gallery_sizes, grid.face_dim, progress)
     raw["records"] = records
     raw["seconds"] = time.time() - started
     raw["load_average_at_end"] = machine_info()["load_average_at_start"]

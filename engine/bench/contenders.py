@@ -127,6 +127,40 @@ class EngineFace:
         return np.asarray(labels[0], dtype=np.int64)
 
 
+class ClusterFace(EngineFace):
+    """The same face index sharded over ``shards`` Ray actors on a local Ray cluster
+    (``engine.cluster``): scatter-gather + exact merge. The shards' memory is in their own
+    processes, so this contender's memory growth shows only the driver's."""
+
+    def __init__(self, kind: str = "exact", shards: int = 2) -> None:
+        super().__init__(kind)
+        self.shards = shards
+
+    def fit(self, data: FaceData) -> None:
+        from engine.cluster.backend import connect
+        from engine.cluster.pool import ShardPool
+        from engine.cluster.sharded import ShardedIndex
+        from engine.cpus import threads
+        from engine.index.factory import IndexSpec
+
+        cpus = threads()
+        connect("", num_cpus=cpus)
+        self.pool = ShardPool(self.shards, shard_cpus=cpus / self.shards)
+        self.sharded = ShardedIndex(self.pool, Modality.FACE, BENCH_MODEL,
+                                    IndexSpec(self.kind, dim=data.xb.shape[1]))
+        for lo in range(0, data.xb.shape[0], ADD_CHUNK):
+            rows = data.xb[lo : lo + ADD_CHUNK]
+            labels = np.arange(lo, lo + rows.shape[0], dtype=np.int64)
+            self.sharded.add(labels, [FaceTemplate(v, BENCH_MODEL) for v in rows])
+
+    def query(self, j: int, k: int) -> I64:
+        _, labels = self.sharded.search([self.templates[j]], k)
+        return np.asarray(labels[0], dtype=np.int64)
+
+    def close(self) -> None:
+        self.pool.close()
+
+
 # ---------------------------------------------------------------------------------------- iris
 def _words(x: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint64]:
     pad = (-x.shape[1]) % 8
@@ -229,6 +263,7 @@ REGISTRY: dict[str, Callable[..., Contender]] = {
     "faiss-face": FaissFace,
     "hnswlib-face": HnswlibFace,
     "engine-face": EngineFace,
+    "cluster-face": ClusterFace,
     "numpy-iris": NumpyIris,
     "faiss-iris": FaissIris,
     "engine-iris": EngineIris,

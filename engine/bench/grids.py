@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-__all__ = ["GRIDS", "ContenderSpec", "Grid"]
+__all__ = ["CLUSTER_FACE", "GRIDS", "ContenderSpec", "Grid"]
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,15 @@ class Grid:
     def with_sizes(self, sizes: tuple[int, ...]) -> Grid:
         return replace(self, face_sizes=sizes, iris_sizes=sizes)
 
+
+# `nasname bench --cluster`: the Ray-sharded face index with 1, 2 and 4 local shards next to the
+# single-node index and the numpy reference, in one run.
+CLUSTER_FACE = (
+    ContenderSpec("numpy brute force", "numpy-face"),
+    ContenderSpec("engine exact", "engine-face", {"kind": "exact"}, role="engine"),
+    *(ContenderSpec(f"engine exact, Ray {n} shard{'s' if n > 1 else ''}", "cluster-face",
+                    {"kind": "exact", "shards": n}, role="engine") for n in (1, 2, 4)),
+)
 
 GRIDS: dict[str, Grid] = {
     "full": Grid(

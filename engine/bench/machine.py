@@ -8,6 +8,8 @@ import platform
 import subprocess
 from typing import Any
 
+from engine.cpus import available_cpus, threads
+
 __all__ = ["machine_info", "rss_bytes"]
 
 PACKAGES = ("nasname", "numpy", "faiss-cpu", "hnswlib", "onnxruntime", "numba", "opencv-python-headless")
@@ -63,6 +65,8 @@ def machine_info() -> dict[str, Any]:
     return {
         "cpu_model": cpu.get("Model name") or platform.processor() or "unknown",
         "cpus": os.cpu_count(),
+        "cpus_available": available_cpus(),  # affinity and cgroup quota: what the scans are sized by
+        "threads": threads(),
         "threads_per_core": cpu.get("Thread(s) per core"),
         "hypervisor": cpu.get("Hypervisor vendor"),
         "memory_bytes": _mem_total_bytes(),

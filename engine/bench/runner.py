@@ -19,6 +19,7 @@ from engine.bench.contenders import Contender, make_contender
 from engine.bench.grids import ContenderSpec, Grid
 from engine.bench.machine import rss_bytes
 from engine.bench.synthetic import FaceData, IrisData, face_data, iris_data
+from engine.cpus import threads
 from engine.errors import NasnameError
 
 __all__ = ["run_grid"]
@@ -92,7 +93,18 @@ def _run_one(spec: ContenderSpec, data: FaceData | IrisData, grid: Grid, progres
     out["labels"] = labels
     out["concurrent"] = _concurrent(c, nq, grid)
     out.update(_snapshot_times(c))
+    close = getattr(c, "close", None)  # contenders holding processes (Ray shards)
+    if close is not None:
+        close()
     return out
+
+
+def _share_cpus(callers: int) -> None:
+    """In each caller thread: OpenMP's thread count is per thread and starts from all the machine's
+    cores, so FAISS under 32 callers would run 32 x cores threads (it crashed FAISS's bundled
+    OpenBLAS on a 16-core box). The callers share the process's CPUs (``engine.cpus``) instead."""
+    if "faiss" in sys.modules:
+        sys.modules["faiss"].omp_set_num_threads(max(1, threads() // callers))
 
 
 def _concurrent(c: Contender, nq: int, grid: Grid) -> dict[str, Any]:
@@ -111,7 +123,8 @@ def _concurrent(c: Contender, nq: int, grid: Grid) -> dict[str, Any]:
                 break
         return lat
 
-    with ThreadPoolExecutor(max_workers=grid.callers) as pool:
+    with ThreadPoolExecutor(max_workers=grid.callers, initializer=_share_cpus,
+                            initargs=(grid.callers,)) as pool:
         lats = list(pool.map(caller, range(grid.callers)))
     wall = time.perf_counter() - start
     flat = [x for lat in lats for x in lat]

@@ -70,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--push-to-queue", action="store_true", help="queue clusters for adjudication")
     r.add_argument("--actor", default="dedup-cli", help="actor recorded in the audit trail when pushing")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                   help="compute pair blocks as Ray tasks (engine.dedup.distributed): on the cluster at "
+                        "ADDRESS, or on a local Ray cluster when none is given (the [cluster] extra)")
     for name, text in (
         ("resume", "continue an interrupted or cancelled job"),
         ("status", "progress snapshot"),
@@ -84,6 +87,8 @@ def _parser() -> argparse.ArgumentParser:
                            help="face thumbnails in report.html (kept images only)")
         if name == "resume":
             q.add_argument("--quiet", action="store_true", help="no progress bar")
+            q.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                           help="compute the remaining pair blocks as Ray tasks (see run --ray)")
         if name in ("resume", "report", "push"):
             q.add_argument("--config", type=Path, help="engine TOML file (key file location)")
         if name == "push":
@@ -96,6 +101,18 @@ def _parser() -> argparse.ArgumentParser:
 
     add_arguments(s)
     return p
+
+
+def _blocks(args: argparse.Namespace) -> Any:
+    """``--ray``: pair blocks as Ray tasks; None: in this process."""
+    address = getattr(args, "ray", None)
+    if address is None:
+        return None
+    from engine.cluster.backend import connect
+    from engine.dedup.distributed import RayBlocks
+
+    connect(address)
+    return RayBlocks()
 
 
 class _Bar:
@@ -241,7 +258,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             source, other = _sources(spec, args.config)
             try:
-                job = DedupJob.create(spec, args.out, source=source, other=other, checkpoint_every_s=2.0)
+                job = DedupJob.create(spec, args.out, source=source, other=other, checkpoint_every_s=2.0,
+                                      blocks=_blocks(args))
                 print(f"job {job.job_id} in {job.dir}", file=sys.stderr)
                 return _run(job, args.quiet, args.thumbnails, args)
             finally:
@@ -255,7 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in ("resume", "report", "push"):
             source, other = _sources(job.spec, args.config)
             try:
-                job = DedupJob.open(args.job, source=source, other=other, checkpoint_every_s=2.0)
+                job = DedupJob.open(args.job, source=source, other=other, checkpoint_every_s=2.0,
+                                    blocks=_blocks(args) if args.command == "resume" else None)
                 return _with_sources(job, args)
             finally:
                 _close(source, other)

@@ -68,6 +68,7 @@ class DedupJob:
         extractor_for: ExtractorFor | None = None,
         fusion: Fusion | None = None,
         checkpoint_every_s: float = 5.0,
+        blocks: Any = None,
     ) -> None:
         self.dir = Path(job_dir)
         self.files = JobFiles(self.dir)
@@ -82,6 +83,8 @@ class DedupJob:
         self._extractor_for = extractor_for
         self._fusion = fusion
         self._every = checkpoint_every_s
+        # where pair blocks are computed: None = here; engine.dedup.distributed.RayBlocks = Ray tasks
+        self._blocks = blocks
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -249,7 +252,10 @@ class DedupJob:
                 if name not in kernels:
                     kernels[name] = make_kernel(modality.kind, data, self.spec.mode)
                 kern = kernels[name]
-                found = kern.block(lo, hi, th.floor[modality])
+                if self._blocks is None:
+                    found = kern.block(lo, hi, th.floor[modality])
+                else:
+                    found = self._blocks.block(b, lambda j: self._task(records, plan, th, j))
                 if not kern.exact and stride:
                     if name not in exact_for_recall:
                         exact_for_recall[name] = make_kernel(modality.kind, data, "exact")  # type: ignore[assignment]
@@ -269,9 +275,22 @@ class DedupJob:
                         on_progress(self.progress())
         finally:
             os.close(fd)
+            if self._blocks is not None:
+                self._blocks.close()  # blocks run ahead of a crash or cancel: resume recomputes them
         cp["stage"] = "fuse"
         self._save_checkpoint(cp)
         return cp
+
+    def _task(self, records: RecordSet, plan: list[Any], th: Thresholds, j: int) -> Any:
+        """Block ``j`` of the plan for a block executor (None past the end)."""
+        from engine.dedup.distributed import BlockTask
+
+        if j >= len(plan):
+            return None
+        name, lo, hi, _, _ = plan[j]
+        modality = next(m for m in MODALITIES if m.value == name)
+        return BlockTask(modality.kind, self.spec.mode, records.modalities[modality], int(lo), int(hi),
+                         float(th.floor[modality]))
 
     def _flush(self, fd: int, cp: dict[str, Any], blocks_done: int, started: float) -> None:
         os.fsync(fd)

@@ -17,8 +17,8 @@ A restriction to ``allowed`` labels is answered by scoring those vectors directl
 small (one id, a family), and by a masked/selected scan of the whole index when it is large (a
 partition). Either way only allowed labels can appear in the result.
 
-Concurrency: exact single-query searches that need a full scan (unrestricted, or a large partition)
-from many threads are micro-batched (``engine.index.batcher``): one worker runs them as one batched
+Concurrency: exact and fp16 single-query searches that need a full scan (unrestricted, or a large
+partition) from many threads are micro-batched (``engine.index.batcher``): one worker runs them as one batched
 scan (sgemm: a batch of 32 costs ~2-3 ms per query at 1M x 128 against ~16 ms alone). FAISS kinds
 have no batched fast path and are searched in the callers' threads (FAISS releases the GIL).
 """
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import weakref
 import zipfile
@@ -39,6 +38,7 @@ from typing import Any, BinaryIO, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from engine.cpus import threads
 from engine.errors import (
     ConfigurationError,
     IntegrityError,
@@ -76,22 +76,25 @@ class IndexKind(StrEnum):
 class FaceIndexOptions:
     """How the face index stores and searches. Defaults: exact float32.
 
-    shards: parallel scan slices for fp16/sq8 (one per core; FAISS scans one query on one thread).
+    shards: parallel scan slices for fp16/sq8 (FAISS scans one query on one thread). None (default)
+    = one per CPU available to the process (``engine.cpus``).
     hnsw_m / hnsw_ef_construction / hnsw_ef_search: HNSW graph degree and beam widths.
     ivf_nlist / ivf_nprobe: IVF coarse cells and cells visited per query.
     train_size: templates needed before sq8/ivf train (exact search until then).
     compact_fraction: dead (tombstoned) rows of a FAISS kind are purged past this fraction.
-    micro_batch / batch_max / batch_wait_ms: concurrent single-query full scans of the exact kind are
-    served in batches of up to batch_max by one worker (``engine.index.batcher``), waiting at most
-    batch_wait_ms for a batch to fill under load.
-    exact_shards: scan threads of the exact kind. None (default) = one per CPU (up to 8); 0 or 1 =
+    micro_batch / batch_max / batch_wait_ms: concurrent single-query full scans of the exact and fp16
+    kinds are served in batches of up to batch_max by one worker (``engine.index.batcher``), waiting
+    at most batch_wait_ms for a batch to fill under load.
+    batch_max: None (default) = 32 per available CPU, within [32, 256] (a shard scans each batch).
+    exact_shards: scan threads of the exact kind. None (default) = one per available CPU
+    (``engine.cpus``, which also honours the ``threads`` override; up to 64); 0 or 1 =
     one OpenBLAS call per scan using OpenBLAS's own threads. With >= 2, numpy's OpenBLAS is set to
     ONE thread PROCESS-WIDE when the index first searches (logged; figures and reasons in
     ``engine.index.flat``), and galleries of >= 32k templates are scanned in that many threads.
     """
 
     kind: IndexKind = IndexKind.EXACT
-    shards: int = 2
+    shards: int | None = None
     hnsw_m: int = 32
     hnsw_ef_construction: int = 128
     hnsw_ef_search: int = 128
@@ -101,10 +104,15 @@ class FaceIndexOptions:
     compact_fraction: float = 0.2
     micro_batch: bool = True
     exact_shards: int | None = None
-    batch_max: int = 64
+    batch_max: int | None = None
     batch_wait_ms: float = 2.0
 
     def __post_init__(self) -> None:
+        cpus = threads()
+        if self.shards is None:
+            object.__setattr__(self, "shards", cpus)
+        if self.batch_max is None:
+            object.__setattr__(self, "batch_max", max(32, min(256, 32 * cpus)))
         try:
             object.__setattr__(self, "kind", IndexKind(self.kind))
         except ValueError:
@@ -119,7 +127,7 @@ class FaceIndexOptions:
         if not 0.0 < self.compact_fraction <= 1.0:
             raise ConfigurationError("face index option compact_fraction must be in (0, 1]")
         if self.exact_shards is None:
-            object.__setattr__(self, "exact_shards", min(8, os.cpu_count() or 1))
+            object.__setattr__(self, "exact_shards", min(64, cpus))
         if (self.exact_shards or 0) < 0:
             raise ConfigurationError("face index option exact_shards must be >= 0")
         if not 0.0 <= self.batch_wait_ms <= 100.0:
@@ -130,7 +138,10 @@ class FaceIndexOptions:
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["kind"] = self.kind.value
-        del out["exact_shards"]  # a property of the machine, not of the snapshot: re-chosen on load
+        # properties of the machine, not of the snapshot: re-chosen on load (a FAISS snapshot keeps
+        # its own shard count in its arrays)
+        for name in ("exact_shards", "shards", "batch_max"):
+            del out[name]
         return out
 
 
@@ -222,11 +233,12 @@ class FaceIndex:
                 return _empty(xq.shape[0], k)
             if allow.size <= max(self.SMALL_ALLOWED, len(self._backend) // 16):
                 return self._search_listed(xq, k, allow)
-        # Only the BLAS scan gains from batching. FAISS kinds score each query with per-vector SIMD
-        # kernels (no batch path), so they run in the caller threads (measured at 200k, 32 callers:
-        # fp16 through the batcher 62 requests/s, FAISS called from each thread 117/s).
-        exact = isinstance(self._backend, ExactBackend)
-        batcher = self._get_batcher() if xq.shape[0] == 1 and exact else None
+        # Only BLAS scans gain from batching: exact, and fp16 (its batches run as sgemm over the codes
+        # widened block by block). The other FAISS kinds score each query with per-vector kernels (no
+        # batch path), so they run in the caller threads.
+        batches = isinstance(self._backend, ExactBackend) or bool(getattr(self._backend, "batches_well",
+                                                                          False))
+        batcher = self._get_batcher() if xq.shape[0] == 1 and batches else None
         if batcher is not None:
             # Every exact full scan goes through the one batching worker: besides batching, this
             # keeps concurrent callers from fighting over the cores (measured on the busy box, 20k x
@@ -300,7 +312,7 @@ class FaceIndex:
                         raise Unavailable("face index was closed")
                     return bound(xq, k, allowed)
 
-                self._batcher = MicroBatcher(search_batch, max_batch=self.options.batch_max,
+                self._batcher = MicroBatcher(search_batch, max_batch=int(self.options.batch_max or 1),
                                              max_wait_s=self.options.batch_wait_ms / 1000.0,
                                              name="face-batcher")
                 weakref.finalize(self, self._batcher.close, 0.0)

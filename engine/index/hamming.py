@@ -34,6 +34,8 @@ import numpy.typing as npt
 from numba import types
 from numba.extending import intrinsic
 
+from engine.cpus import numba_threads
+
 __all__ = [
     "KERNEL_LOCK",
     "best_scores",
@@ -57,9 +59,28 @@ def _njit(**options: Any) -> Callable[[_F], _F]:
     return cast(Callable[[_F], _F], nb.njit(**options))
 
 
-# numba's parallel regions are run one at a time: concurrent searches on 2 cores gain nothing, and
-# not every numba threading layer may be entered from several Python threads at once.
-KERNEL_LOCK = threading.Lock()
+class _KernelLock:
+    """Held around every parallel kernel call. numba's parallel regions are run one at a time:
+    concurrent searches gain nothing, and not every numba threading layer may be entered from
+    several Python threads at once. Entering also sets the calling thread's numba thread count (it
+    is per thread in numba) to the CPUs this process may use (``engine.cpus``)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        try:
+            nb.set_num_threads(numba_threads())
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+KERNEL_LOCK = _KernelLock()
 # Probe x item comparisons below which scoring stays on the calling thread (see _best_scores_serial).
 SERIAL_BELOW = 8192
 
@@ -258,7 +279,7 @@ def topk_scan(pc: U64, pm: U64, gc: U64, gm: U64, n_items: int, rows: I64 | None
     -inf / -1; the caller merges them (``engine.index.topk.topk_rows``)."""
     nq = pc.shape[0]
     m = n_items if rows is None else int(rows.shape[0])
-    nch = max(1, min(m, 4 * nb.get_num_threads()))
+    nch = max(1, min(m, 4 * numba_threads()))
     heap_d = np.full((nch, nq, k), -np.inf, dtype=np.float32)
     heap_i = np.full((nch, nq, k), -1, dtype=np.int64)
     if m:

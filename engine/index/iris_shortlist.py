@@ -21,6 +21,7 @@ import numba as nb
 import numpy as np
 import numpy.typing as npt
 
+from engine.cpus import numba_threads
 from engine.index.hamming import KERNEL_LOCK, _njit, _popcount
 
 __all__ = ["coarse_columns_of", "coarse_gallery", "coarse_probe", "coarse_shortlists"]
@@ -126,7 +127,7 @@ def coarse_shortlists(pcT: U64, pmT: U64, gc: U64, gm: U64, n_items: int, rows: 
     m = n_items if rows is None else int(rows.shape[0])
     if m == 0:
         return [np.zeros(0, dtype=np.int64) for _ in range(nq)]
-    nch = max(1, min(m, 2 * nb.get_num_threads()))
+    nch = max(1, min(m, 2 * numba_threads()))
     scores = np.empty((nq, m), dtype=np.float32)
     hist = np.zeros((nch, nq, NBINS), dtype=np.int64)
     sel = np.zeros(1, dtype=np.int64) if rows is None else rows
