@@ -245,6 +245,11 @@ def _check_key(store: Store, keyring: KeyRing, source: str, root: Path) -> None:
         return
     if not keyring.holds(stored):
         _mismatch(source, keyring, stored, root)
+    if stored != keyring.key_id:
+        # a rotated ring (new active key, the recorded one still held): the check follows the active
+        # key, so the old one may later leave the ring (its records are then quarantined, not lost)
+        store.set_meta(KEY_CHECK, keyring.key_id)
+        log.warning("data key rotated: new records are sealed under key %s (was %s)", keyring.key_id, stored)
 
 
 def _mismatch(source: str, keyring: KeyRing, expected: str, root: Path) -> None:

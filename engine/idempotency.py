@@ -60,13 +60,14 @@ def enroll_to_json(r: EnrollResult) -> dict[str, Any]:
     t = r.threshold
     return {"ref_id": r.reference_id, "outcome": r.outcome.value,
             "candidates": [_candidate_to_json(c) for c in r.candidates],
-            "threshold": [t.target_fpir, t.gallery_size, t.fused_threshold],
+            "threshold": [t.target_fpir, t.gallery_size, t.fused_threshold, t.target_met, t.expected_fpir],
             "samples": [_sample_to_json(s) for s in r.samples]}
 
 
 def enroll_from_json(d: Mapping[str, Any]) -> EnrollResult:
-    fpir, size, fused = d["threshold"]
+    fpir, size, fused, met, expected = d["threshold"]
     return EnrollResult(str(d["ref_id"]), EnrollOutcome(d["outcome"]),
                         [_candidate_from_json(c) for c in d["candidates"]],
-                        Threshold(float(fpir), int(size), float(fused)),
+                        Threshold(float(fpir), int(size), float(fused), bool(met),
+                                  None if expected is None else float(expected)),
                         [_sample_from_json(s) for s in d["samples"]])

@@ -80,17 +80,18 @@ def _parser() -> argparse.ArgumentParser:
                        "terminal twice, or one line from standard input when it is not a terminal.")
     usub = u.add_subparsers(dest="user_command", metavar="ACTION", required=True)
     ua = usub.add_parser("add", help="create an account")
-    ua.add_argument("username")
-    ua.add_argument("--role", required=True, choices=[r.value for r in Role])
+    ua.add_argument("username", help="the person's login name (3-64 letters, digits or . _ -)")
+    ua.add_argument("--role", required=True, choices=[r.value for r in Role],
+                    help="what the account may do (the same roles as API tokens)")
     ul = usub.add_parser("list", help="list accounts (never their passwords)")
     ul.add_argument("--json", action="store_true", help="machine-readable output")
     ud = usub.add_parser("disable", help="disable an account (no more logins)")
-    ud.add_argument("username")
+    ud.add_argument("username", help="the account to disable")
     ur = usub.add_parser("reset", help="set a new password (and enable the account again)")
-    ur.add_argument("username")
+    ur.add_argument("username", help="the account whose password is replaced")
     for q in (ua, ul, ud, ur):
         q.add_argument("--data-dir", type=Path, help="data directory (default $NASNAME_DATA_DIR)")
-        q.add_argument("--config", type=Path)
+        q.add_argument("--config", type=Path, help="TOML config file (default $NASNAME_CONFIG)")
         q.set_defaults(handler=_user)
 
     t = sub.add_parser("token", help="create, list or revoke API tokens")

@@ -45,46 +45,49 @@ def read_passphrase(*, confirm: bool) -> str:
     return first
 
 
-def _common(p: argparse.ArgumentParser, *, data_dir: bool = True) -> None:
+def _common(p: argparse.ArgumentParser, *, data_dir: bool = True, json_flag: bool = True) -> None:
+    """``json_flag=False`` for commands that also take the connection options (they bring --json)."""
     if data_dir:
         p.add_argument("--data-dir", type=Path, help="data directory (default $NASNAME_DATA_DIR)")
         p.add_argument("--config", type=Path, help="engine TOML file (key file location)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    if json_flag:
+        p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def add_ops_commands(sub: Any) -> None:
     b = sub.add_parser("backup", help="online backup, restore and verification of a gallery")
     bsub = b.add_subparsers(dest="backup_command", metavar="ACTION", required=True)
     c = bsub.add_parser("create", help="write a compressed, encrypted, point-in-time archive")
-    _common(c)
+    _common(c, json_flag=False)
     c.add_argument("--to", type=Path, help="folder for the archive (local; a server uses its [backup] dir)")
     c.add_argument("--passphrase", action="store_true",
                    help="also put the data key in the archive, wrapped by a passphrase")
     _remote(c)
     r = bsub.add_parser("restore", help="restore an archive into a new, empty data directory")
-    r.add_argument("archive", type=Path)
+    r.add_argument("archive", type=Path, help="the backup archive file")
     r.add_argument("--data-dir", type=Path, required=True, help="the new, empty data directory")
     r.add_argument("--key-file", type=Path, help="the gallery's key file, or its passphrase-protected export")
     r.add_argument("--passphrase", action="store_true", help="open the key export / the key in the archive")
     r.add_argument("--json", action="store_true", help="machine-readable output")
     v = bsub.add_parser("verify", help="check every chunk and member of an archive (writes nothing)")
-    v.add_argument("archive", type=Path)
-    v.add_argument("--key-file", type=Path)
-    v.add_argument("--passphrase", action="store_true")
-    v.add_argument("--json", action="store_true")
+    v.add_argument("archive", type=Path, help="the backup archive file")
+    v.add_argument("--key-file", type=Path, help="the gallery's key file, or its passphrase-protected export")
+    v.add_argument("--passphrase", action="store_true", help="open the key export / the key in the archive")
+    v.add_argument("--json", action="store_true", help="machine-readable output")
     for q in (c, r, v):
         q.set_defaults(handler=_backup)
 
     ch = sub.add_parser("check", help="integrity check of a gallery (exit 0 only when all checks pass)")
-    _common(ch)
+    _common(ch, json_flag=False)
     ch.add_argument("--full", action="store_true", help="decrypt every template, not a random sample")
     _remote(ch)
     ch.set_defaults(handler=_check)
 
     mt = sub.add_parser("maintenance", help="WAL checkpoint + VACUUM, index snapshot now, prune finished job "
                         "folders (> --job-age-days) and backups (the [backup] keep)")
-    _common(mt)
-    mt.add_argument("--job-age-days", type=float, default=30.0)
+    _common(mt, json_flag=False)
+    mt.add_argument("--job-age-days", type=float, default=30.0,
+                    help="finished job folders older than this are removed (default 30)")
     _remote(mt)
     mt.set_defaults(handler=_maintenance)
 
@@ -96,9 +99,9 @@ def add_ops_commands(sub: Any) -> None:
     e.add_argument("--passphrase", action="store_true", required=True,
                    help="asked for twice (or $NASNAME_PASSPHRASE)")
     i = ksub.add_parser("import", help="turn a key export back into a key file")
-    i.add_argument("export", type=Path)
+    i.add_argument("export", type=Path, help="the key export file (from `nasname key export`)")
     i.add_argument("--to", type=Path, required=True, help="the key file to write (must not exist)")
-    i.add_argument("--json", action="store_true")
+    i.add_argument("--json", action="store_true", help="machine-readable output")
     for q in (e, i):
         q.set_defaults(handler=_key)
 

@@ -141,7 +141,7 @@ class Console:
     # -- plumbing ------------------------------------------------------------------------------
 
     def _jobs(self) -> list[Any]:
-        if self.dedup is None or self.dedup.data_dir is None or not (self.dedup.data_dir / "dedup").is_dir():
+        if self.dedup is None or self.dedup.gallery is None:
             return []
         try:
             return list(self.dedup.runner.list())

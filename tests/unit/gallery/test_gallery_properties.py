@@ -136,7 +136,9 @@ def test_snapshot_plus_replay_equals_rebuild(before: list[Op], after: list[Op], 
             model.apply(g, kind, n, part)
         g.close()
         g = Gallery(path, ring, face_factory, face_loader, config=CONFIG)
-        assert g.stats()["snapshot_seq"] == seq
+        # a snapshot whose modality lost its model since (its last template was erased, issue 18
+        # item 6) is not used: that gallery is rebuilt from the store, which must give the same answers
+        assert g.stats()["snapshot_seq"] in ((seq,) if g.models() else (seq, -1))
         replayed = _check_searches(g, model, probes)
         g.close()
         shutil.rmtree(path / "snapshots")

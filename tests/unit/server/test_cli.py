@@ -226,10 +226,10 @@ def test_unmet_target_fpir_is_said_in_the_reply_and_in_words(fresh: Running, tmp
 
     (tmp_path / "a.jpg").write_bytes(b"face")
     conn = ("--address", fresh.address, "--plaintext", "--token", fresh.secrets[Role.STATION])
-    code, out, err = _run(capsys, "identify", *conn, "--face", str(tmp_path / "a.jpg"))
-    assert code == 0 and "target_not_met" not in json.loads(out)["threshold"] and "warning" not in err
+    code, out, err = _run(capsys, "identify", *conn, "--face", str(tmp_path / "a.jpg"), "--json")
+    assert code == 0 and json.loads(out)["threshold"]["target_not_met"] is False and "warning" not in err
     fresh.engine.threshold = Threshold(1e-9, 5_000_000, 41.1, target_met=False, expected_fpir=0.0042)
-    code, out, err = _run(capsys, "identify", *conn, "--face", str(tmp_path / "a.jpg"))
+    code, out, err = _run(capsys, "identify", *conn, "--face", str(tmp_path / "a.jpg"), "--json")
     reply = json.loads(out)["threshold"]
     assert code == 0 and reply["target_not_met"] is True and reply["expected_fpir"] == pytest.approx(0.0042)
     assert "target FPIR 1e-09 cannot be met for a gallery of 5000000 records" in err

@@ -28,9 +28,14 @@ def test_trailing_newline_is_refused(store: Store, write: Callable[[Store], Any]
 
 
 def test_dedup_job_id_trailing_newline(tmp_path: Path) -> None:
-    runner = JobRunner(tmp_path)
+    from engine.crypto import KeyRing
+    from engine.datadir import DataDir
+
+    datadir = DataDir.open(tmp_path / "data", keyring=KeyRing.generate())
+    runner = JobRunner(tmp_path / "jobs", source=datadir)
     try:
         with pytest.raises(InvalidInput):
             runner.progress("0123456789ab\n")
     finally:
         runner.close()
+        datadir.close()

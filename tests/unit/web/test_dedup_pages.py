@@ -25,7 +25,7 @@ def test_dedup_job_pages_and_push(tmp_path: Path) -> None:
     fusion = make_fusion(tmp_path / "cal")
     cfg = EngineConfig(data_dir=tmp_path / "data", modalities=("face",), snapshot_every=0, keep_images=True)
     engine = Engine.open(cfg, fusion=fusion)
-    dedup = DedupService(cfg.data_dir, engine.gallery, fusion)
+    dedup = DedupService(engine.gallery, fusion)
     try:
         rng = np.random.default_rng(3)
         vectors = {f"U{i:02d}": unit(rng) for i in range(30)}
