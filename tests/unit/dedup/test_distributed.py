@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from engine.dedup import DedupJob
 from engine.dedup.sources import JobSpec
 from engine.fusion import Fusion
 from tests.unit.dedup import test_face_nn
+from tests.unit.dedup.conftest import create_job, open_job
 from tests.unit.dedup.test_face_nn import FPIR, Crash, _pairs
 
 planted_gallery = test_face_nn.planted_gallery  # the module-scoped seeded gallery fixture, shared
@@ -35,7 +35,7 @@ def test_ray_blocks_match_single_node_and_resume(
 
     g = planted_gallery
     spec = JobSpec(data_dir=str(g["gallery"].data_dir), target_fpir=FPIR, block_rows=300)
-    ref = DedupJob.create(spec, tmp_path / "ref", fusion=fusion)
+    ref = create_job(spec, tmp_path / "ref", fusion=fusion)
     ref.run()
 
     def crash_at_4(modality: str, block: int) -> None:
@@ -43,13 +43,13 @@ def test_ray_blocks_match_single_node_and_resume(
             raise Crash("simulated crash")
 
     blocks = RayBlocks(window=3, task_cpus=0.5)
-    job = DedupJob.create(spec, tmp_path / "job", fusion=fusion, hook=crash_at_4, checkpoint_every_s=0.0,
-                          blocks=blocks)
+    job = create_job(spec, tmp_path / "job", fusion=fusion, hook=crash_at_4, checkpoint_every_s=0.0,
+                     blocks=blocks)
     with pytest.raises(Crash):
         job.run()
     assert json.loads((job.dir / "checkpoint.json").read_text())["blocks_done"] == 4
     resumed = RayBlocks(window=3, task_cpus=0.5)
-    DedupJob.open(job.dir, fusion=fusion, blocks=resumed).run()
+    open_job(job.dir, fusion=fusion, blocks=resumed).run()
     assert blocks.submitted >= 4 and resumed.submitted > 0  # the blocks really ran as Ray tasks
     assert _pairs(job.dir) == _pairs(ref.dir)
     a = json.loads((job.dir / "report.json").read_text())
