@@ -7,7 +7,7 @@
     verify_target_fmr = 0.0001
     keep_images = false
     face_index = "exact"           # exact | fp16 | sq8 | hnsw | ivf (approximate: recall measured)
-    face_model = "dlib_resnet_v1"  # registered face embedding; opt-in ones must be installed first
+    face_model = "sface"           # registered face embedding (or dlib_resnet_v1); opt-in: install first
     modalities = ["face", "iris_left", "iris_right"]
 
 Environment overrides, highest priority: ``NASNAME_<KEY>`` for any key of ``[engine]`` (e.g.
@@ -70,7 +70,7 @@ class EngineConfig:
     face_threads: int = 0  # onnxruntime intra-op threads (0 = library default)
     # A registry name (engine.models.registry). A gallery's face templates all come from one model:
     # changing this on a gallery that has face templates needs `nasname models switch-face`.
-    face_model: str = "dlib_resnet_v1"
+    face_model: str = "sface"
 
     def __post_init__(self) -> None:
         for name in ("identify_target_fpir", "enroll_target_fpir", "verify_target_fmr"):

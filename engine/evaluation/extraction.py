@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from engine.errors import InvalidInput, SampleRejected
 from engine.extractor import Extractor
-from engine.types import Template
+from engine.types import Quality, Template
 
 __all__ = ["ExtractionRun", "extract_files"]
 
@@ -27,10 +27,13 @@ class ExtractionRun:
     (``NO_BIOMETRIC_FOUND``, ``QUALITY_CHECK_FAILED``, ``INVALID_IMAGE``...), ``rejected_quality``
     counts extractions that succeeded but whose quality verdict was not ok (kept as failures too,
     because the engine's gate would refuse them). ``stage_ms`` collects the extractor's per-stage
-    timings (``details["stage_ms"]``) and ``total_ms`` the wall time per file."""
+    timings (``details["stage_ms"]``) and ``total_ms`` the wall time per file. ``qualities[i]``: the
+    quality verdict of file ``i`` (None when extraction itself failed), kept also for samples the gate
+    refused, so that the gate can be calibrated (``models/calibrate_quality.py``)."""
 
     templates: list[Template | None]
     failures: Counter[str] = field(default_factory=Counter)
+    qualities: list[Quality | None] = field(default_factory=list)
     stage_ms: dict[str, list[float]] = field(default_factory=dict)
     total_ms: list[float] = field(default_factory=list)
 
@@ -56,8 +59,10 @@ def extract_files(
             run.total_ms.append((time.perf_counter() - t0) * 1e3)
             run.failures[exc.reason] += 1
             run.templates.append(None)
+            run.qualities.append(None)
             continue
         run.total_ms.append((time.perf_counter() - t0) * 1e3)
+        run.qualities.append(result.quality)
         for stage, ms in dict(result.details.get("stage_ms", {})).items():
             run.stage_ms.setdefault(str(stage), []).append(float(ms))
         if apply_quality_gate and not result.quality.ok:

@@ -44,6 +44,9 @@ class QualityParams:
     min_usable_fraction: float = 0.35
     min_sharpness: float = 0.018
     min_in_frame: float = 0.85
+    # Rules that only warn (sample accepted, reason and instruction returned): calibrated on the
+    # shared sets, see docs/QUALITY.md.
+    warn_only: tuple[str, ...] = ()
 
 
 def _sharpness(seg: Segmentation) -> float:
@@ -116,6 +119,8 @@ def assess(seg: Segmentation, mask_bits: npt.NDArray[np.uint8],
         * margin(m["limbus_contrast"], q.min_limbus_contrast) ** 0.5
         * margin(m["iris_radius_px"], q.min_iris_radius_px) ** 0.5
     )
-    if reasons:
+    rejected = tuple(r for r in reasons if r.value not in q.warn_only)
+    if rejected:
         score = min(score, 0.49)
-    return Quality(score=round(float(score), 4), ok=not reasons, reasons=tuple(reasons), measures=m)
+    return Quality(score=round(float(score), 4), ok=not rejected, reasons=tuple(reasons), measures=m,
+                   rejected=rejected)

@@ -225,3 +225,37 @@ def test_two_manifests_combine_into_chimeric_subjects(tmp_path: Path) -> None:
     assert set(doc["per_modality"]) == {"face", "iris", "fused"}
     assert doc["per_modality"]["fused"]["subjects"] == 2
     assert " + " in doc["inputs"]["manifest"]
+
+
+def test_evaluate_measures_the_configured_face_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No extractor given: the face model is --face-model, else the engine configuration's
+    (NASNAME_FACE_MODEL); the metrics file and the summary name it."""
+    from engine import extractors
+
+    asked: list[str | None] = []
+
+    def fake_load(kind: str, model: str | None = None) -> FakeFace:
+        asked.append(model)
+        face = FakeFace()
+        face.model = ModelRef(f"{model}-id", "1")  # type: ignore[misc]
+        return face
+
+    monkeypatch.setattr(extractors, "load_extractor", fake_load)
+    monkeypatch.delenv("NASNAME_CONFIG", raising=False)
+    monkeypatch.setenv("NASNAME_DATA_DIR", str(tmp_path / "data"))
+    manifest = _write_set(tmp_path / "set", FACE_ROWS)
+    monkeypatch.setenv("NASNAME_FACE_MODEL", "dlib_resnet_v1")
+    doc = evaluate(manifest, tmp_path / "a", progress=False)
+    assert asked == ["dlib_resnet_v1"]
+    assert doc["models"]["face"] == {"name": "dlib_resnet_v1", "ref": "dlib_resnet_v1-id@1"}
+    assert doc["per_modality"]["face"]["model"] == "dlib_resnet_v1-id@1"
+    assert main(["--manifest", str(manifest), "--out", str(tmp_path / "b"), "--no-progress",
+                 "--face-model", "sface"]) == 0
+    assert asked[-1] == "sface"
+    on_disk = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert on_disk["models"]["face"] == {"name": "sface", "ref": "sface-id@1"}
+    monkeypatch.delenv("NASNAME_FACE_MODEL")
+    evaluate(manifest, tmp_path / "c", progress=False)
+    assert asked[-1] == "sface"  # the default configuration
+    rescored = rescore(tmp_path / "b" / "scores.npz", tmp_path / "d")
+    assert rescored["models"]["face"]["name"] == "sface"

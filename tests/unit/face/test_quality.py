@@ -60,7 +60,7 @@ def test_pose_small_face_confidence_and_several_faces() -> None:
     assert R.LOW_DETECTOR_CONFIDENCE in assess_quality(weak, FRONTAL, _chip(), 1, T).reasons
     q = assess_quality(GOOD_BOX, FRONTAL, _chip(), 3, T)
     assert R.MULTIPLE_FACES in q.reasons and q.ok  # a warning by default: the largest face is used
-    strict = QualityThresholds(reject_multiple_faces=True)
+    strict = QualityThresholds(warn_only=())
     assert not assess_quality(GOOD_BOX, FRONTAL, _chip(), 3, strict).ok
 
 
