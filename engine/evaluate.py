@@ -83,14 +83,17 @@ def evaluate(
     progress: bool = True,
     command: str | None = None,
     face_model: str | None = None,
+    keep_refused: bool = False,
 ) -> dict[str, Any]:
     """Run the evaluation and write its outputs into ``out``. ``extractors`` / ``scorers`` map a kind
     (``face``/``iris``) to the component to use (default: the engine's); ``fusion`` overrides the
     engine's ``Fusion`` for the chimeric part; ``mate_excluded``: also search each mated probe with its
     mate left out (extra non-mated searches, see ``engine.evaluation.analysis``); ``pairs_per_fold``:
     use only the first n same and n different pairs of each fold (quick checks); ``face_model``: the
-    face embedding's registry name (default: the engine configuration's). Returns the metrics
-    document."""
+    face embedding's registry name (default: the engine configuration's); ``keep_refused``: also
+    score the samples the quality gate refused and save, per sample, the quality reasons
+    (``<kind>_scores_ungated``, ``<kind>_extracted``, ``<kind>_reasons``, ``<kind>_rejected`` in
+    scores.npz; read by ``models/calibrate_quality.py``). Returns the metrics document."""
     started = time.time()
     manifests = [manifest] if isinstance(manifest, Path) else list(manifest)
     samples = [s for m in manifests for s in read_manifest(m, modality, limit)]
@@ -99,6 +102,7 @@ def evaluate(
     runs: dict[str, ExtractionRun] = {}
     models: dict[str, ModelRef] = {}
     scorer_names: dict[str, str] = {}
+    ungated: dict[str, dict[str, Any]] = {}
     cache: dict[Path, Template | None] = {}
     needs_face = "face" in kinds or pairs is not None
     given_face = (extractors or {}).get("face")
@@ -112,11 +116,12 @@ def evaluate(
         extractor = (extractors or {}).get(kind) or _load_extractor(kind, face_name)
         given = (scorers or {}).get(kind)
         scorer, scorer_names[kind] = (given, "given") if given else default_scorer(kind)
-        run = extract_files(extractor, [s.path for s in ks], progress=progress, label=f"extract {kind}")
+        run = extract_files(extractor, [s.path for s in ks], progress=progress, label=f"extract {kind}",
+                            keep_refused=keep_refused)
         runs[kind] = run
         models[kind] = extractor.model
         cache.update({s.path: t for s, t in zip(ks, run.templates, strict=True)})
-        data[kind] = _score_kind(kind, ks, run, scorer)
+        data[kind] = _score_kind(kind, ks, run, scorer, ungated if keep_refused else None)
 
     fused_note = None
     if "face" in data and "iris" in data:
@@ -137,7 +142,8 @@ def evaluate(
             failure_reasons=dict(run.failures), extraction_ms=_stage_summary(run), model=str(models[kind]),
             matcher=scorer_names[kind])
 
-    arrays: dict[str, Any] = {}
+    arrays: dict[str, Any] = {f"{kind}_{name}": value for kind, extra in ungated.items()
+                              for name, value in extra.items()}
     for kind, d in data.items():
         arrays[f"{kind}_scores"] = d.scores
         arrays[f"{kind}_ok"] = d.ok
@@ -177,13 +183,30 @@ def _analyse_all(
     return doc, curves
 
 
-def _score_kind(kind: str, samples: Sequence[Sample], run: ExtractionRun, scorer: Scorer) -> KindScores:
+def _score_kind(kind: str, samples: Sequence[Sample], run: ExtractionRun, scorer: Scorer,
+                ungated: dict[str, dict[str, Any]] | None = None) -> KindScores:
+    """All-pairs scores of the samples that passed (NaN elsewhere). With ``ungated`` (a dict to fill
+    for ``kind``) the samples the gate refused are scored too, once, and their reasons kept."""
     ok = np.array([t is not None for t in run.templates], dtype=bool)
-    good = [t for t in run.templates if t is not None]
-    scores = np.full((len(samples), len(samples)), np.nan, dtype=np.float32)
+    usable = list(run.templates)
+    if ungated is not None:
+        usable = [t if t is not None else (run.refused[i] if i < len(run.refused) else None)
+                  for i, t in enumerate(run.templates)]
+    have = np.array([t is not None for t in usable], dtype=bool)
+    good = [t for t in usable if t is not None]
+    full = np.full((len(samples), len(samples)), np.nan, dtype=np.float32)
     if good:
-        idx = np.flatnonzero(ok)
-        scores[np.ix_(idx, idx)] = scorer(good, good)
+        idx = np.flatnonzero(have)
+        full[np.ix_(idx, idx)] = scorer(good, good)
+    scores = full.copy() if ungated is not None else full
+    scores[~ok, :] = np.nan
+    scores[:, ~ok] = np.nan
+    if ungated is not None:
+        ungated[kind] = {
+            "scores_ungated": full, "extracted": have,
+            "reasons": np.array([",".join(r.value for r in q.reasons) if q else "" for q in run.qualities]),
+            "rejected": np.array([",".join(r.value for r in q.rejected) if q else "" for q in run.qualities]),
+        }
     return KindScores(kind, [s.subject for s in samples], ok, scores)
 
 
@@ -325,6 +348,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--pairs-per-fold", type=int, help="first N same + N different pairs of each fold only")
     p.add_argument("--no-mate-excluded", action="store_true",
                    help="non-mated searches from single-sample subjects only (no mate-excluded searches)")
+    p.add_argument("--keep-refused", action="store_true",
+                   help="also score the samples the quality gate refused and save every sample's quality "
+                        "reasons in scores.npz (input of models/calibrate_quality.py)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     return p
 
@@ -339,7 +365,7 @@ def main(argv: list[str]) -> int:
             doc = evaluate(args.manifest, args.out, pairs=args.pairs, modality=args.modality,
                            limit=args.limit, mate_excluded=not args.no_mate_excluded,
                            pairs_per_fold=args.pairs_per_fold, progress=not args.no_progress,
-                           face_model=args.face_model,
+                           face_model=args.face_model, keep_refused=args.keep_refused,
                            command="nasname evaluate " + " ".join(shlex.quote(a) for a in argv))
     except NasnameError as exc:
         print(f"nasname evaluate: {exc}", file=sys.stderr)

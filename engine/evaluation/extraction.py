@@ -34,6 +34,9 @@ class ExtractionRun:
     templates: list[Template | None]
     failures: Counter[str] = field(default_factory=Counter)
     qualities: list[Quality | None] = field(default_factory=list)
+    #: ``refused[i]``: the template of a sample the gate refused (``templates[i]`` is None then), kept
+    #: only with ``keep_refused`` (to measure how the refused samples would have matched)
+    refused: list[Template | None] = field(default_factory=list)
     stage_ms: dict[str, list[float]] = field(default_factory=dict)
     total_ms: list[float] = field(default_factory=list)
 
@@ -44,7 +47,7 @@ class ExtractionRun:
 
 def extract_files(
     extractor: Extractor, paths: Sequence[Path], *, apply_quality_gate: bool = True,
-    progress: bool = True, label: str = "extract",
+    progress: bool = True, label: str = "extract", keep_refused: bool = False,
 ) -> ExtractionRun:
     run = ExtractionRun(templates=[])
     for path in tqdm(paths, desc=label, unit="img", file=sys.stderr, disable=not progress):
@@ -60,6 +63,7 @@ def extract_files(
             run.failures[exc.reason] += 1
             run.templates.append(None)
             run.qualities.append(None)
+            run.refused.append(None)
             continue
         run.total_ms.append((time.perf_counter() - t0) * 1e3)
         run.qualities.append(result.quality)
@@ -68,8 +72,10 @@ def extract_files(
         if apply_quality_gate and not result.quality.ok:
             run.failures["QUALITY_CHECK_FAILED"] += 1
             run.templates.append(None)
+            run.refused.append(result.template if keep_refused else None)
             continue
         run.templates.append(result.template)
+        run.refused.append(None)
     if run.failures:
         log.info("%s: %d of %d samples failed (%s)", label, run.n_failed, len(paths),
                  ", ".join(f"{k}={v}" for k, v in sorted(run.failures.items())))
