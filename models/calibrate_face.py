@@ -76,7 +76,9 @@ def _from_evaluate(run: Path) -> Measured:
               f"{doc['inputs']['manifest'].rsplit('/', 1)[-1]} with a template, all pairs: {int(same.sum())} "
               f"genuine, {int((~same).sum())} impostor; cosine of the product's templates "
               f"({model_id}@{version}, nasname evaluate --keep-refused)")
-    return ModelRef(model_id, version), s[same], s[~same], source, f"--from-evaluate {run}"
+    evaluated = str(doc["inputs"].get("command", "nasname evaluate ... --keep-refused"))
+    evaluated = evaluated.replace(str(run), "DIR")
+    return ModelRef(model_id, version), s[same], s[~same], source, f"--from-evaluate DIR  (DIR: {evaluated})"
 
 
 def main() -> int:
