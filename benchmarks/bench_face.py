@@ -2,11 +2,12 @@
 
     .venv/bin/pytest benchmarks/bench_face.py --benchmark-only -s
 
-* embedding alone: one aligned 150x150 chip -> 128-d, single-threaded session (target <= 5 ms);
+* embedding alone: one aligned chip (SFace 112x112, dlib 150x150) -> 128-d, single-threaded session;
 * whole pipeline on a 640x480 photo with one face (decode, detect, landmarks, align, quality, embed),
   sessions with 2 threads (target p50 <= 60 ms); the median split by stage is printed and stored in
-  ``extra_info``. The photo is built from an LFW image (../shared/data) placed on a 640x480 canvas and
-  JPEG-encoded; skipped when the data is absent.
+  ``extra_info``. Each runs for the default pipeline (YuNet + SFace) and, side by side, for dlib's.
+  The photo is built from an LFW image (../shared/data) placed on a 640x480 canvas and JPEG-encoded;
+  skipped when the data is absent.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import pytest
 from PIL import Image
 
 from engine.face import FaceConfig, FaceExtractor
-from engine.face.alignment import dlib_chip
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
@@ -37,21 +37,25 @@ def _photo() -> bytes:
     return buf.getvalue()
 
 
+MODELS = ["sface", "dlib_resnet_v1"]
+
+
+@pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("views", [1, 2], ids=["one-chip", "two-views(default)"])
-def test_embedding_single_thread(benchmark, views: int) -> None:  # type: ignore[no-untyped-def]
+def test_embedding_single_thread(benchmark, views: int, model: str) -> None:  # type: ignore[no-untyped-def]
     """``one-chip``: the issue's 'embedding alone' figure; ``two-views``: what the default pipeline
     embeds per face (the chip and the chip of the mirrored photo), in one batch."""
-    fx = FaceExtractor.default(FaceConfig(threads=1))
+    fx = FaceExtractor.default(FaceConfig(threads=1), embedding=model)
     rng = np.random.default_rng(0)
-    img = rng.integers(0, 256, (250, 250, 3), dtype=np.uint8)
-    pts = np.array([[170, 110], [145, 112], [80, 110], [105, 112], [125, 160]])
-    chips = np.repeat(dlib_chip(img, pts)[None], views, axis=0)
+    size = fx.embedder.width
+    chips = rng.integers(0, 256, (views, size, size, 3), dtype=np.uint8)
     out = benchmark(fx.embed_views, chips)
     assert out.shape == (128,)
 
 
-def test_whole_pipeline_640x480(benchmark) -> None:  # type: ignore[no-untyped-def]
-    fx = FaceExtractor.default(FaceConfig(threads=2))
+@pytest.mark.parametrize("model", MODELS)
+def test_whole_pipeline_640x480(benchmark, model: str) -> None:  # type: ignore[no-untyped-def]
+    fx = FaceExtractor.default(FaceConfig(threads=2), embedding=model)
     photo = _photo()
     stages: list[dict[str, float]] = []
 

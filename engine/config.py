@@ -8,7 +8,7 @@
     keep_images = false
     threads = 0                    # CPU threads for scans (0 = CPUs available to the process)
     face_index = "exact"           # exact | fp16 | sq8 | hnsw | ivf (approximate: recall measured)
-    face_model = "dlib_resnet_v1"  # registered face embedding; opt-in ones must be installed first
+    face_model = "sface"           # registered face embedding (or dlib_resnet_v1); opt-in: install first
     multiple_faces = "warn"        # warn | reject: a photo showing several faces
     modalities = ["face", "iris_left", "iris_right"]
     idempotency_retention_s = 86400   # how long a write's request id is remembered (retries)
@@ -114,7 +114,7 @@ class EngineConfig:
     threads: int = 0
     # A registry name (engine.models.registry). A gallery's face templates all come from one model:
     # changing this on a gallery that has face templates needs `nasname models switch-face`.
-    face_model: str = "dlib_resnet_v1"
+    face_model: str = "sface"
     # A write repeated with the same request id by the same caller within this many seconds returns
     # the first call's result (engine.store.idempotency); a station's retries after a lost response.
     idempotency_retention_s: float = 24 * 3600.0

@@ -202,9 +202,10 @@ class Engine:
         if not quality.ok:
             raise QualityRejected(
                 f"{sample.modality.value} sample failed the quality check: "
-                + ", ".join(r.value for r in quality.reasons),
+                + ", ".join(r.value for r in (quality.rejected or quality.reasons)),
                 reasons=[r.value for r in quality.reasons],
-                details={"modality": sample.modality.value, "quality_score": round(quality.score, 3)},
+                details={"modality": sample.modality.value, "quality_score": round(quality.score, 3),
+                         "instructions": "; ".join(quality.instructions)},
             )
         details = {k: v for k, v in extraction.details.items() if isinstance(v, int | float | str | bool)}
         return extraction.template, SampleResult(sample.modality, extraction.template.model, quality, details)

@@ -1,7 +1,7 @@
 """``nasname evaluate``: accuracy of the engine's extractors and matchers on a labelled image set.
 
     nasname evaluate --manifest FILE.csv [--manifest MORE.csv] [--pairs pairs.txt] --out DIR
-                     [--modality face|iris|...]
+                     [--modality face|iris|...] [--face-model NAME]
                      [--limit N] [--no-progress]
     nasname evaluate --rescore DIR/scores.npz --out DIR2      # recompute figures from cached scores
 
@@ -9,7 +9,11 @@ Writes ``DIR/metrics.json`` (figures per modality kind, see ``engine.evaluation.
 each count means), ``DIR/scores.npz`` (every comparison score, so figures can be recomputed without
 extracting again), and PNG plots (DET: FNMR vs FMR; FNIR vs FPIR). Each top-level figure
 (``fte_rate``, ``eer``, ``fnmr_at_fmr``, ``fnir_at_fpir``, ``rank1_hit_rate``, ``rank10_hit_rate``,
-``verification_accuracy``) maps a modality kind (``face``, ``iris``, ``fused``) to its value.
+``verification_accuracy``) maps a modality kind (``face``, ``iris``, ``fused``) to its value; ``models``
+names the models measured (face: the registry name and the template's model ref).
+
+The face model is the engine's: ``--face-model``, else ``face_model`` of the engine configuration
+(``NASNAME_FACE_MODEL``, the config file; default ``sface``).
 """
 
 from __future__ import annotations
@@ -48,10 +52,20 @@ MAX_SAMPLES_PER_KIND = 30_000
 HEADLINE = ("fte_rate", "eer", "fnmr_at_fmr", "fnir_at_fpir", "rank1_hit_rate", "rank10_hit_rate")
 
 
-def _load_extractor(kind: str) -> Extractor:
+def _load_extractor(kind: str, face_model: str | None = None) -> Extractor:
     from engine.extractors import load_extractor  # lazy: loading models is slow
 
-    return load_extractor(kind)
+    return load_extractor(kind, face_model if kind == "face" else None)
+
+
+def configured_face_model(explicit: str | None = None) -> str:
+    """The face model an engine started here would use: ``explicit``, else the engine configuration
+    (config file, ``NASNAME_FACE_MODEL``)."""
+    if explicit:
+        return explicit
+    from engine.config import EngineConfig
+
+    return EngineConfig.load().face_model
 
 
 def evaluate(
@@ -68,13 +82,18 @@ def evaluate(
     pairs_per_fold: int | None = None,
     progress: bool = True,
     command: str | None = None,
+    face_model: str | None = None,
+    keep_refused: bool = False,
 ) -> dict[str, Any]:
     """Run the evaluation and write its outputs into ``out``. ``extractors`` / ``scorers`` map a kind
     (``face``/``iris``) to the component to use (default: the engine's); ``fusion`` overrides the
     engine's ``Fusion`` for the chimeric part; ``mate_excluded``: also search each mated probe with its
     mate left out (extra non-mated searches, see ``engine.evaluation.analysis``); ``pairs_per_fold``:
-    use only the first n same and n different pairs of each fold (quick checks). Returns the metrics
-    document."""
+    use only the first n same and n different pairs of each fold (quick checks); ``face_model``: the
+    face embedding's registry name (default: the engine configuration's); ``keep_refused``: also
+    score the samples the quality gate refused and save, per sample, the quality reasons
+    (``<kind>_scores_ungated``, ``<kind>_extracted``, ``<kind>_reasons``, ``<kind>_rejected`` in
+    scores.npz; read by ``models/calibrate_quality.py``). Returns the metrics document."""
     started = time.time()
     manifests = [manifest] if isinstance(manifest, Path) else list(manifest)
     samples = [s for m in manifests for s in read_manifest(m, modality, limit)]
@@ -83,21 +102,26 @@ def evaluate(
     runs: dict[str, ExtractionRun] = {}
     models: dict[str, ModelRef] = {}
     scorer_names: dict[str, str] = {}
+    ungated: dict[str, dict[str, Any]] = {}
     cache: dict[Path, Template | None] = {}
+    needs_face = "face" in kinds or pairs is not None
+    given_face = (extractors or {}).get("face")
+    face_name = configured_face_model(face_model) if needs_face and not given_face else None
     for kind in kinds:
         ks = [s for s in samples if s.kind == kind]
         if len(ks) > MAX_SAMPLES_PER_KIND:
             raise InvalidInput(f"{len(ks)} {kind} samples: the all-pairs score matrix would need "
                                f"{len(ks) ** 2 * 4 / 2**30:.1f} GiB; use --limit (at most "
                                f"{MAX_SAMPLES_PER_KIND} samples per modality)")
-        extractor = (extractors or {}).get(kind) or _load_extractor(kind)
+        extractor = (extractors or {}).get(kind) or _load_extractor(kind, face_name)
         given = (scorers or {}).get(kind)
         scorer, scorer_names[kind] = (given, "given") if given else default_scorer(kind)
-        run = extract_files(extractor, [s.path for s in ks], progress=progress, label=f"extract {kind}")
+        run = extract_files(extractor, [s.path for s in ks], progress=progress, label=f"extract {kind}",
+                            keep_refused=keep_refused)
         runs[kind] = run
         models[kind] = extractor.model
         cache.update({s.path: t for s, t in zip(ks, run.templates, strict=True)})
-        data[kind] = _score_kind(kind, ks, run, scorer)
+        data[kind] = _score_kind(kind, ks, run, scorer, ungated if keep_refused else None)
 
     fused_note = None
     if "face" in data and "iris" in data:
@@ -118,14 +142,18 @@ def evaluate(
             failure_reasons=dict(run.failures), extraction_ms=_stage_summary(run), model=str(models[kind]),
             matcher=scorer_names[kind])
 
-    arrays: dict[str, Any] = {}
+    arrays: dict[str, Any] = {f"{kind}_{name}": value for kind, extra in ungated.items()
+                              for name, value in extra.items()}
     for kind, d in data.items():
         arrays[f"{kind}_scores"] = d.scores
         arrays[f"{kind}_ok"] = d.ok
         arrays[f"{kind}_subjects"] = np.array(d.subjects)
     if pairs is not None:
         doc["verification_accuracy"] = _pairs_accuracy(pairs, cache, extractors, scorers, progress, arrays,
-                                                       pairs_per_fold)
+                                                       pairs_per_fold, face_name, models)
+    doc["models"] = {kind: {"ref": str(ref)} for kind, ref in models.items()}
+    if "face" in doc["models"]:
+        doc["models"]["face"]["name"] = face_name or "given"
 
     doc["definitions"] = _definitions()
     doc["inputs"] = {"manifest": " + ".join(str(m) for m in manifests),
@@ -155,13 +183,30 @@ def _analyse_all(
     return doc, curves
 
 
-def _score_kind(kind: str, samples: Sequence[Sample], run: ExtractionRun, scorer: Scorer) -> KindScores:
+def _score_kind(kind: str, samples: Sequence[Sample], run: ExtractionRun, scorer: Scorer,
+                ungated: dict[str, dict[str, Any]] | None = None) -> KindScores:
+    """All-pairs scores of the samples that passed (NaN elsewhere). With ``ungated`` (a dict to fill
+    for ``kind``) the samples the gate refused are scored too, once, and their reasons kept."""
     ok = np.array([t is not None for t in run.templates], dtype=bool)
-    good = [t for t in run.templates if t is not None]
-    scores = np.full((len(samples), len(samples)), np.nan, dtype=np.float32)
+    usable = list(run.templates)
+    if ungated is not None:
+        usable = [t if t is not None else (run.refused[i] if i < len(run.refused) else None)
+                  for i, t in enumerate(run.templates)]
+    have = np.array([t is not None for t in usable], dtype=bool)
+    good = [t for t in usable if t is not None]
+    full = np.full((len(samples), len(samples)), np.nan, dtype=np.float32)
     if good:
-        idx = np.flatnonzero(ok)
-        scores[np.ix_(idx, idx)] = scorer(good, good)
+        idx = np.flatnonzero(have)
+        full[np.ix_(idx, idx)] = scorer(good, good)
+    scores = full.copy() if ungated is not None else full
+    scores[~ok, :] = np.nan
+    scores[:, ~ok] = np.nan
+    if ungated is not None:
+        ungated[kind] = {
+            "scores_ungated": full, "extracted": have,
+            "reasons": np.array([",".join(r.value for r in q.reasons) if q else "" for q in run.qualities]),
+            "rejected": np.array([",".join(r.value for r in q.rejected) if q else "" for q in run.qualities]),
+        }
     return KindScores(kind, [s.subject for s in samples], ok, scores)
 
 
@@ -173,7 +218,9 @@ def _stage_summary(run: ExtractionRun) -> dict[str, Any]:
 
 def _pairs_accuracy(pairs_file: Path, cache: dict[Path, Template | None],
                     extractors: Mapping[str, Extractor] | None, scorers: Mapping[str, Scorer] | None,
-                    progress: bool, arrays: dict[str, Any], per_fold: int | None = None) -> dict[str, Any]:
+                    progress: bool, arrays: dict[str, Any], per_fold: int | None = None,
+                    face_model: str | None = None,
+                    models: dict[str, ModelRef] | None = None) -> dict[str, Any]:
     pairs = read_pairs(pairs_file)
     if per_fold is not None:
         taken: dict[tuple[int, bool], int] = {}
@@ -189,7 +236,9 @@ def _pairs_accuracy(pairs_file: Path, cache: dict[Path, Template | None],
                    | {image_path(root, p.name2, p.index2).resolve() for p in pairs})
     todo = [p for p in paths if p not in cache]
     if todo:
-        extractor = (extractors or {}).get("face") or _load_extractor("face")
+        extractor = (extractors or {}).get("face") or _load_extractor("face", face_model)
+        if models is not None:
+            models.setdefault("face", extractor.model)
         run = extract_files(extractor, todo, progress=progress, label="extract pairs")
         cache.update(zip(todo, run.templates, strict=True))
     scorer = (scorers or {}).get("face") or default_scorer("face")[0]
@@ -228,17 +277,21 @@ def rescore(scores_file: Path, out: Path, mate_excluded: bool = True) -> dict[st
         acc["failed_pairs"] = int(np.isneginf(arrays["pairs_scores"]).sum())
         doc["verification_accuracy"] = {"face": acc}
     doc["definitions"] = _definitions()
-    doc["inputs"] = {**_earlier_inputs(scores_file), "rescored_from": str(scores_file),
+    earlier = _earlier_metrics(scores_file)
+    if "models" in earlier:
+        doc["models"] = earlier["models"]
+    doc["inputs"] = {**dict(earlier.get("inputs", {})), "rescored_from": str(scores_file),
                      "mate_excluded_nonmated": mate_excluded}
     _write_outputs(out, doc, arrays, curves)
     return doc
 
 
-def _earlier_inputs(scores_file: Path) -> dict[str, Any]:
-    """The ``inputs`` of the run that wrote ``scores_file`` (its metrics.json beside it), if readable."""
+def _earlier_metrics(scores_file: Path) -> dict[str, Any]:
+    """The metrics document of the run that wrote ``scores_file`` (its metrics.json beside it), if
+    readable (its ``inputs`` and ``models`` are carried over)."""
     try:
         earlier = json.loads((scores_file.parent / "metrics.json").read_text())
-        return dict(earlier.get("inputs", {}))
+        return dict(earlier) if isinstance(earlier, dict) else {}
     except (OSError, ValueError):
         return {}
 
@@ -289,10 +342,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--pairs", type=Path, help="LFW-format pairs file: k-fold verification accuracy")
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.add_argument("--modality", help="face, iris, iris_left or iris_right (default: all in the manifest)")
+    p.add_argument("--face-model", help="face embedding to measure (registry name, e.g. sface, "
+                   "dlib_resnet_v1); default: the engine configuration's face_model (NASNAME_FACE_MODEL)")
     p.add_argument("--limit", type=int, help="first N subjects of each modality only")
     p.add_argument("--pairs-per-fold", type=int, help="first N same + N different pairs of each fold only")
     p.add_argument("--no-mate-excluded", action="store_true",
                    help="non-mated searches from single-sample subjects only (no mate-excluded searches)")
+    p.add_argument("--keep-refused", action="store_true",
+                   help="also score the samples the quality gate refused and save every sample's quality "
+                        "reasons in scores.npz (input of models/calibrate_quality.py)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     return p
 
@@ -307,6 +365,7 @@ def main(argv: list[str]) -> int:
             doc = evaluate(args.manifest, args.out, pairs=args.pairs, modality=args.modality,
                            limit=args.limit, mate_excluded=not args.no_mate_excluded,
                            pairs_per_fold=args.pairs_per_fold, progress=not args.no_progress,
+                           face_model=args.face_model, keep_refused=args.keep_refused,
                            command="nasname evaluate " + " ".join(shlex.quote(a) for a in argv))
     except NasnameError as exc:
         print(f"nasname evaluate: {exc}", file=sys.stderr)
@@ -318,6 +377,10 @@ def main(argv: list[str]) -> int:
 
 def _summary_text(doc: Mapping[str, Any]) -> str:
     lines = []
+    if doc.get("models"):
+        lines.append("models: " + ", ".join(
+            f"{kind} {m['name']} ({m['ref']})" if "name" in m else f"{kind} {m['ref']}"
+            for kind, m in doc["models"].items()))
     for kind, fig in doc["per_modality"].items():
         if "eer" not in fig:
             lines.append(f"{kind}: {fig.get('note', 'not available')}")

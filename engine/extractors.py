@@ -1,7 +1,7 @@
 """Where the engine gets its extractors: one factory by template kind (and, for faces, by embedding
 model name), imported lazily so that a process that only matches templates never loads ONNX models.
 
-The face embedding model is a registry name (``EngineConfig.face_model``, default ``dlib_resnet_v1``).
+The face embedding model is a registry name (``EngineConfig.face_model``, default ``sface``: YuNet + SFace).
 An opt-in model (``ModelSpec.default`` false, e.g. ``mobilefacenet``) is never converted implicitly:
 it must have been installed (with its licence accepted) by ``nasname models <name> ...`` first.
 """
@@ -25,7 +25,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "face": ("engine.face", "FaceExtractor"),
     "iris": ("engine.iris", "IrisExtractor"),
 }
-DEFAULT_FACE_MODEL = "dlib_resnet_v1"
+DEFAULT_FACE_MODEL = "sface"
 
 _cache: dict[tuple[str, str | None], Extractor] = {}
 _lock = threading.Lock()

@@ -21,6 +21,7 @@ import numpy.typing as npt
 from engine.errors import InvalidInput
 
 __all__ = [
+    "INSTRUCTIONS",
     "FaceTemplate",
     "IrisTemplate",
     "Modality",
@@ -80,6 +81,31 @@ class QualityReason(StrEnum):
     IRIS_TOO_SMALL = "IRIS_TOO_SMALL"
     OFF_AXIS = "OFF_AXIS"
 
+    @property
+    def instruction(self) -> str:
+        """What the station operator should change before taking the picture again."""
+        return INSTRUCTIONS[self]
+
+
+#: One instruction per reason, in words an operator can act on at once (``Quality.instructions``).
+INSTRUCTIONS: dict[QualityReason, str] = {
+    QualityReason.NO_FACE: "show the whole face to the camera",
+    QualityReason.MULTIPLE_FACES: "one person only",
+    QualityReason.FACE_TOO_SMALL: "move closer",
+    QualityReason.BLURRED: "hold still and focus",
+    QualityReason.TOO_DARK: "more light",
+    QualityReason.TOO_BRIGHT: "less light on the face",
+    QualityReason.LOW_CONTRAST: "more light",
+    QualityReason.EXTREME_POSE: "look straight at the camera",
+    QualityReason.LOW_DETECTOR_CONFIDENCE: "uncover the face and look at the camera",
+    QualityReason.NO_IRIS: "open the eyes wider",
+    QualityReason.UNRELIABLE_BOUNDARY: "remove glasses",
+    QualityReason.OCCLUDED: "open the eyes wider",
+    QualityReason.PUPIL_RATIO_OUT_OF_RANGE: "more light",
+    QualityReason.IRIS_TOO_SMALL: "move closer",
+    QualityReason.OFF_AXIS: "look straight into the camera",
+}
+
 
 @dataclass(frozen=True)
 class ModelRef:
@@ -96,12 +122,25 @@ class ModelRef:
 class Quality:
     """Quality verdict of one sample: ``score`` in [0, 1] (higher is better), ``ok`` = passes the gate,
     ``reasons`` = every problem found (may be non-empty even when ``ok``, as warnings),
-    ``measures`` = the raw measurements behind it (sharpness, brightness, inter-eye px...)."""
+    ``measures`` = the raw measurements behind it (sharpness, brightness, inter-eye px...).
+    ``rejected``: the reasons that refuse the sample (``ok`` is False exactly when there is one); the
+    other reasons are warnings. Which rule warns and which refuses is calibrated (docs/QUALITY.md)."""
 
     score: float
     ok: bool
     reasons: tuple[QualityReason, ...] = ()
     measures: dict[str, float] = field(default_factory=dict)
+    rejected: tuple[QualityReason, ...] = ()
+
+    @property
+    def warnings(self) -> tuple[QualityReason, ...]:
+        return tuple(r for r in self.reasons if r not in self.rejected)
+
+    @property
+    def instructions(self) -> tuple[str, ...]:
+        """The operator's instructions for every reason (refusing ones first), without repeats."""
+        ordered = [*self.rejected, *self.warnings]
+        return tuple(dict.fromkeys(r.instruction for r in ordered))
 
 
 @dataclass(frozen=True, eq=False)

@@ -135,7 +135,8 @@ def _model_to_pb(model: ModelRef) -> pb.ModelRef:
 
 def _quality_to_pb(q: Quality) -> pb.Quality:
     return pb.Quality(score=q.score, ok=q.ok, reasons=[str(r) for r in q.reasons],
-                      measures={k: float(v) for k, v in q.measures.items()})
+                      measures={k: float(v) for k, v in q.measures.items()},
+                      instructions=list(q.instructions))
 
 
 def sample_results_to_pb(results: Sequence[SampleResult]) -> list[pb.SampleResult]:

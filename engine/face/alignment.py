@@ -12,7 +12,9 @@ When the rectangle is more than twice the chip size (faces over ~300 px) dlib sa
 ``pyramid_down<2>`` level instead; here a ``cv2.pyrDown`` level (same 5-tap filter, its own pixel
 grid) stands in, so very large faces are close to but not bit-identical with dlib's chip.
 
-ArcFace-style (``method: similarity``): dlib's 5 points are eye corners + nose base, not ArcFace's eye
+ArcFace-style (``method: similarity``) with ``points: yunet5`` (YuNet's eyes, nose tip, mouth
+corners): the least-squares similarity of all five points onto the template (OpenCV's ``alignCrop``).
+With dlib's points (``dlib5``): dlib's 5 points are eye corners + nose base, not ArcFace's eye
 centres + nose tip + mouth corners. We use the two eye centres (mean of each eye's corners), which
 correspond exactly, and the nose base, whose ArcFace-space position is derived from dlib's own mean
 face: the similarity taking dlib's template eye centres onto the ArcFace eye centres carries dlib's
@@ -129,10 +131,17 @@ def align(img: U8, landmarks: npt.ArrayLike, alignment: dict[str, object]) -> U8
     if method == "similarity":
         raw = alignment.get("template", ARCFACE_112.tolist())
         template = np.asarray(raw, dtype=np.float64).reshape(-1, 2)
-        # 3 points: targets for (left eye centre, right eye centre, nose base) given directly (e.g.
-        # MobileFaceNet's manifest); 5 points: an ArcFace-order template, nose base derived as above.
-        dst = template if template.shape[0] == 3 else arcface_targets(template)
-        src = eye_centres(np.asarray(landmarks, dtype=np.float64).reshape(5, 2))
+        pts = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
+        if alignment.get("points") == "yunet5":
+            # landmarks already in ArcFace order (YuNet): all 5 points onto the template, least
+            # squares, as OpenCV's ``FaceRecognizerSF.alignCrop``
+            src, dst = pts, template
+        else:
+            # dlib points. 3-point template: targets for (left eye centre, right eye centre, nose
+            # base) given directly (e.g. MobileFaceNet's manifest); 5 points: an ArcFace-order
+            # template, nose base derived as above.
+            dst = template if template.shape[0] == 3 else arcface_targets(template)
+            src = eye_centres(pts)
         m, t = _fit(src, dst)
         warp = np.column_stack([m, t])
         chip = cv2.warpAffine(img, warp, (size, size), flags=cv2.INTER_LINEAR,

@@ -8,7 +8,7 @@ it per level, as here, gives boxes within ~3 px of dlib's with the same scores.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -28,13 +28,16 @@ U8 = npt.NDArray[np.uint8]
 
 @dataclass(frozen=True)
 class Detection:
-    """A face box in original-image pixels, inclusive corners (dlib ``rectangle``), and its score."""
+    """A face box in original-image pixels, inclusive corners (dlib ``rectangle``), and its score.
+    ``landmarks``: ((x, y), ...) when the detector finds points too (YuNet: 5 points in ArcFace order),
+    else empty (dlib's pipeline predicts them afterwards)."""
 
     left: int
     top: int
     right: int
     bottom: int
     score: float
+    landmarks: tuple[tuple[float, float], ...] = field(default=(), compare=False)
 
     @property
     def width(self) -> int:

@@ -37,7 +37,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--save", type=Path, default=None, help="write the raw embeddings (.npz) here")
     ap.add_argument("--per-fold", type=int, default=0, help="first N matched + N mismatched pairs per fold")
     args = ap.parse_args(argv)
-    fx = FaceExtractor.default(FaceConfig(threads=args.threads))
+    # the levers are those of dlib's pipeline (its landmark predictor, its chip)
+    fx = FaceExtractor.default(FaceConfig(threads=args.threads), embedding="dlib_resnet_v1")
+    predictor = fx.predictor
+    assert predictor is not None
     root = args.data / "face" / "lfw"
     pairs = read_lfw_pairs(args.data / "face" / "lfw_pairs.txt", args.folds, args.per_fold or None)
     paths = sorted({root / p.a for p in pairs} | {root / p.b for p in pairs})
@@ -57,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if largest != a.chosen:
             multi += 1
             box = np.array([[largest.left, largest.top, largest.right, largest.bottom]])
-            pts = fx.predictor.predict(rgb, box)[0]
+            pts = predictor.predict(rgb, box)[0]
             chips.append(align(rgb, pts, fx.embedder.manifest.alignment))
         arr = np.stack(chips)
         raw = fx.embedder.embed(arr)
@@ -71,14 +74,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         d = a.chosen
         flipped = np.ascontiguousarray(rgb[:, ::-1])
         fbox = np.array([[w - 1 - d.right, d.top, w - 1 - d.left, d.bottom]])
-        fpts = fx.predictor.predict(flipped, fbox)[0]
+        fpts = predictor.predict(flipped, fbox)[0]
         fchip = align(flipped, fpts, fx.embedder.manifest.alignment)
         # landmarks averaged over slightly moved and scaled boxes (ERT output depends on the box)
         bw, bh = d.width, d.height
         boxes = [[d.left + dx * bw, d.top + dy * bh, d.right + dx * bw + s * bw, d.bottom + dy * bh + s * bh]
                  for dx, dy, s in ((0, 0, 0), (0.03, 0, 0), (-0.03, 0, 0), (0, 0.03, 0), (0, -0.03, 0),
                                    (-0.025, -0.025, 0.05), (0.025, 0.025, -0.05))]
-        mean_pts = fx.predictor.predict(rgb, np.round(np.array(boxes))).mean(axis=0)
+        mean_pts = predictor.predict(rgb, np.round(np.array(boxes))).mean(axis=0)
         bchip = align(rgb, mean_pts, fx.embedder.manifest.alignment)
         extra = fx.embedder.embed(np.stack([fchip, bchip]))
         emb["cf"][key], emb["cb"][key] = extra[0], extra[1]

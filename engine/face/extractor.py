@@ -1,9 +1,16 @@
 """``FaceExtractor``: photo -> face template + quality (the engine's ``Extractor`` for kind "face").
 
-decode (``engine.imageio``, bombs refused from the header) -> mmod detection over a pyramid (upsampled
-when nothing is found, for faces down to ``min_face_px``) -> choice of one face (largest, weighted
-towards the centre; the count is reported) -> 5-point landmarks -> aligned chip (from the embedding
-model's manifest) -> quality -> embedding (mirror-averaged by default) -> L2-normalised template.
+decode (``engine.imageio``, bombs refused from the header) -> detection -> choice of one face (largest,
+weighted towards the centre; the count is reported) -> 5-point landmarks -> aligned chip (from the
+embedding model's manifest) -> quality -> embedding -> L2-normalised template.
+
+Two pipelines, chosen by the detector's manifest:
+* default (``sface``): YuNet finds the boxes and their 5 ArcFace-order points in one pass
+  (``engine.face.yunet``); SFace embeds the 112x112 chip aligned on all five.
+* dlib (``dlib_resnet_v1``, and ``mobilefacenet`` which shares its detection): mmod detection over a
+  pyramid (upsampled when nothing is found, for faces down to ``min_face_px``), then the 5-point
+  regression-tree landmarks (eye corners + nose base).
+``mirror_photo`` (default) adds the chip of the mirrored photo (its own landmarks) as a second view.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from engine.errors import AcquisitionFailed, ImageTooLarge, InvalidImage
+from engine.errors import AcquisitionFailed, ConfigurationError, ImageTooLarge, InvalidImage
 from engine.extractor import Extraction
 from engine.face.alignment import align
 from engine.face.config import FaceConfig
@@ -25,6 +32,7 @@ from engine.face.embedding import FaceEmbedder
 from engine.face.jitter import jitter_chips
 from engine.face.landmarks import ShapePredictor
 from engine.face.quality import assess_quality
+from engine.face.yunet import YuNetDetector
 from engine.imageio import decode_rgb
 from engine.models.manifest import ModelManifest
 from engine.types import FaceTemplate, ModelRef, Quality, QualityReason
@@ -93,37 +101,57 @@ def _as_rgb(image: bytes | U8, cfg: FaceConfig) -> U8:
 class FaceExtractor:
     """Implements ``engine.extractor.Extractor`` (kind ``"face"``).
 
-    Build it from three model manifests (each ``<name>.json`` beside its model file, sha256-checked)
-    with ``FaceExtractor(detector_manifest=..., landmarks_manifest=..., embedding_manifest=...)``, or
-    with ``FaceExtractor.default()``, which converts dlib's models on first use. Any ArcFace-style
-    embedding model can replace dlib's recognizer through its manifest (``embedding="<name>"``)."""
+    Build it from model manifests (each ``<name>.json`` beside its model file, sha256-checked) with
+    ``FaceExtractor(detector_manifest=..., landmarks_manifest=..., embedding_manifest=...)``
+    (``landmarks_manifest=None`` with a detector that finds landmarks itself, YuNet), or with
+    ``FaceExtractor.default(embedding=name)``, which converts the models on first use: the embedding
+    manifest's ``extra.detector`` / ``extra.landmarks`` name its pipeline (default dlib's mmod + sp5).
+    Any ArcFace-style embedding model can be dropped in through its manifest."""
 
     kind = "face"
 
-    def __init__(self, *, detector_manifest: Path, landmarks_manifest: Path,
+    def __init__(self, *, detector_manifest: Path, landmarks_manifest: Path | None,
                  embedding_manifest: Path, config: FaceConfig | None = None) -> None:
         self.config = config or FaceConfig()
         cfg = self.config
         dm = ModelManifest.load(detector_manifest)
-        lm = ModelManifest.load(landmarks_manifest)
         em = ModelManifest.load(embedding_manifest)
-        self.detector = FaceDetector(dm.verify(detector_manifest.parent), dm, cfg.detector, cfg.threads)
-        self.predictor = ShapePredictor(lm.verify(landmarks_manifest.parent), lm)
+        self.detector: FaceDetector | YuNetDetector
+        self.predictor: ShapePredictor | None = None
+        if dm.output.get("decoder") == "yunet":
+            self.detector = YuNetDetector(dm.verify(detector_manifest.parent), dm, cfg.yunet, cfg.threads)
+            self.layout = "yunet5"
+        else:
+            if landmarks_manifest is None:
+                raise ConfigurationError(f"detector {dm.name} finds no landmarks: give a landmarks model")
+            lm = ModelManifest.load(landmarks_manifest)
+            self.detector = FaceDetector(dm.verify(detector_manifest.parent), dm, cfg.detector, cfg.threads)
+            self.predictor = ShapePredictor(lm.verify(landmarks_manifest.parent), lm)
+            self.layout = "dlib5"
+        wanted = "yunet5" if em.alignment.get("points") == "yunet5" else "dlib5"
+        if wanted != self.layout:
+            raise ConfigurationError(f"embedding {em.name} is aligned on {wanted} points but detector "
+                                     f"{dm.name} gives {self.layout} points")
         self.embedder = FaceEmbedder(em.verify(embedding_manifest.parent), em, cfg.threads, cfg.batch_size)
         self._model = template_ref(em, cfg)
 
     @classmethod
-    def default(cls, config: FaceConfig | None = None, *, embedding: str = "dlib_resnet_v1",
+    def default(cls, config: FaceConfig | None = None, *, embedding: str = "sface",
                 model_directory: Path | None = None) -> FaceExtractor:
-        """dlib's detector and landmarks plus the named embedding model, converted if needed."""
+        """The named embedding model and the detector (and landmarks model) its manifest names,
+        converted if needed."""
         from engine.models.registry import ensure_model
 
-        paths = {}
-        for role, name in (("det", "dlib_mmod"), ("lm", "dlib_sp5"), ("emb", embedding)):
-            manifest, model_path = ensure_model(name, model_directory)
-            paths[role] = model_path.parent / f"{manifest.name}.json"
-        return cls(detector_manifest=paths["det"], landmarks_manifest=paths["lm"],
-                   embedding_manifest=paths["emb"], config=config)
+        em, em_path = ensure_model(embedding, model_directory)
+        det_name = str(em.extra.get("detector", "dlib_mmod"))
+        lm_name = em.extra.get("landmarks", "dlib_sp5")
+        dm, dm_path = ensure_model(det_name, model_directory)
+        lm_json = None
+        if lm_name is not None:
+            lm, lm_path = ensure_model(str(lm_name), model_directory)
+            lm_json = lm_path.parent / f"{lm.name}.json"
+        return cls(detector_manifest=dm_path.parent / f"{dm.name}.json", landmarks_manifest=lm_json,
+                   embedding_manifest=em_path.parent / f"{em.name}.json", config=config)
 
     @property
     def model(self) -> ModelRef:
@@ -151,13 +179,12 @@ class FaceExtractor:
         chip = align(rgb, landmarks, self.embedder.manifest.alignment)
         extra: list[U8] = []
         if cfg.mirror_photo:  # the landmark + chip stages again on the mirrored photo
-            flipped = rgb[:, ::-1]  # a view: the predictor and the sampler index it directly
-            fbox = np.array([[w - 1 - chosen.right, chosen.top, w - 1 - chosen.left, chosen.bottom]])
-            extra.append(align(flipped, self.predictor.predict(flipped, fbox)[0].astype(np.float64),
-                               self.embedder.manifest.alignment))
+            mirrored = self._mirror_landmarks(rgb, chosen)
+            if mirrored is not None:
+                extra.append(align(rgb[:, ::-1], mirrored, self.embedder.manifest.alignment))
         t4 = time.perf_counter()
         ms["align"] = (t4 - t3) * 1e3
-        quality = assess_quality(chosen, landmarks, chip, len(dets), cfg.quality)
+        quality = assess_quality(chosen, landmarks, chip, len(dets), cfg.quality, self.layout)
         # which face was used (box in image pixels, share of the image): a reply can name it when the
         # photo held several faces
         quality.measures.update(face_box_x=float(chosen.left), face_box_y=float(chosen.top),
@@ -166,9 +193,30 @@ class FaceExtractor:
         ms["quality"] = (time.perf_counter() - t4) * 1e3
         return FaceAnalysis(dets, chosen, landmarks, chip, quality, upsampled, ms, extra)
 
+    def _mirror_landmarks(self, rgb: U8, d: Detection) -> npt.NDArray[np.float64] | None:
+        """Landmarks of face ``d`` found independently in the mirrored photo: dlib's predictor on the
+        mirrored box; YuNet's own points of the detection nearest the mirrored box (None if the
+        detector does not find it again)."""
+        w = rgb.shape[1]
+        flipped = rgb[:, ::-1]  # a view: the predictor and the sampler index it directly
+        if self.predictor is None:
+            cx, cy = w - 1 - d.centre[0], d.centre[1]
+            near = [f for f in self.detector.detect(np.ascontiguousarray(flipped))
+                    if abs(f.centre[0] - cx) < d.width / 4 and abs(f.centre[1] - cy) < d.height / 4]
+            if not near:
+                return None
+            best = min(near, key=lambda f: abs(f.centre[0] - cx) + abs(f.centre[1] - cy))
+            return np.asarray(best.landmarks, dtype=np.float64)
+        fbox = np.array([[w - 1 - d.right, d.top, w - 1 - d.left, d.bottom]])
+        out: npt.NDArray[np.float64] = self.predictor.predict(flipped, fbox)[0].astype(np.float64)
+        return out
+
     def _landmarks(self, rgb: U8, d: Detection) -> npt.NDArray[np.float64]:
-        """(5, 2) landmarks of box ``d``; with ``box_average`` the mean over the box and six slightly
-        moved or scaled copies (the regression trees' output depends on where the box falls)."""
+        """(5, 2) landmarks of box ``d``: the detector's own (YuNet), else dlib's predictor; with
+        ``box_average`` the mean over the box and six slightly moved or scaled copies (the regression
+        trees' output depends on where the box falls)."""
+        if self.predictor is None:
+            return np.asarray(d.landmarks, dtype=np.float64)
         if not self.config.box_average:
             box = np.array([[d.left, d.top, d.right, d.bottom]])
             one: npt.NDArray[np.float64] = self.predictor.predict(rgb, box)[0].astype(np.float64)
@@ -181,7 +229,10 @@ class FaceExtractor:
         return mean
 
     def _detect(self, rgb: U8) -> tuple[list[Detection], bool]:
-        """The passes of ``DetectorConfig`` (fast, full, upsampled); returns (faces, upsampled)."""
+        """The passes of ``DetectorConfig`` (fast, full, upsampled); returns (faces, upsampled).
+        YuNet: its own passes (``YuNetConfig``)."""
+        if isinstance(self.detector, YuNetDetector):
+            return self.detector.detect_passes(rgb)
         dcfg = self.config.detector
         long_side = max(rgb.shape[:2])
         fast = min(1.0, dcfg.fast_side / long_side)

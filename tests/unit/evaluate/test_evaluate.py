@@ -14,10 +14,11 @@ import pytest
 from engine.errors import AcquisitionFailed, InvalidInput
 from engine.evaluate import evaluate, main, rescore
 from engine.extractor import Extraction
-from engine.types import FaceTemplate, IrisTemplate, ModelRef, Quality
+from engine.types import FaceTemplate, IrisTemplate, ModelRef, Quality, QualityReason
 
 FACE_MODEL = ModelRef("fake-face", "1")
 IRIS_MODEL = ModelRef("fake-iris", "1")
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _unit(seed: str, d: int = 16) -> npt.NDArray[np.float32]:
@@ -225,3 +226,72 @@ def test_two_manifests_combine_into_chimeric_subjects(tmp_path: Path) -> None:
     assert set(doc["per_modality"]) == {"face", "iris", "fused"}
     assert doc["per_modality"]["fused"]["subjects"] == 2
     assert " + " in doc["inputs"]["manifest"]
+
+
+def test_evaluate_measures_the_configured_face_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No extractor given: the face model is --face-model, else the engine configuration's
+    (NASNAME_FACE_MODEL); the metrics file and the summary name it."""
+    from engine import extractors
+
+    asked: list[str | None] = []
+
+    def fake_load(kind: str, model: str | None = None) -> FakeFace:
+        asked.append(model)
+        face = FakeFace()
+        face.model = ModelRef(f"{model}-id", "1")  # type: ignore[misc]
+        return face
+
+    monkeypatch.setattr(extractors, "load_extractor", fake_load)
+    monkeypatch.delenv("NASNAME_CONFIG", raising=False)
+    monkeypatch.setenv("NASNAME_DATA_DIR", str(tmp_path / "data"))
+    manifest = _write_set(tmp_path / "set", FACE_ROWS)
+    monkeypatch.setenv("NASNAME_FACE_MODEL", "dlib_resnet_v1")
+    doc = evaluate(manifest, tmp_path / "a", progress=False)
+    assert asked == ["dlib_resnet_v1"]
+    assert doc["models"]["face"] == {"name": "dlib_resnet_v1", "ref": "dlib_resnet_v1-id@1"}
+    assert doc["per_modality"]["face"]["model"] == "dlib_resnet_v1-id@1"
+    assert main(["--manifest", str(manifest), "--out", str(tmp_path / "b"), "--no-progress",
+                 "--face-model", "sface"]) == 0
+    assert asked[-1] == "sface"
+    on_disk = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert on_disk["models"]["face"] == {"name": "sface", "ref": "sface-id@1"}
+    monkeypatch.delenv("NASNAME_FACE_MODEL")
+    evaluate(manifest, tmp_path / "c", progress=False)
+    assert asked[-1] == "sface"  # the default configuration
+    rescored = rescore(tmp_path / "b" / "scores.npz", tmp_path / "d")
+    assert rescored["models"]["face"]["name"] == "sface"
+
+
+class BlurryFace(FakeFace):
+    """Samples whose text ends in ``!`` are flagged BLURRED and refused by the gate, yet match."""
+
+    def extract(self, image: bytes | npt.NDArray[np.uint8]) -> Extraction:
+        out = super().extract(image)
+        if bytes(image).decode().endswith("!"):
+            q = Quality(0.2, False, (QualityReason.BLURRED,), {}, (QualityReason.BLURRED,))
+            return Extraction(out.template, q, out.details)
+        return out
+
+
+def test_keep_refused_scores_the_refused_samples_for_calibration(tmp_path: Path) -> None:
+    rows = [*FACE_ROWS, ("alice", "face", "alice:9!"), ("frank", "face", "frank:0!")]
+    manifest = _write_set(tmp_path / "set", rows)
+    doc = evaluate(manifest, tmp_path / "out", extractors={"face": BlurryFace()}, progress=False,
+                   keep_refused=True)
+    assert doc["per_modality"]["face"]["failure_reasons"]["QUALITY_CHECK_FAILED"] == 2
+    with np.load(tmp_path / "out" / "scores.npz") as z:
+        ok, have, reasons = z["face_ok"], z["face_extracted"], z["face_reasons"]
+        full, gated = z["face_scores_ungated"], z["face_scores"]
+    refused = np.flatnonzero(have & ~ok)
+    assert len(refused) == 2 and all(reasons[i] == "BLURRED" for i in refused)
+    assert np.isfinite(full[refused[0], 0]) and np.isnan(gated[refused[0], 0])  # alice:9! vs alice:0
+    import importlib.util
+    script = ROOT / "models" / "calibrate_quality.py"
+    spec = importlib.util.spec_from_file_location("calibrate_quality", script)
+    assert spec is not None and spec.loader is not None
+    cq = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cq)
+    result = cq.calibrate(tmp_path / "out", 0.01)["face"]
+    (rule,) = result["rules"]
+    assert rule["rule"] == "BLURRED" and rule["flagged_samples"] == 2 and rule["verdict"] == "warn"
+    assert result["gate_off"]["refused"] == 0 and result["gate_all_reject"]["refused"] == 2

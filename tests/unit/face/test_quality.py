@@ -35,32 +35,37 @@ def test_good_sample_passes_with_a_high_score() -> None:
     assert abs(q.measures["yaw_ratio"]) < 0.01 and abs(q.measures["roll_deg"]) < 1.0
 
 
-@pytest.mark.parametrize(("chip", "reason"), [
-    (_chip(mean=20, spread=10), R.TOO_DARK),
-    (_chip(mean=240, spread=10), R.TOO_BRIGHT),
-    (_chip(mean=128, spread=5), R.LOW_CONTRAST),
-    (_chip(blur=6.0, spread=40), R.BLURRED),
+@pytest.mark.parametrize(("chip", "reason", "refused", "instruction"), [
+    (_chip(mean=20, spread=10), R.TOO_DARK, True, "more light"),
+    (_chip(mean=240, spread=10), R.TOO_BRIGHT, True, "less light on the face"),
+    (_chip(mean=128, spread=5), R.LOW_CONTRAST, False, "more light"),  # calibrated: a warning
+    (_chip(blur=6.0, spread=40), R.BLURRED, True, "hold still and focus"),
 ])
-def test_image_problems_are_named(chip: np.ndarray, reason: R) -> None:
+def test_image_problems_are_named(chip: np.ndarray, reason: R, refused: bool, instruction: str) -> None:
     q = assess_quality(GOOD_BOX, FRONTAL, chip, 1, T)
-    assert reason in q.reasons and not q.ok and q.score < 0.5
+    assert reason in q.reasons and q.score < 0.5 and instruction in q.instructions
+    assert q.ok is not refused and (reason in q.rejected) is refused
 
 
 def test_pose_small_face_confidence_and_several_faces() -> None:
     turned = FRONTAL.copy()
     turned[4, 0] += 0.6 * 79  # nose base far towards one eye: strong yaw
     assert pose_measures(turned)["yaw_ratio"] > 0.5
-    assert R.EXTREME_POSE in assess_quality(GOOD_BOX, turned, _chip(), 1, T).reasons
+    q = assess_quality(GOOD_BOX, turned, _chip(), 1, T)
+    assert R.EXTREME_POSE in q.warnings and q.ok and q.instructions == ("look straight at the camera",)
     rolled = (FRONTAL - 200) @ np.array([[0.5, -0.866], [0.866, 0.5]]).T + 200  # 60 degrees of roll
     assert R.EXTREME_POSE in assess_quality(GOOD_BOX, rolled, _chip(), 1, T).reasons
     small = Detection(0, 0, 29, 29, 1.0)
     tiny_pts = (FRONTAL - 100) * 0.15
-    assert R.FACE_TOO_SMALL in assess_quality(small, tiny_pts, _chip(), 1, T).reasons
+    q = assess_quality(small, tiny_pts, _chip(), 1, T)
+    assert R.FACE_TOO_SMALL in q.warnings and "move closer" in q.instructions
     weak = Detection(90, 90, 289, 289, 0.05)
-    assert R.LOW_DETECTOR_CONFIDENCE in assess_quality(weak, FRONTAL, _chip(), 1, T).reasons
+    q = assess_quality(weak, FRONTAL, _chip(), 1, T)
+    assert R.LOW_DETECTOR_CONFIDENCE in q.rejected and not q.ok
     q = assess_quality(GOOD_BOX, FRONTAL, _chip(), 3, T)
     assert R.MULTIPLE_FACES in q.reasons and q.ok  # a warning by default: the largest face is used
-    strict = QualityThresholds(reject_multiple_faces=True)
+    assert q.instructions == ("one person only",)
+    strict = QualityThresholds(warn_only=())
     assert not assess_quality(GOOD_BOX, FRONTAL, _chip(), 3, strict).ok
 
 

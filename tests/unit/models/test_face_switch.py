@@ -4,6 +4,7 @@ the real pipeline with a tiny ArcFace model on LFW images)."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import sqlite3
 from pathlib import Path
@@ -69,7 +70,7 @@ def _gallery(tmp_path: Path, n: int, *, keep_images: bool = True) -> EngineConfi
 
 def test_face_model_setting_is_validated_and_read_from_the_environment(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert EngineConfig().face_model == "dlib_resnet_v1"
+    assert EngineConfig().face_model == "sface"  # YuNet + SFace is the default pipeline
     with pytest.raises(ConfigurationError, match="face_model"):
         EngineConfig(face_model="Mobile Face Net")
     monkeypatch.delenv("NASNAME_CONFIG", raising=False)
@@ -106,11 +107,15 @@ def test_load_extractor_passes_the_model_name_and_caches_per_kind_and_model(
 
     monkeypatch.setitem(extractors.KINDS, "face", (__name__, "FakeFaceFactory"))
     monkeypatch.setattr(extractors, "_cache", {})
+    FakeFaceFactory.asked = []
     first = load_extractor("face")
-    assert load_extractor("face", "dlib_resnet_v1") is first
-    assert first.model == ModelRef("dlib_resnet_v1", "1")
-    assert FakeFaceFactory.asked == ["dlib_resnet_v1"]
-    assert _default_loader("face", "dlib_resnet_v1") is first  # what Engine uses with config.face_model
+    assert load_extractor("face", "sface") is first
+    assert first.model == ModelRef("sface", "1")
+    assert FakeFaceFactory.asked == ["sface"]
+    assert _default_loader("face", "sface") is first  # what Engine uses with config.face_model
+    dlib = load_extractor("face", "dlib_resnet_v1")  # still selectable, a separate extractor
+    assert dlib is not first and dlib.model == ModelRef("dlib_resnet_v1", "1")
+    assert FakeFaceFactory.asked == ["sface", "dlib_resnet_v1"]
     with pytest.raises(ConfigurationError, match="unknown model"):
         load_extractor("face", "no_such_model")
 
@@ -123,11 +128,14 @@ def test_engine_refuses_a_gallery_of_another_face_model(tmp_path: Path,
     engine.insert("R0", [Sample(Modality.FACE, image=b"face-0")])
     engine.close()
     with pytest.raises(ModelMismatch) as err:
-        Engine.open(config)  # default extractors: face_model dlib_resnet_v1 makes dlib_resnet_v1@1+mphoto
+        Engine.open(config)  # default extractors: face_model sface makes sface_2021dec_int8bq@1+mphoto
     text = str(err.value)
-    assert "templates of dlib_resnet_v1@1," in text and "dlib_resnet_v1@1+mphoto" in text
-    assert f"nasname models switch-face --data-dir {config.data_dir} --to dlib_resnet_v1" in text
+    assert "templates of dlib_resnet_v1@1," in text and "sface_2021dec_int8bq@1+mphoto" in text
+    assert f"nasname models switch-face --data-dir {config.data_dir} --to sface" in text
     assert err.value.reason == "FACE_MODEL_MISMATCH"
+    dlib_config = dataclasses.replace(config, face_model="dlib_resnet_v1")
+    with pytest.raises(ModelMismatch, match="dlib_resnet_v1@1\\+mphoto"):  # dlib's default views differ too
+        Engine.open(dlib_config)
     Engine.open(_gallery(tmp_path / "foreign", 1)).close()  # precomputed templates of an unknown model
     check_face_model("dlib_resnet_v1", {Modality.IRIS_LEFT: ModelRef("iris_test", "1")}, tmp_path)  # no face
     monkeypatch.setenv("NASNAME_MODEL_DIR", str(tmp_path / "empty"))

@@ -51,6 +51,7 @@ def test_enroll_translates_both_ways(fresh: Running) -> None:
     t = r.threshold
     assert (t.target_fpir, t.gallery_size, t.fused_threshold) == (0.003, 42, 7.5)
     assert r.samples[0].quality.reasons == ["BLURRED"] and r.samples[0].model.model_id == "fake-face"
+    assert list(r.samples[0].quality.instructions) == ["hold still and focus"]  # a warning's instruction
     assert not r.samples[1].HasField("quality")  # precomputed template: no quality
 
 

@@ -126,7 +126,7 @@ class Sample(_message.Message):
     def __init__(self, modality: _Optional[_Union[Modality, str]] = ..., image: _Optional[bytes] = ..., template: _Optional[_Union[Template, _Mapping]] = ...) -> None: ...
 
 class Quality(_message.Message):
-    __slots__ = ("score", "ok", "reasons", "measures")
+    __slots__ = ("score", "ok", "reasons", "measures", "instructions")
     class MeasuresEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -138,11 +138,13 @@ class Quality(_message.Message):
     OK_FIELD_NUMBER: _ClassVar[int]
     REASONS_FIELD_NUMBER: _ClassVar[int]
     MEASURES_FIELD_NUMBER: _ClassVar[int]
+    INSTRUCTIONS_FIELD_NUMBER: _ClassVar[int]
     score: float
     ok: bool
     reasons: _containers.RepeatedScalarFieldContainer[str]
     measures: _containers.ScalarMap[str, float]
-    def __init__(self, score: _Optional[float] = ..., ok: _Optional[bool] = ..., reasons: _Optional[_Iterable[str]] = ..., measures: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    instructions: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, score: _Optional[float] = ..., ok: _Optional[bool] = ..., reasons: _Optional[_Iterable[str]] = ..., measures: _Optional[_Mapping[str, float]] = ..., instructions: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SampleResult(_message.Message):
     __slots__ = ("modality", "model", "quality")
