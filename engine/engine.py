@@ -100,6 +100,13 @@ class Engine:
         (``ModelMismatch`` naming both models and ``nasname models switch-face``)."""
         config = config or EngineConfig.load()
         gallery = Gallery.open(config)
+        try:  # the site identity (engine.transfer) is created at the first start of a data directory
+            from engine.transfer.site import ensure_site
+
+            ensure_site(gallery.datadir, config.site_id)
+        except BaseException:
+            gallery.close()
+            raise
         if extractors is None:
             from engine.extractors import check_face_model
 
@@ -295,25 +302,31 @@ class Engine:
         target_fpir: float | None = None,
         search_partition: str | None = None,
         actor: str = "local",
+        annotate: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None,
+        images: Mapping[Modality, bytes] | None = None,
     ) -> EnrollResult:
         """De-duplicate against the gallery (all partitions unless ``search_partition``), then store:
         ENROLLED (active) when no candidate reaches the threshold, else PENDING_ADJUDICATION with the
-        candidates kept for an adjudicator. Durable either way when this returns."""
+        candidates kept for an adjudicator. Durable either way when this returns. ``annotate`` adds to
+        the kept candidate JSON (a transfer import adds both sites' provenance); ``images`` are kept
+        images for template-only samples (a transfer packet's)."""
         templates, results = self.extract(samples)
+        kept_images = {**_images(samples), **(images or {})}
         fpir = target_fpir if target_fpir is not None else self._config.enroll_target_fpir
         with self._enroll_lock:
             candidates, threshold = self._search(templates, max_results=self._config.shortlist,
                                                  target_fpir=fpir, partition=search_partition,
                                                  reference_ids=None)
             if candidates:
+                kept = [_candidate_json(c) for c in candidates]
                 written = self._gallery.insert(
                     templates, ref_id=reference_id, partition=partition, attributes=attributes,
-                    status=RecordStatus.PENDING, candidates=[_candidate_json(c) for c in candidates],
-                    images=_images(samples), actor=actor)
+                    status=RecordStatus.PENDING, candidates=annotate(kept) if annotate else kept,
+                    images=kept_images, actor=actor)
                 outcome = EnrollOutcome.PENDING_ADJUDICATION
             else:
                 written = self._gallery.insert(templates, ref_id=reference_id, partition=partition,
-                                               attributes=attributes, images=_images(samples), actor=actor)
+                                               attributes=attributes, images=kept_images, actor=actor)
                 outcome = EnrollOutcome.ENROLLED
         log.info("enroll outcome=%s candidates=%d", outcome.value, len(candidates))
         return EnrollResult(written.ref_id, outcome, candidates, threshold, results)
