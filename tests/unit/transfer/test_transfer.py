@@ -248,3 +248,82 @@ def test_site_identity_trust_rules(sites: Sites) -> None:
     with pytest.raises(PermissionDenied):
         peer(sites["camp-a"].datadir, "camp-x")
     assert RecordStatus.ACTIVE.value == "active"
+
+
+_KILLED_IMPORT = """
+import os, signal, sys
+from pathlib import Path
+from engine.engine import Engine
+from engine.fusion import Fusion
+from engine.transfer.importer import import_packet
+from engine.types import Modality
+from tests.unit.transfer.conftest import MODEL, site_config
+
+root, cal, packet, kill_at = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
+engine = Engine.open(site_config(root, "camp-b"), fusion=Fusion.for_models({Modality.FACE: MODEL}, cal))
+
+def on_item(n: int) -> None:
+    if n == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+import_packet(engine, packet, on_item=on_item)
+"""
+
+
+@pytest.mark.parametrize("kill_at", [23, 41])  # mid-packet; after the last item, before the ledger moves
+def test_sigkill_during_import_then_resume_gives_the_uninterrupted_result(
+    sites: Sites,
+    people: dict[str, dict[str, np.ndarray]],
+    tmp_path: Path,
+    calibration_dir: Path,
+    kill_at: int,
+) -> None:
+    import shutil
+    import signal
+    import subprocess
+    import sys
+
+    enroll_people(sites, "camp-a", people["camp-a"])
+    enroll_people(sites, "camp-b", people["camp-b"])
+    sites.pair("camp-a", "camp-b")
+    sites["camp-a"].delete("A039")
+    sites["camp-a"].insert("A039b", face(people["camp-a"]["A039"]))
+    export_to_file(sites["camp-a"].datadir, "camp-b", tmp_path / "p1.nastx")
+    sites.close("camp-b")
+    twin = tmp_path / "twin"
+    shutil.copytree(tmp_path / "camp-b", twin / "camp-b")
+
+    root = Path(__file__).resolve().parents[3]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _KILLED_IMPORT,
+            str(tmp_path),
+            str(calibration_dir),
+            str(tmp_path / "p1.nastx"),
+            str(kill_at),
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert len(state(sites, "camp-b")) > 30  # some items were applied ...
+    assert transfer_status(sites["camp-b"].datadir)["peers"][0]["last_received_packet"] == 0  # ... not all
+    sites.close("camp-b")
+
+    resumed = import_packet(sites["camp-b"], tmp_path / "p1.nastx")
+    whole_sites = Sites(twin, sites.fusion)
+    try:
+        whole = import_packet(whole_sites["camp-b"], tmp_path / "p1.nastx")
+        assert whole.counts == {"new": 36, "adjudication": 4, "unchanged": 1}  # the tombstone: never sent
+        assert resumed.counts == whole.counts
+        assert state(sites, "camp-b") == state(whole_sites, "camp-b")
+        for ref in pending_refs(sites, "camp-b"):
+            got, want = sites["camp-b"].datadir.store.case(ref), whole_sites["camp-b"].datadir.store.case(ref)
+            assert got is not None and want is not None and got.candidates == want.candidates
+    finally:
+        for engine in whole_sites.open.values():
+            engine.close()
