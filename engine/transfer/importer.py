@@ -78,7 +78,12 @@ def _open_checked(engine: Engine, path: Path) -> tuple[PacketReader, Any, SiteId
     """Open and check a packet; the file is returned open (caller closes)."""
     datadir = engine.datadir
     site = load_site(datadir)
-    f = open(path, "rb")  # noqa: SIM115 - handed to the caller
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - handed to the caller
+    except OSError as exc:
+        raise InvalidInput(
+            f"cannot read the packet file {path}: {exc.strerror}", reason="PACKET_UNREADABLE"
+        ) from None
     try:
         reader = PacketReader(f)
         h = reader.header
