@@ -327,3 +327,23 @@ def test_sigkill_during_import_then_resume_gives_the_uninterrupted_result(
     finally:
         for engine in whole_sites.open.values():
             engine.close()
+
+
+def test_backup_and_restore_keep_the_site_identity_and_its_peers(sites: Sites, tmp_path: Path) -> None:
+    from engine.crypto import KeyRing
+    from engine.datadir import DataDir
+    from engine.ops.backup import create_backup
+    from engine.ops.check import run_check
+    from engine.ops.restore import key_source, restore_backup
+
+    sites.pair("camp-a", "camp-b")
+    a = sites["camp-a"]
+    assert run_check(a.gallery)["ok"]  # site.json is not an orphan file
+    result = create_backup(a.gallery, tmp_path / "backups", config=a.config)
+    assert "site.json" in result.manifest["members"]
+    key = a.datadir.root / "nasname.key"
+    restore_backup(result.path, tmp_path / "restored", key_source(key, None), check=run_check)
+    with DataDir.open(tmp_path / "restored", keyring=KeyRing.from_file(key)) as restored:
+        site = load_site(restored)
+        assert site.public == load_site(a.datadir).public
+        assert peer(restored, "camp-b").sign_public == load_site(sites["camp-b"].datadir).public.sign_public
