@@ -109,7 +109,9 @@ _V3_TRANSFER = (
         origin_ref TEXT NOT NULL,
         origin_seq INTEGER NOT NULL,
         peer TEXT NOT NULL,
-        packet INTEGER NOT NULL)""",
+        packet INTEGER NOT NULL,
+        conflict INTEGER NOT NULL DEFAULT 0)""",
+    "CREATE INDEX transfer_origin_by_packet ON transfer_origin (peer, packet)",
     "CREATE INDEX transfer_origin_by_origin ON transfer_origin (origin_site, origin_ref)",
     """CREATE TABLE transfer_items (
         peer TEXT NOT NULL,

@@ -61,10 +61,15 @@ class ExportResult:
 
     def summary(self) -> str:
         c = self.counts
-        span = (f"changes {self.since_seq + 1}..{self.upto_seq}" if self.upto_seq > self.since_seq
-                else "no new changes")
-        return (f"packet {self.packet} for {self.recipient}: {c.get('record', 0)} records, "
-                f"{c.get('decision', 0)} adjudication decisions, {c.get('tombstone', 0)} erasures ({span})")
+        span = (
+            f"changes {self.since_seq + 1}..{self.upto_seq}"
+            if self.upto_seq > self.since_seq
+            else "no new changes"
+        )
+        return (
+            f"packet {self.packet} for {self.recipient}: {c.get('record', 0)} records, "
+            f"{c.get('decision', 0)} adjudication decisions, {c.get('tombstone', 0)} erasures ({span})"
+        )
 
 
 def origin_of(conn: sqlite3.Connection, local_site: str, label: int, ref_id: str) -> tuple[str, str, int]:

@@ -250,15 +250,20 @@ class ImportJob:
     # -- items ---------------------------------------------------------------------------------
 
     def _counts(self, sender: str, packet: int) -> dict[str, int]:
+        """Outcomes of the packet's items: records it inserted from ``transfer_origin`` (no second
+        write per record), everything else from ``transfer_items``."""
+        counts: dict[str, int] = {}
         with self.engine.datadir.store.db.read() as conn:
-            return {
-                str(o): int(n)
-                for o, n in conn.execute(
-                    "SELECT outcome, COUNT(*) FROM transfer_items WHERE peer = ? AND packet = ? "
-                    "GROUP BY outcome",
-                    (sender, packet),
-                )
-            }
+            rows = conn.execute(
+                "SELECT outcome, COUNT(*) FROM transfer_items WHERE peer = ? AND packet = ? GROUP BY outcome "
+                "UNION ALL SELECT CASE WHEN o.conflict THEN 'conflict' WHEN r.status = 'pending' "
+                "THEN 'adjudication' ELSE 'new' END, COUNT(*) FROM transfer_origin o JOIN records r "
+                "ON r.ref_id = o.ref_id WHERE o.peer = ? AND o.packet = ? GROUP BY 1",
+                (sender, packet, sender, packet),
+            ).fetchall()
+        for outcome, n in rows:
+            counts[str(outcome)] = counts.get(str(outcome), 0) + int(n)
+        return counts
 
     def _summary(self, meta: dict[str, Any]) -> ImportSummary:
         sender, packet = str(meta["sender"]), int(meta["packet"])
@@ -276,8 +281,11 @@ class ImportJob:
         if row is not None and row[0] != "erasing":
             return
         kind = item.get("t")
+        outcome: str | None
         if kind == "record":
             outcome = self._record(site, sender, packet, item)
+            if outcome is None:
+                return  # inserted: its transfer_origin row is its outcome
         elif kind == "tombstone":
             outcome = self._tombstone(site, sender, packet, i, item)
         elif kind == "decision":
@@ -306,7 +314,9 @@ class ImportJob:
                 (sender, packet, i, outcome),
             )
 
-    def _record(self, site: SiteIdentity, sender: str, packet: int, item: dict[str, Any]) -> str:
+    def _record(self, site: SiteIdentity, sender: str, packet: int, item: dict[str, Any]) -> str | None:
+        """Insert (or find) an incoming record: None when this packet inserted it (now or before a
+        restart), else "own" / "unchanged"."""
         origin_site, origin_ref, origin_seq = (
             str(item["origin_site"]),
             str(item["origin_ref"]),
@@ -327,11 +337,9 @@ class ImportJob:
             ).fetchall()
             clash = conn.execute("SELECT id FROM records WHERE ref_id = ?", (ref_id,)).fetchone()
             local_origin = origin_of(conn, site.site_id, int(clash[0]), ref_id) if clash is not None else None
-        for copy_ref, copy_peer, copy_packet, status, _ in copies:
+        for _, copy_peer, copy_packet, _, _ in copies:
             if (copy_peer, int(copy_packet)) == (sender, packet):  # inserted by this packet before a restart
-                if status == RecordStatus.ACTIVE.value:
-                    return "new"
-                return "conflict" if copy_ref != ref_id else "adjudication"
+                return None
             return "unchanged"
         target = ref_id
         candidates_extra: list[dict[str, Any]] = []
@@ -358,8 +366,8 @@ class ImportJob:
         with store.db.write() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO transfer_origin (ref_id, origin_site, origin_ref, origin_seq, peer, "
-                "packet) VALUES (?, ?, ?, ?, ?, ?)",
-                (target, origin_site, origin_ref, origin_seq, sender, packet),
+                "packet, conflict) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (target, origin_site, origin_ref, origin_seq, sender, packet, int(bool(candidates_extra))),
             )
         attributes = json.loads(item.get("attributes") or "{}")
         images = {Modality.parse(m): base64.b64decode(b) for m, b in (item.get("images") or {}).items()}
@@ -374,7 +382,7 @@ class ImportJob:
                 images=images,
                 actor="transfer",
             )
-            return "conflict"
+            return None
 
         def annotate(candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
             with store.db.read() as conn:
@@ -385,7 +393,7 @@ class ImportJob:
                     out.append({**c, "site": o[0], "origin_ref": o[1], "incoming": incoming})
             return out
 
-        result = self.engine.enroll(
+        self.engine.enroll(
             target,
             [Sample(m, template=t) for m, t in templates.items()],
             partition=str(item["partition"]),
@@ -394,7 +402,7 @@ class ImportJob:
             annotate=annotate,
             images=images,
         )
-        return "new" if result.outcome.value == "enrolled" else "adjudication"
+        return None
 
     def _same_content(self, ref_id: str, templates: dict[Modality, Template]) -> bool:
         local = self.engine.datadir.store.get(ref_id)
