@@ -1,5 +1,5 @@
 """Sites for the transfer tests: real galleries (SQLite + index) of synthetic 128-d face templates with a
-calibration that describes exactly those templates (as in tests/unit/core/test_engine.py), so the
+calibration that describes exactly those templates (those of tests/unit/core/test_engine.py), so the
 fused rule's decisions are meaningful: a planted mate (cosine ~0.8) is a match, strangers are not."""
 
 from __future__ import annotations
@@ -15,26 +15,11 @@ from engine.calibration import save_distributions
 from engine.config import EngineConfig
 from engine.engine import Engine
 from engine.fusion import Fusion
-from engine.records import Sample
 from engine.transfer.site import PublicSite, load_site, trust
-from engine.types import FaceTemplate, Modality, ModelRef
+from engine.types import Modality
+from tests.unit.core.test_engine import DIM, MODEL, face, mate, unit
 
-MODEL = ModelRef("synthetic-face", "1")
-DIM = 128
-
-
-def unit(rng: np.random.Generator) -> np.ndarray:
-    v = rng.normal(size=DIM).astype(np.float32)
-    return v / np.linalg.norm(v)
-
-
-def mate(v: np.ndarray, rng: np.random.Generator, noise: float = 0.055) -> np.ndarray:
-    w = v + rng.normal(scale=noise, size=DIM).astype(np.float32)
-    return w / np.linalg.norm(w)
-
-
-def face(v: np.ndarray, model: ModelRef = MODEL) -> list[Sample]:
-    return [Sample(Modality.FACE, template=FaceTemplate(v, model))]
+__all__ = ["DIM", "MODEL", "Sites", "face", "mate", "site_config", "unit"]
 
 
 @pytest.fixture(scope="session")
