@@ -31,7 +31,8 @@ def test_site_and_transfer_commands(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "packet 1 for camp-b" in capsys.readouterr().out
     assert cli_main(["transfer", "import", str(tmp_path / "p1.nastx"), *b]) == 0
     assert capsys.readouterr().out.strip() == (
-        "packet 1 from camp-a: 0 new, 0 sent to adjudication, 0 erasures applied")
+        "packet 1 from camp-a: 0 new, 0 sent to adjudication, 0 erasures applied"
+    )
     assert cli_main(["transfer", "import", str(tmp_path / "p1.nastx"), *b]) == 2
     assert "[PACKET_REPLAYED]" in capsys.readouterr().err
     assert cli_main(["transfer", "status", *b, "--json"]) == 0

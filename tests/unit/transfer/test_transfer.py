@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 
 from engine.errors import Conflict, IntegrityError, InvalidInput, ModelMismatch, PermissionDenied
+from engine.fusion import Fusion
 from engine.records import AdjudicationDecision, RecordStatus
 from engine.transfer.export import export_to_file
 from engine.transfer.importer import KIND, import_packet
 from engine.transfer.site import PublicSite, load_site, peer, revoke, trust
 from engine.transfer.status import transfer_status
 from engine.types import FaceTemplate, Modality, ModelRef
-from tests.unit.transfer.conftest import Sites, face, mate, unit
+from tests.unit.transfer.conftest import MODEL, Sites, face, mate, unit
 
 
 def enroll_people(sites: Sites, name: str, vectors: dict[str, np.ndarray]) -> None:
@@ -347,3 +348,40 @@ def test_backup_and_restore_keep_the_site_identity_and_its_peers(sites: Sites, t
         site = load_site(restored)
         assert site.public == load_site(a.datadir).public
         assert peer(restored, "camp-b").sign_public == load_site(sites["camp-b"].datadir).public.sign_public
+
+
+def test_kept_images_travel_only_when_asked(tmp_path: Path, fusion: Fusion) -> None:
+    from dataclasses import replace
+
+    from engine.engine import Engine
+    from tests.unit.transfer.conftest import site_config
+
+    engines = {
+        n: Engine.open(replace(site_config(tmp_path, n), keep_images=True), fusion=fusion)
+        for n in ("camp-a", "camp-b")
+    }
+    try:
+        a, b = engines["camp-a"], engines["camp-b"]
+        for x, y in ((a, b), (b, a)):
+            trust(x.datadir, load_site(y.datadir).public, actor="test")
+        rng = np.random.default_rng(2)
+        a.gallery.insert(
+            {Modality.FACE: FaceTemplate(unit(rng), MODEL)},
+            ref_id="P1",
+            images={Modality.FACE: b"\xff\xd8 a photo"},
+        )
+        export_to_file(a.datadir, "camp-b", tmp_path / "p1.nastx")  # without images
+        a.gallery.insert(
+            {Modality.FACE: FaceTemplate(unit(rng), MODEL)},
+            ref_id="P2",
+            images={Modality.FACE: b"\xff\xd8 another photo"},
+        )
+        export_to_file(a.datadir, "camp-b", tmp_path / "p2.nastx", with_images=True)
+        assert b"another photo" not in (tmp_path / "p2.nastx").read_bytes()
+        import_packet(b, tmp_path / "p1.nastx")
+        import_packet(b, tmp_path / "p2.nastx")
+        assert b.datadir.store.get_image("P1", Modality.FACE) is None
+        assert b.datadir.store.get_image("P2", Modality.FACE) == b"\xff\xd8 another photo"
+    finally:
+        for e in engines.values():
+            e.close()
