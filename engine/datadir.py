@@ -9,6 +9,8 @@ index snapshot folder, job folders and backup folder.
       snapshots/                index snapshots (engine.store.snapshots)
       jobs/<kind>/<id>/         resumable jobs (engine.jobs): dedup, face-switch, backup ...
       backups/                  default folder of scheduled backups; databases kept by the face switch
+      site.json                 this site's id and key pairs, private keys sealed by the data key
+                                (engine.transfer.site)
 
 Everything in ``engine/`` that needs the store, the key or a folder of the gallery gets it from an
 open ``DataDir`` (through ``Engine`` / ``Gallery``), never by re-opening paths or re-reading
@@ -51,6 +53,7 @@ SNAPSHOT_DIR = "snapshots"
 JOBS_DIR = "jobs"
 BACKUP_DIR = "backups"
 LOCK_NAME = "LOCK"
+SITE_NAME = "site.json"
 KEY_CHECK = "key_check"
 DIR_MODE = 0o700
 FILE_MODE = 0o600
@@ -140,6 +143,11 @@ class DataDir:
     @property
     def config_path(self) -> Path:
         return self.root / CONFIG_NAME
+
+    @property
+    def site_path(self) -> Path:
+        """This site's identity file (``engine.transfer.site`` reads and creates it)."""
+        return self.root / SITE_NAME
 
     @property
     def exclusive(self) -> bool:

@@ -136,6 +136,13 @@ class Engine:
         config = config or EngineConfig.load()
         set_threads(config.threads)  # before any index sizes its pools (engine.cpus)
         gallery = Gallery.open(config)
+        try:  # the site identity (engine.transfer) is created at the first start of a data directory
+            from engine.transfer.site import ensure_site
+
+            ensure_site(gallery.datadir, config.site_id)
+        except BaseException:
+            gallery.close()
+            raise
         if extractors is None:
             from engine.extractors import check_face_model
 
@@ -412,28 +419,35 @@ class Engine:
         search_partition: str | None = None,
         actor: str = "local",
         request_id: str | None = None,
+        annotate: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None,
+        images: Mapping[Modality, bytes] | None = None,
     ) -> EnrollResult:
         """De-duplicate against the gallery (all partitions unless ``search_partition``), then store:
         ENROLLED (active) when no candidate reaches the threshold, else PENDING_ADJUDICATION with the
         candidates kept for an adjudicator. Durable either way when this returns. ``request_id``: see
-        :meth:`_key`."""
+        :meth:`_key`. ``annotate`` adds to the kept candidate JSON (a transfer import adds both sites'
+        provenance); ``images`` are kept images for template-only samples (a transfer packet's)."""
         key = self._key(actor, request_id, "enroll")
         if (done := self._replayed(key)) is not None:
             return enroll_from_json(done)
         _check_fpir(target_fpir)
         templates, results = self.extract(samples)
+        kept_images = {**_images(samples), **(images or {})}
         fpir = target_fpir if target_fpir is not None else self._config.enroll_target_fpir
         try:
             return self._enroll(templates, results, samples, key, reference_id=reference_id,
                                 partition=partition, attributes=attributes, fpir=fpir,
-                                search_partition=search_partition, actor=actor)
+                                search_partition=search_partition, actor=actor, annotate=annotate,
+                                kept_images=kept_images)
         except Replay as replay:
             return enroll_from_json(replay.result)
 
     def _enroll(self, templates: Mapping[Modality, Template], results: list[SampleResult],
                 samples: Sequence[Sample], key: IdempotencyKey | None, *, reference_id: str | None,
                 partition: str, attributes: Mapping[str, str] | None, fpir: float,
-                search_partition: str | None, actor: str) -> EnrollResult:
+                search_partition: str | None, actor: str,
+                annotate: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None,
+                kept_images: Mapping[Modality, bytes]) -> EnrollResult:
         with self._enroll_lock:
             candidates, threshold = self._search(templates, max_results=self._config.shortlist,
                                                  target_fpir=fpir, partition=search_partition,
@@ -442,13 +456,14 @@ class Engine:
             idem = None if key is None else Idempotent(key, lambda w: enroll_to_json(
                 EnrollResult(_ref(w), outcome, candidates, threshold, results)))
             if candidates:
+                kept = [_candidate_json(c) for c in candidates]
                 written = self._gallery.insert(
                     templates, ref_id=reference_id, partition=partition, attributes=attributes,
-                    status=RecordStatus.PENDING, candidates=[_candidate_json(c) for c in candidates],
-                    images=_images(samples), qualities=_qualities(results), actor=actor, idem=idem)
+                    status=RecordStatus.PENDING, candidates=annotate(kept) if annotate else kept,
+                    images=kept_images, qualities=_qualities(results), actor=actor, idem=idem)
             else:
                 written = self._gallery.insert(templates, ref_id=reference_id, partition=partition,
-                                               attributes=attributes, images=_images(samples),
+                                               attributes=attributes, images=kept_images,
                                                qualities=_qualities(results), actor=actor, idem=idem)
         log.info("enroll outcome=%s candidates=%d", outcome.value, len(candidates))
         return EnrollResult(written.ref_id, outcome, candidates, threshold, results)

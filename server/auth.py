@@ -87,6 +87,9 @@ RPC_ROLES: dict[str, frozenset[Role]] = {
     _ADMIN + "CreateBackup": frozenset({_A}),
     _ADMIN + "CheckIntegrity": frozenset({_A}),
     _ADMIN + "RunMaintenance": frozenset({_A}),
+    _ADMIN + "ExportTransfer": frozenset({_A}),
+    _ADMIN + "ImportTransfer": frozenset({_A}),
+    _ADMIN + "TransferStatus": frozenset({_A}),
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": ANY_ROLE,
     "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo": ANY_ROLE,
 }

@@ -43,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     from server.auth import Role
     from server.cli_client import add_client_commands, add_connection_options
     from server.cli_ops import add_ops_commands
+    from server.cli_transfer import add_transfer_commands
     from server.output import EXIT_CODES
 
     parser = argparse.ArgumentParser(prog="nasname", description="nasname biometric matching service",
@@ -112,6 +113,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_client_commands(sub)
     add_ops_commands(sub)
+    add_transfer_commands(sub)
 
     for name, (_, help_text) in PASS_THROUGH.items():
         # listed for --help only: main() hands these over before parsing

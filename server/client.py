@@ -15,12 +15,13 @@ written. De-duplication job control (start/cancel/resume) is not retried.
 
 from __future__ import annotations
 
+import json
 import random
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, BinaryIO, TypeVar, cast
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
@@ -340,6 +341,38 @@ class Client:
     def run_maintenance(self, *, timeout: float | None = None) -> pb.RunMaintenanceResponse:
         return self._call(self.admin.RunMaintenance, pb.RunMaintenanceRequest(), pb.RunMaintenanceResponse,
                           idempotent=False, timeout=timeout)
+
+    # -- transfer between sites (admin) -----------------------------------------------------------
+
+    def export_transfer(self, to_site: str, out: BinaryIO, *, since: int | None = None, partition: str = "",
+                        with_images: bool = False, timeout: float | None = None) -> dict[str, Any]:
+        """Write the next packet for ``to_site`` into ``out``; returns the export summary."""
+        req = pb.ExportTransferRequest(to_site=to_site, partition=partition, with_images=with_images)
+        if since is not None:
+            req.since = since
+        summary: dict[str, Any] = {}
+        stream = self.admin.ExportTransfer(req, timeout=timeout or self.timeout, metadata=self.metadata)
+        for chunk in stream:
+            out.write(chunk.data)
+            if chunk.summary_json:
+                summary = json.loads(chunk.summary_json)
+        return summary
+
+    def import_transfer(self, path: Path, *, timeout: float | None = None) -> pb.ImportTransferResponse:
+        """Send the packet file at ``path``; the server checks and imports it."""
+
+        def chunks() -> Iterator[pb.TransferChunk]:
+            with open(path, "rb") as f:
+                while data := f.read(1 << 20):
+                    yield pb.TransferChunk(data=data)
+
+        reply: pb.ImportTransferResponse = self.admin.ImportTransfer(
+            chunks(), timeout=timeout or self.timeout, metadata=self.metadata)
+        return reply
+
+    def transfer_status(self, *, timeout: float | None = None) -> pb.TransferStatusResponse:
+        return self._call(self.admin.TransferStatus, pb.TransferStatusRequest(), pb.TransferStatusResponse,
+                          idempotent=True, timeout=timeout)
 
     def health(self, service: str = "", *, timeout: float | None = None) -> str:
         """``"SERVING"`` / ``"NOT_SERVING"`` / ... (no token needed)."""

@@ -33,6 +33,7 @@ from server._gen.nasname.v1 import nasname_pb2_grpc as pb_grpc
 from server.auth import Role
 from server.dedup import DedupMixin, DedupService
 from server.interceptor import current_call
+from server.transfer import TransferMixin
 
 __all__ = ["AdminServicer", "NasnameServicer", "TokenAdmin"]
 
@@ -307,8 +308,9 @@ def token_to_pb(t: TokenInfo) -> pb.Token:
                     last_used=t.last_used or 0.0, revoked=t.revoked or 0.0)
 
 
-class AdminServicer(pb_grpc.AdminServicer):  # type: ignore[misc]
-    """Tokens, and the operations RPCs on ``engine``'s gallery (backups into ``backup``'s folder)."""
+class AdminServicer(TransferMixin, pb_grpc.AdminServicer):  # type: ignore[misc]
+    """Tokens, and the operations RPCs on ``engine``'s gallery (backups into ``backup``'s folder;
+    transfer between sites: server.transfer)."""
 
     def __init__(self, tokens: TokenAdmin, engine: Engine | None = None,
                  backup: BackupSettings | None = None, *, retention_s: float = DEFAULT_RETENTION_S,

@@ -24,7 +24,7 @@ import io
 import json
 import struct
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import zstandard
 from cryptography.exceptions import InvalidTag
@@ -34,7 +34,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from engine.errors import IntegrityError, InvalidInput
 
-__all__ = ["FORMAT", "MAGIC", "ArchiveHeader", "ArchiveReader", "ArchiveWriter", "read_header"]
+__all__ = ["FORMAT", "MAGIC", "ArchiveHeader", "ArchiveReader", "ArchiveWriter", "FramedHeader",
+           "frame_bytes", "read_frame", "read_header", "read_raw_header"]
 
 MAGIC = b"NASNAME-BACKUP\n"
 FORMAT = 1
@@ -77,8 +78,42 @@ class ArchiveHeader:
                                  reason="ARCHIVE_CORRUPT") from exc
 
 
-def archive_key(data_key: bytes, salt: bytes) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=b"nasname-backup/v1").derive(data_key)
+BACKUP_INFO = b"nasname-backup/v1"
+
+
+def archive_key(data_key: bytes, salt: bytes, info: bytes = BACKUP_INFO) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=info).derive(data_key)
+
+
+class FramedHeader(Protocol):
+    """What the chunk framing needs of a header: its bytes (authenticated by every chunk), the salt
+    of the per-stream key and the chunk size. ``ArchiveHeader`` here; transfer packets have their own."""
+
+    @property
+    def salt(self) -> str: ...
+    @property
+    def chunk_bytes(self) -> int: ...
+    def to_bytes(self) -> bytes: ...
+
+
+def read_frame(f: IO[bytes], counter: int, max_len: int, what: str = "backup archive") -> tuple[bytes, bool]:
+    """The next frame of a framed stream: (sealed bytes, last flag); ``IntegrityError`` naming the
+    chunk when the stream is cut short or a length is impossible (nothing is decrypted here)."""
+    head = f.read(_FRAME.size)
+    if len(head) < _FRAME.size:
+        raise IntegrityError(f"{what} is truncated after chunk {counter}", reason="ARCHIVE_TRUNCATED")
+    n, last = _FRAME.unpack(head)
+    if n > max_len or last not in (0, 1):
+        raise IntegrityError(f"{what} chunk {counter} has an impossible length", reason="ARCHIVE_CORRUPT")
+    sealed = f.read(n)
+    if len(sealed) < n:
+        raise IntegrityError(f"{what} is truncated in chunk {counter}", reason="ARCHIVE_TRUNCATED")
+    return sealed, last == 1
+
+
+def frame_bytes(sealed: bytes, last: bool) -> bytes:
+    """A frame as written (what a transfer packet's signature hashes)."""
+    return _FRAME.pack(len(sealed), 1 if last else 0) + sealed
 
 
 def _aad(header_hash: bytes, counter: int, last: bool) -> bytes:
@@ -91,38 +126,45 @@ def _nonce(counter: int) -> bytes:
 
 def read_header(f: IO[bytes]) -> tuple[ArchiveHeader, bytes]:
     """The header of an archive open at its start, and its raw bytes (authenticated by every chunk)."""
-    magic = f.read(len(MAGIC))
-    if magic != MAGIC:
-        raise InvalidInput("not a nasname backup archive (wrong magic bytes)", reason="NOT_AN_ARCHIVE")
+    raw = read_raw_header(f)
+    return ArchiveHeader.from_bytes(raw), raw
+
+
+def read_raw_header(f: IO[bytes], magic: bytes = MAGIC, what: str = "backup archive") -> bytes:
+    """The raw header bytes of a framed stream open at its start (after checking its magic)."""
+    if f.read(len(magic)) != magic:
+        raise InvalidInput(f"not a nasname {what} (wrong magic bytes)", reason="NOT_AN_ARCHIVE")
     raw_len = f.read(_LEN.size)
     if len(raw_len) < _LEN.size:
-        raise IntegrityError("backup archive is truncated in its header", reason="ARCHIVE_TRUNCATED")
+        raise IntegrityError(f"{what} is truncated in its header", reason="ARCHIVE_TRUNCATED")
     (n,) = _LEN.unpack(raw_len)
     if n > _MAX_HEADER:
-        raise IntegrityError("backup archive header is implausibly large", reason="ARCHIVE_CORRUPT")
+        raise IntegrityError(f"{what} header is implausibly large", reason="ARCHIVE_CORRUPT")
     raw = f.read(n)
     if len(raw) < n:
-        raise IntegrityError("backup archive is truncated in its header", reason="ARCHIVE_TRUNCATED")
-    return ArchiveHeader.from_bytes(raw), raw
+        raise IntegrityError(f"{what} is truncated in its header", reason="ARCHIVE_TRUNCATED")
+    return raw
 
 
 class ArchiveWriter(io.RawIOBase):
     """A writable binary stream: what is written is compressed, cut into chunks, encrypted and framed
     into ``out``. :meth:`close` writes the last frame (without it a reader reports truncation)."""
 
-    def __init__(self, out: IO[bytes], data_key: bytes, header: ArchiveHeader) -> None:
+    def __init__(self, out: IO[bytes], data_key: bytes, header: FramedHeader, *, magic: bytes = MAGIC,
+                 info: bytes = BACKUP_INFO) -> None:
         super().__init__()
         self._out = out
         raw = header.to_bytes()
-        out.write(MAGIC + _LEN.pack(len(raw)) + raw)
+        out.write(magic + _LEN.pack(len(raw)) + raw)
         self._hash = hashlib.sha256(raw).digest()
-        self._aes = AESGCM(archive_key(data_key, bytes.fromhex(header.salt)))
+        self.frames_hash = hashlib.sha256()  # of every frame as written (a transfer packet signs it)
+        self._aes = AESGCM(archive_key(data_key, bytes.fromhex(header.salt), info))
         self._zstd = zstandard.ZstdCompressor(level=1).compressobj()
         self._chunk = header.chunk_bytes
         self._buf = bytearray()
         self._counter = 0
         self.bytes_in = 0
-        self.bytes_out = len(MAGIC) + _LEN.size + len(raw)
+        self.bytes_out = len(magic) + _LEN.size + len(raw)
 
     def writable(self) -> bool:
         return True
@@ -138,8 +180,10 @@ class ArchiveWriter(io.RawIOBase):
 
     def _frame(self, plain: bytes, *, last: bool) -> None:
         sealed = self._aes.encrypt(_nonce(self._counter), plain, _aad(self._hash, self._counter, last))
-        self._out.write(_FRAME.pack(len(sealed), 1 if last else 0) + sealed)
-        self.bytes_out += _FRAME.size + len(sealed)
+        frame = frame_bytes(sealed, last)
+        self._out.write(frame)
+        self.frames_hash.update(frame)
+        self.bytes_out += len(frame)
         self._counter += 1
 
     def close(self) -> None:
@@ -158,11 +202,14 @@ class ArchiveReader(io.RawIOBase):
     Raises ``IntegrityError`` naming the chunk: ARCHIVE_CORRUPT (authentication failed: altered, or
     not this key), ARCHIVE_TRUNCATED (cut short)."""
 
-    def __init__(self, f: IO[bytes], data_key: bytes, header: ArchiveHeader, raw_header: bytes) -> None:
+    def __init__(self, f: IO[bytes], data_key: bytes, header: FramedHeader, raw_header: bytes, *,
+                 info: bytes = BACKUP_INFO, what: str = "backup archive", trailer: bool = False) -> None:
         super().__init__()
         self._f = f
+        self._what = what
+        self._trailer = trailer  # whether bytes may follow the last frame (a transfer packet's signature)
         self._hash = hashlib.sha256(raw_header).digest()
-        self._aes = AESGCM(archive_key(data_key, bytes.fromhex(header.salt)))
+        self._aes = AESGCM(archive_key(data_key, bytes.fromhex(header.salt), info))
         self._zstd = zstandard.ZstdDecompressor().decompressobj()
         self._max = header.chunk_bytes + 64
         self._counter = 0
@@ -178,34 +225,23 @@ class ArchiveReader(io.RawIOBase):
         return self._counter
 
     def _next(self) -> None:
-        head = self._f.read(_FRAME.size)
-        if len(head) < _FRAME.size:
-            raise IntegrityError(f"backup archive is truncated after chunk {self._counter}",
-                                 reason="ARCHIVE_TRUNCATED")
-        n, last = _FRAME.unpack(head)
-        if n > self._max:
-            raise IntegrityError(f"backup archive chunk {self._counter} has an impossible length",
-                                 reason="ARCHIVE_CORRUPT")
-        sealed = self._f.read(n)
-        if len(sealed) < n:
-            raise IntegrityError(f"backup archive is truncated in chunk {self._counter}",
-                                 reason="ARCHIVE_TRUNCATED")
+        what = self._what
+        sealed, last = read_frame(self._f, self._counter, self._max, what)
         try:
-            aad = _aad(self._hash, self._counter, last == 1)
-            plain = self._aes.decrypt(_nonce(self._counter), sealed, aad)
+            plain = self._aes.decrypt(_nonce(self._counter), sealed, _aad(self._hash, self._counter, last))
         except InvalidTag:
-            raise IntegrityError(f"backup archive chunk {self._counter} failed authentication (altered, "
+            raise IntegrityError(f"{what} chunk {self._counter} failed authentication (altered, "
                                  "or not sealed with this key)", reason="ARCHIVE_CORRUPT") from None
         self._counter += 1
         try:
             self._buf += self._zstd.decompress(plain)
         except zstandard.ZstdError as exc:
-            raise IntegrityError(f"backup archive chunk {self._counter - 1} does not decompress: {exc}",
+            raise IntegrityError(f"{what} chunk {self._counter - 1} does not decompress: {exc}",
                                  reason="ARCHIVE_CORRUPT") from exc
-        if last == 1:
+        if last:
             self._done = True
-            if self._f.read(1):
-                raise IntegrityError("backup archive has data after its last chunk", reason="ARCHIVE_CORRUPT")
+            if not self._trailer and self._f.read(1):
+                raise IntegrityError(f"{what} has data after its last chunk", reason="ARCHIVE_CORRUPT")
 
     def readinto(self, b: Any) -> int:
         view = memoryview(b).cast("B")

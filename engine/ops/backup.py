@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from engine.datadir import fsync_dir
+from engine.datadir import SITE_NAME, fsync_dir
 from engine.errors import InvalidInput
 from engine.fsutil import private_dir, write_atomic
 from engine.jobs import new_job_id
@@ -96,6 +96,8 @@ def create_backup(gallery: Gallery, to_dir: Path, *, config: EngineConfig, passp
         members += [(f"snapshots/{p.name}", p) for p in sorted((work / "snapshots").iterdir())]
         if datadir.config_path.is_file():
             members.append(("config/nasname.toml", datadir.config_path))
+        if datadir.site_path.is_file():  # the site identity (transfer): its private keys are sealed
+            members.append((SITE_NAME, datadir.site_path))
         engine_json = work / "engine.json"
         write_atomic(engine_json, json.dumps(_config_json(config), indent=1).encode())
         members.append(("config/engine.json", engine_json))

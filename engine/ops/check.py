@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from engine.datadir import SNAPSHOT_DIR
+from engine.datadir import SITE_NAME, SNAPSHOT_DIR
 from engine.errors import NasnameError
 from engine.store import sealed
 from engine.store import snapshots as snap
@@ -45,7 +45,7 @@ _MAX_LISTED = 20
 # what nasname itself keeps in a data directory (anything else is reported as an orphan)
 _TOP_LEVEL = {"LOCK", "nasname.db", "nasname.db-wal", "nasname.db-shm", "nasname.db-journal",
               "nasname.key", "nasname.toml", "snapshots", "jobs", "backups", "restored-from-backup",
-              "tls"}
+              "tls", SITE_NAME}
 
 
 @dataclass

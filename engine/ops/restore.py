@@ -28,7 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from engine.crypto import KeyRing
-from engine.datadir import DB_NAME, KEY_NAME, SNAPSHOT_DIR, create_private, fsync_dir
+from engine.datadir import DB_NAME, KEY_NAME, SITE_NAME, SNAPSHOT_DIR, create_private, fsync_dir
 from engine.errors import Conflict, IntegrityError, InvalidInput, NasnameError
 from engine.fsutil import private_dir, write_atomic
 from engine.ops.archive import ArchiveHeader, ArchiveReader, read_header
@@ -232,6 +232,8 @@ def _place(staging: Path, target: Path, files: dict[str, Path], ring: KeyRing | 
             dest = private_dir(target / SNAPSHOT_DIR) / parts[1]
         elif name == "config/nasname.toml":
             dest = target / "nasname.toml"
+        elif name == SITE_NAME:
+            dest = target / SITE_NAME
         else:
             dest = private_dir(info / parts[0]) / parts[-1]
         os.replace(path, dest)

@@ -172,8 +172,41 @@ _V6_ADJUDICATION_HISTORY = (
     "CREATE INDEX decisions_by_case ON decisions (case_id)",
 )
 
+# Transfer between sites (engine.transfer): trusted peers with the per-peer ledger of packets sent and
+# received, where each imported record came from, and what each item of an imported packet became.
+_V7_TRANSFER = (
+    """CREATE TABLE transfer_peers (
+        site_id TEXT PRIMARY KEY,
+        sign_public BLOB NOT NULL,
+        agree_public BLOB NOT NULL,
+        trusted REAL NOT NULL,
+        revoked REAL,
+        out_packet INTEGER NOT NULL DEFAULT 0,
+        out_seq INTEGER NOT NULL DEFAULT 0,
+        out_time REAL,
+        in_packet INTEGER NOT NULL DEFAULT 0,
+        in_seq INTEGER NOT NULL DEFAULT 0,
+        in_time REAL)""",
+    """CREATE TABLE transfer_origin (
+        ref_id TEXT PRIMARY KEY,
+        origin_site TEXT NOT NULL,
+        origin_ref TEXT NOT NULL,
+        origin_seq INTEGER NOT NULL,
+        peer TEXT NOT NULL,
+        packet INTEGER NOT NULL,
+        conflict INTEGER NOT NULL DEFAULT 0)""",
+    "CREATE INDEX transfer_origin_by_packet ON transfer_origin (peer, packet)",
+    "CREATE INDEX transfer_origin_by_origin ON transfer_origin (origin_site, origin_ref)",
+    """CREATE TABLE transfer_items (
+        peer TEXT NOT NULL,
+        packet INTEGER NOT NULL,
+        item INTEGER NOT NULL,
+        outcome TEXT NOT NULL,
+        PRIMARY KEY (peer, packet, item))""",
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    _V1, _V2, _V3_IDEMPOTENCY, _V4_EVENTS, _V5_USERS, _V6_ADJUDICATION_HISTORY)
+    _V1, _V2, _V3_IDEMPOTENCY, _V4_EVENTS, _V5_USERS, _V6_ADJUDICATION_HISTORY, _V7_TRANSFER)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

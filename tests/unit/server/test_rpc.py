@@ -223,6 +223,8 @@ def _valid_request(method: str) -> Any:
         "UpdateBiometrics": pb.UpdateBiometricsRequest(reference_id="R", sample=FACE),
         "CreateBackup": pb.CreateBackupRequest(), "CheckIntegrity": pb.CheckIntegrityRequest(),
         "RunMaintenance": pb.RunMaintenanceRequest(),
+        "ExportTransfer": pb.ExportTransferRequest(to_site="camp-x"), "ImportTransfer": pb.TransferChunk(),
+        "TransferStatus": pb.TransferStatusRequest(),
         **{m: pb.DedupJobRequest(job_id="0" * 12)
            for m in ("WatchDedup", "GetDedup", "CancelDedup", "ResumeDedup")},
     }[name]
@@ -232,9 +234,11 @@ def _invoke(c: Client, method: str, metadata: tuple[tuple[str, str], ...]) -> gr
     name = method.rsplit("/", 1)[-1]
     stub = c.admin if "/nasname.v1.Admin/" in method else c.stub
     try:
-        if name == "BatchIdentify":
-            list(stub.BatchIdentify(iter([_valid_request(method)]), metadata=metadata, timeout=10))
-        elif name in ("WatchDedup", "FetchDedupReport"):
+        if name in ("BatchIdentify", "ImportTransfer"):  # client streams
+            result = getattr(stub, name)(iter([_valid_request(method)]), metadata=metadata, timeout=10)
+            if name == "BatchIdentify":
+                list(result)
+        elif name in ("WatchDedup", "FetchDedupReport", "ExportTransfer"):
             list(getattr(stub, name)(_valid_request(method), metadata=metadata, timeout=10))
         else:
             getattr(stub, name)(_valid_request(method), metadata=metadata, timeout=10)
@@ -258,7 +262,8 @@ def test_auth_matrix(fresh: Running, method: str) -> None:
         if role in RPC_ROLES[method]:
             # RevokeToken of an unknown id is NOT_FOUND after passing auth; the fake engine has no
             # data directory, so dedup and operations RPCs answer UNAVAILABLE after passing auth
-            ops = "Dedup" in method or method.endswith(("Backup", "Integrity", "Maintenance"))
+            ops = "Dedup" in method or "Transfer" in method or method.endswith(
+                ("Backup", "Integrity", "Maintenance"))
             allowed = (SC.OK, SC.NOT_FOUND, SC.UNAVAILABLE) if ops else (SC.OK, SC.NOT_FOUND)
             assert code in allowed, (role, code)
         else:

@@ -944,3 +944,53 @@ class RunMaintenanceResponse(_message.Message):
     request_id: str
     report_json: str
     def __init__(self, request_id: _Optional[str] = ..., report_json: _Optional[str] = ...) -> None: ...
+
+class ExportTransferRequest(_message.Message):
+    __slots__ = ("request_id", "to_site", "since", "partition", "with_images")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    TO_SITE_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    WITH_IMAGES_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    to_site: str
+    since: int
+    partition: str
+    with_images: bool
+    def __init__(self, request_id: _Optional[str] = ..., to_site: _Optional[str] = ..., since: _Optional[int] = ..., partition: _Optional[str] = ..., with_images: _Optional[bool] = ...) -> None: ...
+
+class TransferChunk(_message.Message):
+    __slots__ = ("data", "summary_json")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_JSON_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    summary_json: str
+    def __init__(self, data: _Optional[bytes] = ..., summary_json: _Optional[str] = ...) -> None: ...
+
+class ImportTransferResponse(_message.Message):
+    __slots__ = ("request_id", "sender", "packet", "summary", "counts_json")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SENDER_FIELD_NUMBER: _ClassVar[int]
+    PACKET_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_JSON_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    sender: str
+    packet: int
+    summary: str
+    counts_json: str
+    def __init__(self, request_id: _Optional[str] = ..., sender: _Optional[str] = ..., packet: _Optional[int] = ..., summary: _Optional[str] = ..., counts_json: _Optional[str] = ...) -> None: ...
+
+class TransferStatusRequest(_message.Message):
+    __slots__ = ("request_id",)
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    def __init__(self, request_id: _Optional[str] = ...) -> None: ...
+
+class TransferStatusResponse(_message.Message):
+    __slots__ = ("request_id", "status_json")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_JSON_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    status_json: str
+    def __init__(self, request_id: _Optional[str] = ..., status_json: _Optional[str] = ...) -> None: ...

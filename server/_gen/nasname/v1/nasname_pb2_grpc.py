@@ -1012,6 +1012,21 @@ class AdminStub:
                 request_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.RunMaintenanceRequest.SerializeToString,
                 response_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.RunMaintenanceResponse.FromString,
                 _registered_method=True)
+        self.ExportTransfer = channel.unary_stream(
+                '/nasname.v1.Admin/ExportTransfer',
+                request_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.ExportTransferRequest.SerializeToString,
+                response_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.TransferChunk.FromString,
+                _registered_method=True)
+        self.ImportTransfer = channel.stream_unary(
+                '/nasname.v1.Admin/ImportTransfer',
+                request_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.TransferChunk.SerializeToString,
+                response_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.ImportTransferResponse.FromString,
+                _registered_method=True)
+        self.TransferStatus = channel.unary_unary(
+                '/nasname.v1.Admin/TransferStatus',
+                request_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.TransferStatusRequest.SerializeToString,
+                response_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.TransferStatusResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -1057,6 +1072,28 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportTransfer(self, request, context):
+        """Transfer between sites (nasname transfer export): the next signed, encrypted packet for a trusted
+        peer, streamed in chunks; the last message carries the summary.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportTransfer(self, request_iterator, context):
+        """nasname transfer import: the packet as a client stream; checked, then imported (de-duplicated).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TransferStatus(self, request, context):
+        """nasname transfer status: this site and, per peer, last packet sent / received and the backlog.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1089,6 +1126,21 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.RunMaintenance,
                     request_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.RunMaintenanceRequest.FromString,
                     response_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.RunMaintenanceResponse.SerializeToString,
+            ),
+            'ExportTransfer': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportTransfer,
+                    request_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.ExportTransferRequest.FromString,
+                    response_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.TransferChunk.SerializeToString,
+            ),
+            'ImportTransfer': grpc.stream_unary_rpc_method_handler(
+                    servicer.ImportTransfer,
+                    request_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.TransferChunk.FromString,
+                    response_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.ImportTransferResponse.SerializeToString,
+            ),
+            'TransferStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.TransferStatus,
+                    request_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.TransferStatusRequest.FromString,
+                    response_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.TransferStatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1254,6 +1306,87 @@ class Admin:
             '/nasname.v1.Admin/RunMaintenance',
             server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.RunMaintenanceRequest.SerializeToString,
             server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.RunMaintenanceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportTransfer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/nasname.v1.Admin/ExportTransfer',
+            server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.ExportTransferRequest.SerializeToString,
+            server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.TransferChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportTransfer(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/nasname.v1.Admin/ImportTransfer',
+            server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.TransferChunk.SerializeToString,
+            server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.ImportTransferResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TransferStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nasname.v1.Admin/TransferStatus',
+            server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.TransferStatusRequest.SerializeToString,
+            server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.TransferStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,161 @@
+"""Transfer between sites: export of N records (face + two irises) from one site, import into another
+that already holds M records, each incoming record de-duplicated 1:N with the engine's fused rule
+(issue target: N = M = 100k in <= 2 min).
+
+Through the product: two real galleries (SQLite store, encrypted templates, exact indexes, the shipped
+coarse default calibrations for the synthetic models), ``engine.transfer.export.export_to_file`` into
+a real signed, encrypted packet, ``engine.transfer.importer.import_packet`` (checks, then the
+resumable import job: one 1:N search and one durable insert per record). 1% of the exported records
+are planted mates of people the receiving site already holds; the run checks that exactly those land
+in adjudication. Building the two galleries is set-up, not measured.
+
+    .venv/bin/pytest benchmarks/bench_transfer.py                     # CI size (2k -> 2k)
+    .venv/bin/python -m benchmarks.bench_transfer --records 10000 --gallery 10000
+
+Measured 2026-12-04 on the shared 2-core machine (other engineers' jobs running; one run each, so read
+them as indications; every run put exactly the planted 1% in adjudication and nothing else):
+
+    2k -> 2k    export 0.33 s, import 18.2 s ( 9.1 ms/record)   load average ~1.2
+    10k -> 10k  export 2.3 s,  import 252 s  (25.2 ms/record)   load average ~3
+    10k -> 10k  export 12.2 s, import 482 s  (48.2 ms/record)   load average 5-9 (a test suite beside it)
+
+The 100k -> 100k target (<= 2 min) is NOT met and was not run at full size: the import de-duplicates
+record by record through ``Engine.enroll`` (one 1:N search over exact indexes plus one durable insert
+per record), so its cost per record grows with the receiving gallery (9 ms at 2k, 25 ms at 10k);
+100k would take well over an hour. Meeting it needs a batched enroll in the engine (the probes of a
+block searched together, intra-block duplicates checked, one transaction per block).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.config import EngineConfig
+from engine.engine import Engine
+from engine.fusion import Fusion
+from engine.transfer.export import export_to_file
+from engine.transfer.importer import import_packet
+from engine.transfer.site import load_site, trust
+from engine.types import FaceTemplate, IrisTemplate, Modality, ModelRef, Template
+
+FACE = ModelRef("bench_face", "1")
+IRIS = ModelRef("bench_iris", "1")
+DIM, NBYTES, COLUMNS = 128, 256, 256
+MODELS = {Modality.FACE: FACE, Modality.IRIS_LEFT: IRIS, Modality.IRIS_RIGHT: IRIS}
+_MASK = np.full(NBYTES, 255, dtype=np.uint8)
+
+
+def person(rng: np.random.Generator) -> dict[Modality, Template]:
+    v = rng.standard_normal(DIM).astype(np.float32)
+    return {
+        Modality.FACE: FaceTemplate(v / np.linalg.norm(v), FACE),
+        **{
+            m: IrisTemplate(rng.integers(0, 256, NBYTES, dtype=np.uint8), _MASK, COLUMNS, IRIS)
+            for m in (Modality.IRIS_LEFT, Modality.IRIS_RIGHT)
+        },
+    }
+
+
+def mate_of(t: dict[Modality, Template], rng: np.random.Generator) -> dict[Modality, Template]:
+    """Another capture of the same person: face cosine ~0.8, irises with ~10% of bits flipped."""
+    out: dict[Modality, Template] = {}
+    for m, x in t.items():
+        if isinstance(x, FaceTemplate):
+            w = x.vector + rng.normal(scale=0.055, size=DIM).astype(np.float32)
+            out[m] = FaceTemplate(w / np.linalg.norm(w), FACE)
+        else:
+            assert isinstance(x, IrisTemplate)
+            flips = np.packbits(rng.random(NBYTES * 8) < 0.10)
+            out[m] = IrisTemplate(x.code ^ flips, _MASK, COLUMNS, IRIS)
+    return out
+
+
+def _open(root: Path, name: str) -> Engine:
+    cfg = EngineConfig(data_dir=root / name, snapshot_every=0, site_id=name)
+    return Engine.open(cfg, fusion=Fusion.for_models(MODELS))
+
+
+def run(
+    records: int, gallery: int, work: Path, *, planted_share: float = 0.01, seed: int = 5
+) -> dict[str, Any]:
+    rng = np.random.default_rng(seed)
+    a, b = _open(work, "camp-a"), _open(work, "camp-b")
+    try:
+        trust(a.datadir, load_site(b.datadir).public, actor="bench")
+        trust(b.datadir, load_site(a.datadir).public, actor="bench")
+        t0 = time.perf_counter()
+        held = []
+        for i in range(gallery):
+            t = person(rng)
+            if i < records * planted_share:
+                held.append(t)
+            b.gallery.insert(t, ref_id=f"B{i}", partition="camp-b")
+        planted = set()
+        for i in range(records):
+            if i < len(held):
+                t, ref = mate_of(held[i], rng), f"A-dup-{i}"
+                planted.add(ref)
+            else:
+                t, ref = person(rng), f"A{i}"
+            a.gallery.insert(t, ref_id=ref, partition="camp-a", attributes={"household": f"HH{i}"})
+        setup_s = time.perf_counter() - t0
+        print(f"  set-up {setup_s:.1f} s", file=sys.stderr)
+
+        t1 = time.perf_counter()
+        exported = export_to_file(a.datadir, "camp-b", work / "p1.nastx")
+        export_s = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        summary = import_packet(b, work / "p1.nastx")
+        import_s = time.perf_counter() - t2
+        with b.datadir.store.db.read() as conn:
+            pending = {str(r) for (r,) in conn.execute("SELECT ref_id FROM records WHERE status = 'pending'")}
+        return {
+            "records": records,
+            "gallery": gallery,
+            "export_s": round(export_s, 2),
+            "import_s": round(import_s, 2),
+            "total_s": round(export_s + import_s, 2),
+            "import_per_record_ms": round(import_s / records * 1000, 2),
+            "packet_bytes": exported.bytes,
+            "summary": summary.text(),
+            "planted": len(planted),
+            "planted_all_in_adjudication": planted <= pending,
+            "others_in_adjudication": len(pending - planted),
+            "setup_s": round(setup_s, 1),
+        }
+    finally:
+        a.close()
+        b.close()
+
+
+def test_transfer_export_import(benchmark: Any, tmp_path: Path) -> None:
+    rec = run(2000, 2000, tmp_path)
+    benchmark.extra_info.update(rec)
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+    assert rec["planted_all_in_adjudication"] and rec["others_in_adjudication"] == 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.bench_transfer", description=__doc__.split("\n\n")[0]
+    )
+    p.add_argument("--records", type=int, default=10_000, help="records exported (default 10k)")
+    p.add_argument("--gallery", type=int, default=10_000, help="records already at the receiving site")
+    p.add_argument("--work", type=Path, help="folder for the two galleries (default: a temporary one)")
+    args = p.parse_args(argv)
+    with tempfile.TemporaryDirectory(dir=args.work) as tmp:
+        rec = run(args.records, args.gallery, Path(tmp))
+    print(json.dumps(rec, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

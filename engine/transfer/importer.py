@@ -1,0 +1,460 @@
+"""Import: one resumable job (engine.jobs) that de-duplicates each incoming record against this gallery.
+
+Before anything is written (not even the job folder) a packet is refused when it is for another
+site, its sender is unknown or revoked, its signature does not hold (altered, reordered, cut off),
+it was imported already (replay) or an earlier packet from that sender is missing (out of order), or
+the sender makes templates with another model. Then each item, in order:
+
+- record, no match (the engine's fused rule, as an enrollment): inserted active, its origin kept;
+- record that matches: inserted pending, its case carrying the candidates and both sites' provenance;
+- record whose reference id exists here with other content: pending as ``REF@ORIGIN`` with a conflict
+  case naming the local record (never merged, never dropped);
+- record already here (same origin): unchanged;
+- tombstone: the copies of that origin's record are erased (never this site's own records);
+- decision: written to the audit log.
+
+Idempotent per item: ``transfer_items`` records what each item became (an erasure is marked before it
+is applied and confirmed after), and ``transfer_origin`` is written before its record, so a job killed
+at any instant resumes to the result of an uninterrupted run. The ledger moves to the packet's number
+at the end; importing it again is then refused as a replay, changing nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engine.errors import Conflict, InvalidInput, ModelMismatch
+from engine.jobs import JobCancelled, JobFiles, Progress
+from engine.records import RecordStatus, Sample
+from engine.store import audit
+from engine.transfer.export import origin_of
+from engine.transfer.packet import PacketReader
+from engine.transfer.site import Peer, SiteIdentity, load_site, peer
+from engine.types import Modality, Template, template_from_bytes
+
+if TYPE_CHECKING:
+    from engine.engine import Engine
+
+__all__ = ["KIND", "ImportJob", "ImportSummary", "import_packet", "start_import"]
+
+KIND = "transfer-import"
+CHECKPOINT_EVERY = 200
+OUTCOMES = ("new", "adjudication", "conflict", "unchanged", "erased", "decision", "own")
+
+
+@dataclass(frozen=True)
+class ImportSummary:
+    sender: str
+    packet: int
+    counts: dict[str, int]
+    job_id: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sender": self.sender,
+            "packet": self.packet,
+            "counts": self.counts,
+            "job_id": self.job_id,
+            "summary": self.text(),
+        }
+
+    def text(self) -> str:
+        c = self.counts
+        extra = [f"{c[k]} {k}" for k in ("conflict", "unchanged") if c.get(k)]
+        return (
+            f"packet {self.packet} from {self.sender}: {c.get('new', 0)} new, {c.get('adjudication', 0)} "
+            f"sent to adjudication, {c.get('erased', 0)} erasures applied"
+            + ("" if not extra else " (" + ", ".join(extra) + ")")
+        )
+
+
+def _open_checked(engine: Engine, path: Path) -> tuple[PacketReader, Any, SiteIdentity, Peer]:
+    """Open and check a packet; the file is returned open (caller closes)."""
+    datadir = engine.datadir
+    site = load_site(datadir)
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - handed to the caller
+    except OSError as exc:
+        raise InvalidInput(
+            f"cannot read the packet file {path}: {exc.strerror}", reason="PACKET_UNREADABLE"
+        ) from None
+    try:
+        reader = PacketReader(f)
+        h = reader.header
+        if h.recipient != site.site_id:
+            raise InvalidInput(
+                f"this packet is for site {h.recipient!r}, and this is site {site.site_id!r}; "
+                "nothing was imported",
+                reason="PACKET_FOREIGN",
+            )
+        sender = peer(datadir, h.sender)
+        reader.verify(sender)
+        local = datadir.store.models()
+        for name, model in h.models.items():
+            mine = local.get(Modality.parse(name))
+            if mine is not None and str(mine) != model:
+                raise ModelMismatch(
+                    f"site {h.sender!r} makes {name} templates with {model}, this site with {mine}: "
+                    "they cannot be compared, so nothing was imported. Both sites must use the same "
+                    "model (nasname models switch-face); re-extraction from images is not offered yet.",
+                    details={"modality": name, "sender_model": model, "local_model": str(mine)},
+                )
+        return reader, f, site, sender
+    except BaseException:
+        f.close()
+        raise
+
+
+def start_import(engine: Engine, path: Path, *, actor: str = "system") -> ImportJob:
+    """Check the packet at ``path`` and make (or find, when an earlier run was interrupted) its import
+    job. Raises before anything is written when the packet is refused (see module doc)."""
+    path = Path(path).resolve()
+    reader, f, _, sender = _open_checked(engine, path)
+    f.close()
+    h = reader.header
+    root = engine.datadir.jobs_dir(KIND)
+    for d in sorted(root.iterdir()):
+        files = JobFiles(d)
+        if files.exists:
+            meta = files.meta()
+            if (
+                meta.get("sender") == h.sender
+                and meta.get("packet") == h.packet
+                and meta.get("state") != "done"
+            ):
+                meta_path = Path(str(meta["path"]))
+                if meta_path != path:
+                    files.set_state(str(meta["state"]), path=str(path))
+                return ImportJob(engine, d)
+    if h.packet <= sender.in_packet:
+        raise Conflict(
+            f"packet {h.packet} from {h.sender} was imported already (the last one imported from it "
+            f"is {sender.in_packet}); nothing changed",
+            reason="PACKET_REPLAYED",
+            details={"sender": h.sender, "packet": h.packet},
+        )
+    if h.packet != sender.in_packet + 1:
+        raise Conflict(
+            f"packet {h.packet} from {h.sender} arrived out of order: packet {sender.in_packet + 1} "
+            "must be imported first; nothing was imported",
+            reason="PACKET_OUT_OF_ORDER",
+            details={"sender": h.sender, "packet": h.packet, "expected": sender.in_packet + 1},
+        )
+    from engine.jobs import new_job_id
+
+    job_id = new_job_id()
+    JobFiles.create(
+        root / job_id,
+        KIND,
+        job_id=job_id,
+        first_stage="import",
+        sender=h.sender,
+        packet=h.packet,
+        path=str(path),
+        actor=actor,
+    )
+    return ImportJob(engine, root / job_id)
+
+
+def import_packet(
+    engine: Engine, path: Path, *, actor: str = "system", on_item: Callable[[int], None] | None = None
+) -> ImportSummary:
+    """Check and import the packet at ``path`` in the foreground (``on_item``: called after each item)."""
+    return start_import(engine, path, actor=actor).run(on_item=on_item)
+
+
+class ImportJob:
+    """The import of one packet (a ``RunnableJob``)."""
+
+    def __init__(self, engine: Engine, directory: Path) -> None:
+        self.engine = engine
+        self.files = JobFiles(directory)
+
+    @property
+    def job_id(self) -> str:
+        return str(self.files.meta()["id"])
+
+    def resume(self, on_progress: Callable[[Progress], None] | None = None) -> ImportSummary:
+        return self.run(on_progress)
+
+    def run(
+        self,
+        on_progress: Callable[[Progress], None] | None = None,
+        on_item: Callable[[int], None] | None = None,
+    ) -> ImportSummary:
+        meta = self.files.meta()
+        if meta["state"] == "done":
+            return self._summary(meta)
+        self.files.clear_cancel()
+        self.files.set_state("running")
+        started = time.monotonic()
+        try:
+            reader, f, site, sender = _open_checked(self.engine, Path(str(meta["path"])))
+        except BaseException as exc:
+            self.files.set_state("failed", error=str(exc))
+            raise
+        try:
+            start = int(self.files.checkpoint().get("item", 0))
+            done = start
+            for i, item in enumerate(reader.items(site)):
+                if i < start:
+                    continue
+                self._item(site, sender.site_id, reader.header.packet, i, item)
+                done = i + 1
+                if on_item is not None:
+                    on_item(done)
+                if done % CHECKPOINT_EVERY == 0:
+                    self.files.save_checkpoint({"stage": "import", "item": done})
+                    if on_progress is not None:
+                        on_progress(self.progress())
+                    if self.files.cancel_requested():
+                        self.files.set_state("cancelled")
+                        raise JobCancelled(f"transfer import {meta['id']} cancelled at item {done}")
+            self._finish(reader.header.sender, reader.header.packet, reader.header.upto_seq, meta)
+        except JobCancelled:
+            raise
+        except BaseException as exc:
+            self.files.set_state("failed", error=str(exc))
+            raise
+        finally:
+            f.close()
+        self.files.save_checkpoint({"stage": "done", "item": done})
+        summary = self._summary(meta)
+        self.files.set_state("done", counts=summary.counts, seconds=time.monotonic() - started)
+        return summary
+
+    def progress(self) -> Progress:
+        meta = self.files.meta()
+        cp = self.files.checkpoint()
+        n = int(cp.get("item", 0))
+        counts = self._counts(str(meta["sender"]), int(meta["packet"]))
+        state = str(meta["state"])
+        return Progress(
+            str(meta["id"]),
+            state,
+            str(cp.get("stage", "import")),
+            n,
+            n,
+            counts.get("adjudication", 0) + counts.get("conflict", 0),
+            float(meta["updated"]) - float(meta["created"]),
+            None,
+            f"packet {meta['packet']} from {meta['sender']}",
+        )
+
+    # -- items ---------------------------------------------------------------------------------
+
+    def _counts(self, sender: str, packet: int) -> dict[str, int]:
+        """Outcomes of the packet's items: records it inserted from ``transfer_origin`` (no second
+        write per record), everything else from ``transfer_items``."""
+        counts: dict[str, int] = {}
+        with self.engine.datadir.store.db.read() as conn:
+            rows = conn.execute(
+                "SELECT outcome, COUNT(*) FROM transfer_items WHERE peer = ? AND packet = ? GROUP BY outcome "
+                "UNION ALL SELECT CASE WHEN o.conflict THEN 'conflict' WHEN r.status = 'pending' "
+                "THEN 'adjudication' ELSE 'new' END, COUNT(*) FROM transfer_origin o JOIN records r "
+                "ON r.ref_id = o.ref_id WHERE o.peer = ? AND o.packet = ? GROUP BY 1",
+                (sender, packet, sender, packet),
+            ).fetchall()
+        for outcome, n in rows:
+            counts[str(outcome)] = counts.get(str(outcome), 0) + int(n)
+        return counts
+
+    def _summary(self, meta: dict[str, Any]) -> ImportSummary:
+        sender, packet = str(meta["sender"]), int(meta["packet"])
+        counts = self._counts(sender, packet)
+        counts.pop("erasing", None)
+        return ImportSummary(sender, packet, counts, str(meta["id"]))
+
+    def _item(self, site: SiteIdentity, sender: str, packet: int, i: int, item: dict[str, Any]) -> None:
+        store = self.engine.datadir.store
+        with store.db.read() as conn:
+            row = conn.execute(
+                "SELECT outcome FROM transfer_items WHERE peer = ? AND packet = ? AND item = ?",
+                (sender, packet, i),
+            ).fetchone()
+        if row is not None and row[0] != "erasing":
+            return
+        kind = item.get("t")
+        outcome: str | None
+        if kind == "record":
+            outcome = self._record(site, sender, packet, item)
+            if outcome is None:
+                return  # inserted: its transfer_origin row is its outcome
+        elif kind == "tombstone":
+            outcome = self._tombstone(site, sender, packet, i, item)
+        elif kind == "decision":
+            with store.db.write() as conn:
+                audit.append(
+                    conn,
+                    "transfer",
+                    "transfer_decision",
+                    None,
+                    {k: item.get(k) for k in ("origin_site", "origin_ref", "outcome", "candidates")}
+                    | {"from": sender, "packet": packet},
+                )
+                conn.execute(
+                    "INSERT OR REPLACE INTO transfer_items (peer, packet, item, outcome) "
+                    "VALUES (?, ?, ?, 'decision')",
+                    (sender, packet, i),
+                )
+            return
+        else:
+            raise InvalidInput(
+                f"transfer packet item {i} has an unknown kind {kind!r}", reason="PACKET_CORRUPT"
+            )
+        with store.db.write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO transfer_items (peer, packet, item, outcome) VALUES (?, ?, ?, ?)",
+                (sender, packet, i, outcome),
+            )
+
+    def _record(self, site: SiteIdentity, sender: str, packet: int, item: dict[str, Any]) -> str | None:
+        """Insert (or find) an incoming record: None when this packet inserted it (now or before a
+        restart), else "own" / "unchanged"."""
+        origin_site, origin_ref, origin_seq = (
+            str(item["origin_site"]),
+            str(item["origin_ref"]),
+            int(item["origin_seq"]),
+        )
+        if origin_site == site.site_id:
+            return "own"  # our own record, come back through a third site
+        store = self.engine.datadir.store
+        templates = {
+            Modality.parse(m): template_from_bytes(base64.b64decode(b)) for m, b in item["templates"].items()
+        }
+        ref_id = str(item["ref_id"])
+        with store.db.read() as conn:
+            copies = conn.execute(
+                "SELECT o.ref_id, o.peer, o.packet, r.status, r.id FROM transfer_origin o JOIN records r "
+                "ON r.ref_id = o.ref_id WHERE o.origin_site = ? AND o.origin_ref = ?",
+                (origin_site, origin_ref),
+            ).fetchall()
+            clash = conn.execute("SELECT id FROM records WHERE ref_id = ?", (ref_id,)).fetchone()
+            local_origin = origin_of(conn, site.site_id, int(clash[0]), ref_id) if clash is not None else None
+        for _, copy_peer, copy_packet, _, _ in copies:
+            if (copy_peer, int(copy_packet)) == (sender, packet):  # inserted by this packet before a restart
+                return None
+            return "unchanged"
+        target = ref_id
+        candidates_extra: list[dict[str, Any]] = []
+        if clash is not None:
+            if self._same_content(ref_id, templates):
+                return "unchanged"
+            target = f"{ref_id}@{origin_site}"
+            assert local_origin is not None
+            candidates_extra = [
+                {
+                    "ref_id": ref_id,
+                    "conflict": "same reference id, different content",
+                    "site": local_origin[0],
+                    "origin_ref": local_origin[1],
+                }
+            ]
+        incoming = {
+            "origin_site": origin_site,
+            "origin_ref": origin_ref,
+            "origin_seq": origin_seq,
+            "via": sender,
+            "packet": packet,
+        }
+        with store.db.write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO transfer_origin (ref_id, origin_site, origin_ref, origin_seq, peer, "
+                "packet, conflict) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (target, origin_site, origin_ref, origin_seq, sender, packet, int(bool(candidates_extra))),
+            )
+        attributes = json.loads(item.get("attributes") or "{}")
+        images = {Modality.parse(m): base64.b64decode(b) for m, b in (item.get("images") or {}).items()}
+        if candidates_extra:
+            self.engine.gallery.insert(
+                templates,
+                ref_id=target,
+                partition=str(item["partition"]),
+                attributes=attributes,
+                status=RecordStatus.PENDING,
+                candidates=[{**c, "incoming": incoming} for c in candidates_extra],
+                images=images,
+                actor="transfer",
+            )
+            return None
+
+        def annotate(candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            with store.db.read() as conn:
+                labels = store.labels_of([str(c["ref_id"]) for c in candidates], status=None)
+                out = []
+                for c in candidates:
+                    o = origin_of(conn, site.site_id, labels.get(str(c["ref_id"]), 0), str(c["ref_id"]))
+                    out.append({**c, "site": o[0], "origin_ref": o[1], "incoming": incoming})
+            return out
+
+        self.engine.enroll(
+            target,
+            [Sample(m, template=t) for m, t in templates.items()],
+            partition=str(item["partition"]),
+            attributes=attributes,
+            actor="transfer",
+            annotate=annotate,
+            images=images,
+        )
+        return None
+
+    def _same_content(self, ref_id: str, templates: dict[Modality, Template]) -> bool:
+        local = self.engine.datadir.store.get(ref_id)
+        return set(local.templates) == set(templates) and all(
+            local.templates[m].to_bytes() == t.to_bytes() for m, t in templates.items()
+        )
+
+    def _tombstone(self, site: SiteIdentity, sender: str, packet: int, i: int, item: dict[str, Any]) -> str:
+        origin_site, origin_ref = str(item["origin_site"]), str(item["origin_ref"])
+        if origin_site == site.site_id:
+            return "own"  # a peer never erases this site's own records
+        store = self.engine.datadir.store
+        with store.db.read() as conn:
+            marked = (
+                conn.execute(
+                    "SELECT 1 FROM transfer_items WHERE peer = ? AND packet = ? AND item = ?",
+                    (sender, packet, i),
+                ).fetchone()
+                is not None
+            )
+            live = [
+                str(r)
+                for (r,) in conn.execute(
+                    "SELECT o.ref_id FROM transfer_origin o JOIN records r ON r.ref_id = o.ref_id "
+                    "WHERE o.origin_site = ? AND o.origin_ref = ? AND r.status != 'deleted'",
+                    (origin_site, origin_ref),
+                )
+            ]
+        if not live and not marked:
+            return "unchanged"
+        with store.db.write() as conn:  # marked before, confirmed after: a restart in between finishes it
+            conn.execute(
+                "INSERT OR REPLACE INTO transfer_items (peer, packet, item, outcome) "
+                "VALUES (?, ?, ?, 'erasing')",
+                (sender, packet, i),
+            )
+        for ref in live:
+            self.engine.gallery.delete(ref, actor="transfer")
+        return "erased"
+
+    def _finish(self, sender: str, packet: int, upto_seq: int, meta: dict[str, Any]) -> None:
+        counts = self._counts(sender, packet)
+        with self.engine.datadir.store.db.write() as conn:
+            conn.execute(
+                "UPDATE transfer_peers SET in_packet = ?, in_seq = ?, in_time = ? "
+                "WHERE site_id = ? AND in_packet = ?",
+                (packet, upto_seq, time.time(), sender, packet - 1),
+            )
+            audit.append(
+                conn,
+                str(meta.get("actor", "system")),
+                "transfer_import",
+                None,
+                {"from": sender, "packet": packet, "counts": counts},
+            )
