@@ -17,7 +17,7 @@ from engine.engine import Engine
 from engine.fusion import Fusion
 from engine.transfer.site import PublicSite, load_site, trust
 from engine.types import Modality
-from tests.unit.core.test_engine import DIM, MODEL, face, mate, unit
+from tests.unit.core.conftest import DIM, MODEL, face, mate, unit
 
 __all__ = ["DIM", "MODEL", "Sites", "face", "mate", "site_config", "unit"]
 
