@@ -29,12 +29,14 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine.crypto import KEY_ENV, KeyRing
 from engine.errors import ConfigurationError, IntegrityError, NotFound, Unavailable
+from engine.events import EventLog
 from engine.fsutil import private_dir
 from engine.store import Store
 
@@ -73,6 +75,8 @@ class DataDir:
         self.key_source = key_source
         self._lock = lock
         self._closed = False
+        self._events: EventLog | None = None
+        self._events_lock = threading.Lock()
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -203,12 +207,24 @@ class DataDir:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
+    @property
+    def events(self) -> EventLog:
+        """The operations event log in this directory's store (``engine.events``): started on first
+        use, so a tool that records nothing starts no writer thread; closed (flushed) with the store."""
+        with self._events_lock:
+            if self._events is None:
+                self._events = EventLog(self.store.db)
+            return self._events
+
     def close(self) -> None:
         """Close the store and release the lock (idempotent)."""
         if self._closed:
             return
         self._closed = True
         try:
+            with self._events_lock:
+                if self._events is not None:
+                    self._events.close()  # queued events reach the store before it closes
             self.store.close()
         finally:
             if self._lock is not None:

@@ -112,10 +112,12 @@ class Engine:
         # together must not both miss each other. Extraction happens outside this lock.
         self._enroll_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="nasname-extract")
-        store = getattr(gallery, "store", None)
-        # every operation attempt leaves a statistics row (engine.events); None for store-less fakes
-        self.events: EventLog | None = (
-            EventLog(store.db, retention_days=config.event_retention_days) if store is not None else None)
+        # every operation attempt leaves a statistics row (engine.events), in the log the data
+        # directory owns; None for store-less fakes
+        datadir = getattr(gallery, "datadir", None)
+        self.events: EventLog | None = datadir.events if datadir is not None else None
+        if self.events is not None:
+            self.events.retention_days = config.event_retention_days
         self._on_extraction: Callable[[str, Mapping[str, float]], None] | None = None
         self._closed = False
 
@@ -725,8 +727,6 @@ class Engine:
             return
         self._closed = True
         self._pool.shutdown(wait=True)
-        if self.events is not None:
-            self.events.close()
         self._gallery.close()
 
 

@@ -27,6 +27,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -35,7 +36,8 @@ from engine.store import events as sql
 from engine.store.db import Database
 from engine.store.events import EventFilter, EventRow
 
-__all__ = ["EventFilter", "EventLog", "EventRow", "recorded", "set_station_source", "station"]
+__all__ = ["EventFilter", "EventLog", "EventRow", "JobEvent", "job_event", "recorded", "set_station_source",
+           "station"]
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +146,39 @@ class EventLog:
         self._stop.set()
         self._thread.join()
         self.flush()
+
+
+# -- jobs: backup, dedup, transfer --------------------------------------------------------------
+
+
+class JobEvent:
+    """What a job reports into its event: ``count`` = the records it handled (backed up, pushed to
+    adjudication, sent or received); ``partition`` when it was restricted to one."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.partition = ""
+
+
+@contextmanager
+def job_event(log: EventLog | None, op: str, *, station: str = "local") -> Iterator[JobEvent]:
+    """Record one event for a job run: outcome ``ok``, ``cancelled`` or ``failed`` (with the error's
+    reason), its duration and ``count``. ``log`` None (no data directory): nothing is recorded."""
+    ev = JobEvent()
+    start = time.perf_counter()
+    outcome, error = "failed", ""
+    try:
+        yield ev
+        outcome = "ok"
+    except BaseException as exc:
+        outcome = "cancelled" if type(exc).__name__ == "JobCancelled" else "failed"
+        error = exc.reason if isinstance(exc, NasnameError) else type(exc).__name__
+        raise
+    finally:
+        if log is not None:
+            log.record(EventRow(time=time.time(), op=op, outcome=outcome, partition=ev.partition,
+                                station=station, latency_ms=(time.perf_counter() - start) * 1000.0,
+                                error=error, count=ev.count))
 
 
 # -- the decorator for engine operations -------------------------------------------------------

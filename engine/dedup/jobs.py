@@ -35,6 +35,7 @@ from engine.dedup.manifest import ExtractorFor
 from engine.dedup.pairs import FaceExact, IrisExact, PairKernel, make_kernel, recall_sample
 from engine.dedup.sources import JobSpec, Opened, freeze_sources, open_sources
 from engine.errors import InvalidInput, NasnameError, NotFound
+from engine.events import job_event
 from engine.fsutil import write_atomic
 from engine.fusion import Fusion
 from engine.jobs import JobCancelled, JobFiles, Progress, eta_s
@@ -144,6 +145,13 @@ class DedupJob:
         """Run (or continue) to the end; returns the summary. Raises ``JobCancelled`` when cancelled
         (also when the cancel came while the job was still queued: use :meth:`resume` to go on)."""
         self._set_state("running")
+        with job_event(None if self.source is None else self.source.events, "dedup") as ev:
+            summary = self._run(on_progress)
+            ev.partition = self.spec.partition or ""
+            ev.count = int(summary.get("records_in_clusters", 0))  # suspected duplicates found
+            return summary
+
+    def _run(self, on_progress: Callable[[Progress], None] | None) -> dict[str, Any]:
         try:
             cp = self._checkpoint()
             if cp["stage"] == "prepare":

@@ -35,6 +35,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from engine.datadir import SITE_NAME, fsync_dir
 from engine.errors import InvalidInput
+from engine.events import job_event
 from engine.fsutil import private_dir, write_atomic
 from engine.jobs import new_job_id
 from engine.ops.archive import ArchiveHeader, ArchiveWriter
@@ -78,6 +79,18 @@ def nasname_version() -> str:
 
 def create_backup(gallery: Gallery, to_dir: Path, *, config: EngineConfig, passphrase: str | None = None,
                   model_dir: Path | None = None, fresh_snapshot: bool = True) -> BackupResult:
+    """:func:`_create_backup`, recorded in the operations event log (``backup``: outcome, duration,
+    records in the archive)."""
+    with job_event(gallery.datadir.events, "backup") as ev:
+        result = _create_backup(gallery, to_dir, config=config, passphrase=passphrase, model_dir=model_dir,
+                                fresh_snapshot=fresh_snapshot)
+        records = result.manifest.get("records", {})
+        ev.count = sum(int(v) for v in records.values()) if isinstance(records, dict) else 0
+        return result
+
+
+def _create_backup(gallery: Gallery, to_dir: Path, *, config: EngineConfig, passphrase: str | None = None,
+                   model_dir: Path | None = None, fresh_snapshot: bool = True) -> BackupResult:
     """Back up the open ``gallery`` into a new archive in ``to_dir`` (created 0700). ``passphrase``:
     also put the data key in the archive, wrapped by it (restore with the passphrase alone).
     ``model_dir``: where the model manifests are (default: the engine's model directory).

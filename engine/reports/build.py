@@ -243,8 +243,8 @@ def _duplicates(events: list[EventRow], engine: Engine, report: Report) -> None:
         if e.op == "dedup" and e.outcome == "ok":
             found[day_of(e.time)] += e.count
     t = Table("duplicates_daily", "Suspected duplicates per day",
-              ["day", "suspected at enroll", "pushed by dedup jobs"],
-              counts=frozenset({"suspected at enroll", "pushed by dedup jobs"}))
+              ["day", "suspected at enroll", "found by dedup jobs"],
+              counts=frozenset({"suspected at enroll", "found by dedup jobs"}))
     for day in sorted(set(suspected) | set(found)):
         t.add(day, suspected[day], found[day])
     report.add("Duplicates and adjudication", t)
@@ -331,7 +331,8 @@ def _latency(events: list[EventRow], report: Report) -> None:
 def _jobs(events: list[EventRow], report: Report) -> None:
     t = Table("jobs", "Backups, transfers and de-duplication jobs",
               ["day", "job", "outcome", "runs", "records"], counts=frozenset({"runs"}),
-              note="records: what the runs handled (backed up, transferred, pushed to adjudication)")
+              note="records: what the runs handled (backed up, sent or received, found in duplicate "
+              "clusters)")
     runs: Counter[tuple[str, str, str]] = Counter()
     handled: Counter[tuple[str, str, str]] = Counter()
     for e in events:

@@ -27,6 +27,7 @@ from typing import IO, Any
 
 from engine.datadir import DataDir
 from engine.errors import Conflict, InvalidInput
+from engine.events import job_event
 from engine.fsutil import atomic_write
 from engine.store import audit, codec
 from engine.transfer.packet import PacketWriter
@@ -168,6 +169,15 @@ def export_packet(
 ) -> ExportResult:
     """Write the next packet for ``to_site`` to ``out`` and record it in the ledger (only once the
     packet is whole). ``since``: a change seq to start after instead of the ledger's (a lost stick)."""
+    with job_event(datadir.events, "transfer_export", station=actor) as ev:
+        result = _export_packet(datadir, to_site, out, since=since, partition=partition,
+                                with_images=with_images, actor=actor)
+        ev.partition, ev.count = partition or "", int(result.counts.get("record", 0))
+        return result
+
+
+def _export_packet(datadir: DataDir, to_site: str, out: IO[bytes], *, since: int | None,
+                   partition: str | None, with_images: bool, actor: str) -> ExportResult:
     started = time.monotonic()
     site = load_site(datadir)
     recipient = peer(datadir, to_site)

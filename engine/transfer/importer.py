@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import Conflict, InvalidInput, ModelMismatch
+from engine.events import job_event
 from engine.jobs import JobCancelled, JobFiles, Progress
 from engine.records import RecordStatus, Sample
 from engine.store import audit
@@ -187,6 +188,18 @@ class ImportJob:
         self,
         on_progress: Callable[[Progress], None] | None = None,
         on_item: Callable[[int], None] | None = None,
+    ) -> ImportSummary:
+        """Import (or go on importing) the packet, recorded in the operations event log
+        (``transfer_import``: outcome, duration, records received)."""
+        with job_event(self.engine.events, "transfer_import") as ev:
+            summary = self._run(on_progress, on_item)
+            ev.count = sum(int(summary.counts.get(k, 0)) for k in ("new", "adjudication", "conflict"))
+            return summary
+
+    def _run(
+        self,
+        on_progress: Callable[[Progress], None] | None,
+        on_item: Callable[[int], None] | None,
     ) -> ImportSummary:
         meta = self.files.meta()
         if meta["state"] == "done":

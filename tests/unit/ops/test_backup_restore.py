@@ -239,3 +239,19 @@ def test_verification_runs_as_a_job_with_progress_cancel_and_resume(tmp_path: Pa
     p = job.progress()
     assert (p.state, p.stage, p.done, p.eta_s) == ("done", "done", p.total, 0.0)
     assert p.found == len(manifest["members"]) > 2
+
+
+def test_backups_are_operation_events(tmp_path: Path) -> None:
+    """Issue 13: a backup leaves an event (outcome, duration, records) for the registration report."""
+    from engine.events import EventFilter
+
+    root = tmp_path / "g"
+    gallery = open_gallery(root)
+    try:
+        fill(gallery, 7)
+        create_backup(gallery, tmp_path / "backups", config=config_of(root))
+        [event] = list(gallery.datadir.events.select(EventFilter(op="backup")))
+        assert (event.outcome, event.count, event.error) == ("ok", 7, "")
+        assert event.latency_ms > 0
+    finally:
+        gallery.close()

@@ -75,3 +75,22 @@ def test_a_full_queue_drops_and_counts_never_blocks(engine: Engine) -> None:
     assert log.dropped == 3
     log.close()
     assert len(list(log.select())) >= 2
+
+
+def test_job_events_record_ok_failed_and_cancelled(engine: Engine) -> None:
+    from engine.errors import Unavailable
+    from engine.events import job_event
+    from engine.jobs import JobCancelled
+
+    log = engine.events
+    assert log is not None
+    with job_event(log, "backup", station="tok-admin") as ev:
+        ev.count = 12
+    with pytest.raises(Unavailable), job_event(log, "transfer_import"):
+        raise Unavailable("disk full", reason="STORE_UNAVAILABLE")
+    with pytest.raises(JobCancelled), job_event(log, "dedup"):
+        raise JobCancelled("cancelled")
+    rows = [(r.op, r.outcome, r.count, r.station) for r in log.select()]
+    assert rows == [("backup", "ok", 12, "tok-admin"), ("transfer_import", "failed", 0, "local"),
+                    ("dedup", "cancelled", 0, "local")]
+    assert [r.error for r in log.select()][:2] == ["", "STORE_UNAVAILABLE"]
