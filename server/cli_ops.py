@@ -80,6 +80,13 @@ def add_ops_commands(sub: Any) -> None:
     ch = sub.add_parser("check", help="integrity check of a gallery (exit 0 only when all checks pass)")
     _common(ch, json_flag=False)
     ch.add_argument("--full", action="store_true", help="decrypt every template, not a random sample")
+    ch.add_argument("--data-quality", action="store_true",
+                    help="instead: data-quality checks (missing modalities, low-quality and identical "
+                         "templates, old pending cases, FTE outliers); exit 3 when something is found")
+    ch.add_argument("--details", action="store_true",
+                    help="with --data-quality: list the records behind each finding (restricted)")
+    ch.add_argument("--stale-days", type=float, default=14.0,
+                    help="with --data-quality: pending cases older than this are flagged (default 14)")
     _remote(ch)
     ch.set_defaults(handler=_check)
 
@@ -326,6 +333,15 @@ def _maintenance(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from engine.ops.check import report_text
+
+    if args.data_quality:  # the same checks as `nasname report quality` (engine.reports.quality)
+        if args.remote:
+            raise InvalidInput("data-quality checks read the data directory; on a running server use "
+                               "`nasname report --remote` (its data-quality table)", reason="INVALID_REQUEST")
+        from server.cli_report import quality_command
+
+        return quality_command(args.data_dir, args.config, details=args.details,
+                               stale_days=args.stale_days, as_json=args.json)
 
     if args.remote:
         from server.cli_client import connect

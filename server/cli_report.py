@@ -161,6 +161,16 @@ def _query(args: argparse.Namespace) -> int:
     return 0
 
 
+def quality_command(data_dir: Path | None, config: Path | None, *, details: bool, stale_days: float,
+                    as_json: bool, start: str | None = None, end: str | None = None,
+                    partition: str | None = None) -> int:
+    """Run the data-quality checks on a local data directory and print them (``nasname report quality``
+    and ``nasname check --data-quality``). Exit 0 when nothing is found, 3 when something is."""
+    return _quality(argparse.Namespace(data_dir=data_dir, config=config, details=details,
+                                       stale_days=stale_days, json=as_json, start=start, end=end,
+                                       partition=partition))
+
+
 def _quality(args: argparse.Namespace) -> int:
     from engine.reports import ReportPeriod, data_quality
 

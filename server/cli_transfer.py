@@ -26,10 +26,12 @@ from engine.errors import InvalidInput, Unavailable
 __all__ = ["add_transfer_commands"]
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(p: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
+    """``json_flag=False`` for commands that also take the connection options (they bring --json)."""
     p.add_argument("--data-dir", type=Path, help="data directory (default $NASNAME_DATA_DIR)")
     p.add_argument("--config", type=Path, help="engine TOML file")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    if json_flag:
+        p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def _remote(p: argparse.ArgumentParser) -> None:
@@ -44,11 +46,11 @@ def add_transfer_commands(sub: Any) -> None:
     ssub = s.add_subparsers(dest="site_command", metavar="ACTION", required=True)
     show = ssub.add_parser("show", help="print the site id and the fingerprints of its keys")
     pub = ssub.add_parser("export-public", help="write the public part of this site for its peers")
-    pub.add_argument("--out", type=Path, required=True)
+    pub.add_argument("--out", type=Path, required=True, help="the file to write (give it to the peer)")
     tr = ssub.add_parser("trust", help="trust a peer from its `site export-public` file")
-    tr.add_argument("file", type=Path)
+    tr.add_argument("file", type=Path, help="the peer's `site export-public` file")
     rv = ssub.add_parser("revoke", help="revoke a peer: its packets are refused, none are made for it")
-    rv.add_argument("site")
+    rv.add_argument("site", help="the peer's site id")
     pe = ssub.add_parser("peers", help="list the peers")
     for q in (show, pub, tr, rv, pe):
         _common(q)
@@ -63,10 +65,10 @@ def add_transfer_commands(sub: Any) -> None:
     ex.add_argument("--with-images", action="store_true", help="also the kept sample images")
     ex.add_argument("--out", type=Path, required=True, help="the packet file to write")
     im = tsub.add_parser("import", help="check and import a packet (de-duplicated against this gallery)")
-    im.add_argument("file", type=Path)
+    im.add_argument("file", type=Path, help="the packet file (from `nasname transfer export`)")
     st = tsub.add_parser("status", help="per peer: last packet sent and received, and the backlog")
     for q in (ex, im, st):
-        _common(q)
+        _common(q, json_flag=False)
         _remote(q)
         q.set_defaults(handler=_transfer)
 

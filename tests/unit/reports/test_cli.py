@@ -58,3 +58,12 @@ def test_bad_dates_are_a_clear_error(data_dir: Path, tmp_path: Path,
                                      capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", "--data-dir", str(data_dir), "--from", "yesterday", "--out", str(tmp_path)]) == 1
     assert "YYYY-MM-DD" in capsys.readouterr().err
+
+
+def test_check_data_quality_is_the_same_checks(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--data-quality", "--data-dir", str(data_dir), "--json"]) == 3
+    checks = {c["name"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+    assert checks["missing_modality"]["count"] == 14 and checks["stale_cases"]["passed"]
+    assert main(["check", "--data-quality", "--data-dir", str(data_dir), "--details"]) == 3
+    out = capsys.readouterr().out
+    assert "Active records missing an expected modality" in out and "reference_id=P0" in out
