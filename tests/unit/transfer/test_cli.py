@@ -24,7 +24,7 @@ def test_site_and_transfer_commands(tmp_path: Path, capsys: pytest.CaptureFixtur
         assert cli_main(["site", "export-public", *opts[name], "--out", str(tmp_path / f"{name}.pub")]) == 0
     assert cli_main(["site", "trust", str(tmp_path / "camp-b.pub"), *a]) == 0
     # exporting for a site that is not trusted yet is refused with the fix in the message
-    assert cli_main(["transfer", "export", "--to", "camp-a", "--out", str(tmp_path / "x.nastx"), *b]) == 1  # an error, not a usage mistake
+    assert cli_main(["transfer", "export", "--to", "camp-a", "--out", str(tmp_path / "x.nastx"), *b]) == 1
     assert "nasname site trust FILE" in capsys.readouterr().err
     assert cli_main(["site", "trust", str(tmp_path / "camp-a.pub"), *b]) == 0
     assert cli_main(["transfer", "export", "--to", "camp-b", "--out", str(tmp_path / "p1.nastx"), *a]) == 0
