@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.types import FaceTemplate, ModelRef
+from engine.extractors import template_model
+from engine.types import FaceTemplate
 from server.client import Client, template_sample
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,7 +79,7 @@ def test_full_disk_at_shutdown_is_a_clean_message_and_loses_nothing(small_disk: 
     proc, address, token = _serve(data, log)
     try:
         rng = np.random.default_rng(0)
-        model = ModelRef("synthetic-face", "1")
+        model = template_model("face")  # the server's face model (it accepts no unknown one)
         with Client(address, token=token, plaintext=True, timeout=20) as c:
             refs = [c.insert([template_sample("face", FaceTemplate(rng.normal(size=128).astype(np.float32),
                                                                     model))]).reference_id

@@ -13,7 +13,7 @@ from engine.crypto import KeyRing
 from engine.engine import Engine
 from engine.errors import Conflict, InvalidInput
 from engine.records import AdjudicationDecision, RecordStatus, UpdateOutcome
-from engine.store.schema import MIGRATIONS, migrate
+from engine.store.schema import _V6_ADJUDICATION_HISTORY, MIGRATIONS, migrate
 from engine.store.store import Store
 from engine.types import Modality
 from tests.unit.core.conftest import MODEL, face, mate
@@ -104,7 +104,7 @@ def test_recapture_needs_an_active_record(engine: Engine, people: dict[str, np.n
 def test_migration_keeps_existing_cases_and_decisions(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     conn = sqlite3.connect(path, isolation_level=None)
-    migrate(conn, target=len(MIGRATIONS) - 1)  # the schema before adjudication history
+    migrate(conn, target=MIGRATIONS.index(_V6_ADJUDICATION_HISTORY))  # the schema before it
     conn.execute("INSERT INTO records (id, ref_id, partition, status, created, updated) "
                  "VALUES (1, 'X', 'p', 'active', 1, 2)")
     conn.execute("INSERT INTO adjudication (record_id, candidates, created, outcome, resolved) "
