@@ -82,7 +82,7 @@ def test_memory_returns_to_baseline_after_a_burst(tmp_path: Path) -> None:
         admin = next(line.split("=", 1)[1].strip() for line in out if "NASNAME_TOKEN=" in line)
         with Client(address, token=admin, plaintext=True) as c:
             station = c.create_token("station", "station").secret
-        base = _settled(proc.pid, 1.0)
+        base = _settled(proc.pid)  # the console and background threads have started by then
         with PeakWatcher(proc.pid) as anon:
             codes = _burst(address, None)
         # refused: no token (or, past the failed-authentication burst, rate-limited)
