@@ -127,6 +127,9 @@ class Report:
 def _published_summary(summary: dict[str, Any], min_cell: int) -> dict[str, Any]:
     """Summary counts follow the same small-cell rule as the tables (rates are bounded there)."""
     out: dict[str, Any] = {}
+    attempts = summary.get("enroll_attempts")
+    if isinstance(attempts, int) and 0 < attempts < min_cell and summary.get("fte_percent") is not None:
+        summary = {**summary, "fte_percent": "suppressed"}  # a rate over fewer than min_cell attempts
     for k, v in summary.items():
         if isinstance(v, dict):
             out[k] = {kk: suppress_count(vv, min_cell) if isinstance(vv, int) else vv for kk, vv in v.items()}

@@ -37,6 +37,7 @@ def test_report_writes_files_and_states_the_period(data_dir: Path, tmp_path: Pat
     assert (out / "report.html").is_file() and (out / "enrollments_daily.csv").is_file()
     doc = json.loads((out / "report.json").read_text())
     assert doc["summary"]["refused"] == "<5"  # one refusal: suppressed
+    assert doc["summary"]["fte_percent"] == "suppressed"  # a rate over a single enroll attempt
 
 
 def test_query_and_quality(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
