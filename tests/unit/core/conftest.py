@@ -35,15 +35,20 @@ def face(v: np.ndarray, model: ModelRef = MODEL) -> list[Sample]:
     return [Sample(Modality.FACE, template=FaceTemplate(v, model))]
 
 
-@pytest.fixture(scope="module")
-def fusion(tmp_path_factory: pytest.TempPathFactory) -> Fusion:
+def write_calibration(d: Path) -> Path:
+    """The synthetic face calibration these templates follow (impostor cosine ~ N(0, 1/128), mates
+    from ``mate``), written into ``d``; shared with the transfer tests."""
     rng = np.random.default_rng(11)
-    d = tmp_path_factory.mktemp("cal")
     base = np.stack([unit(rng) for _ in range(3000)])
     gen = np.einsum("ij,ij->i", base, np.stack([mate(v, rng) for v in base]))
     imp = rng.normal(0.0, 1 / np.sqrt(DIM), 2_000_000)
     save_distributions(MODEL, "face", gen, imp, source="synthetic", command="test", directory=d)
-    return Fusion.for_models({Modality.FACE: MODEL}, d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def fusion(tmp_path_factory: pytest.TempPathFactory) -> Fusion:
+    return Fusion.for_models({Modality.FACE: MODEL}, write_calibration(tmp_path_factory.mktemp("cal")))
 
 
 @pytest.fixture()

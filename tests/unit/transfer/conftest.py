@@ -8,29 +8,21 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from engine.calibration import save_distributions
 from engine.config import EngineConfig
 from engine.engine import Engine
 from engine.fusion import Fusion
 from engine.transfer.site import PublicSite, load_site, trust
 from engine.types import Modality
-from tests.unit.core.conftest import DIM, MODEL, face, mate, unit
+from tests.unit.core.conftest import DIM, MODEL, face, mate, unit, write_calibration
 
 __all__ = ["DIM", "MODEL", "Sites", "face", "mate", "site_config", "unit"]
 
 
 @pytest.fixture(scope="session")
 def calibration_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    rng = np.random.default_rng(11)
-    d = tmp_path_factory.mktemp("cal")
-    base = np.stack([unit(rng) for _ in range(3000)])
-    gen = np.einsum("ij,ij->i", base, np.stack([mate(v, rng) for v in base]))
-    imp = rng.normal(0.0, 1 / np.sqrt(DIM), 2_000_000)
-    save_distributions(MODEL, "face", gen, imp, source="synthetic", command="test", directory=d)
-    return d
+    return write_calibration(tmp_path_factory.mktemp("cal"))
 
 
 @pytest.fixture(scope="session")
