@@ -245,17 +245,13 @@ class Gallery:
         snapshot still holds an older good copy of it in an index: the store of record can no longer
         back it, and the next rebuild would drop it anyway. Returns :meth:`quarantined`."""
         self._check_open()
-        after = 0
-        while True:
-            states, _ = self.store.scan(after, _PAGE)
-            if not states:
-                return self.quarantined()
-            after = states[-1].label
+        for states in self.store.pages(_PAGE):
             for s in states:
                 if s.unreadable and s.label not in self._quarantine:
                     with self._write_mutex:  # re-read under the mutex: a write may have changed it
                         fresh, seq = self.store.scan(s.label - 1, 1)
                         self._apply([f for f in fresh if f.label == s.label], seq)
+        return self.quarantined()
 
     def verify_audit(self) -> AuditReport:
         """Full check of the audit chain, against the snapshot sidecar's anchor (a deleted tail shows)

@@ -55,12 +55,7 @@ def store_source(store: Any) -> SliceSource:
     """A shard's slice of the active templates, read page by page from the store of record."""
 
     def pages(shard: int, shards: int) -> Iterator[tuple[Modality, Labels, list[Template]]]:
-        after = 0
-        while True:
-            states, _ = store.scan(after, _PAGE)
-            if not states:
-                return
-            after = states[-1].label
+        for states in store.pages(_PAGE):
             mine = [s for s in states if s.status is RecordStatus.ACTIVE
                     and int(shard_of(np.array([s.label]), shards)[0]) == shard]
             for modality in Modality:

@@ -145,12 +145,7 @@ def load_store_set(
     wanted = None if labels is None else {int(x): i for i, x in enumerate(labels)}
     out_labels: list[int] = [] if labels is None else [int(x) for x in labels]
     records: list[dict[Modality, Template]] = [] if labels is None else [{} for _ in out_labels]
-    after = 0
-    while True:
-        states, _ = store.scan(after, _PAGE)
-        if not states:
-            break
-        after = states[-1].label
+    for states in store.pages(_PAGE):
         for s in states:
             if s.status is not RecordStatus.ACTIVE or not s.templates:
                 continue

@@ -87,11 +87,7 @@ def data_quality(engine: Engine, period: ReportPeriod, *, floors: dict[str, floa
                                + ", ".join(f"{m} {v:g}" for m, v in sorted(floors.items())), len(low),
                                [{"reference_id": r, "modality": m, "quality": round(q, 3)}
                                 for r, m, q in low]))
-
-    def scan(after: int) -> tuple[list[Any], int]:
-        return store.scan(after_label=after, limit=5000)
-
-    groups = reporting.identical_templates(scan, lambda labels: store.ref_ids_of(labels))
+    groups = reporting.identical_templates(store.pages(5000), store.ref_ids_of)
     checks.append(QualityCheck("identical_templates",
                                "Identical templates under different reference ids (same capture filed twice; "
                                "all partitions)",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 __all__ = [
@@ -104,22 +104,17 @@ def templates_below(conn: sqlite3.Connection, floor: dict[str, float], partition
     return [(str(r), str(m), float(q)) for r, m, q in rows if float(q) < floor.get(str(m), 0.0)]
 
 
-def identical_templates(scan: Callable[[int], tuple[list[Any], int]],
+def identical_templates(pages: Iterable[Sequence[Any]],
                         ref_ids_of: Callable[[list[int]], dict[int, str]]) -> list[list[str]]:
     """Groups of reference ids whose templates of one modality are bit-for-bit identical (a data-entry
-    error: the same capture filed twice; twins never give identical templates). ``scan(after_label)``
-    pages through active records with decrypted templates (``Store.scan``)."""
+    error: the same capture filed twice; twins never give identical templates). ``pages``: the
+    records with decrypted templates (``Store.pages``; only active ones carry templates)."""
     seen: dict[tuple[str, bytes], list[int]] = {}
-    after = 0
-    while True:
-        states, _ = scan(after)
-        if not states:
-            break
+    for states in pages:
         for state in states:
             for modality, template in state.templates.items():
                 digest = hashlib.sha256(template.to_bytes()).digest()
                 seen.setdefault((modality.value, digest), []).append(int(state.label))
-        after = int(states[-1].label)
     groups = [sorted(set(labels)) for labels in seen.values() if len(set(labels)) > 1]
     names = ref_ids_of(sorted({label for g in groups for label in g}))
     unique = {tuple(names[label] for label in g) for g in groups}

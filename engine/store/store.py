@@ -14,7 +14,7 @@ import logging
 import sqlite3
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -474,6 +474,17 @@ class Store(AdjudicationMixin, UsersMixin):
     def last_seq(self) -> int:
         with self.db.read() as conn:
             return self._last_seq(conn)
+
+    def pages(self, page: int = 20_000) -> Iterator[list[RecordState]]:
+        """Every record in label order, ``page`` at a time (:meth:`scan` paged to the end): what a
+        rebuild, a shard reload, a dedup job or a data-quality check reads."""
+        after = 0
+        while True:
+            states, _ = self.scan(after, page)
+            if not states:
+                return
+            yield states
+            after = states[-1].label
 
     def scan(self, after_label: int = 0, limit: int = 10_000, since_seq: int | None = None
              ) -> tuple[list[RecordState], int]:
