@@ -26,12 +26,13 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from engine.errors import AcquisitionFailed, InvalidInput, NasnameError, QualityRejected, SampleRejected
+from engine.jobs import JobCancelled
 from engine.store import events as sql
 from engine.store.db import Database
 from engine.store.events import EventFilter, EventRow
@@ -171,7 +172,7 @@ def job_event(log: EventLog | None, op: str, *, station: str = "local") -> Itera
         yield ev
         outcome = "ok"
     except BaseException as exc:
-        outcome = "cancelled" if type(exc).__name__ == "JobCancelled" else "failed"
+        outcome = "cancelled" if isinstance(exc, JobCancelled) else "failed"
         error = exc.reason if isinstance(exc, NasnameError) else type(exc).__name__
         raise
     finally:
@@ -209,8 +210,12 @@ def _warnings(result: Any) -> str:
     return ",".join(sorted(pairs))
 
 
-def outcome_of(op: str, result: Any) -> str:
-    """The outcome word of a successful operation (the vocabulary reports count)."""
+def outcome_of(op: str, result: Any, arguments: Mapping[str, Any]) -> str:
+    """The outcome word of a successful operation (the vocabulary reports count); ``arguments``: the
+    call's, by name (an adjudication's outcome is its decision)."""
+    if op == "adjudicate":
+        decision = arguments.get("decision", "ok")
+        return str(getattr(decision, "value", decision))
     if op == "enroll":
         pending = str(getattr(result.outcome, "value", "")) == "pending_adjudication"
         return "pending" if pending else "enrolled"
@@ -252,6 +257,7 @@ def recorded(op: str) -> Callable[[Callable[Concatenate[S, P], R]], Callable[Con
             sink: EventLog | None = getattr(self, "events", None)
             if sink is None:
                 return method(self, *args, **kwargs)
+            bound = signature.bind_partial(self, *args, **kwargs).arguments
             start = time.perf_counter()
             outcome, error, reasons, models = "error", "", "", ""
             try:
@@ -260,14 +266,10 @@ def recorded(op: str) -> Callable[[Callable[Concatenate[S, P], R]], Callable[Con
                 outcome, error, reasons = failure_of(exc)
                 raise
             else:
-                outcome = outcome_of(op, result)
-                if op == "adjudicate":
-                    bound = signature.bind_partial(self, *args, **kwargs).arguments
-                    outcome = str(getattr(bound.get("decision"), "value", bound.get("decision", "ok")))
+                outcome = outcome_of(op, result, bound)
                 models, reasons = _models(result), _warnings(result)
                 return result
             finally:
-                bound = signature.bind_partial(self, *args, **kwargs).arguments
                 actor = bound.get("actor")
                 who = actor if actor not in (None, "local") else (
                     _station_source() or station.get() or actor or "local")
