@@ -164,7 +164,8 @@ def _enrollments(events: list[EventRow], report: Report) -> None:
     report.summary["refused"] = sum(totals[o] for o in _REFUSED)
 
 
-def _fte_rows(events: Iterable[EventRow], key: str) -> dict[str, tuple[int, int]]:
+def fte_by(events: Iterable[EventRow], key: str) -> dict[str, tuple[int, int]]:
+    """{partition or station: (enroll attempts, refused)} — also used by the data-quality checks."""
     attempts: Counter[str] = Counter()
     refused: Counter[str] = Counter()
     for e in events:
@@ -174,11 +175,6 @@ def _fte_rows(events: Iterable[EventRow], key: str) -> dict[str, tuple[int, int]
         attempts[k] += 1
         refused[k] += e.outcome in _REFUSED
     return {k: (attempts[k], refused[k]) for k in attempts}
-
-
-def fte_by(events: Iterable[EventRow], key: str) -> dict[str, tuple[int, int]]:
-    """{partition or station: (enroll attempts, refused)} — also used by the data-quality checks."""
-    return _fte_rows(events, key)
 
 
 def _failed_modality(e: EventRow) -> str | None:
@@ -194,9 +190,12 @@ def _fte_fta(events: list[EventRow], report: Report) -> None:
                   [key, "enroll attempts", "refused", "FTE %"],
                   counts=frozenset({"enroll attempts", "refused"}),
                   rates={"FTE %": ("refused", "enroll attempts")})
-        for k, (n, r) in sorted(_fte_rows(events, key).items()):
+        groups = fte_by(events, key)
+        for k, (n, r) in sorted(groups.items()):
             t.add(k, n, r, rate(r, n))
         report.add("Failure to enrol and to acquire", t)
+    attempts, refused = (sum(col) for col in zip(*groups.values(), strict=True)) if groups else (0, 0)
+    report.summary["fte_percent"] = rate(refused, attempts)
     presented: Counter[tuple[str, str]] = Counter()
     failed: Counter[tuple[str, str]] = Counter()
     reasons: Counter[tuple[str, str]] = Counter()
@@ -227,8 +226,6 @@ def _fte_fta(events: list[EventRow], report: Report) -> None:
     for (m, reason), n in sorted(reasons.items(), key=lambda kv: -kv[1]):
         t.add(m, reason, n, rate(n, total))
     report.add("Failure to enrol and to acquire", t)
-    report.summary["fte_percent"] = rate(report.summary.get("refused", 0),
-                                         sum(n for n, _ in _fte_rows(events, "partition").values()))
 
 
 def _percentile(values: list[float], q: float) -> float:
