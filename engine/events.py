@@ -24,7 +24,6 @@ import functools
 import inspect
 import logging
 import queue
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -33,6 +32,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from engine.errors import AcquisitionFailed, InvalidInput, NasnameError, QualityRejected, SampleRejected
 from engine.jobs import JobCancelled
+from engine.periodic import Periodic
 from engine.store import events as sql
 from engine.store.db import Database
 from engine.store.events import EventFilter, EventRow
@@ -69,15 +69,13 @@ class EventLog:
                  max_queue: int = 100_000, clock: Callable[[], float] = time.time) -> None:
         self._db = db
         self.retention_days = retention_days
-        self._interval = flush_interval
         self._queue: queue.Queue[EventRow] = queue.Queue(maxsize=max_queue)
         self._clock = clock
         self.dropped = 0
-        self._stop = threading.Event()
-        self._flushed = threading.Condition()
+        self._closed = False
         self._last_prune = 0.0
-        self._thread = threading.Thread(target=self._run, name="nasname-events", daemon=True)
-        self._thread.start()
+        self._writer = Periodic("nasname-events", flush_interval, self._tick)
+        self._writer.start()
 
     def record(self, row: EventRow) -> None:
         """Queue one event (never blocks, never raises)."""
@@ -106,15 +104,12 @@ class EventLog:
             self.dropped += len(rows)
             log.warning("could not write %d operation events: %s [%s]", len(rows), exc, exc.reason)
 
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            self._write(self._drain())
-            with self._flushed:
-                self._flushed.notify_all()
-            now = self._clock()
-            if now - self._last_prune > _DAY:
-                self._last_prune = now
-                self.prune()
+    def _tick(self) -> None:
+        self._write(self._drain())
+        now = self._clock()
+        if now - self._last_prune > _DAY:
+            self._last_prune = now
+            self.prune()
 
     def flush(self) -> None:
         """Write everything queued so far (for reports and tests that read right after writing)."""
@@ -142,10 +137,10 @@ class EventLog:
 
     def close(self) -> None:
         """Stop the writer and write what is queued (before the store closes). Idempotent."""
-        if self._stop.is_set():
+        if self._closed:
             return
-        self._stop.set()
-        self._thread.join()
+        self._closed = True
+        self._writer.stop()
         self.flush()
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from server.periodic import Periodic
+from engine.periodic import Periodic
 
 __all__ = ["CallRegistry", "OpenCall", "Slot"]
 

@@ -21,7 +21,7 @@ import logging
 import threading
 from typing import Any
 
-from server.periodic import Periodic
+from engine.periodic import Periodic
 
 __all__ = ["Trimmer", "fix_mmap_threshold"]
 

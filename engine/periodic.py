@@ -1,5 +1,6 @@
 """A background daemon thread that calls a function every few seconds until stopped (the server's
-call watchdog and heap trimmer); an exception is logged and the next tick comes anyway."""
+call watchdog and heap trimmer, the operations event log's writer); an exception is logged and the
+next tick comes anyway."""
 
 from __future__ import annotations
 
