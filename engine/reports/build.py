@@ -330,7 +330,7 @@ def _latency(events: list[EventRow], report: Report) -> None:
 
 def _jobs(events: list[EventRow], report: Report) -> None:
     t = Table("jobs", "Backups, transfers and de-duplication jobs",
-              ["day", "job", "outcome", "runs", "records"], counts=frozenset({"runs"}),
+              ["day", "job", "outcome", "runs", "records"], counts=frozenset({"runs", "records"}),
               note="records: what the runs handled (backed up, sent or received, found in duplicate "
               "clusters)")
     runs: Counter[tuple[str, str, str]] = Counter()
