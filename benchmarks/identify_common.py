@@ -152,10 +152,16 @@ def latencies(c: Contender, nq: int, k: int) -> tuple[npt.NDArray[np.float64], I
     return t, out
 
 
-def throughput(c: Contender, nq: int, k: int, threads: int = 32, seconds: float = 4.0) -> float:
-    """Completed requests per second with ``threads`` callers looping over the probes. Measures at
-    least ``seconds`` and at least one request per caller (slow contenders on a busy machine would
-    otherwise show 0), at most ``10 * seconds``."""
+def throughput(c: Contender, nq: int, k: int, threads: int = 32,
+               seconds: float = 4.0) -> tuple[float, float]:
+    """Completed requests per second with ``threads`` callers looping over the probes, and the
+    process's CPU milliseconds per completed request over the same window (every thread: callers,
+    batcher, scan shards). Measures at least ``seconds`` and at least one request per caller (slow
+    contenders on a busy machine would otherwise show 0), at most ``10 * seconds``.
+
+    Why CPU time too: on a shared box the wall-clock rate says how much CPU the others left; CPU
+    per request is what the contender itself costs, so ``cores * 1000 / cpu_ms`` is the rate a quiet
+    machine with those cores could at best sustain."""
     stop = threading.Event()
     counts = [0] * threads
     errors: list[BaseException] = []
@@ -178,19 +184,20 @@ def throughput(c: Contender, nq: int, k: int, threads: int = 32, seconds: float 
         w.start()
     barrier.wait()
     time.sleep(min(1.0, seconds / 4))  # warm-up: not counted
-    n0, t0 = sum(counts), time.perf_counter()
+    n0, t0, c0 = sum(counts), time.perf_counter(), time.process_time()
     while not errors:
         time.sleep(0.05)
         elapsed = time.perf_counter() - t0
         if elapsed >= 10 * seconds or (elapsed >= seconds and sum(counts) - n0 >= threads):
             break
-    n1, t1 = sum(counts), time.perf_counter()
+    n1, t1, c1 = sum(counts), time.perf_counter(), time.process_time()
     stop.set()
     for w in workers:
         w.join()
     if errors:
         raise errors[0]
-    return (n1 - n0) / (t1 - t0)
+    done = max(1, n1 - n0)
+    return (n1 - n0) / (t1 - t0), (c1 - c0) * 1e3 / done
 
 
 def cap_library_threads(n: int) -> None:

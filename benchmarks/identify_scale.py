@@ -6,7 +6,8 @@
 
 For each contender (engine index options next to the numpy brute-force and FAISS-default baselines,
 all measured in this run on the same seeded gallery of ``--n`` 128-d unit vectors): p50/p99 latency
-of sequential single requests, requests/s under ``--callers`` concurrent callers, and rank-1
+of sequential single requests, requests/s under ``--callers`` concurrent callers with the process's
+CPU milliseconds per request in that run (what a contender costs, whatever else the box runs), and rank-1
 agreement with exact search (the engine's exact result is the reference). Prints a table, and the
 raw per-contender figures as JSON lines with ``--json``.
 """
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
               f"{cm['sgemm_gflops']:.1f} GFLOP/s sgemm -> single-query floor "
               f"{cm['single_floor_ms']:.1f} ms, batched ceiling {cm['batched_ceiling_qps']:.0f} req/s")
     print(f"{'contender':28} {'build s':>8} {'p50 ms':>8} {'p99 ms':>8} {'req/s @' + str(args.callers):>10} "
-          f"{'rank-1 agr':>10}")
+          f"{'CPU ms/req':>10} {'rank-1 agr':>10}")
     reference: np.ndarray | None = None
     rows = []
     for factory in make_contenders(args.kinds.split(",")):
@@ -79,17 +80,18 @@ def main(argv: list[str] | None = None) -> None:
         lat, labels = latencies(c, args.queries, args.k)
         if reference is None:
             reference = labels  # the first contender is the engine's exact index
-        qps = throughput(c, args.queries, args.k, args.callers, args.seconds)
+        qps, cpu_ms = throughput(c, args.queries, args.k, args.callers, args.seconds)
         row = {
             "contender": c.name, "n": args.n, "build_s": round(build_s, 2),
             "p50_ms": round(float(np.percentile(lat, 50)) * 1e3, 2),
             "p99_ms": round(float(np.percentile(lat, 99)) * 1e3, 2),
-            "qps": round(qps, 1), "rank1_agreement": round(rank1_agreement(labels, reference), 4),
+            "qps": round(qps, 1), "cpu_ms_per_req": round(cpu_ms, 2),
+            "rank1_agreement": round(rank1_agreement(labels, reference), 4),
             "load_avg": round(os.getloadavg()[0], 1),
         }
         rows.append(row)
         print(f"{c.name:28} {row['build_s']:8.1f} {row['p50_ms']:8.2f} {row['p99_ms']:8.2f} "
-              f"{row['qps']:10.1f} {row['rank1_agreement']:10.4f}", flush=True)
+              f"{row['qps']:10.1f} {row['cpu_ms_per_req']:10.2f} {row['rank1_agreement']:10.4f}", flush=True)
         c.close()
         del c
         gc.collect()

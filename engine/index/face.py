@@ -84,7 +84,8 @@ class FaceIndexOptions:
     compact_fraction: dead (tombstoned) rows of a FAISS kind are purged past this fraction.
     micro_batch / batch_max / batch_wait_ms: concurrent single-query full scans of the exact and fp16
     kinds are served in batches of up to batch_max by one worker (``engine.index.batcher``), waiting
-    at most batch_wait_ms for a batch to fill under load.
+    under load for the callers of the last batch to come back, at most batch_wait_ms or a quarter of
+    the last batch's search time, whichever is longer.
     batch_max: None (default) = 32 per available CPU, within [32, 256] (a shard scans each batch).
     exact_shards: scan threads of the exact kind. None (default) = one per available CPU
     (``engine.cpus``, which also honours the ``threads`` override; up to 64); 0 or 1 =

@@ -42,8 +42,6 @@ Mask = npt.NDArray[np.bool_]
 # score block, a good fit for the 2 MB-per-core L2 + large L3 of the target CPU (measured 8k-32k
 # equally good; 128k+ is slower).
 BLOCK_ROWS = 16384
-# Score slice examined at a time when running top-k over one long score vector.
-TOPK_SLICE = 65536
 
 
 def scan_ip(xb: F32 | npt.NDArray[np.uint16], xq: F32, k: int,
@@ -67,8 +65,7 @@ def scan_ip(xb: F32 | npt.NDArray[np.uint16], xq: F32, k: int,
         m0 = mask[0] if isinstance(mask, list) else mask
         if m0 is not None:
             s[~m0] = -np.inf
-        for lo in range(0, n, TOPK_SLICE):
-            top.add(s[None, lo : lo + TOPK_SLICE], lo)
+        top.add(s[:, None], 0)
         return top.result()
     xqT = np.ascontiguousarray(xq.T)
     scratch = np.empty((min(n, BLOCK_ROWS), xb.shape[1]), dtype=np.float32) if half else None
@@ -87,7 +84,7 @@ def scan_ip(xb: F32 | npt.NDArray[np.uint16], xq: F32, k: int,
                     S[~m[lo:hi], j] = -np.inf
         elif mask is not None:
             S[~mask[lo:hi]] = -np.inf
-        top.add(S.T, lo)
+        top.add(S, lo)
     return top.result()
 
 

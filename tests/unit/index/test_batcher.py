@@ -172,3 +172,34 @@ def test_batch_function_groups_restrictions_for_faiss_kinds() -> None:
         assert np.allclose(D[i], De[0], atol=1e-5)
         if allowed[i] is not None:
             assert np.isin(I[i], allowed[i]).all()
+
+
+def test_batches_fill_when_callers_come_back_slowly() -> None:
+    """Closed-loop callers that return a few ms after their answer (a busy box's wake-ups) are
+    waited for, so batches stay whole instead of splitting into two alternating halves."""
+    callers = 16
+
+    def slow(xq: np.ndarray, k: int, allowed: list[object]) -> tuple[np.ndarray, np.ndarray]:
+        time.sleep(0.08)  # one batched scan, whatever its size
+        return np.zeros((xq.shape[0], k), np.float32), np.zeros((xq.shape[0], k), np.int64)
+
+    def mean_batch(share: float) -> float:
+        stop = time.monotonic() + 2.0
+        with MicroBatcher(slow, max_batch=64, max_wait_s=0.002, wait_share=share) as batcher:
+            def caller(i: int) -> None:
+                delays = np.random.default_rng(i).uniform(0.0, 0.006, 1000)
+                j = 0
+                while time.monotonic() < stop:
+                    batcher.search(np.zeros(4, np.float32), 1)
+                    time.sleep(float(delays[j % 1000]))
+                    j += 1
+
+            threads = [threading.Thread(target=caller, args=(i,)) for i in range(callers)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(10)
+            return batcher.queries / batcher.batches
+
+    assert mean_batch(0.5) >= 0.75 * callers
+    assert mean_batch(0.0) < 0.75 * callers  # the fixed 2 ms linger alone splits them
