@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engine.config import EngineConfig
-from engine.cpus import set_threads
+from engine.cpus import set_threads, threads
 from engine.datadir import DataDir
 from engine.errors import Conflict, InvalidInput, ModelMismatch, NasnameError, NotFound, QualityRejected
 from engine.events import EventLog, recorded
@@ -112,6 +112,11 @@ class Engine:
         # together must not both miss each other. Extraction happens outside this lock.
         self._enroll_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="nasname-extract")
+        # At most one image extraction per available CPU at a time, whatever the number of callers:
+        # the service keeps many more handler threads than CPUs so that concurrent identifies can
+        # wait together in one micro-batch (server.config.default_workers), and those threads must
+        # not all run CPU-bound model inference at once (each extraction already uses the cores).
+        self._extract_slots = threading.BoundedSemaphore(max(2, threads()))
         # every operation attempt leaves a statistics row (engine.events), in the log the data
         # directory owns; None for store-less fakes
         datadir = getattr(gallery, "datadir", None)
@@ -201,7 +206,9 @@ class Engine:
         if sample.template is not None:
             return sample.template, SampleResult(sample.modality, sample.template.model, None)
         assert sample.image is not None  # guaranteed by Sample.__post_init__
-        extraction = self._load_extractor(sample.modality.kind).extract(sample.image)
+        extractor = self._load_extractor(sample.modality.kind)
+        with self._extract_slots:
+            extraction = extractor.extract(sample.image)
         stages = extraction.details.get("stage_ms")
         if self._on_extraction is not None and isinstance(stages, dict):
             self._on_extraction(sample.modality.kind, stages)
