@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -185,13 +186,16 @@ class Engine:
 
     # -- idempotency ---------------------------------------------------------------------------
 
-    def _key(self, actor: str, request_id: str | None, operation: str) -> IdempotencyKey | None:
+    def _key(self, actor: str, request_id: str | None, operation: str,
+             *content: object) -> IdempotencyKey | None:
         """Writes given a ``request_id`` are idempotent per caller (``actor``): repeated within
         ``config.idempotency_retention_s`` they return the first call's result and write nothing
-        (``engine.store.idempotency``; the key is committed with the change)."""
+        (``engine.store.idempotency``; the key is committed with the change). ``content``: what makes
+        the request this request (ids, options, samples); the same id with other content is refused."""
         if not request_id:
             return None
-        return IdempotencyKey(actor, request_id, operation, self._config.idempotency_retention_s)
+        return IdempotencyKey(actor, request_id, operation, self._config.idempotency_retention_s,
+                              fingerprint=_fingerprint(content))
 
     def _replayed(self, key: IdempotencyKey | None) -> dict[str, Any] | None:
         return None if key is None else self._gallery.store.idempotent_result(key)
@@ -402,7 +406,7 @@ class Engine:
     ) -> InsertResult:
         """Store a record without de-duplication. ``None`` id -> a generated one. Existing id ->
         AlreadyExists. Durable and searchable when this returns. ``request_id``: see :meth:`_key`."""
-        key = self._key(actor, request_id, "insert")
+        key = self._key(actor, request_id, "insert", reference_id, samples, partition, attributes)
         if (done := self._replayed(key)) is not None:
             return insert_from_json(done)
         templates, results = self.extract(samples)
@@ -436,7 +440,8 @@ class Engine:
         candidates kept for an adjudicator. Durable either way when this returns. ``request_id``: see
         :meth:`_key`. ``annotate`` adds to the kept candidate JSON (a transfer import adds both sites'
         provenance); ``images`` are kept images for template-only samples (a transfer packet's)."""
-        key = self._key(actor, request_id, "enroll")
+        key = self._key(actor, request_id, "enroll", reference_id, samples, partition, attributes,
+                        target_fpir, search_partition, images)
         if (done := self._replayed(key)) is not None:
             return enroll_from_json(done)
         _check_fpir(target_fpir)
@@ -541,7 +546,7 @@ class Engine:
     def delete(self, reference_id: str, *, actor: str = "local", request_id: str | None = None) -> None:
         """Erase the record's biometrics; it disappears from results immediately. Unknown -> NotFound.
         ``request_id``: see :meth:`_key` (a repeat then succeeds instead of finding nothing to delete)."""
-        key = self._key(actor, request_id, "delete")
+        key = self._key(actor, request_id, "delete", reference_id)
         if self._replayed(key) is not None:
             return
         try:
@@ -625,7 +630,8 @@ class Engine:
         and the decision (with the mate's id) is audited. Not pending -> Conflict. ``request_id``: see
         :meth:`_key` (a repeat returns the record's view instead of Conflict). ``final=False`` records
         the decision without resolving the case (the first half of a two-person review)."""
-        key = self._key(actor, request_id, "adjudicate")
+        key = self._key(actor, request_id, "adjudicate", reference_id, decision.value, comment,
+                        mate_reference_id, final)
         if self._replayed(key) is not None:
             return self.get(reference_id)
         if decision is AdjudicationDecision.SAME:
@@ -755,6 +761,33 @@ def _write_json(written: Any) -> dict[str, Any]:
 def _qualities(results: Sequence[SampleResult]) -> dict[Modality, float]:
     """The extractor's quality score per modality (precomputed templates have none)."""
     return {r.modality: float(r.quality.score) for r in results if r.quality is not None}
+
+
+def _fingerprint(content: Sequence[object]) -> str:
+    """sha256 hex over a request's content: ids, options, mappings (sorted) and samples (modality and
+    the image bytes or template bytes), each part length-prefixed so no two requests share a digest."""
+    h = hashlib.sha256()
+
+    def feed(part: object) -> None:
+        if isinstance(part, Sample):
+            feed(("sample", part.modality.value))
+            feed(part.image if part.template is None else part.template.to_bytes())
+        elif isinstance(part, bytes):
+            h.update(b"b" + len(part).to_bytes(8, "big"))
+            h.update(part)
+        elif isinstance(part, Mapping):
+            feed(tuple(sorted((str(k), v) for k, v in part.items())))
+        elif isinstance(part, list | tuple):
+            feed(f"seq:{len(part)}")
+            for item in part:
+                feed(item)
+        else:
+            text = repr(part).encode()
+            h.update(b"r" + len(text).to_bytes(8, "big"))
+            h.update(text)
+
+    feed(tuple(content))
+    return h.hexdigest()
 
 
 def _images(samples: Sequence[Sample]) -> dict[Modality, bytes]:

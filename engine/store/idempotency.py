@@ -4,7 +4,10 @@ Stations work over poor links: when the response to an enroll is lost after the 
 retries with the same ``request_id``. The first write stores ``(caller, request_id)`` with the
 operation's result *in the same SQLite transaction as the change*, so either both are durable or
 neither is. A repeat inside the retention window finds the key (:func:`claim` raises :class:`Replay`
-before anything is written) and gets the first call's result back.
+before anything is written) and gets the first call's result back -- but only if it is the same
+request: the key carries a digest of the request's content, kept inside the encrypted result, and a
+request id reused for *different* content (another person's photo, another reference id) is a
+``Conflict`` (REQUEST_ID_REUSED) instead of the first person's answer.
 
 The result is the engine's own result as JSON (never a protobuf: the engine does not know gRPC),
 encrypted under the data key like templates, because a CreateToken result holds a token secret and an
@@ -48,6 +51,8 @@ class IdempotencyKey:
     request_id: str
     operation: str
     retention_s: float = DEFAULT_RETENTION_S
+    # sha256 hex of the request's content (``Engine._key``); "" = not compared
+    fingerprint: str = ""
 
     def __post_init__(self) -> None:
         if not self.caller or not self.request_id or not self.operation:
@@ -75,6 +80,10 @@ class Replay(Exception):
         self.result = result
 
 
+# the remembered result's entry holding the request digest (never part of the result handed back)
+_FINGERPRINT = "_request_sha256"
+
+
 def _aad(key: IdempotencyKey) -> bytes:
     return f"nasname/v1|idempotency|{key.caller}|{key.request_id}|{key.operation}".encode()
 
@@ -93,6 +102,11 @@ def lookup(conn: sqlite3.Connection, keyring: KeyRing, key: IdempotencyKey,
                        reason="REQUEST_ID_REUSED", details={"operation": str(row[0])})
     stored = IdempotencyKey(key.caller, key.request_id, str(row[0]), key.retention_s)
     result: dict[str, Any] = json.loads(keyring.decrypt(row[1], _aad(stored)))
+    first = result.pop(_FINGERPRINT, "")
+    if key.fingerprint and first and first != key.fingerprint:
+        raise Conflict(f"request id {key.request_id} was already used for a different {key.operation} "
+                       "request; a retry must repeat the same request, a new request needs a new id",
+                       reason="REQUEST_ID_REUSED", details={"operation": key.operation})
     return result
 
 
@@ -109,7 +123,10 @@ def remember(conn: sqlite3.Connection, keyring: KeyRing, key: IdempotencyKey,
     expired row of the same key) and purge expired rows."""
     now = time.time()
     conn.execute("DELETE FROM idempotency WHERE created < ?", (now - key.retention_s,))
-    text = json.dumps(dict(result), sort_keys=True, separators=(",", ":"), allow_nan=False)
+    body = dict(result)
+    if key.fingerprint:
+        body[_FINGERPRINT] = key.fingerprint
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
     conn.execute("INSERT OR REPLACE INTO idempotency (caller, request_id, operation, result, created) "
                  "VALUES (?, ?, ?, ?, ?)",
                  (key.caller, key.request_id, key.operation, keyring.encrypt(text.encode(), _aad(key)), now))

@@ -192,6 +192,26 @@ def test_enroll_repeated_with_a_request_id_returns_the_first_result(
                              request_id="a1").status is view.status is RecordStatus.ACTIVE
 
 
+def test_a_request_id_reused_for_other_content_is_refused_not_answered(
+        engine: Engine, people: dict[str, np.ndarray]) -> None:
+    """A station that reuses a request id for the next person must not get the previous person's
+    answer (and the next person silently not enrolled): same id, other content -> Conflict."""
+    rng = np.random.default_rng(11)
+    first = engine.enroll(None, face(mate(people["P002"], rng)), actor="tok_s", request_id="st-1:43")
+    stranger = face(unit(rng))
+    for call in (lambda: engine.enroll(None, stranger, actor="tok_s", request_id="st-1:43"),
+                 lambda: engine.enroll("R-other", face(people["P002"]), actor="tok_s", request_id="st-1:43")):
+        with pytest.raises(Conflict) as exc:
+            call()
+        assert exc.value.reason == "REQUEST_ID_REUSED" and "different enroll" in str(exc.value)
+    assert engine.stats().total == len(people) + 1
+    engine.delete(first.reference_id, actor="tok_s", request_id="st-1:44")
+    engine.delete(first.reference_id, actor="tok_s", request_id="st-1:44")  # a retry: fine
+    with pytest.raises(Conflict):
+        engine.delete("P001", actor="tok_s", request_id="st-1:44")
+    assert engine.get("P001").status is RecordStatus.ACTIVE
+
+
 def test_restart_with_an_unreadable_record_quarantines_it(tmp_path: Path, fusion: Fusion) -> None:
     """Issue 18 item 1 through Engine.open: a flipped bit in one stored template (snapshot gone) does
     not stop the restart; the record is quarantined, counted in stats, and can be erased."""
