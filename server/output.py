@@ -371,7 +371,7 @@ def dedup_result_text(r: pb.GetDedupResultResponse) -> Rendered:
     summary = json.loads(r.summary_json) if r.summary_json else {}
     head = f"job {r.job_id}: {r.total_clusters:,} cluster(s) of possible duplicates"
     facts = [f"  {k.replace('_', ' ')}: {_plain(k, v)}" for k, v in summary.items()
-             if isinstance(v, int | float | str) and not isinstance(v, bool)]
+             if isinstance(v, int | float | str) and not isinstance(v, bool) and v != ""]
     rows = [[c.cluster, f"{c.risk:.2f}", len(c.members), " ".join(m.reference_id for m in c.members),
              score(c.weakest_link.fused), "yes" if c.chained else "no"] for c in r.clusters]
     parts = [head, *facts]

@@ -187,7 +187,7 @@ def _run(job: DedupJob, quiet: bool, thumbnails: bool, args: argparse.Namespace)
             {
                 "job": str(job.dir),
                 **{
-                    k: summary[k]
+                    k: summary.get(k)
                     for k in (
                         "job_id",
                         "records",
@@ -195,6 +195,7 @@ def _run(job: DedupJob, quiet: bool, thumbnails: bool, args: argparse.Namespace)
                         "clusters",
                         "chained_clusters",
                         "pair_recall_sample",
+                        "target_not_met",
                     )
                 },
                 "report": str(job.dir / "report.html"),

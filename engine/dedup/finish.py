@@ -66,6 +66,8 @@ def finish(job: DedupJob, opened: Opened, cp: dict[str, Any], fusion: Fusion) ->
         "primary_records": opened.n_primary,
         "templates": per_modality,
         "thresholds": th.to_json(),
+        # in words, for every reader of the result (CLI, RPC, HTML report): "" when the rate is met
+        "target_not_met": th.unmet_text(),
         "candidates": int(cand.size),
         "pairs": len(fused),
         "pairs_adjudicated_distinct": int(sum(marked)),
@@ -84,4 +86,6 @@ def finish(job: DedupJob, opened: Opened, cp: dict[str, Any], fusion: Fusion) ->
     summary["fuse_seconds"] = round(time.perf_counter() - started, 3)
     write_atomic(job.dir / "summary.json", json.dumps(summary, indent=1).encode())
     log.info("dedup job %s: %d pairs, %d clusters", job.job_id, len(fused), len(clusters))
+    if summary["target_not_met"]:
+        log.warning("dedup job %s: target not met: %s", job.job_id, summary["target_not_met"])
     return summary

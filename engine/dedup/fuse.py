@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -27,7 +27,7 @@ import numpy.typing as npt
 from engine.dedup.data import RecordSet
 from engine.dedup.pairs import IrisExact
 from engine.errors import InvalidInput
-from engine.fusion import Fusion, per_comparison_fmr
+from engine.fusion import Fusion, expected_fpir, per_comparison_fmr
 from engine.iris.matcher import MatchParams
 from engine.types import Modality
 
@@ -43,13 +43,27 @@ MODALITIES: tuple[Modality, ...] = tuple(Modality)  # column order of per-modali
 @dataclass(frozen=True)
 class Thresholds:
     """``fmr`` per comparison; ``fused[key]`` = T_M for the shared set named by ``key`` (modality values
-    joined by ``+``); ``floor[m]`` = candidate similarity floor ``tau_m``."""
+    joined by ``+``); ``floor[m]`` = candidate similarity floor ``tau_m``. ``unmet[key]``: the
+    per-comparison rate that set really gives, for sets where ``fmr`` cannot be met at all (even
+    identical samples are too common among impostors): pairs judged on that set alone will hold
+    more false matches than asked for, and the job's report must say so."""
 
     fmr: float
     gallery_size: int
     target_fpir: float | None
     fused: dict[str, float]
     floor: dict[Modality, float]
+    unmet: dict[str, float] = field(default_factory=dict)
+
+    def unmet_text(self) -> str:
+        """One sentence per shared set whose rate cannot be met ("" when every set meets it)."""
+        words = []
+        for key, rate in sorted(self.unmet.items()):
+            got = expected_fpir(rate, self.gallery_size)
+            words.append(f"{key.replace('+', ' and ')} alone cannot reach the asked rate at "
+                         f"{self.gallery_size:,} records: expect a false-alarm rate of about {got:.3g} "
+                         f"per record (asked {expected_fpir(self.fmr, self.gallery_size):.3g})")
+        return "; ".join(words)
 
     def fused_for(self, modalities: Sequence[Modality]) -> float:
         return self.fused[set_key(modalities)]
@@ -61,6 +75,7 @@ class Thresholds:
             "target_fpir": self.target_fpir,
             "fused": self.fused,
             "floor": {m.value: v for m, v in self.floor.items()},
+            "unmet": self.unmet,
         }
 
     @classmethod
@@ -70,12 +85,16 @@ class Thresholds:
         if not isinstance(fused, dict) or not isinstance(floor, dict):
             raise InvalidInput("malformed thresholds in job file", reason="INVALID_JOB")
         fpir = d.get("target_fpir")
+        unmet = d.get("unmet") or {}  # absent in job files written before it was recorded
+        if not isinstance(unmet, dict):
+            raise InvalidInput("malformed thresholds in job file", reason="INVALID_JOB")
         return cls(
             float(str(d["fmr"])),
             int(str(d["gallery_size"])),
             None if fpir is None else float(str(fpir)),
             {str(k): float(v) for k, v in fused.items()},
             {Modality(k): float(v) for k, v in floor.items()},
+            {str(k): float(v) for k, v in unmet.items()},
         )
 
 
@@ -104,11 +123,15 @@ def make_thresholds(
     mods = sorted(set(modalities))
     top = {m: float(fusion.calibration(m).llr.max()) for m in mods}
     fused: dict[str, float] = {}
+    unmet: dict[str, float] = {}
     lam: dict[Modality, float] = {m: float("inf") for m in mods}
     for r in range(1, len(mods) + 1):
         for subset in itertools.combinations(mods, r):
-            t = fusion.threshold(subset, fmr)
+            decided = fusion.decide_threshold(subset, fmr)
+            t = decided.value
             fused[set_key(subset)] = t
+            if not decided.met:
+                unmet[set_key(subset)] = float(decided.fmr)
             for m in subset:
                 # the others at their best still need LLR_m >= t - sum(top others) (holds for every m)
                 need = t - sum(top[o] for o in subset if o != m)
@@ -124,7 +147,7 @@ def make_thresholds(
         else:
             # the grid point below the first reaching one: LLR is interpolated between grid points
             floor[m] = float(cal.grid[ok[0] - 1])
-    return Thresholds(float(fmr), int(gallery_size), target_fpir, fused, floor)
+    return Thresholds(float(fmr), int(gallery_size), target_fpir, fused, floor, unmet)
 
 
 @dataclass(frozen=True)

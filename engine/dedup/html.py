@@ -94,6 +94,7 @@ def _summary(s: dict[str, Any]) -> str:
         ("Templates", ", ".join(f"{k}: {v}" for k, v in s["templates"].items())),
         ("Target FPIR", th.get("target_fpir")),
         ("Per-comparison FMR", f"{th['fmr']:.3g}"),
+        ("Target not met", s.get("target_not_met") or "no: every modality set meets it"),
         ("Candidate pairs examined", s["candidates"]),
         ("Pairs above threshold", s["pairs"]),
         ("...already adjudicated distinct", s["pairs_adjudicated_distinct"]),

@@ -98,3 +98,18 @@ def test_clusters_weakest_link_chains_and_adjudicated_pairs() -> None:
     assert not clique.chained and clique.weakest == 4 and sorted(clique.tree) == [3, 4]  # 25 + 22
     assert clusters[0].members == [5, 6, 7]  # risk = sum of spanning margins: 15 + 12 > 20 + 2
     assert [c.cluster_id for c in clusters] == [1, 2]
+
+
+def test_an_unmeetable_rate_is_recorded_and_said_in_words(fusion: Fusion) -> None:
+    """A rate no modality set can give at this size (even identical faces are too common among
+    impostors) is not silently replaced: the thresholds and the job summary say which sets fall short
+    and by how much; a modest rate is met by every set."""
+    mods = [Modality.FACE, Modality.IRIS_LEFT, Modality.IRIS_RIGHT]
+    assert make_thresholds(fusion, mods, 10_000, target_fpir=0.003).unmet == {}
+    th = make_thresholds(fusion, mods, 10_000, fmr=1e-300)
+    assert set_key([Modality.FACE]) in th.unmet
+    assert all(th.unmet[k] > th.fmr for k in th.unmet)
+    text = th.unmet_text()
+    assert "face alone cannot reach the asked rate at 10,000 records" in text
+    again = type(th).from_json(th.to_json())
+    assert again.unmet == th.unmet and again.unmet_text() == text
