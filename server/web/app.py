@@ -630,9 +630,8 @@ class Console:
         transfers = None
         if allowed(who.role, "transfers"):
             transfers = await run_in_threadpool(self._transfers)
-        return self.render(request, "health.html", who, stats=stats, uptime=time.time() - self.started,
-                           started=self.started, version=package, jobs=len(self._jobs()), backup=backup,
-                           transfers=transfers)
+        return self.render(request, "health.html", who, stats=stats, started=self.started, version=package,
+                           jobs=len(self._jobs()), backup=backup, transfers=transfers)
 
     def _last_backup(self) -> dict[str, Any] | None:
         """The last good backup (``engine.ops.schedule``: recorded in the store however it was made),

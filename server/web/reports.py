@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass
-from typing import Any
 
 from starlette.responses import Response
 
@@ -22,30 +21,28 @@ REPORT_CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; for
               "base-uri 'none'; frame-ancestors 'self'; sandbox")
 _TYPES = {".html": "text/html; charset=utf-8", ".csv": "text/csv; charset=utf-8",
           ".json": "application/json"}
-_SUMMARY = (("enroll_attempts", "Enroll attempts"), ("enrolled", "Enrolled"),
-            ("pending", "Sent to adjudication"), ("refused", "Refused (quality or capture)"),
-            ("fte_percent", "Failure to enrol (%)"), ("backlog", "Open adjudication cases"),
-            ("backlog_oldest_days", "Oldest open case (days)"))
 
 
 @dataclass(frozen=True)
 class BuiltReport:
-    """What the page shows of one built report: its period, headline figures and files."""
+    """What the page says of one built report (its figures are in the frame): period and files."""
 
     report_id: str
     period: str
     generated: str
     details: bool
-    summary: list[tuple[str, Any]]
     files: list[tuple[str, int]]  # (name, bytes): report.html, report.json, then the CSV tables
 
     @classmethod
     def of(cls, report_id: str, files: dict[str, bytes]) -> BuiltReport:
         doc = json.loads(files["report.json"])
-        summary = [(label, doc["summary"].get(key)) for key, label in _SUMMARY]
         names = sorted(files, key=lambda n: (n != "report.html", n != "report.json", n))
         return cls(report_id, str(doc["period"]["description"]), str(doc["generated"]), bool(doc["details"]),
-                   summary, [(n, len(files[n])) for n in names])
+                   [(n, len(files[n])) for n in names])
+
+    @property
+    def tables(self) -> int:
+        return sum(1 for name, _ in self.files if name.endswith(".csv"))
 
 
 def file_response(name: str, content: bytes, *, download: bool, prefix: str) -> Response:
