@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from starlette.testclient import TestClient
 
 from engine.engine import Engine
@@ -18,16 +16,7 @@ from server.web.app import create_app
 from server.web.config import WebConfig
 from server.web.reports import REPORT_CSP
 from tests.unit.web.test_console import client, login
-from tests.web_support import add_pending, add_users, open_engine, seed_gallery
-
-
-@pytest.fixture()
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    eng = open_engine(tmp_path / "data")
-    seed_gallery(eng)
-    add_users(eng)
-    yield eng
-    eng.close()
+from tests.web_support import add_pending
 
 
 def _refs(html: str) -> list[str]:
