@@ -52,7 +52,7 @@ from server.web.access import allowed, may_view_case_images
 from server.web.config import WebConfig
 from server.web.images import display_jpeg, unwrapped_png
 from server.web.reports import BuiltReport, download_prefix, file_response
-from server.web.sessions import COOKIE, LoginLimiter, Session, SessionStore
+from server.web.sessions import COOKIE, MAX_REPORTS, LoginLimiter, Session, SessionStore
 
 __all__ = ["SECURITY_HEADERS", "create_app"]
 
@@ -572,8 +572,8 @@ class Console:
         files = who.session.reports.get(request.path_params["report_id"])
         name = request.path_params["name"]
         if files is None:
-            raise NotFound("this report is no longer held (reports last while you are logged in, and only "
-                           "the last few): build it again", reason="REPORT_GONE")
+            raise NotFound(f"this report is no longer held (reports last while you are logged in, and only "
+                           f"the last {MAX_REPORTS}): build it again", reason="REPORT_GONE")
         if name not in files:
             raise NotFound(f"the report has no file {name!r}")
         return file_response(name, files[name], download="download" in request.query_params,
