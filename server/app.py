@@ -211,12 +211,13 @@ def bootstrap_admin_user(users: Any, out: TextIO = sys.stdout) -> str | None:
     return password
 
 
-def start_web(engine: Engine, server: Server, web: Any, cert: Path, key: Path, started: float) -> Any:
+def start_web(engine: Engine, server: Server, web: Any, cert: Path, key: Path, started: float,
+              backup: BackupSettings | None = None) -> Any:
     """The console (``server.web``) on its own port with the service's TLS certificate, running."""
     from server.web.app import create_app
     from server.web.serving import WebServer
 
-    app = create_app(engine, web, dedup=server.servicer.dedup, started=started)
+    app = create_app(engine, web, dedup=server.servicer.dedup, started=started, backup=backup)
     console = WebServer(app, web.host, web.port, cert, key)
     console.start()
     return console
@@ -329,7 +330,7 @@ def serve(config_path: Path | None = None, web_overrides: dict[str, Any] | None 
             cert, key = ((config.tls_cert, config.tls_key) if config.tls_cert and config.tls_key
                          else ensure_self_signed(engine_config.data_dir, web.host))
             try:
-                console = start_web(engine, server, web, cert, key, time.time())
+                console = start_web(engine, server, web, cert, key, time.time(), backup)
             except BaseException:
                 server.stop(0)
                 raise

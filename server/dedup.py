@@ -42,6 +42,7 @@ WATCH_INTERVAL_S = 1.0
 CHUNK_BYTES = 64 * 1024
 ACTIVE_STATES = ("created", "queued", "running")
 DEFAULT_CLUSTER_PAGE = 100
+DEFAULT_TARGET_FPIR = 0.003  # a job given neither a target FPIR nor an FMR
 MODES = {pb.DEDUP_MODE_UNSPECIFIED: "exact", pb.DEDUP_MODE_EXACT: "exact", pb.DEDUP_MODE_FAST: "fast"}
 FORMATS = {  # format -> (file in the job folder, content type); HTML is rendered per caller
     pb.REPORT_FORMAT_UNSPECIFIED: ("report.json", "application/json"),
@@ -149,16 +150,21 @@ def spec_from_pb(request: pb.StartDedupRequest, data_dir: Path) -> JobSpec:
     if request.mode not in MODES:
         raise InvalidInput("unknown dedup mode", reason="INVALID_REQUEST")
     which = request.WhichOneof("threshold")
-    for name in ("target_fpir", "fmr"):
-        if which == name and not 0.0 < getattr(request, name) < 1.0:
+    return make_spec(data_dir, partition=request.partition or None,
+                     target_fpir=request.target_fpir if which == "target_fpir" else None,
+                     fmr=request.fmr if which == "fmr" else None, mode=MODES[request.mode])
+
+
+def make_spec(data_dir: Path, *, partition: str | None, target_fpir: float | None, fmr: float | None,
+              mode: str) -> JobSpec:
+    """An N:N job over ``data_dir`` (StartDedup and the console's form): ``target_fpir`` or ``fmr``
+    (neither: the default target FPIR of 0.003), each in (0, 1)."""
+    for name, value in (("target_fpir", target_fpir), ("fmr", fmr)):
+        if value is not None and not 0.0 < value < 1.0:
             raise InvalidInput(f"{name} must be in (0, 1)", reason="INVALID_THRESHOLD")
-    return JobSpec(
-        data_dir=str(data_dir),
-        partition=request.partition or None,
-        target_fpir=request.target_fpir if which == "target_fpir" else (None if which == "fmr" else 0.003),
-        fmr=request.fmr if which == "fmr" else None,
-        mode=MODES[request.mode],
-    )
+    default = DEFAULT_TARGET_FPIR if target_fpir is None else target_fpir
+    return JobSpec(data_dir=str(data_dir), partition=partition,
+                   target_fpir=None if fmr is not None else default, fmr=fmr, mode=mode)
 
 
 def progress_to_pb(p: Progress, queued: int) -> pb.DedupProgress:

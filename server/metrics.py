@@ -9,6 +9,8 @@ and cost nothing between scrapes.
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -43,12 +45,15 @@ def observe_rpc(rpc: str, code: str, seconds: float) -> None:
 
 class EngineCollector(Collector):
     """Gauges read at scrape time. ``stats`` returns ``Engine.stats()``; ``jobs`` the dedup jobs'
-    ``Progress`` objects (empty when dedup never ran)."""
+    ``Progress`` objects (empty when dedup never ran); ``transfers`` the peers of
+    ``engine.transfer.status.transfer_status`` (None: no transfer gauges)."""
 
-    def __init__(self, stats: Callable[[], Any], jobs: Callable[[], list[Any]], started: float) -> None:
+    def __init__(self, stats: Callable[[], Any], jobs: Callable[[], list[Any]], started: float,
+                 transfers: Callable[[], list[dict[str, Any]]] | None = None) -> None:
         self._stats = stats
         self._jobs = jobs
         self._started = started
+        self._transfers = transfers
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         s = self._stats()
@@ -70,6 +75,37 @@ class EngineCollector(Collector):
         yield progress
         yield GaugeMetricFamily("nasname_uptime_seconds", "seconds since the service started",
                                 value=time.time() - self._started)
+        age = s.last_backup_age_s
+        yield GaugeMetricFamily("nasname_backup_age_seconds",
+                                "seconds since the last good backup (+Inf: never backed up)",
+                                value=math.inf if age is None else age)
+        yield GaugeMetricFamily("nasname_backup_last_success_timestamp_seconds",
+                                "Unix time of the last good backup (0: never)",
+                                value=s.last_backup_time or 0.0)
+        if self._transfers is not None:
+            yield from _transfer_gauges(self._transfers())
+
+
+def _transfer_gauges(peers: list[dict[str, Any]]) -> Iterator[GaugeMetricFamily]:
+    """Per peer site: the backlog (records changed since the last packet sent) and the last packet
+    each way (change seq and time; time 0 when never)."""
+    backlog = GaugeMetricFamily("nasname_transfer_backlog_records",
+                                "records changed here since the last packet sent to the peer",
+                                labels=["peer"])
+    seqs = GaugeMetricFamily("nasname_transfer_seq", "change seq of the last packet, by direction",
+                             labels=["peer", "direction"])
+    times = GaugeMetricFamily("nasname_transfer_last_timestamp_seconds",
+                              "Unix time of the last packet, by direction (0: never)",
+                              labels=["peer", "direction"])
+    for p in peers:
+        peer = str(p["site_id"])
+        backlog.add_metric([peer], float(p["backlog"]))
+        for direction in ("sent", "received"):
+            seqs.add_metric([peer, direction], float(p[f"last_{direction}_seq"]))
+            when = p[f"last_{direction}"]
+            stamp = dt.datetime.fromisoformat(str(when).replace("Z", "+00:00")).timestamp() if when else 0.0
+            times.add_metric([peer, direction], stamp)
+    yield from (backlog, seqs, times)
 
 
 def exposition(own: CollectorRegistry) -> bytes:

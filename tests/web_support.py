@@ -89,3 +89,16 @@ def add_users(engine: Engine) -> dict[Role, str]:
     for role in Role:
         engine.gallery.store.create_user(role.value, role.value, PASSWORD, actor="test")
     return {role: role.value for role in Role}
+
+
+def add_pending(engine: Engine, n: int, *, partition: str = "camp-q", prefix: str = "Q") -> list[str]:
+    """``n`` more open cases (templates only) in ``partition``, queued in order ``<prefix>-000``,
+    ``<prefix>-001``, ...; the candidate's fused score rises with the number, so "highest score first"
+    is the reverse of "oldest first". Returns the reference ids in queue (age) order."""
+    refs = []
+    for i in range(n):
+        ref = f"{prefix}-{i:03d}"
+        engine.gallery.insert(templates(100 + i), ref_id=ref, partition=partition,
+                              status=RecordStatus.PENDING, candidates=[candidate("R-1", 1.0 + i / 10)])
+        refs.append(ref)
+    return refs

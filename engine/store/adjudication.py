@@ -139,6 +139,29 @@ class AdjudicationMixin:
             rows = conn.execute(sql + " ORDER BY r.id LIMIT ?", [*args, limit]).fetchall()
             return [self._case(conn, row) for row in rows]
 
+    def queue_page(self, *, partition: str | None = None, order: str = "age", limit: int = 50,
+                   offset: int = 0) -> tuple[list[PendingCase], int]:
+        """One page of the open cases and how many there are in all (the console's queue).
+        ``order``: ``"age"`` (oldest case first) or ``"score"`` (highest candidate fused score first,
+        then oldest), sorted in SQL so pages stay consistent however long the queue is."""
+        if order not in ("age", "score") or not 1 <= limit <= 1000 or offset < 0:
+            raise InvalidInput("order must be age or score, limit in 1..1000, offset >= 0",
+                               reason="INVALID_REQUEST")
+        where = "WHERE a.outcome IS NULL AND r.status = 'pending'"
+        args: list[Any] = []
+        if partition is not None:
+            where, args = where + " AND r.partition = ?", [partition]
+        best = ("(SELECT MAX(CAST(json_extract(j.value, '$.fused') AS REAL)) "
+                "FROM json_each(a.candidates) j)")
+        sort = "a.created, a.id" if order == "age" else f"COALESCE({best}, -1e308) DESC, a.created, a.id"
+        base = "FROM adjudication a JOIN records r ON r.id = a.record_id " + where
+        with self.db.read() as conn:
+            total = int(conn.execute("SELECT COUNT(*) " + base, args).fetchone()[0])
+            rows = conn.execute(
+                "SELECT r.id, r.ref_id, r.partition, a.created, a.candidates, a.outcome, a.id "
+                + base + f" ORDER BY {sort} LIMIT ? OFFSET ?", [*args, limit, offset]).fetchall()
+            return [self._case(conn, row) for row in rows], total
+
     def case(self, ref_id: str) -> PendingCase | None:
         """The latest adjudication case of a record (open or resolved), None when it never had one."""
         with self.db.read() as conn:

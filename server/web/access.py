@@ -18,7 +18,10 @@ PAGE_RPC: dict[str, str] = {
     "record": _N + "GetRecord",  # record page: status, history
     "dedup": _N + "GetDedup",  # dedup job list, progress and clusters
     "dedup_push": _N + "StartDedup",  # pushing a finished job's clusters into the adjudication queue
-    "health": _N + "Stats",  # gallery counts, models, uptime
+    "dedup_start": _N + "StartDedup",  # starting a job from the console
+    "reports": _N + "GetReport",  # registration reports: build, view, download
+    "health": _N + "Stats",  # gallery counts, models, uptime, last backup
+    "transfers": "/nasname.v1.Admin/TransferStatus",  # the health page's transfer-per-peer panel
     "metrics": "/nasname.v1.Admin/ListTokens",  # /metrics from a non-loopback address: admins only
     "users": "/nasname.v1.Admin/CreateToken",  # console accounts: who may use the service, like tokens
 }

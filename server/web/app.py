@@ -9,12 +9,14 @@ CSRF token; every image sent is written to the audit log (who, which record, whi
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from prometheus_client import CollectorRegistry
@@ -38,6 +40,7 @@ from engine.errors import (
     PermissionDenied,
     Unavailable,
 )
+from engine.ops.schedule import BackupSettings
 from engine.records import AdjudicationDecision
 from engine.store.values import PendingCase, UserInfo
 from engine.types import Modality
@@ -48,7 +51,8 @@ from server.metrics import EngineCollector, exposition
 from server.web.access import allowed, may_view_case_images
 from server.web.config import WebConfig
 from server.web.images import display_jpeg, unwrapped_png
-from server.web.sessions import COOKIE, LoginLimiter, Session, SessionStore
+from server.web.reports import BuiltReport, download_prefix, file_response
+from server.web.sessions import COOKIE, MAX_REPORTS, LoginLimiter, Session, SessionStore
 
 __all__ = ["SECURITY_HEADERS", "create_app"]
 
@@ -64,10 +68,13 @@ SECURITY_HEADERS = {
     "cross-origin-opener-policy": "same-origin",
     "cross-origin-resource-policy": "same-origin",
 }  # no HSTS: on "localhost" it would bind every other local port to HTTPS too
+_OWN_HEADERS = {"content-security-policy", "x-frame-options"}
 MODALITIES = (Modality.FACE, Modality.IRIS_LEFT, Modality.IRIS_RIGHT)
 MIN_REASON, MAX_REASON = 5, 500
 NAV = (("queue", "Queue", "/queue"), ("record", "Records", "/record"), ("dedup", "Dedup jobs", "/dedup"),
-       ("health", "Health", "/health"), ("users", "Accounts", "/users"))
+       ("reports", "Reports", "/reports"), ("health", "Health", "/health"), ("users", "Accounts", "/users"))
+PAGE_SIZES = (25, 50, 100, 200)  # queue rows per page
+DEFAULT_PAGE_SIZE = 50
 
 
 class _Redirect(Exception):
@@ -98,7 +105,9 @@ def _age(t: float) -> str:
 
 
 class _SecurityHeaders:
-    """Pure ASGI middleware: the headers of :data:`SECURITY_HEADERS` on every response."""
+    """Pure ASGI middleware: the headers of :data:`SECURITY_HEADERS` on every response. A response may
+    bring its own ``content-security-policy`` and ``x-frame-options`` (the report shown in a sandboxed
+    frame: inline styles, no script); every other header is forced."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -110,9 +119,10 @@ class _SecurityHeaders:
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
+                own = {k.decode().lower() for k, _ in message.get("headers", [])} & _OWN_HEADERS
                 headers = [(k, v) for k, v in message.get("headers", [])
-                           if k.decode().lower() not in SECURITY_HEADERS]
-                headers += [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+                           if k.decode().lower() not in SECURITY_HEADERS or k.decode().lower() in own]
+                headers += [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items() if k not in own]
                 message["headers"] = headers
             await send(message)
 
@@ -123,8 +133,9 @@ class Console:
     """State and handlers of one console (sessions, limiter, templates) over one engine."""
 
     def __init__(self, engine: Engine, config: WebConfig, *, dedup: Any = None,
-                 started: float | None = None) -> None:
+                 started: float | None = None, backup: BackupSettings | None = None) -> None:
         self.engine = engine
+        self.backup = backup
         self.store = engine.gallery.store
         self.config = config
         self.dedup = dedup
@@ -136,7 +147,8 @@ class Console:
         self.jinja.filters["iso"] = iso_time
         self.jinja.filters["age"] = _age
         self.registry = CollectorRegistry(auto_describe=True)
-        self.registry.register(EngineCollector(engine.stats, self._jobs, self.started))
+        self.registry.register(EngineCollector(engine.stats, self._jobs, self.started,
+                                               transfers=lambda: list(self._transfers()["peers"])))
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -265,16 +277,35 @@ class Console:
     # -- adjudication --------------------------------------------------------------------------
 
     async def queue(self, request: Request) -> Response:
+        """Open cases, one page at a time: sorted (age or best fused score) and filtered (partition)
+        in the store, so every page follows the same order however long the queue is."""
         who = self.who(request, "queue")
-        sort = request.query_params.get("sort", "age")
-        partition = request.query_params.get("partition", "")
-        cases = await run_in_threadpool(self.store.pending, partition=partition or None, limit=1000)
-        rows = sorted((_case_row(c) for c in cases), key=lambda r: (r["created"], r["ref_id"]))
-        if sort == "score":
-            rows.sort(key=lambda r: -r["top_fused"])
+        q = request.query_params
+        sort = "score" if q.get("sort") == "score" else "age"
+        partition = q.get("partition", "")
+        size = _int(q.get("size"), DEFAULT_PAGE_SIZE)
+        size = size if size in PAGE_SIZES else DEFAULT_PAGE_SIZE
+        page = max(1, _int(q.get("page"), 1))
+
+        def fetch(page: int) -> tuple[list[PendingCase], int]:
+            return self.store.queue_page(partition=partition or None, order=sort, limit=size,
+                                         offset=(page - 1) * size)
+
+        cases, total = await run_in_threadpool(fetch, page)
+        pages = max(1, -(-total // size))
+        if page > pages:  # past the end (cases were decided meanwhile): the last page
+            page = pages
+            cases, total = await run_in_threadpool(fetch, page)
+
+        def link(n: int) -> str:
+            return "/queue?" + urlencode({"sort": sort, "partition": partition, "size": size, "page": n})
+
         partitions = sorted(self.engine.stats().by_partition_status)
-        return self.render(request, "queue.html", who, rows=rows, sort=sort, partition=partition,
-                           partitions=partitions, two_person=self.config.two_person_same)
+        return self.render(request, "queue.html", who, rows=[_case_row(c) for c in cases], sort=sort,
+                           partition=partition, partitions=partitions, two_person=self.config.two_person_same,
+                           total=total, page=page, pages=pages, size=size, sizes=PAGE_SIZES,
+                           first=(page - 1) * size + 1, prev=link(page - 1) if page > 1 else None,
+                           next=link(page + 1) if page < pages else None)
 
     def _case(self, ref_id: str) -> PendingCase:
         case = self.store.case(ref_id)
@@ -434,11 +465,16 @@ class Console:
         who = self.who(request, "dedup")
         jobs = sorted(self._jobs(), key=lambda p: -p.elapsed_s)
         running = any(p.state in ("created", "queued", "running") for p in jobs)
-        return self.render(request, "dedup.html", who, jobs=jobs, refresh=running)
+        return self.render(request, "dedup.html", who, jobs=jobs, refresh=running,
+                           may_start=self.dedup is not None and allowed(who.role, "dedup_start"))
+
+    async def dedup_new(self, request: Request) -> Response:
+        who = self.who(request, "dedup_start")
+        self._runner()
+        return self.render(request, "dedup_new.html", who,
+                           partitions=sorted(self.engine.stats().by_partition_status))
 
     async def dedup_job(self, request: Request) -> Response:
-        import json
-
         who = self.who(request, "dedup")
         job_id = request.path_params["job_id"]
         runner = self._runner()
@@ -472,6 +508,76 @@ class Console:
         queued = await run_in_threadpool(self.dedup.push_now, job_id, actor=who.user.user_id)
         who.session.flash.append(f"Pushed job {job_id}'s clusters: {queued} records queued for adjudication.")
         return RedirectResponse(f"/dedup/{job_id}", status_code=303)
+
+    async def dedup_start(self, request: Request) -> Response:
+        """Start an N:N job over this gallery (or one partition) with the options of StartDedup."""
+        from server.dedup import make_spec
+
+        who = self.who(request, "dedup_start")
+        form = await self.form(request, who)
+        service = self.dedup
+        self._runner()
+        threshold = str(form.get("threshold", "fpir"))
+        try:
+            value = _float(str(form.get("value", "")).strip(), threshold)
+            spec = make_spec(service.runner.source.root, partition=str(form.get("partition", "")) or None,
+                             target_fpir=value if threshold == "fpir" else None,
+                             fmr=value if threshold == "fmr" else None, mode=str(form.get("mode", "exact")))
+        except InvalidInput as exc:  # the form again, with what to fix
+            return self.render(request, "dedup_new.html", who, status=400, error=str(exc),
+                               partitions=sorted(self.engine.stats().by_partition_status))
+        push = form.get("push") == "yes"
+        job_id = await run_in_threadpool(
+            lambda: service.start(spec, push_actor=who.user.user_id if push else None))
+        scope = f"partition {spec.partition}" if spec.partition else "the whole gallery"
+        then = "; its clusters go to the adjudication queue when it ends." if push else "."
+        who.session.flash.append(f"Started dedup job {job_id} over {scope}{then}")
+        return RedirectResponse(f"/dedup/{job_id}", status_code=303)
+
+    # -- reports -------------------------------------------------------------------------------
+
+    async def reports_page(self, request: Request) -> Response:
+        """Pick a period (and partition), build the registration report, see it in a sandboxed frame
+        and download its files. Built reports are held in the session (a few), not on disk."""
+        from engine.reports import ReportPeriod
+
+        who = self.who(request, "reports")
+        q = request.query_params
+        today = time.strftime("%Y-%m-%d", time.gmtime())
+        month_ago = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 29 * 86400))
+        chosen = {"from": q.get("from", month_ago), "to": q.get("to", today),
+                  "partition": q.get("partition", ""), "min_cell": q.get("min_cell", "5")}
+        details = q.get("details") == "yes"
+        partitions = sorted(self.engine.stats().by_partition_status)
+        built, error = None, None
+        if "build" in q:
+            now = time.time()
+            try:
+                period = ReportPeriod.parse(chosen["from"] or None, chosen["to"] or None, now=now,
+                                            partition=chosen["partition"] or None,
+                                            min_cell=_int(chosen["min_cell"], 0), details=details)
+                files = await run_in_threadpool(lambda: self.engine.report_files(period, now=now))
+                built = BuiltReport.of(who.session.keep_report(files), files)
+            except InvalidInput as exc:
+                error = str(exc).replace("--from", "“From”").replace("--to", "“To”")
+        response = self.render(request, "reports.html", who, status=400 if error else 200, chosen=chosen,
+                               details=details, partitions=partitions, built=built, error=error)
+        if built is not None:  # the console's policy, plus frames of its own (the report)
+            response.headers["content-security-policy"] = (SECURITY_HEADERS["content-security-policy"]
+                                                           + "; frame-src 'self'")
+        return response
+
+    async def report_file(self, request: Request) -> Response:
+        who = self.who(request, "reports")
+        files = who.session.reports.get(request.path_params["report_id"])
+        name = request.path_params["name"]
+        if files is None:
+            raise NotFound(f"this report is no longer held (reports last while you are logged in, and only "
+                           f"the last {MAX_REPORTS}): build it again", reason="REPORT_GONE")
+        if name not in files:
+            raise NotFound(f"the report has no file {name!r}")
+        return file_response(name, files[name], download="download" in request.query_params,
+                             prefix=download_prefix(files))
 
     # -- accounts ------------------------------------------------------------------------------
 
@@ -520,8 +626,33 @@ class Console:
             package = version("nasname")
         except PackageNotFoundError:
             package = "unknown"
-        return self.render(request, "health.html", who, stats=stats, uptime=time.time() - self.started,
-                           started=self.started, version=package, jobs=len(self._jobs()))
+        backup = await run_in_threadpool(self._last_backup)
+        transfers = None
+        if allowed(who.role, "transfers"):
+            transfers = await run_in_threadpool(self._transfers)
+        return self.render(request, "health.html", who, stats=stats, started=self.started, version=package,
+                           jobs=len(self._jobs()), backup=backup, transfers=transfers)
+
+    def _last_backup(self) -> dict[str, Any] | None:
+        """The last good backup (``engine.ops.schedule``: recorded in the store however it was made),
+        with whether it is on time when backups are scheduled."""
+        from engine.ops.schedule import last_good_backup
+
+        last = last_good_backup(self.engine.datadir)
+        every = self.backup.interval_s if self.backup is not None else 0.0
+        if last is not None:
+            last["every"] = self.backup.every if self.backup is not None and every > 0 else ""
+            last["overdue"] = every > 0 and float(last["age_s"]) > 2 * every
+        return last
+
+    def _transfers(self) -> dict[str, Any]:
+        """``engine.transfer.status``: this site and, per peer, the last packets and the backlog."""
+        from engine.transfer.status import transfer_status
+
+        try:
+            return transfer_status(self.engine.datadir)
+        except NotFound as exc:  # no site identity (a data directory made before transfers existed)
+            return {"site_id": "", "last_seq": 0, "peers": [], "problem": str(exc)}
 
     async def metrics(self, request: Request) -> Response:
         client = request.client.host if request.client else ""
@@ -529,6 +660,21 @@ class Console:
             self.who(request, "metrics")
         data = await run_in_threadpool(exposition, self.registry)
         return Response(data, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+def _float(text: str, what: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise InvalidInput(f"the {'target FPIR' if what == 'fpir' else 'FMR'} must be a number such as "
+                           "0.003", reason="INVALID_THRESHOLD") from None
+
+
+def _int(text: str | None, default: int) -> int:
+    try:
+        return int(text) if text is not None else default
+    except ValueError:
+        return default
 
 
 def _quote(text: str) -> str:
@@ -613,9 +759,10 @@ def _errors(console: Console) -> dict[Any, Callable[[Request, Exception], Awaita
 
 
 def create_app(engine: Engine, config: WebConfig | None = None, *, dedup: Any = None,
-               started: float | None = None) -> Starlette:
-    """The console over ``engine``; ``dedup`` is the server's ``DedupService`` (None: no dedup pages)."""
-    c = Console(engine, config or WebConfig(), dedup=dedup, started=started)
+               started: float | None = None, backup: BackupSettings | None = None) -> Starlette:
+    """The console over ``engine``; ``dedup`` is the server's ``DedupService`` (None: no dedup pages);
+    ``backup`` the server's backup schedule (the health page says whether backups are on time)."""
+    c = Console(engine, config or WebConfig(), dedup=dedup, started=started, backup=backup)
     routes = [
         Route("/", c.home),
         Route("/login", c.login_page, methods=["GET"]),
@@ -628,8 +775,12 @@ def create_app(engine: Engine, config: WebConfig | None = None, *, dedup: Any = 
         Route("/image/{ref_id}/{modality}/{kind}", c.image),
         Route("/record", c.record_page),
         Route("/dedup", c.dedup_list),
+        Route("/dedup/new", c.dedup_new, methods=["GET"]),
+        Route("/dedup/start", c.dedup_start, methods=["POST"]),
         Route("/dedup/{job_id}", c.dedup_job),
         Route("/dedup/{job_id}/push", c.dedup_push, methods=["POST"]),
+        Route("/reports", c.reports_page),
+        Route("/reports/{report_id}/{name}", c.report_file),
         Route("/health", c.health),
         Route("/metrics", c.metrics),
         Route("/users", c.users_page, methods=["GET"]),

@@ -16,9 +16,10 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["COOKIE", "LoginLimiter", "Session", "SessionStore"]
+__all__ = ["COOKIE", "MAX_REPORTS", "LoginLimiter", "Session", "SessionStore"]
 
 COOKIE = "nasname_session"
+MAX_REPORTS = 3  # built reports held per session (a report with charts is a few hundred kB)
 _MAX_SESSIONS = 10_000  # anonymous sessions are cheap to create: bound the memory they can take
 
 
@@ -29,6 +30,17 @@ class Session:
     last_seen: float
     user_id: str | None = None
     flash: list[str] = field(default_factory=list)
+    # reports built in this session (id -> file name -> bytes), newest last: what the report page's
+    # frame and download links serve; bounded by MAX_REPORTS, gone when the session ends
+    reports: dict[str, dict[str, bytes]] = field(default_factory=dict)
+
+    def keep_report(self, files: dict[str, bytes]) -> str:
+        """Hold a built report's files under a fresh id (the oldest beyond ``MAX_REPORTS`` go)."""
+        report_id = secrets.token_urlsafe(12)
+        self.reports[report_id] = files
+        while len(self.reports) > MAX_REPORTS:
+            del self.reports[next(iter(self.reports))]
+        return report_id
 
 
 class SessionStore:

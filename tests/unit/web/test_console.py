@@ -5,26 +5,14 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from starlette.testclient import TestClient
 
 from engine.engine import Engine
 from server.auth import Role
 from server.web.app import SECURITY_HEADERS, create_app
 from server.web.config import WebConfig
-from tests.web_support import PASSWORD, add_users, open_engine, seed_gallery
-
-
-@pytest.fixture()
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    eng = open_engine(tmp_path / "data")
-    seed_gallery(eng)
-    add_users(eng)
-    yield eng
-    eng.close()
+from tests.web_support import PASSWORD
 
 
 def client(engine: Engine, **config: object) -> TestClient:

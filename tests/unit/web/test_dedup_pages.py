@@ -12,6 +12,7 @@ from starlette.testclient import TestClient
 from engine.config import EngineConfig
 from engine.dedup.sources import JobSpec
 from engine.engine import Engine
+from engine.jobs import JobFiles
 from engine.types import FaceTemplate, Modality
 from server.dedup import DedupService
 from server.web.app import create_app
@@ -35,11 +36,23 @@ def test_dedup_job_pages_and_push(tmp_path: Path) -> None:
             engine.gallery.insert({Modality.FACE: FaceTemplate(v, MODEL)}, ref_id=ref, partition="camp-a",
                                   images={Modality.FACE: face_image(i)})
         add_users(engine)
-        job_id = dedup.start(JobSpec(data_dir=str(cfg.data_dir)), push_actor=None)
-        dedup.runner.wait(job_id, timeout=120)
         app = create_app(engine, WebConfig(), dedup=dedup)
         inv = TestClient(app, base_url="https://testserver")
         login(inv, "investigator")
+        assert 'href="/dedup/new"' in inv.get("/dedup").text
+        form = inv.get("/dedup/new")
+        assert form.status_code == 200 and '<option value="camp-a">camp-a</option>' in form.text
+        bad = inv.post("/dedup/start", data={"csrf": csrf(form.text), "threshold": "fmr", "value": "2"})
+        assert bad.status_code == 400 and "fmr must be in (0, 1)" in bad.text
+        fields = {"partition": "camp-a", "mode": "exact", "threshold": "fpir", "value": "0.003"}
+        assert inv.post("/dedup/start", data=fields).status_code == 403  # no CSRF token
+        assert dedup.runner.list() == []
+        started = inv.post("/dedup/start", data={"csrf": csrf(form.text), **fields}, follow_redirects=False)
+        assert started.status_code == 303
+        job_id = started.headers["location"].rsplit("/", 1)[1]
+        spec = JobSpec(**JobFiles(dedup.runner.root / job_id).meta()["spec"])
+        assert spec.partition == "camp-a" and spec.target_fpir == 0.003 and spec.mode == "exact"
+        dedup.runner.wait(job_id, timeout=120)
         assert job_id in inv.get("/dedup").text
         page = inv.get(f"/dedup/{job_id}")
         assert page.status_code == 200 and "Cluster" in page.text
@@ -52,6 +65,7 @@ def test_dedup_job_pages_and_push(tmp_path: Path) -> None:
         adj = TestClient(app, base_url="https://testserver")
         login(adj, "adjudicator")
         assert adj.get("/dedup").status_code == 403  # the table: adjudicators have no dedup RPCs
+        assert adj.get("/dedup/new").status_code == 403
         assert "D1" in adj.get("/queue").text
         assert inv.get("/dedup/not-a-job").status_code == 400
     finally:

@@ -59,3 +59,21 @@ def test_gallery_gauges_are_read_at_scrape_time(tmp_path: Path) -> None:
         assert 'nasname_gallery_templates{modality="iris_left"} 2.0' in after
     finally:
         engine.close()
+
+
+def test_backup_age_and_transfer_gauges(tmp_path: Path) -> None:
+    engine = open_engine(tmp_path / "data")
+    peers = [{"site_id": "camp-b", "backlog": 7, "last_sent_seq": 40, "last_sent": "2026-11-30T10:00:00Z",
+              "last_received_seq": 12, "last_received": None}]
+    try:
+        registry = CollectorRegistry()
+        registry.register(EngineCollector(engine.stats, lambda: [], started=0.0, transfers=lambda: peers))
+        text = exposition(registry).decode()
+        assert "nasname_backup_age_seconds +Inf" in text  # never backed up: any "older than" alert fires
+        assert "nasname_backup_last_success_timestamp_seconds 0.0" in text
+        assert 'nasname_transfer_backlog_records{peer="camp-b"} 7.0' in text
+        assert 'nasname_transfer_seq{direction="sent",peer="camp-b"} 40.0' in text
+        assert 'nasname_transfer_last_timestamp_seconds{direction="sent",peer="camp-b"} 1.7960328e+09' in text
+        assert 'nasname_transfer_last_timestamp_seconds{direction="received",peer="camp-b"} 0.0' in text
+    finally:
+        engine.close()
