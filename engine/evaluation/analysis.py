@@ -35,7 +35,7 @@ from engine.metrics import (
     search_outcomes,
 )
 
-__all__ = ["FMR_TARGETS", "FPIR_TARGETS", "KindAnalysis", "KindScores", "analyse"]
+__all__ = ["FMR_TARGETS", "FPIR_TARGETS", "KindAnalysis", "KindScores", "analyse", "searches"]
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -90,6 +90,24 @@ def pair_scores(data: KindScores) -> tuple[F64, F64, int, int]:
     return g, m, int(np.isneginf(g).sum()), int(np.isneginf(m).sum())
 
 
+def searches(scores: F64, mate_col: npt.NDArray[np.int64], failed: B,
+             mate_excluded: bool = True) -> tuple[SearchOutcomes, F64]:
+    """Outcomes of the searches of a (probes, enrolled) score matrix (-inf where nothing compares;
+    ``mate_col`` and ``failed`` as ``engine.metrics.search_outcomes``) and, with ``mate_excluded``,
+    the top scores of the extra non-mated searches: each usable mated probe whose mate is enrolled,
+    searched again with its mate left out (they are part of the returned outcomes too)."""
+    outcomes = search_outcomes(scores, mate_col, failed)
+    extra = np.zeros(0)
+    if mate_excluded:
+        rows = np.flatnonzero((mate_col >= 0) & ~failed)
+        without = scores[rows].copy()
+        without[np.arange(rows.size), mate_col[rows]] = -np.inf
+        extra = without.max(axis=1) if without.shape[1] > 1 else np.full(rows.size, -np.inf)
+        outcomes = SearchOutcomes(outcomes.mated_scores, outcomes.mated_ranks,
+                                  np.concatenate([outcomes.nonmated_top, extra]))
+    return outcomes, extra
+
+
 def identification(data: KindScores, mate_excluded: bool = True) -> tuple[SearchOutcomes, dict[str, Any]]:
     d = make_design(data.subjects)
     ok_g = data.ok[d.gallery]
@@ -101,16 +119,8 @@ def identification(data: KindScores, mate_excluded: bool = True) -> tuple[Search
     # NaN (a failed sample's row/column) -> -inf: never a hit, never a false positive
     scores = np.nan_to_num(data.scores[np.ix_(d.probes, enrolled)].astype(np.float64), nan=-np.inf,
                            posinf=np.inf, neginf=-np.inf)
-    outcomes = search_outcomes(scores, mate_col, failed)
+    outcomes, extra = searches(scores, mate_col, failed, mate_excluded)
     mated = d.probe_mate >= 0
-    extra = np.zeros(0)
-    if mate_excluded:
-        rows = np.flatnonzero((mate_col >= 0) & ~failed)
-        without = scores[rows].copy()
-        without[np.arange(rows.size), mate_col[rows]] = -np.inf
-        extra = without.max(axis=1) if without.shape[1] > 1 else np.full(rows.size, -np.inf)
-        outcomes = SearchOutcomes(outcomes.mated_scores, outcomes.mated_ranks,
-                                  np.concatenate([outcomes.nonmated_top, extra]))
     counts = {
         "gallery_subjects": int(d.gallery.size),
         "enrolled": int(enrolled.size),
