@@ -2,7 +2,7 @@
 
     nasname evaluate --manifest FILE.csv [--manifest MORE.csv] [--pairs pairs.txt] --out DIR
                      [--modality face|iris|...] [--face-model NAME]
-                     [--limit N] [--multi-sample K] [--no-progress]
+                     [--limit N] [--multi-sample K ...] [--no-progress]
     nasname evaluate --rescore DIR/scores.npz --out DIR2      # recompute figures from cached scores
 
 Writes ``DIR/metrics.json`` (figures per modality kind, see ``engine.evaluation.analysis`` for what
@@ -14,7 +14,7 @@ names the models measured (face: the registry name and the template's model ref)
 
 ``--multi-sample K`` adds the multi-sample enrolment design (``engine.evaluation.multisample``): the
 same probes searched against galleries enrolled with 1..K samples per subject, combined as the engine
-combines a station's frames (``engine.multisample``), under ``multi_sample`` in metrics.json.
+combines a station's frames (``engine.multisample``), under ``multi_sample.<kind>.<K>`` in metrics.json.
 
 The face model is the engine's: ``--face-model``, else ``face_model`` of the engine configuration
 (``NASNAME_FACE_MODEL``, the config file; default ``sface``).
@@ -89,7 +89,7 @@ def evaluate(
     command: str | None = None,
     face_model: str | None = None,
     keep_refused: bool = False,
-    multi_sample: int | None = None,
+    multi_sample: Sequence[int] = (),
 ) -> dict[str, Any]:
     """Run the evaluation and write its outputs into ``out``. ``extractors`` / ``scorers`` map a kind
     (``face``/``iris``) to the component to use (default: the engine's); ``fusion`` overrides the
@@ -99,8 +99,8 @@ def evaluate(
     face embedding's registry name (default: the engine configuration's); ``keep_refused``: also
     score the samples the quality gate refused and save, per sample, the quality reasons
     (``<kind>_scores_ungated``, ``<kind>_extracted``, ``<kind>_reasons``, ``<kind>_rejected`` in
-    scores.npz; read by ``models/calibrate_quality.py``); ``multi_sample``: K of the multi-sample
-    enrolment design (None: not run). Returns the metrics document."""
+    scores.npz; read by ``models/calibrate_quality.py``); ``multi_sample``: the K of each multi-sample
+    enrolment design to run (none by default). Returns the metrics document."""
     started = time.time()
     manifests = [manifest] if isinstance(manifest, Path) else list(manifest)
     samples = [s for m in manifests for s in read_manifest(m, modality, limit)]
@@ -130,8 +130,9 @@ def evaluate(
         models[kind] = extractor.model
         cache.update({s.path: t for s, t in zip(ks, run.templates, strict=True)})
         data[kind] = _score_kind(kind, ks, run, scorer, ungated if keep_refused else None)
-        if multi_sample is not None:
-            multi[kind] = evaluate_multi([s.subject for s in ks], run, scorer, multi_sample, mate_excluded)
+        for k in multi_sample:
+            multi.setdefault(kind, {})[str(k)] = evaluate_multi([s.subject for s in ks], run, scorer, k,
+                                                                mate_excluded)
 
     fused_note = None
     if "face" in data and "iris" in data:
@@ -363,9 +364,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-refused", action="store_true",
                    help="also score the samples the quality gate refused and save every sample's quality "
                         "reasons in scores.npz (input of models/calibrate_quality.py)")
-    p.add_argument("--multi-sample", type=int, metavar="K",
+    p.add_argument("--multi-sample", type=int, metavar="K", action="append", default=[],
                    help="also measure enrolment with 1..K samples per subject (subjects with more than K "
-                        "samples), combined as the engine combines a station's frames")
+                        "samples), combined as the engine combines a station's frames (repeat for several K)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     return p
 
@@ -414,8 +415,8 @@ def _summary_text(doc: Mapping[str, Any]) -> str:
             f"{_pct(fig['rank1_hit_rate']['rate'])}  rank-10 {_pct(fig['rank10_hit_rate']['rate'])}\n"
             f"    FNMR at FMR {fnmr}\n    FNIR at FPIR {fnir}\n"
             f"    matcher only (pairs without failures): EER {_pct(fig['matcher_only']['eer']['eer'])}")
-    for kind, multi in doc.get("multi_sample", {}).items():
-        lines.append(_multi_text(kind, multi))
+    for kind, designs in doc.get("multi_sample", {}).items():
+        lines.extend(_multi_text(kind, multi) for multi in designs.values())
     for kind, acc in doc.get("verification_accuracy", {}).items():
         lines.append(f"{kind} pairs: accuracy {acc['mean']:.4f} +- {acc['std']:.4f} "
                      f"over {acc['folds']} folds ({acc.get('failed_pairs', 0)} failed)")
@@ -425,8 +426,8 @@ def _summary_text(doc: Mapping[str, Any]) -> str:
 def _multi_text(kind: str, multi: Mapping[str, Any]) -> str:
     """The multi-sample variants of one kind as a table."""
     d = multi["design"]
-    head = (f"{kind} multi-sample enrolment: {d['gallery_subjects']} subjects, {d['mated_probes']} mated "
-            f"and {d['nonmated_probes']} non-mated probes")
+    head = (f"{kind} multi-sample enrolment, 1 to {d['enrolment_samples']} samples: {d['gallery_subjects']} "
+            f"subjects, {d['mated_probes']} mated and {d['nonmated_probes']} non-mated probes")
     fpirs = [p["target_fpir"] for p in next(iter(multi["variants"].values()))["fnir_at_fpir"]]
     rows = [[name, _pct(v["fte_rate"]), _pct(v["rank1_hit_rate"]),
              *(_pct(p["fnir"]) for p in v["fnir_at_fpir"]), _pct(v["eer"]),
