@@ -108,13 +108,14 @@ def _samples(args: argparse.Namespace, prefix: str = "") -> list[Any]:
     return out
 
 
-def _add_sample_options(p: argparse.ArgumentParser, prefix: str = "", what: str = "image file") -> None:
+def _add_sample_options(p: argparse.ArgumentParser, prefix: str = "", what: str = "image file",
+                        several: bool = True) -> None:
+    repeat = (f"; repeat for several frames (up to {MAX_FRAMES}): refused ones are dropped, the others "
+              "fused or the best one used") if several else ""
     for modality, flag in _SAMPLE_FLAGS:
         p.add_argument(f"--{prefix.replace('_', '-')}{flag}", dest=prefix + modality, metavar="IMAGE",
                        type=Path, action="append",
-                       help=f"{modality.replace('_', ' ')} {what} (JPEG, PNG, BMP, ...); repeat for "
-                            f"several frames (up to {MAX_FRAMES}): refused ones are dropped, the others "
-                            "fused or the best one used")
+                       help=f"{modality.replace('_', ' ')} {what} (JPEG, PNG, BMP, ...){repeat}")
 
 
 def _need_samples(args: argparse.Namespace) -> list[Any]:
@@ -258,7 +259,7 @@ def add_client_commands(sub: Any) -> None:
     p.add_argument("--offset", type=int, default=0, help="records to skip (paging; default 0)")
     p = command("recapture", "add or replace one modality of an enrolled person: verify 1:1 with the "
                 "other modalities, de-duplicate the new sample 1:N, then store it", _recapture)
-    _add_sample_options(p)
+    _add_sample_options(p, what="image file: the one new sample", several=False)
     _add_sample_options(p, "verify_", "image to verify the person with first")
     p.add_argument("--id", required=True, help="the enrolled reference id")
     p.add_argument("--target-fmr", type=float, help="target false match rate of the 1:1 check")
