@@ -431,9 +431,11 @@ def _multi_text(kind: str, multi: Mapping[str, Any]) -> str:
     fpirs = [p["target_fpir"] for p in next(iter(multi["variants"].values()))["fnir_at_fpir"]]
     rows = [[name, _pct(v["fte_rate"]), _pct(v["rank1_hit_rate"]),
              *(_pct(p["fnir"]) for p in v["fnir_at_fpir"]), _pct(v["eer"]),
-             _pct(v["fnmr_at_fmr"][1]["fnmr"] if len(v["fnmr_at_fmr"]) > 1 else None)]
+             _pct(v["fnmr_at_fmr"][1]["fnmr"] if len(v["fnmr_at_fmr"]) > 1 else None),
+             _pct(v.get("at_single_sample_threshold", {}).get("fmr"))]
             for name, v in multi["variants"].items()]
-    headers = ["enrolment", "FTE", "rank-1", *(f"FNIR@{f:g}" for f in fpirs), "EER", "FNMR@FMR 1e-3"]
+    headers = ["enrolment", "FTE", "rank-1", *(f"FNIR@{f:g}" for f in fpirs), "EER", "FNMR@FMR 1e-3",
+               "FMR at 1's threshold"]
     widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
     table = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in [headers, *rows]]
     return "\n".join([head, *("    " + t for t in table)])

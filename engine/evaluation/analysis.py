@@ -35,7 +35,8 @@ from engine.metrics import (
     search_outcomes,
 )
 
-__all__ = ["FMR_TARGETS", "FPIR_TARGETS", "KindAnalysis", "KindScores", "analyse", "searches"]
+__all__ = ["FMR_TARGETS", "FPIR_TARGETS", "KindAnalysis", "KindScores", "analyse", "score_summary",
+           "searches"]
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -168,7 +169,7 @@ def analyse(data: KindScores, mate_excluded: bool = True) -> KindAnalysis:
         "comparisons": {"genuine": int(gen.size), "impostor": int(imp.size),
                         "failed_genuine": gen_fail, "failed_impostor": imp_fail},
         "searches": counts,
-        "score_summary": _summary(gen, imp),
+        "score_summary": score_summary(gen, imp),
     }
     det_matcher = det_curve(gen[np.isfinite(gen)], imp[np.isfinite(imp)])
     return KindAnalysis(figures, det_curve(gen, imp), det_matcher, fnir_fpir_curve(outcomes, rank=1),
@@ -183,7 +184,8 @@ def _matcher_only(gen: F64, imp: F64) -> dict[str, Any]:
             "fnmr_at_fmr": [p.as_dict("fnmr", "fmr") for p in fnmr_at_fmr(g, i, FMR_TARGETS)]}
 
 
-def _summary(gen: F64, imp: F64) -> dict[str, Any]:
+def score_summary(gen: F64, imp: F64) -> dict[str, Any]:
+    """Mean, std, min and max of the finite genuine and impostor scores."""
     def stats(x: F64) -> dict[str, float | None]:
         f = x[np.isfinite(x)]
         if f.size == 0:

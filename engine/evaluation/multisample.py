@@ -25,10 +25,10 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.errors import InvalidInput
-from engine.evaluation.analysis import FMR_TARGETS, FPIR_TARGETS, searches
+from engine.evaluation.analysis import FMR_TARGETS, FPIR_TARGETS, score_summary, searches
 from engine.evaluation.extraction import ExtractionRun
 from engine.evaluation.scoring import Scorer
-from engine.metrics import eer, fnir_at_fpir, fnmr_at_fmr, rank_hit_rate
+from engine.metrics import eer, fmr_fnmr, fnir_at_fpir, fnmr_at_fmr, rank_hit_rate
 from engine.multisample import Frame, Strategy, combine
 from engine.types import Template
 
@@ -80,11 +80,20 @@ def evaluate_multi(subjects: Sequence[str], run: ExtractionRun, scorer: Scorer, 
     failed = np.array([t is None for t in probe_t], dtype=bool)
     good = [t for t in probe_t if t is not None]
     variants: dict[str, Any] = {}
+    pairs: dict[str, tuple[F64, F64]] = {}
     for k in range(1, k_max + 1):
         for strategy in (Strategy.BEST,) if k == 1 else (Strategy.BEST, Strategy.FUSE):
+            name = f"{k}_{strategy.value}" if k > 1 else "1"
             gallery = [_enrolment(idx[:k], run, strategy) for idx in d.enrol]
-            variants[f"{k}_{strategy.value}" if k > 1 else "1"] = _figures(
-                gallery, good, failed, d.probe_mate, scorer, mate_excluded)
+            variants[name], pairs[name] = _figures(gallery, good, failed, d.probe_mate, scorer,
+                                                   mate_excluded)
+    # The engine's calibration was measured on single samples: at the single-sample threshold for
+    # FMR 1e-3, a combined enrolment must not let more impostors through.
+    single = variants["1"]["fnmr_at_fmr"][1]["threshold"]
+    if single is not None:
+        for name, (genuine, impostor) in pairs.items():
+            fmr, fnmr = fmr_fnmr(genuine, impostor, single)
+            variants[name]["at_single_sample_threshold"] = {"threshold": single, "fmr": fmr, "fnmr": fnmr}
     return {
         "design": {"enrolment_samples": k_max, "gallery_subjects": len(d.subjects),
                    "mated_probes": int((d.probe_mate >= 0).sum()),
@@ -107,7 +116,8 @@ def _enrolment(idx: Sequence[int], run: ExtractionRun, strategy: Strategy) -> Te
 
 
 def _figures(gallery: Sequence[Template | None], probes: Sequence[Template], failed: npt.NDArray[np.bool_],
-             probe_mate: I64, scorer: Scorer, mate_excluded: bool) -> dict[str, Any]:
+             probe_mate: I64, scorer: Scorer, mate_excluded: bool) -> tuple[dict[str, Any], tuple[F64, F64]]:
+    """(figures, (genuine, impostor) 1:1 scores) of one enrolment variant."""
     enrolled = [t for t in gallery if t is not None]
     column = np.full(len(gallery), -2, dtype=np.int64)
     column[[i for i, t in enumerate(gallery) if t is not None]] = np.arange(len(enrolled))
@@ -128,7 +138,7 @@ def _figures(gallery: Sequence[Template | None], probes: Sequence[Template], fai
     impostor_mask[have, mate_col[have]] = False
     impostor = scores[impostor_mask]
     e = eer(genuine, impostor)
-    return {
+    figures = {
         "fte_rate": float(np.mean([t is None for t in gallery])),
         "enrolled": len(enrolled),
         "rank1_hit_rate": float(rank_hit_rate(outcomes, 1)),
@@ -138,4 +148,8 @@ def _figures(gallery: Sequence[Template | None], probes: Sequence[Template], fai
         "eer": e.as_dict()["eer"],
         "fnmr_at_fmr": [p.as_dict("fnmr", "fmr") for p in fnmr_at_fmr(genuine, impostor, FMR_TARGETS)],
         "comparisons": {"genuine": int(genuine.size), "impostor": int(impostor.size)},
+        # a fused template must not make impostors look alike: the engine's calibration (single
+        # samples) turns these scores into LLRs
+        "score_summary": score_summary(genuine, impostor),
     }
+    return figures, (genuine, impostor)
