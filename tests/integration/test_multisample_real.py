@@ -34,12 +34,18 @@ def test_casia_three_fused_frames_beat_one(shared_data: Path, tmp_path: Path) ->
     one, best, fused = v["1"], v["3_best"], v["3_fuse"]
     assert one["fte_rate"] == fused["fte_rate"] == 0.0
     assert fused["eer"] < one["eer"] and fused["eer"] <= best["eer"]
-    assert fused["eer"] <= 0.01 and fused["rank1_hit_rate"] == 1.0
+    # measured 2026-12-04: EER 2.43% (one frame) -> 0.00% (three fused), rank-1 98.75% -> 100%
+    assert fused["eer"] <= 0.005 and fused["rank1_hit_rate"] == 1.0
 
 
 def test_lfw_two_fused_photos_beat_one(shared_data: Path, tmp_path: Path) -> None:
-    # first 300 people: 71 with 3 or more photos are enrolled with 2
+    # first 300 people: 71 with 3 or more photos are enrolled with 2 (FPIR 0.003 is not measurable
+    # on a subset this small; the full set's figures are in docs/QUALITY.md)
     v = _variants(shared_data, tmp_path, "face_lfw.csv", 300, 2)
     one, best, fused = v["1"], v["2_best"], v["2_fuse"]
     assert fused["rank1_hit_rate"] >= max(one["rank1_hit_rate"], best["rank1_hit_rate"])
-    assert fused["eer"] <= one["eer"]
+    assert fused["eer"] < one["eer"]
+    fnmr = {name: v[name]["fnmr_at_fmr"][1]["fnmr"] for name in ("1", "2_fuse")}  # at FMR 1e-3
+    assert fnmr["2_fuse"] < fnmr["1"]
+    # measured 2026-12-04: rank-1 98.82% -> 99.61%, EER 1.18% -> 0.79%, FNMR@FMR 1e-3 2.36% -> 1.18%
+    assert fused["rank1_hit_rate"] >= 0.99 and fused["eer"] <= 0.01 and fnmr["2_fuse"] <= 0.015
