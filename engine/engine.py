@@ -21,7 +21,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,12 +29,21 @@ import numpy as np
 from engine.config import EngineConfig
 from engine.cpus import set_threads, threads
 from engine.datadir import DataDir
-from engine.errors import Conflict, InvalidInput, ModelMismatch, NasnameError, NotFound, QualityRejected
+from engine.errors import (
+    Conflict,
+    InvalidInput,
+    ModelMismatch,
+    NasnameError,
+    NotFound,
+    QualityRejected,
+    SampleRejected,
+)
 from engine.events import EventLog, recorded
 from engine.extractor import Extractor
 from engine.fusion import FusedThreshold, Fusion, expected_fpir, per_comparison_fmr
 from engine.gallery import Gallery
 from engine.idempotency import enroll_from_json, enroll_to_json, insert_from_json, insert_to_json
+from engine.multisample import MAX_FRAMES, Frame, combine
 from engine.records import (
     AdjudicationDecision,
     AdjudicationItem,
@@ -48,6 +57,7 @@ from engine.records import (
     RecordView,
     Sample,
     SampleResult,
+    SampleUse,
     Threshold,
     UpdateOutcome,
     UpdateResult,
@@ -55,7 +65,7 @@ from engine.records import (
 )
 from engine.store.idempotency import IdempotencyKey, Idempotent, Replay
 from engine.store.values import AuditReport, CaseEvent, Quarantined, Record, WriteResult
-from engine.types import Modality, ModelRef, QualityReason, Template
+from engine.types import Modality, ModelRef, Quality, QualityReason, Template
 
 if TYPE_CHECKING:
     from engine.reports import ReportPeriod
@@ -76,6 +86,15 @@ MIN_FUSED_THRESHOLD = 0.0
 # de-duplication off; above 0.5, more than half of the searches for a new person would return a false
 # candidate, which is no longer a search. Configured defaults are in this range too (0.003).
 FPIR_RANGE = (1e-6, 0.5)
+
+
+@dataclass(frozen=True)
+class _Extracted:
+    """One sample through its extractor: the template (None when refused), its result, the refusal."""
+
+    template: Template | None
+    result: SampleResult
+    error: SampleRejected | None = None
 
 
 def _check_fpir(value: float | None) -> None:
@@ -206,60 +225,100 @@ class Engine:
 
     # -- samples -------------------------------------------------------------------------------
 
-    def _extract_one(self, sample: Sample) -> tuple[Template, SampleResult]:
+    def _extract_one(self, sample: Sample) -> _Extracted:
+        """One sample's template, or the refusal that dropped it (``SampleRejected``: no biometric
+        found, or below the quality gate; anything else, such as an undecodable image, raises)."""
         if sample.template is not None:
-            return sample.template, SampleResult(sample.modality, sample.template.model, None)
+            return _Extracted(sample.template, SampleResult(sample.modality, sample.template.model, None))
         assert sample.image is not None  # guaranteed by Sample.__post_init__
         extractor = self._load_extractor(sample.modality.kind)
-        with self._extract_slots:
-            extraction = extractor.extract(sample.image)
+        try:
+            with self._extract_slots:
+                extraction = extractor.extract(sample.image)
+        except SampleRejected as exc:
+            reasons = tuple(QualityReason(r) for r in exc.reasons if r in QualityReason.__members__)
+            refused = Quality(0.0, False, reasons, rejected=reasons)
+            return _Extracted(None, SampleResult(sample.modality, extractor.model, refused,
+                                                 {"error_reason": exc.reason}, SampleUse.REFUSED), exc)
         stages = extraction.details.get("stage_ms")
         if self._on_extraction is not None and isinstance(stages, dict):
             self._on_extraction(sample.modality.kind, stages)
         quality = extraction.quality
         if QualityReason.MULTIPLE_FACES in quality.reasons and self._config.multiple_faces == "reject":
-            quality = replace(quality, ok=False)  # this installation refuses photos of several faces
+            # this installation refuses photos of several faces
+            quality = replace(quality, ok=False, rejected=(*quality.rejected, QualityReason.MULTIPLE_FACES))
+        details = {k: v for k, v in extraction.details.items() if isinstance(v, int | float | str | bool)}
         if not quality.ok:
-            raise QualityRejected(
+            error = QualityRejected(
                 f"{sample.modality.value} sample failed the quality check: "
                 + ", ".join(r.value for r in (quality.rejected or quality.reasons)),
                 reasons=[r.value for r in quality.reasons],
                 details={"modality": sample.modality.value, "quality_score": round(quality.score, 3),
                          "instructions": "; ".join(quality.instructions)},
             )
-        details = {k: v for k, v in extraction.details.items() if isinstance(v, int | float | str | bool)}
-        return extraction.template, SampleResult(sample.modality, extraction.template.model, quality, details)
+            return _Extracted(None, SampleResult(sample.modality, extraction.template.model, quality,
+                                                 {**details, "error_reason": error.reason},
+                                                 SampleUse.REFUSED), error)
+        return _Extracted(extraction.template,
+                          SampleResult(sample.modality, extraction.template.model, quality, details))
 
     def extract(self, samples: Sequence[Sample]) -> tuple[dict[Modality, Template], list[SampleResult]]:
-        """Check the samples and turn images into templates (in parallel across modalities)."""
+        """Check the samples and turn images into templates (in parallel). A modality may come with
+        several samples (up to ``multisample.MAX_FRAMES``, all images or all templates): refused ones
+        are dropped, the usable ones are combined into one template (``engine.multisample``); the
+        call fails only when no sample of a modality is usable, with that modality's (first) refusal.
+        Returns one template per modality and one ``SampleResult`` per input sample, in input order."""
         if not samples:
             raise InvalidInput("no biometric sample given", reason="NO_BIOMETRIC_DATA")
-        seen: set[Modality] = set()
-        for s in samples:
-            if s.modality in seen:
-                raise InvalidInput(f"two samples for {s.modality.value}", reason="DUPLICATE_MODALITY")
+        groups: dict[Modality, list[int]] = {}
+        for i, s in enumerate(samples):
             if s.modality not in self._enabled:
                 raise InvalidInput(f"modality {s.modality.value} is not enabled on this server",
                                    reason="MODALITY_DISABLED")
-            seen.add(s.modality)
+            groups.setdefault(s.modality, []).append(i)
+        for modality, idx in groups.items():
+            if len(idx) > MAX_FRAMES:
+                raise InvalidInput(f"{len(idx)} samples for {modality.value}; at most {MAX_FRAMES} per "
+                                   "modality", reason="TOO_MANY_SAMPLES",
+                                   details={"modality": modality.value, "max": MAX_FRAMES})
+            if len({samples[i].template is None for i in idx}) > 1:
+                raise InvalidInput(f"the samples for {modality.value} mix images and templates; send "
+                                   "either", reason="MIXED_SAMPLES", details={"modality": modality.value})
         if len(samples) == 1:
-            results = [self._extract_one(samples[0])]
+            done = [self._extract_one(samples[0])]
         else:
-            results = list(self._pool.map(self._extract_one, samples))
+            done = list(self._pool.map(self._extract_one, samples))
+        results = [d.result for d in done]
         models = self._gallery.models()
         templates: dict[Modality, Template] = {}
-        for sample, (template, _) in zip(samples, results, strict=True):
-            expected = models.get(sample.modality)
-            if expected is not None and template.model != expected:
-                raise ModelMismatch(
-                    f"{sample.modality.value} template is from {template.model}; "
-                    f"this gallery uses {expected}",
-                    details={"modality": sample.modality.value, "expected": str(expected),
-                             "got": str(template.model)})
-            if expected is None and sample.template is not None:
-                self._check_known(sample.modality, template.model)
-            templates[sample.modality] = template
-        return templates, [r for _, r in results]
+        for modality, idx in groups.items():
+            usable = [i for i in idx if done[i].template is not None]
+            if not usable:
+                error = done[idx[0]].error
+                assert error is not None
+                if len(idx) > 1:
+                    error.details["samples_refused"] = len(idx)
+                raise error
+            expected = models.get(modality)
+            for i in usable:
+                template = done[i].template
+                assert template is not None
+                if expected is not None and template.model != expected:
+                    raise ModelMismatch(
+                        f"{modality.value} template is from {template.model}; "
+                        f"this gallery uses {expected}",
+                        details={"modality": modality.value, "expected": str(expected),
+                                 "got": str(template.model)})
+                if expected is None and samples[i].template is not None:
+                    self._check_known(modality, template.model)
+            frames = [Frame(t, None if r.quality is None else r.quality.score)
+                      for t, r in ((done[i].template, results[i]) for i in usable) if t is not None]
+            combined = combine(frames)
+            templates[modality] = combined.template
+            for pos, i in enumerate(usable):
+                if pos not in combined.used:
+                    results[i] = replace(results[i], use=SampleUse.NOT_SELECTED)
+        return templates, results
 
     def _check_known(self, modality: Modality, model: ModelRef) -> None:
         """Refuse a client's template of a model this server does not know, before it can fix the
@@ -414,7 +473,7 @@ class Engine:
             key, lambda w: insert_to_json(InsertResult(_ref(w), results)))
         try:
             written = self._gallery.insert(templates, ref_id=reference_id, partition=partition,
-                                           attributes=attributes, images=_images(samples),
+                                           attributes=attributes, images=_images(samples, results),
                                            qualities=_qualities(results), actor=actor, idem=idem)
         except Replay as replay:
             return insert_from_json(replay.result)
@@ -446,7 +505,7 @@ class Engine:
             return enroll_from_json(done)
         _check_fpir(target_fpir)
         templates, results = self.extract(samples)
-        kept_images = {**_images(samples), **(images or {})}
+        kept_images = {**_images(samples, results), **(images or {})}
         fpir = target_fpir if target_fpir is not None else self._config.enroll_target_fpir
         try:
             return self._enroll(templates, results, samples, key, reference_id=reference_id,
@@ -759,8 +818,13 @@ def _write_json(written: Any) -> dict[str, Any]:
 
 
 def _qualities(results: Sequence[SampleResult]) -> dict[Modality, float]:
-    """The extractor's quality score per modality (precomputed templates have none)."""
-    return {r.modality: float(r.quality.score) for r in results if r.quality is not None}
+    """The extractor's quality score per modality: the best of the samples used (precomputed
+    templates have none)."""
+    out: dict[Modality, float] = {}
+    for r in results:
+        if r.quality is not None and r.use is SampleUse.USED:
+            out[r.modality] = max(out.get(r.modality, 0.0), float(r.quality.score))
+    return out
 
 
 def _fingerprint(content: Sequence[object]) -> str:
@@ -790,8 +854,17 @@ def _fingerprint(content: Sequence[object]) -> str:
     return h.hexdigest()
 
 
-def _images(samples: Sequence[Sample]) -> dict[Modality, bytes]:
-    return {s.modality: s.image for s in samples if s.image is not None}
+def _images(samples: Sequence[Sample], results: Sequence[SampleResult]) -> dict[Modality, bytes]:
+    """The image kept per modality: of the samples used, the one of the best quality (the first
+    when none has a quality)."""
+    best: dict[Modality, tuple[float, bytes]] = {}
+    for s, r in zip(samples, results, strict=True):
+        if s.image is None or r.use is not SampleUse.USED:
+            continue
+        score = r.quality.score if r.quality is not None else -1.0
+        if s.modality not in best or score > best[s.modality][0]:
+            best[s.modality] = (score, s.image)
+    return {m: image for m, (_, image) in best.items()}
 
 
 def _candidate_json(c: Candidate) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
     nasname evaluate --manifest FILE.csv [--manifest MORE.csv] [--pairs pairs.txt] --out DIR
                      [--modality face|iris|...] [--face-model NAME]
-                     [--limit N] [--no-progress]
+                     [--limit N] [--multi-sample K ...] [--no-progress]
     nasname evaluate --rescore DIR/scores.npz --out DIR2      # recompute figures from cached scores
 
 Writes ``DIR/metrics.json`` (figures per modality kind, see ``engine.evaluation.analysis`` for what
@@ -11,6 +11,10 @@ extracting again), and PNG plots (DET: FNMR vs FMR; FNIR vs FPIR). Each top-leve
 (``fte_rate``, ``eer``, ``fnmr_at_fmr``, ``fnir_at_fpir``, ``rank1_hit_rate``, ``rank10_hit_rate``,
 ``verification_accuracy``) maps a modality kind (``face``, ``iris``, ``fused``) to its value; ``models``
 names the models measured (face: the registry name and the template's model ref).
+
+``--multi-sample K`` adds the multi-sample enrolment design (``engine.evaluation.multisample``): the
+same probes searched against galleries enrolled with 1..K samples per subject, combined as the engine
+combines a station's frames (``engine.multisample``), under ``multi_sample.<kind>.<K>`` in metrics.json.
 
 The face model is the engine's: ``--face-model``, else ``face_model`` of the engine configuration
 (``NASNAME_FACE_MODEL``, the config file; default ``sface``).
@@ -35,6 +39,7 @@ from engine.evaluation.analysis import KindScores, analyse
 from engine.evaluation.chimeric import calibration_status, chimeric_scores, engine_fusion, fusion_available
 from engine.evaluation.extraction import ExtractionRun, extract_files
 from engine.evaluation.manifest import Sample, read_manifest
+from engine.evaluation.multisample import evaluate_multi
 from engine.evaluation.pairs import find_image_root, image_path, read_pairs
 from engine.evaluation.plots import plot_curves
 from engine.evaluation.scoring import Scorer, default_scorer
@@ -84,6 +89,7 @@ def evaluate(
     command: str | None = None,
     face_model: str | None = None,
     keep_refused: bool = False,
+    multi_sample: Sequence[int] = (),
 ) -> dict[str, Any]:
     """Run the evaluation and write its outputs into ``out``. ``extractors`` / ``scorers`` map a kind
     (``face``/``iris``) to the component to use (default: the engine's); ``fusion`` overrides the
@@ -93,7 +99,8 @@ def evaluate(
     face embedding's registry name (default: the engine configuration's); ``keep_refused``: also
     score the samples the quality gate refused and save, per sample, the quality reasons
     (``<kind>_scores_ungated``, ``<kind>_extracted``, ``<kind>_reasons``, ``<kind>_rejected`` in
-    scores.npz; read by ``models/calibrate_quality.py``). Returns the metrics document."""
+    scores.npz; read by ``models/calibrate_quality.py``); ``multi_sample``: the K of each multi-sample
+    enrolment design to run (none by default). Returns the metrics document."""
     started = time.time()
     manifests = [manifest] if isinstance(manifest, Path) else list(manifest)
     samples = [s for m in manifests for s in read_manifest(m, modality, limit)]
@@ -104,6 +111,7 @@ def evaluate(
     scorer_names: dict[str, str] = {}
     ungated: dict[str, dict[str, Any]] = {}
     cache: dict[Path, Template | None] = {}
+    multi: dict[str, Any] = {}
     needs_face = "face" in kinds or pairs is not None
     given_face = (extractors or {}).get("face")
     face_name = configured_face_model(face_model) if needs_face and not given_face else None
@@ -122,6 +130,9 @@ def evaluate(
         models[kind] = extractor.model
         cache.update({s.path: t for s, t in zip(ks, run.templates, strict=True)})
         data[kind] = _score_kind(kind, ks, run, scorer, ungated if keep_refused else None)
+        for k in multi_sample:
+            multi.setdefault(kind, {})[str(k)] = evaluate_multi([s.subject for s in ks], run, scorer, k,
+                                                                mate_excluded)
 
     fused_note = None
     if "face" in data and "iris" in data:
@@ -151,6 +162,8 @@ def evaluate(
     if pairs is not None:
         doc["verification_accuracy"] = _pairs_accuracy(pairs, cache, extractors, scorers, progress, arrays,
                                                        pairs_per_fold, face_name, models)
+    if multi:
+        doc["multi_sample"] = multi
     doc["models"] = {kind: {"ref": str(ref)} for kind, ref in models.items()}
     if "face" in doc["models"]:
         doc["models"]["face"]["name"] = face_name or "given"
@@ -351,6 +364,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-refused", action="store_true",
                    help="also score the samples the quality gate refused and save every sample's quality "
                         "reasons in scores.npz (input of models/calibrate_quality.py)")
+    p.add_argument("--multi-sample", type=int, metavar="K", action="append", default=[],
+                   help="also measure enrolment with 1..K samples per subject (subjects with more than K "
+                        "samples), combined as the engine combines a station's frames (repeat for several K)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     return p
 
@@ -366,6 +382,7 @@ def main(argv: list[str]) -> int:
                            limit=args.limit, mate_excluded=not args.no_mate_excluded,
                            pairs_per_fold=args.pairs_per_fold, progress=not args.no_progress,
                            face_model=args.face_model, keep_refused=args.keep_refused,
+                           multi_sample=args.multi_sample,
                            command="nasname evaluate " + " ".join(shlex.quote(a) for a in argv))
     except NasnameError as exc:
         print(f"nasname evaluate: {exc}", file=sys.stderr)
@@ -398,10 +415,30 @@ def _summary_text(doc: Mapping[str, Any]) -> str:
             f"{_pct(fig['rank1_hit_rate']['rate'])}  rank-10 {_pct(fig['rank10_hit_rate']['rate'])}\n"
             f"    FNMR at FMR {fnmr}\n    FNIR at FPIR {fnir}\n"
             f"    matcher only (pairs without failures): EER {_pct(fig['matcher_only']['eer']['eer'])}")
+    for kind, designs in doc.get("multi_sample", {}).items():
+        lines.extend(_multi_text(kind, multi) for multi in designs.values())
     for kind, acc in doc.get("verification_accuracy", {}).items():
         lines.append(f"{kind} pairs: accuracy {acc['mean']:.4f} +- {acc['std']:.4f} "
                      f"over {acc['folds']} folds ({acc.get('failed_pairs', 0)} failed)")
     return "\n".join(lines)
+
+
+def _multi_text(kind: str, multi: Mapping[str, Any]) -> str:
+    """The multi-sample variants of one kind as a table."""
+    d = multi["design"]
+    head = (f"{kind} multi-sample enrolment, 1 to {d['enrolment_samples']} samples: {d['gallery_subjects']} "
+            f"subjects, {d['mated_probes']} mated and {d['nonmated_probes']} non-mated probes")
+    fpirs = [p["target_fpir"] for p in next(iter(multi["variants"].values()))["fnir_at_fpir"]]
+    rows = [[name, _pct(v["fte_rate"]), _pct(v["rank1_hit_rate"]),
+             *(_pct(p["fnir"]) for p in v["fnir_at_fpir"]), _pct(v["eer"]),
+             _pct(v["fnmr_at_fmr"][1]["fnmr"] if len(v["fnmr_at_fmr"]) > 1 else None),
+             _pct(v.get("at_single_sample_threshold", {}).get("fmr"))]
+            for name, v in multi["variants"].items()]
+    headers = ["enrolment", "FTE", "rank-1", *(f"FNIR@{f:g}" for f in fpirs), "EER", "FNMR@FMR 1e-3",
+               "FMR at 1's threshold"]
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+    table = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in [headers, *rows]]
+    return "\n".join([head, *("    " + t for t in table)])
 
 
 def _pct(x: float | None) -> str:

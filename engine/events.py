@@ -196,9 +196,12 @@ def _models(result: Any) -> str:
 
 
 def _warnings(result: Any) -> str:
-    """Quality reasons of accepted samples (warnings), as ``modality:REASON`` pairs."""
+    """Quality reasons of accepted samples (warnings), as ``modality:REASON`` pairs. A frame dropped
+    from a multi-frame capture (``SampleUse.REFUSED``) was not accepted: its reasons are not warnings."""
     pairs = []
     for s in getattr(result, "samples", None) or ():
+        if str(getattr(getattr(s, "use", None), "value", "")) == "refused":
+            continue
         quality = getattr(s, "quality", None)
         for reason in getattr(quality, "reasons", ()) or ():
             pairs.append(f"{s.modality.value}:{getattr(reason, 'value', reason)}")

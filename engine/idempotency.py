@@ -11,7 +11,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from engine.records import Candidate, EnrollOutcome, EnrollResult, InsertResult, SampleResult, Threshold
+from engine.records import (
+    Candidate,
+    EnrollOutcome,
+    EnrollResult,
+    InsertResult,
+    SampleResult,
+    SampleUse,
+    Threshold,
+)
 from engine.types import Modality, ModelRef, Quality, QualityReason
 
 __all__ = ["enroll_from_json", "enroll_to_json", "insert_from_json", "insert_to_json"]
@@ -24,16 +32,21 @@ def _model(m: ModelRef) -> list[str]:
 def _sample_to_json(s: SampleResult) -> dict[str, Any]:
     q = s.quality
     return {"modality": s.modality.value, "model": _model(s.model), "details": dict(s.details),
+            "use": s.use.value,
             "quality": None if q is None else {"score": q.score, "ok": q.ok, "measures": dict(q.measures),
-                                               "reasons": [r.value for r in q.reasons]}}
+                                               "reasons": [r.value for r in q.reasons],
+                                               "rejected": [r.value for r in q.rejected]}}
 
 
 def _sample_from_json(d: Mapping[str, Any]) -> SampleResult:
     q = d["quality"]
     quality = None if q is None else Quality(float(q["score"]), bool(q["ok"]),
                                              tuple(QualityReason(r) for r in q["reasons"]),
-                                             {str(k): float(v) for k, v in q["measures"].items()})
-    return SampleResult(Modality(d["modality"]), ModelRef(*d["model"]), quality, dict(d["details"]))
+                                             {str(k): float(v) for k, v in q["measures"].items()},
+                                             tuple(QualityReason(r) for r in q.get("rejected", ())))
+    # results stored before multi-sample capture have no "use": their one sample was used
+    return SampleResult(Modality(d["modality"]), ModelRef(*d["model"]), quality, dict(d["details"]),
+                        SampleUse(d.get("use", SampleUse.USED.value)))
 
 
 def _candidate_to_json(c: Candidate) -> dict[str, Any]:

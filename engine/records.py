@@ -29,6 +29,7 @@ __all__ = [
     "RecordView",
     "Sample",
     "SampleResult",
+    "SampleUse",
     "Threshold",
     "UpdateOutcome",
     "UpdateResult",
@@ -67,14 +68,27 @@ class Sample:
             )
 
 
+class SampleUse(StrEnum):
+    """What the engine did with one input sample when a modality came with several
+    (``engine.multisample``)."""
+
+    USED = "used"  # in the modality's template: the only sample, the best one, or fused with the others
+    NOT_SELECTED = "not_selected"  # accepted, but another sample of better quality was used instead
+    REFUSED = "refused"  # dropped: refused by the quality gate or nothing found (quality says why)
+
+
 @dataclass(frozen=True)
 class SampleResult:
-    """What became of one input sample (quality is None for precomputed templates)."""
+    """What became of one input sample (quality is None for precomputed templates). A ``REFUSED``
+    sample (only ever returned when another sample of its modality was usable) has ``details``
+    ``error_reason`` (QUALITY_CHECK_FAILED, NO_BIOMETRIC_FOUND) and its quality's reasons and
+    instructions say what to change."""
 
     modality: Modality
     model: ModelRef
     quality: Quality | None
     details: dict[str, Any] = field(default_factory=dict)
+    use: SampleUse = SampleUse.USED
 
 
 @dataclass(frozen=True)

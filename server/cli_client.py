@@ -20,6 +20,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
+from engine.multisample import MAX_FRAMES
 from server import client_config, output
 from server._gen.nasname.v1 import nasname_pb2 as pb
 from server.client import Client, error_info, image_sample
@@ -97,19 +98,24 @@ def connect(args: argparse.Namespace) -> Client:
                   server_name=args.tls_server_name or "", retries=max(0, args.retries))
 
 
-def _samples(args: argparse.Namespace) -> list[Any]:
+def _samples(args: argparse.Namespace, prefix: str = "") -> list[Any]:
+    """Every image given for every modality, in option order (a flag may be repeated: several frames
+    of one modality, which the server fuses or picks among)."""
     out = []
     for modality, _ in _SAMPLE_FLAGS:
-        path = getattr(args, modality)
-        if path is not None:
+        for path in getattr(args, prefix + modality) or ():
             out.append(image_sample(modality, Path(path).read_bytes()))
     return out
 
 
-def _add_sample_options(p: argparse.ArgumentParser) -> None:
+def _add_sample_options(p: argparse.ArgumentParser, prefix: str = "", what: str = "image file",
+                        several: bool = True) -> None:
+    repeat = (f"; repeat for several frames (up to {MAX_FRAMES}): refused ones are dropped, the others "
+              "fused or the best one used") if several else ""
     for modality, flag in _SAMPLE_FLAGS:
-        p.add_argument(f"--{flag}", dest=modality, metavar="IMAGE", type=Path,
-                       help=f"{modality.replace('_', ' ')} image file (JPEG, PNG, BMP, ...)")
+        p.add_argument(f"--{prefix.replace('_', '-')}{flag}", dest=prefix + modality, metavar="IMAGE",
+                       type=Path, action="append",
+                       help=f"{modality.replace('_', ' ')} {what} (JPEG, PNG, BMP, ...){repeat}")
 
 
 def _need_samples(args: argparse.Namespace) -> list[Any]:
@@ -161,8 +167,7 @@ def _recapture(c: Client, a: argparse.Namespace) -> Message:
     new = _samples(a)
     if len(new) != 1:
         raise UsageError("give exactly one new sample: --face, --iris-left or --iris-right")
-    check = [image_sample(m, Path(getattr(a, f"verify_{m}")).read_bytes())
-             for m, _ in _SAMPLE_FLAGS if getattr(a, f"verify_{m}") is not None]
+    check = _samples(a, "verify_")
     return c.update_biometrics(a.id, new[0], verification=check, target_fmr=a.target_fmr,
                                target_fpir=a.target_fpir)
 
@@ -254,10 +259,8 @@ def add_client_commands(sub: Any) -> None:
     p.add_argument("--offset", type=int, default=0, help="records to skip (paging; default 0)")
     p = command("recapture", "add or replace one modality of an enrolled person: verify 1:1 with the "
                 "other modalities, de-duplicate the new sample 1:N, then store it", _recapture)
-    _add_sample_options(p)
-    for modality, flag in _SAMPLE_FLAGS:
-        p.add_argument(f"--verify-{flag}", dest=f"verify_{modality}", metavar="IMAGE", type=Path,
-                       help=f"{modality.replace('_', ' ')} image to verify the person with first")
+    _add_sample_options(p, what="image file: the one new sample", several=False)
+    _add_sample_options(p, "verify_", "image to verify the person with first")
     p.add_argument("--id", required=True, help="the enrolled reference id")
     p.add_argument("--target-fmr", type=float, help="target false match rate of the 1:1 check")
     p.add_argument("--target-fpir", type=float, help=fpir_help)

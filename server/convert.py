@@ -21,6 +21,7 @@ from engine.records import (
     RecordStatus,
     RecordView,
     SampleResult,
+    SampleUse,
     Threshold,
     UpdateOutcome,
     VerifyResult,
@@ -58,6 +59,11 @@ _STATUS_TO_PB = {
     RecordStatus.ACTIVE: pb.RECORD_STATUS_ACTIVE,
     RecordStatus.PENDING: pb.RECORD_STATUS_PENDING,
     RecordStatus.DELETED: pb.RECORD_STATUS_DELETED,
+}
+_USE_TO_PB = {
+    SampleUse.USED: pb.SAMPLE_USE_USED,
+    SampleUse.NOT_SELECTED: pb.SAMPLE_USE_NOT_SELECTED,
+    SampleUse.REFUSED: pb.SAMPLE_USE_REFUSED,
 }
 OUTCOME_TO_PB = {
     EnrollOutcome.ENROLLED: pb.ENROLL_OUTCOME_ENROLLED,
@@ -142,7 +148,8 @@ def _quality_to_pb(q: Quality) -> pb.Quality:
 def sample_results_to_pb(results: Sequence[SampleResult]) -> list[pb.SampleResult]:
     out = []
     for r in results:
-        msg = pb.SampleResult(modality=MODALITY_TO_PB[r.modality], model=_model_to_pb(r.model))
+        msg = pb.SampleResult(modality=MODALITY_TO_PB[r.modality], model=_model_to_pb(r.model),
+                              use=_USE_TO_PB[r.use], error_reason=str(r.details.get("error_reason", "")))
         if r.quality is not None:
             msg.quality.CopyFrom(_quality_to_pb(r.quality))
         out.append(msg)

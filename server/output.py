@@ -171,6 +171,11 @@ def _numbers(value: Any) -> Any:
 
 # -- text for people ---------------------------------------------------------------------------------
 
+# what became of a sample when its modality came with several (nothing said for the one used)
+_SAMPLE_USE = {pb.SAMPLE_USE_NOT_SELECTED: "  - not used: another frame was better",
+               pb.SAMPLE_USE_REFUSED: "  - REFUSED, not used (another frame was usable)"}
+
+
 def _samples(samples: Sequence[pb.SampleResult]) -> list[str]:
     lines = []
     for s in samples:
@@ -183,6 +188,7 @@ def _samples(samples: Sequence[pb.SampleResult]) -> list[str]:
         line = f"  {_modality(s.modality):<10} quality {q.score:.2f} {verdict:<4}  model {model}"
         if q.reasons:
             line += f"  ({instruction_for(q.reasons)})"
+        line += _SAMPLE_USE.get(s.use, "")
         lines.append(line)
         face = _face_used(q.measures)
         if face:

@@ -35,7 +35,8 @@ from engine.metrics import (
     search_outcomes,
 )
 
-__all__ = ["FMR_TARGETS", "FPIR_TARGETS", "KindAnalysis", "KindScores", "analyse"]
+__all__ = ["FMR_TARGETS", "FPIR_TARGETS", "KindAnalysis", "KindScores", "analyse", "score_summary",
+           "searches"]
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -90,6 +91,24 @@ def pair_scores(data: KindScores) -> tuple[F64, F64, int, int]:
     return g, m, int(np.isneginf(g).sum()), int(np.isneginf(m).sum())
 
 
+def searches(scores: F64, mate_col: npt.NDArray[np.int64], failed: B,
+             mate_excluded: bool = True) -> tuple[SearchOutcomes, F64]:
+    """Outcomes of the searches of a (probes, enrolled) score matrix (-inf where nothing compares;
+    ``mate_col`` and ``failed`` as ``engine.metrics.search_outcomes``) and, with ``mate_excluded``,
+    the top scores of the extra non-mated searches: each usable mated probe whose mate is enrolled,
+    searched again with its mate left out (they are part of the returned outcomes too)."""
+    outcomes = search_outcomes(scores, mate_col, failed)
+    extra = np.zeros(0)
+    if mate_excluded:
+        rows = np.flatnonzero((mate_col >= 0) & ~failed)
+        without = scores[rows].copy()
+        without[np.arange(rows.size), mate_col[rows]] = -np.inf
+        extra = without.max(axis=1) if without.shape[1] > 1 else np.full(rows.size, -np.inf)
+        outcomes = SearchOutcomes(outcomes.mated_scores, outcomes.mated_ranks,
+                                  np.concatenate([outcomes.nonmated_top, extra]))
+    return outcomes, extra
+
+
 def identification(data: KindScores, mate_excluded: bool = True) -> tuple[SearchOutcomes, dict[str, Any]]:
     d = make_design(data.subjects)
     ok_g = data.ok[d.gallery]
@@ -101,16 +120,8 @@ def identification(data: KindScores, mate_excluded: bool = True) -> tuple[Search
     # NaN (a failed sample's row/column) -> -inf: never a hit, never a false positive
     scores = np.nan_to_num(data.scores[np.ix_(d.probes, enrolled)].astype(np.float64), nan=-np.inf,
                            posinf=np.inf, neginf=-np.inf)
-    outcomes = search_outcomes(scores, mate_col, failed)
+    outcomes, extra = searches(scores, mate_col, failed, mate_excluded)
     mated = d.probe_mate >= 0
-    extra = np.zeros(0)
-    if mate_excluded:
-        rows = np.flatnonzero((mate_col >= 0) & ~failed)
-        without = scores[rows].copy()
-        without[np.arange(rows.size), mate_col[rows]] = -np.inf
-        extra = without.max(axis=1) if without.shape[1] > 1 else np.full(rows.size, -np.inf)
-        outcomes = SearchOutcomes(outcomes.mated_scores, outcomes.mated_ranks,
-                                  np.concatenate([outcomes.nonmated_top, extra]))
     counts = {
         "gallery_subjects": int(d.gallery.size),
         "enrolled": int(enrolled.size),
@@ -158,7 +169,7 @@ def analyse(data: KindScores, mate_excluded: bool = True) -> KindAnalysis:
         "comparisons": {"genuine": int(gen.size), "impostor": int(imp.size),
                         "failed_genuine": gen_fail, "failed_impostor": imp_fail},
         "searches": counts,
-        "score_summary": _summary(gen, imp),
+        "score_summary": score_summary(gen, imp),
     }
     det_matcher = det_curve(gen[np.isfinite(gen)], imp[np.isfinite(imp)])
     return KindAnalysis(figures, det_curve(gen, imp), det_matcher, fnir_fpir_curve(outcomes, rank=1),
@@ -173,7 +184,8 @@ def _matcher_only(gen: F64, imp: F64) -> dict[str, Any]:
             "fnmr_at_fmr": [p.as_dict("fnmr", "fmr") for p in fnmr_at_fmr(g, i, FMR_TARGETS)]}
 
 
-def _summary(gen: F64, imp: F64) -> dict[str, Any]:
+def score_summary(gen: F64, imp: F64) -> dict[str, Any]:
+    """Mean, std, min and max of the finite genuine and impostor scores."""
     def stats(x: F64) -> dict[str, float | None]:
         f = x[np.isfinite(x)]
         if f.size == 0:

@@ -104,3 +104,29 @@ def test_enroll_and_identify_real_photos(service: Service, shared_data: Path) ->
     different = station.verify("lfw-1", [image_sample("face", other.read_bytes())])
     assert same.fused > different.fused and not different.match
     assert same.scores[0].similarity > different.scores[0].similarity
+
+
+def test_three_frames_one_without_a_face(service: Service, shared_data: Path) -> None:
+    """A station's three frames in one call: the frame without a face is dropped and said so; the two
+    photos are fused; every frame gets its own result, in request order."""
+    # not PERSON: enrolled by the other test of this module, this one would be held as a duplicate
+    photos = sorted((shared_data / "face" / "lfw" / "Andre_Agassi").glob("*.jpg"))
+    blank = _jpeg(np.full((480, 640, 3), 128, np.uint8))
+    frames = [image_sample("face", photos[3].read_bytes()), image_sample("face", blank),
+              image_sample("face", photos[4].read_bytes())]
+    station = service.client(Role.STATION)
+    enrolled = station.enroll(frames, reference_id="lfw-3frames")
+    assert enrolled.outcome == pb.ENROLL_OUTCOME_ENROLLED
+    used, refused_ = pb.SAMPLE_USE_USED, pb.SAMPLE_USE_REFUSED
+    assert [s.use for s in enrolled.samples] == [used, refused_, used]
+    refused = enrolled.samples[1]
+    assert refused.error_reason == "NO_BIOMETRIC_FOUND" and "NO_FACE" in refused.quality.reasons
+    assert refused.quality.instructions and not refused.quality.ok
+    probe = [image_sample("face", photos[5].read_bytes()), image_sample("face", photos[6].read_bytes())]
+    found = station.identify(probe, reference_ids=["lfw-3frames"])
+    assert [c.reference_id for c in found.candidates] == ["lfw-3frames"] and len(found.samples) == 2
+    assert station.verify("lfw-3frames", [*probe, image_sample("face", blank)]).match
+    # no usable frame at all: the call fails as a single refused photo does, and stores nothing
+    err = fails(lambda: station.enroll([image_sample("face", blank)] * 3, reference_id="lfw-none"))
+    assert err.code() == SC.INVALID_ARGUMENT and error_reason(err) == "NO_BIOMETRIC_FOUND"
+    assert fails(lambda: service.client(Role.ADMIN).get_record("lfw-none")).code() == SC.NOT_FOUND

@@ -17,6 +17,7 @@ from engine.config import EngineConfig
 from engine.engine import Engine
 from engine.errors import AlreadyExists, Conflict, InvalidInput, ModelMismatch, NotFound
 from engine.fusion import Fusion
+from engine.multisample import MAX_FRAMES
 from engine.records import AdjudicationDecision, EnrollOutcome, RecordStatus, Sample
 from engine.types import Modality, ModelRef
 from tests.unit.core.conftest import MODEL, face, mate, unit
@@ -123,8 +124,9 @@ def test_model_mismatch_and_bad_requests(engine: Engine, people: dict[str, np.nd
         engine.identify(face(people["P001"], other))
     with pytest.raises(InvalidInput):
         engine.identify([])
-    with pytest.raises(InvalidInput):
-        engine.identify(face(people["P001"]) * 2)
+    with pytest.raises(InvalidInput):  # several frames of a modality are fine (test_multisample), not 6
+        engine.identify(face(people["P001"]) * (MAX_FRAMES + 1))
+    assert engine.identify(face(people["P001"]) * 2).candidates[0].reference_id == "P001"
     with pytest.raises(InvalidInput):
         engine.identify([Sample(Modality.IRIS_LEFT, image=b"x")])  # modality not enabled here
 

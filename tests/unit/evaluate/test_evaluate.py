@@ -295,3 +295,19 @@ def test_keep_refused_scores_the_refused_samples_for_calibration(tmp_path: Path)
     (rule,) = result["rules"]
     assert rule["rule"] == "BLURRED" and rule["flagged_samples"] == 2 and rule["verdict"] == "warn"
     assert result["gate_off"]["refused"] == 0 and result["gate_all_reject"]["refused"] == 2
+
+
+def test_multi_sample_design_through_evaluate_and_its_summary(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = _write_set(tmp_path / "set", FACE_ROWS)
+    doc = evaluate(manifest, tmp_path / "out", extractors={"face": FakeFace()}, progress=False,
+                   multi_sample=[2])
+    multi = doc["multi_sample"]["face"]["2"]
+    # alice and bob have more than 2 samples: enrolled with their first 1 or 2, probed with the rest
+    assert multi["design"]["gallery_subjects"] == 2 and multi["design"]["mated_probes"] == 3
+    assert set(multi["variants"]) == {"1", "2_best", "2_fuse"}
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["multi_sample"]["face"]["2"] == multi
+    from engine.evaluate import _summary_text
+
+    text = _summary_text(doc)
+    assert "face multi-sample enrolment, 1 to 2 samples: 2 subjects" in text and "2_fuse" in text

@@ -94,3 +94,11 @@ def test_job_events_record_ok_failed_and_cancelled(engine: Engine) -> None:
     assert rows == [("backup", "ok", 12, "tok-admin"), ("transfer_import", "failed", 0, "local"),
                     ("dedup", "cancelled", 0, "local")]
     assert [r.error for r in log.select()][:2] == ["", "STORE_UNAVAILABLE"]
+
+
+def test_a_dropped_frame_is_no_warning_of_an_accepted_capture(engine: Engine) -> None:
+    # three frames, one too dark: enrolled with the two others; the dark frame's reason was a refusal
+    engine.enroll("R-3", [*image(3), *bad("dark"), *image(3, quality=0.8)], actor="tok-station1")
+    assert engine.events is not None
+    [row] = list(engine.events.select())
+    assert (row.op, row.outcome, row.reasons) == ("enroll", "enrolled", "")

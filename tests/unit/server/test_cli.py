@@ -36,6 +36,25 @@ def test_enroll_with_two_image_files(fresh: Running, tmp_path: Path,
     assert [s.image for s in samples] == [b"face bytes", b"iris bytes"] and kw["partition"] == "camp-a"
 
 
+def test_repeated_image_options_send_every_frame(fresh: Running, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    for name in ("f1", "f2", "f3", "l1", "l2"):
+        (tmp_path / name).write_bytes(name.encode())
+    conn = ("--address", fresh.address, "--plaintext", "--token", fresh.secrets[Role.STATION])
+    frames = ("--face", str(tmp_path / "f1"), "--iris-left", str(tmp_path / "l1"),
+              "--face", str(tmp_path / "f2"), "--iris-left", str(tmp_path / "l2"),
+              "--face", str(tmp_path / "f3"))
+    assert _run(capsys, "enroll", *conn, *frames)[0] == 0
+    _, (_, samples, _) = fresh.engine.calls[-1]
+    assert [(s.modality.value, s.image) for s in samples] == [
+        ("face", b"f1"), ("face", b"f2"), ("face", b"f3"), ("iris_left", b"l1"), ("iris_left", b"l2")]
+    assert _run(capsys, "verify", *conn, "--id", "R-1", *frames)[0] == 0
+    assert len(fresh.engine.calls[-1][1][1]) == 5
+    code, _, err = _run(capsys, "recapture", *conn, "--id", "R-1", "--face", str(tmp_path / "f1"),
+                        "--face", str(tmp_path / "f2"))
+    assert code == 2 and "exactly one new sample" in err
+
+
 def test_identify_verify_get_stats_pending_adjudicate_delete(
         fresh: Running, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -63,3 +63,17 @@ def test_a_photo_with_several_faces_names_the_face_used() -> None:
     text = output.render(r).text
     assert "more than one face: photograph the person alone" in text
     assert "used 1 of 2 faces: box x=260 y=140 w=92 h=92, 3% of the image" in text
+
+
+def test_several_frames_say_which_were_not_used() -> None:
+    ok = pb.Quality(score=0.8, ok=True)
+    refused = pb.Quality(score=0.0, ok=False, reasons=["NO_FACE"], instructions=["show the whole face"])
+    r = pb.EnrollResponse(reference_id="N2", outcome=pb.ENROLL_OUTCOME_ENROLLED, threshold=T, samples=[
+        pb.SampleResult(modality=pb.MODALITY_FACE, quality=ok, use=pb.SAMPLE_USE_USED),
+        pb.SampleResult(modality=pb.MODALITY_FACE, quality=refused, use=pb.SAMPLE_USE_REFUSED,
+                        error_reason="NO_BIOMETRIC_FOUND"),
+        pb.SampleResult(modality=pb.MODALITY_FACE, quality=ok, use=pb.SAMPLE_USE_NOT_SELECTED)])
+    lines = output.render(r).text.splitlines()[-3:]
+    assert "not used" not in lines[0]
+    assert "POOR" in lines[1] and "REFUSED, not used (another frame was usable)" in lines[1]
+    assert lines[2].endswith("not used: another frame was better")

@@ -15,6 +15,13 @@ class Modality(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MODALITY_IRIS_LEFT: _ClassVar[Modality]
     MODALITY_IRIS_RIGHT: _ClassVar[Modality]
 
+class SampleUse(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SAMPLE_USE_UNSPECIFIED: _ClassVar[SampleUse]
+    SAMPLE_USE_USED: _ClassVar[SampleUse]
+    SAMPLE_USE_NOT_SELECTED: _ClassVar[SampleUse]
+    SAMPLE_USE_REFUSED: _ClassVar[SampleUse]
+
 class RecordStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     RECORD_STATUS_UNSPECIFIED: _ClassVar[RecordStatus]
@@ -58,6 +65,10 @@ MODALITY_UNSPECIFIED: Modality
 MODALITY_FACE: Modality
 MODALITY_IRIS_LEFT: Modality
 MODALITY_IRIS_RIGHT: Modality
+SAMPLE_USE_UNSPECIFIED: SampleUse
+SAMPLE_USE_USED: SampleUse
+SAMPLE_USE_NOT_SELECTED: SampleUse
+SAMPLE_USE_REFUSED: SampleUse
 RECORD_STATUS_UNSPECIFIED: RecordStatus
 RECORD_STATUS_ACTIVE: RecordStatus
 RECORD_STATUS_PENDING: RecordStatus
@@ -147,14 +158,18 @@ class Quality(_message.Message):
     def __init__(self, score: _Optional[float] = ..., ok: _Optional[bool] = ..., reasons: _Optional[_Iterable[str]] = ..., measures: _Optional[_Mapping[str, float]] = ..., instructions: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SampleResult(_message.Message):
-    __slots__ = ("modality", "model", "quality")
+    __slots__ = ("modality", "model", "quality", "use", "error_reason")
     MODALITY_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     QUALITY_FIELD_NUMBER: _ClassVar[int]
+    USE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_REASON_FIELD_NUMBER: _ClassVar[int]
     modality: Modality
     model: ModelRef
     quality: Quality
-    def __init__(self, modality: _Optional[_Union[Modality, str]] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ..., quality: _Optional[_Union[Quality, _Mapping]] = ...) -> None: ...
+    use: SampleUse
+    error_reason: str
+    def __init__(self, modality: _Optional[_Union[Modality, str]] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ..., quality: _Optional[_Union[Quality, _Mapping]] = ..., use: _Optional[_Union[SampleUse, str]] = ..., error_reason: _Optional[str] = ...) -> None: ...
 
 class Threshold(_message.Message):
     __slots__ = ("target_fpir", "gallery_size", "fused_threshold", "target_not_met", "expected_fpir")

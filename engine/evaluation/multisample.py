@@ -1,0 +1,155 @@
+"""Multi-sample enrolment design of ``nasname evaluate --multi-sample K``: what several frames at
+enrolment buy, with the engine's own combination (``engine.multisample.combine``).
+
+Subjects with at least ``K + 1`` samples are enrolled; their samples from position ``K`` on (manifest
+order) are the mated probes, the same probes for every variant. Every sample of the other subjects
+is a non-mated probe, and (unless ``mate_excluded`` is off) every usable mated probe is searched once
+more with its mate left out, as in the single-sample design (``engine.evaluation.analysis``).
+
+Variants, per ``k`` in ``1..K``: the subject's first ``k`` samples, of which those the quality gate
+refused are dropped, combined by each strategy (``best`` by quality, ``fuse``; with ``k = 1`` both are
+the one sample). A subject none of whose ``k`` samples is usable failed to enroll (FTE); its probes
+are misses. Probes are single samples (a failed probe is a miss, never a false positive).
+
+Figures per variant: FTE, 1:N rank-1 hit rate and FNIR at FPIR, and 1:1 (every probe against every
+enrolled subject) EER and FNMR at FMR with failures counted, as in the main figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from engine.errors import InvalidInput
+from engine.evaluation.analysis import FMR_TARGETS, FPIR_TARGETS, score_summary, searches
+from engine.evaluation.extraction import ExtractionRun
+from engine.evaluation.scoring import Scorer
+from engine.metrics import eer, fmr_fnmr, fnir_at_fpir, fnmr_at_fmr, rank_hit_rate
+from engine.multisample import Frame, Strategy, combine
+from engine.types import Template
+
+__all__ = ["MultiDesign", "evaluate_multi", "make_multi_design"]
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class MultiDesign:
+    """``enrol[g]``: sample indices of gallery subject ``g``'s first ``K`` samples; ``probes``: sample
+    indices; ``probe_mate``: gallery position of each probe's subject, -1 for a non-mated probe."""
+
+    k_max: int
+    subjects: list[str]
+    enrol: list[list[int]]
+    probes: I64
+    probe_mate: I64
+
+
+def make_multi_design(subjects: Sequence[str], k_max: int) -> MultiDesign:
+    if k_max < 2:
+        raise InvalidInput(f"--multi-sample needs at least 2 enrolment samples, got {k_max}")
+    by_subject: dict[str, list[int]] = {}
+    for i, s in enumerate(subjects):
+        by_subject.setdefault(s, []).append(i)
+    gallery = [s for s, idx in by_subject.items() if len(idx) > k_max]
+    position = {s: g for g, s in enumerate(gallery)}
+    probes: list[int] = []
+    mates: list[int] = []
+    for s, idx in by_subject.items():
+        rest = idx[k_max:] if s in position else idx
+        probes.extend(rest)
+        mates.extend([position.get(s, -1)] * len(rest))
+    return MultiDesign(k_max, gallery, [by_subject[s][:k_max] for s in gallery],
+                       np.array(probes, dtype=np.int64), np.array(mates, dtype=np.int64))
+
+
+def evaluate_multi(subjects: Sequence[str], run: ExtractionRun, scorer: Scorer, k_max: int,
+                   mate_excluded: bool = True) -> dict[str, Any]:
+    """Figures of every variant (see the module's docstring) for one modality kind: ``run`` is the
+    extraction of the samples (``subjects[i]`` is sample i's subject)."""
+    d = make_multi_design(subjects, k_max)
+    if not d.subjects:
+        raise InvalidInput(f"no subject has more than {k_max} samples: nothing to enroll with "
+                           f"{k_max} and still probe")
+    probe_t = [run.templates[i] for i in d.probes]
+    failed = np.array([t is None for t in probe_t], dtype=bool)
+    good = [t for t in probe_t if t is not None]
+    variants: dict[str, Any] = {}
+    pairs: dict[str, tuple[F64, F64]] = {}
+    for k in range(1, k_max + 1):
+        for strategy in (Strategy.BEST,) if k == 1 else (Strategy.BEST, Strategy.FUSE):
+            name = f"{k}_{strategy.value}" if k > 1 else "1"
+            gallery = [_enrolment(idx[:k], run, strategy) for idx in d.enrol]
+            variants[name], pairs[name] = _figures(gallery, good, failed, d.probe_mate, scorer,
+                                                   mate_excluded)
+    # The engine's calibration was measured on single samples: at the single-sample threshold for
+    # FMR 1e-3, a combined enrolment must not let more impostors through.
+    single = variants["1"]["fnmr_at_fmr"][1]["threshold"]
+    if single is not None:
+        for name, (genuine, impostor) in pairs.items():
+            fmr, fnmr = fmr_fnmr(genuine, impostor, single)
+            variants[name]["at_single_sample_threshold"] = {"threshold": single, "fmr": fmr, "fnmr": fnmr}
+    return {
+        "design": {"enrolment_samples": k_max, "gallery_subjects": len(d.subjects),
+                   "mated_probes": int((d.probe_mate >= 0).sum()),
+                   "nonmated_probes": int((d.probe_mate < 0).sum()),
+                   "failed_probes": int(failed.sum()),
+                   "note": "variant 'k_strategy': the first k samples of each subject, refused ones dropped, "
+                           "combined by engine.multisample.combine; '1': the first sample alone"},
+        "variants": variants,
+    }
+
+
+def _enrolment(idx: Sequence[int], run: ExtractionRun, strategy: Strategy) -> Template | None:
+    frames = []
+    for i in idx:
+        template = run.templates[i]
+        if template is not None:
+            quality = run.qualities[i] if i < len(run.qualities) else None
+            frames.append(Frame(template, None if quality is None else quality.score))
+    return combine(frames, strategy).template if frames else None
+
+
+def _figures(gallery: Sequence[Template | None], probes: Sequence[Template], failed: npt.NDArray[np.bool_],
+             probe_mate: I64, scorer: Scorer, mate_excluded: bool) -> tuple[dict[str, Any], tuple[F64, F64]]:
+    """(figures, (genuine, impostor) 1:1 scores) of one enrolment variant."""
+    enrolled = [t for t in gallery if t is not None]
+    column = np.full(len(gallery), -2, dtype=np.int64)
+    column[[i for i, t in enumerate(gallery) if t is not None]] = np.arange(len(enrolled))
+    mate_col = np.where(probe_mate >= 0, column[np.maximum(probe_mate, 0)], -1)
+    scores = np.full((failed.size, len(enrolled)), -np.inf)
+    if probes and enrolled:
+        scores[~failed] = scorer(probes, enrolled)
+    outcomes, extra = searches(scores, mate_col, failed, mate_excluded)
+    # 1:1: every probe against every enrolled subject; a failed probe or an unenrolled mate is a
+    # genuine comparison at -inf (a false non-match), never a false match
+    mated = probe_mate >= 0
+    genuine = np.full(int(mated.sum()), -np.inf)
+    rows = np.flatnonzero(mated)
+    ok = (mate_col[rows] >= 0) & ~failed[rows]
+    genuine[ok] = scores[rows[ok], mate_col[rows[ok]]]
+    impostor_mask = np.ones_like(scores, dtype=bool)
+    have = np.flatnonzero(mate_col >= 0)
+    impostor_mask[have, mate_col[have]] = False
+    impostor = scores[impostor_mask]
+    e = eer(genuine, impostor)
+    figures = {
+        "fte_rate": float(np.mean([t is None for t in gallery])),
+        "enrolled": len(enrolled),
+        "rank1_hit_rate": float(rank_hit_rate(outcomes, 1)),
+        "fnir_at_fpir": [p.as_dict("fnir", "fpir") for p in fnir_at_fpir(outcomes, FPIR_TARGETS, rank=1)],
+        "nonmated_searches": outcomes.n_nonmated,
+        "nonmated_searches_mate_excluded": int(extra.size),
+        "eer": e.as_dict()["eer"],
+        "fnmr_at_fmr": [p.as_dict("fnmr", "fmr") for p in fnmr_at_fmr(genuine, impostor, FMR_TARGETS)],
+        "comparisons": {"genuine": int(genuine.size), "impostor": int(impostor.size)},
+        # a fused template must not make impostors look alike: the engine's calibration (single
+        # samples) turns these scores into LLRs
+        "score_summary": score_summary(genuine, impostor),
+    }
+    return figures, (genuine, impostor)
