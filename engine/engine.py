@@ -43,7 +43,7 @@ from engine.extractor import Extractor
 from engine.fusion import FusedThreshold, Fusion, expected_fpir, per_comparison_fmr
 from engine.gallery import Gallery
 from engine.idempotency import enroll_from_json, enroll_to_json, insert_from_json, insert_to_json
-from engine.multisample import MAX_FRAMES, Frame, combine
+from engine.multisample import MAX_FRAMES, Frame, Strategy, combine
 from engine.records import (
     AdjudicationDecision,
     AdjudicationItem,
@@ -313,7 +313,9 @@ class Engine:
                     self._check_known(modality, template.model)
             frames = [Frame(t, None if r.quality is None else r.quality.score)
                       for t, r in ((done[i].template, results[i]) for i in usable) if t is not None]
-            combined = combine(frames)
+            kind = modality.kind
+            combined = combine(frames, Strategy(self._config.face_frames if kind == "face"
+                                                else self._config.iris_frames))
             templates[modality] = combined.template
             for pos, i in enumerate(usable):
                 if pos not in combined.used:

@@ -16,7 +16,10 @@ Frames the quality gate refused never get here (the engine drops them and says w
   is open-iris's majority-vote template aggregation with its bit weights turned into a mask
   (nasname's matcher has no weighted bits).
 
-Which strategy each kind uses was chosen by measurement, see docs/QUALITY.md ("Multi-sample capture").
+Which strategy each kind uses by default was chosen by measurement, see docs/QUALITY.md ("Multi-sample
+capture"); the engine takes it from its configuration (``face_frames``, ``iris_frames``). Face keeps
+the best frame by default although fusing finds far more mates: the calibration is single-sample, and
+against a fused face enrolment it lets more impostors through than asked.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ class Strategy(StrEnum):
 
 
 #: Strategy per template kind, set from the multi-sample figures in docs/QUALITY.md.
-STRATEGIES: dict[str, Strategy] = {"face": Strategy.FUSE, "iris": Strategy.FUSE}
+STRATEGIES: dict[str, Strategy] = {"face": Strategy.BEST, "iris": Strategy.FUSE}
 
 #: Frames of one modality one call may carry: stations take three; a few more are tolerated, more
 #: would only cost extraction time (each frame is a full extraction).

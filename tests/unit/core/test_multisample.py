@@ -9,7 +9,7 @@ import pytest
 
 from engine.config import EngineConfig
 from engine.engine import Engine
-from engine.errors import AcquisitionFailed, InvalidInput, ModelMismatch, QualityRejected
+from engine.errors import AcquisitionFailed, ConfigurationError, InvalidInput, ModelMismatch, QualityRejected
 from engine.extractor import Extraction
 from engine.fusion import Fusion
 from engine.idempotency import enroll_from_json, enroll_to_json
@@ -165,10 +165,13 @@ class FramesExtractor:
         return Extraction(FaceTemplate(vector, MODEL), q)
 
 
-@pytest.fixture()
-def frames_engine(tmp_path: Path, fusion: Fusion) -> tuple[Engine, np.ndarray]:
+@pytest.fixture(params=["fuse"])
+def frames_engine(request: pytest.FixtureRequest, tmp_path: Path,
+                  fusion: Fusion) -> tuple[Engine, np.ndarray]:
+    """An engine whose face frames are combined as ``request.param`` says (``face_frames``)."""
     person = unit(np.random.default_rng(99))
-    cfg = EngineConfig(data_dir=tmp_path / "d", modalities=("face",), snapshot_every=0)
+    cfg = EngineConfig(data_dir=tmp_path / "d", modalities=("face",), snapshot_every=0,
+                       face_frames=request.param)
     engine = Engine.open(cfg, extractors=lambda kind: FramesExtractor(person), fusion=fusion)
     yield engine, person  # type: ignore[misc]
     engine.close()
@@ -206,10 +209,16 @@ def test_three_frames_are_fused_and_match_better(frames_engine: tuple[Engine, np
     assert float(fused.vector @ person) > max(float(s.vector @ person) for s in singles)  # type: ignore[union-attr]
 
 
-def test_best_by_quality_marks_the_others_not_selected(frames_engine: tuple[Engine, np.ndarray],
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_face_frames_keep_the_best_by_default() -> None:
+    """Face fusion is opt-in until a calibration is measured on fused enrolments (docs/QUALITY.md)."""
+    assert EngineConfig().face_frames == "best" and EngineConfig().iris_frames == "fuse"
+    with pytest.raises(ConfigurationError):
+        EngineConfig(face_frames="mean")
+
+
+@pytest.mark.parametrize("frames_engine", ["best"], indirect=True)
+def test_best_by_quality_marks_the_others_not_selected(frames_engine: tuple[Engine, np.ndarray]) -> None:
     engine, _ = frames_engine
-    monkeypatch.setitem(__import__("engine.multisample").multisample.STRATEGIES, "face", Strategy.BEST)
     templates, results = engine.extract(shots("ok:1:0.5", "ok:2:0.9", "bad:3:0.95"))
     assert [r.use for r in results] == [SampleUse.NOT_SELECTED, SampleUse.USED, SampleUse.REFUSED]
     assert templates[Modality.FACE] is not None
