@@ -112,8 +112,9 @@ class Eyelid:
 class Segmentation:
     """Result of ``segment``. ``image`` is the reflection-filled grey image (float32, H x W) used for
     normalisation; ``noise`` (H x W bool) marks pixels that must not be encoded (lids, lashes, glints,
-    outside the frame is handled by the normaliser). ``measures`` are boundary contrasts (grey levels
-    per pixel of radius) and other raw numbers behind the quality verdict."""
+    outside the frame is handled by the normaliser); ``specular`` (H x W bool) the reflections among
+    them. ``measures`` are boundary contrasts (grey levels per pixel of radius) and other raw numbers
+    behind the quality verdict."""
 
     pupil: Circle
     iris: Circle
@@ -122,6 +123,7 @@ class Segmentation:
     image: F32
     noise: B
     measures: dict[str, float] = field(default_factory=dict)
+    specular: B | None = None
 
 
 _GLOW_KERNEL = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))
@@ -239,4 +241,4 @@ def segment(gray: npt.NDArray[np.uint8], params: SegmentationParams | None = Non
         noise |= annulus & ((raw < med - delta) | (raw > med + delta))
         measures["iris_level"] = med
         measures["iris_spread"] = mad
-    return Segmentation(pupil, iris, upper, lower, filled, noise, measures)
+    return Segmentation(pupil, iris, upper, lower, filled, noise, measures, spec)
