@@ -62,7 +62,7 @@ def ring_profiles(img: F32, cx: F32, cy: F32, radii: F32, angles: F32) -> tuple[
 def best_circle(img: F32, cx0: float, cy0: float, shift: float, step: float, radii: F32,
                  arcs: list[F32], window_frac: float, min_window: int = 2,
                  around: Circle | None = None, peak_only: bool = False,
-                 relative: float = 0.0) -> tuple[Circle, float]:
+                 relative: float = 0.0, weight: F32 | None = None) -> tuple[Circle, float]:
     """Integro-differential operator over a grid of centres: maximise the step of the arc-mean
     intensity across the circle (mean over ``w`` px outside minus ``w`` px inside, ``w`` =
     ``window_frac * r`` so that a blurred boundary of a big circle is measured whole; dark
@@ -71,7 +71,8 @@ def best_circle(img: F32, cx0: float, cy0: float, shift: float, step: float, rad
     (grey levels). ``around``: a circle (the pupil) that the result must enclose with its inner
     window clear of it, whatever the centre offset. ``peak_only``: the radius must be a local
     maximum of the score (not the outer end of the range). ``relative`` > 0: the step is divided by
-    (inside level + ``relative``) and scaled by 50, a contrast rather than a grey-level step."""
+    (inside level + ``relative``) and scaled by 50, a contrast rather than a grey-level step.
+    ``weight``: a factor per radius (a prior on the radius) that the score is multiplied by."""
     offs = np.arange(-shift, shift + 1e-6, step, dtype=np.float32)
     gx, gy = np.meshgrid(offs + cx0, offs + cy0)
     cx, cy = gx.ravel().astype(np.float32), gy.ravel().astype(np.float32)
@@ -103,6 +104,8 @@ def best_circle(img: F32, cx0: float, cy0: float, shift: float, step: float, rad
         offset = np.hypot(cx - around.x, cy - around.y)[:, None]
         gap = radii[None, :] - offset - win[None, :] - around.r
         score = np.where(gap >= 0.1 * around.r + 4, score, -1e6)
+    if weight is not None:
+        score = np.where(score > 0, score * weight[None, :], score)
     if peak_only and radii.size >= 3:
         # a boundary is a peak of the step over radius; a step still growing at the outer end of
         # the search range (bright skin beyond the eye corners) is not one

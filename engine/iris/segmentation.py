@@ -68,8 +68,10 @@ class SegmentationParams:
     refinement radius range and centre shift, as multiples of the candidate's radius.
     ``limbus_arc_deg``/``limbus_arc_up``: lateral arcs used for the limbus (below / fraction above
     horizontal); ``limbus_centre_shift``: its centre search around the pupil centre, as a fraction
-    of the smallest radius, moved up to ``limbus_recentre`` times while the best centre is on its
-    edge; ``limbus_window``: edge window as a fraction of the radius.
+    of the smallest radius, moved sideways up to ``limbus_recentre`` times while the best centre is
+    on its left or right edge; a limbus making a pupil/iris ratio below ``limbus_rare_ratio`` has its
+    edge strength scaled down in proportion (0 = no such prior); ``limbus_window``: edge window as
+    a fraction of the radius.
     ``eyelid_min_contrast``: mean vertical gradient (grey levels / px) for a lid to count as found.
     ``lower_lid_pupil_clearance``: the lower lid's apex lies at least this many pupil radii below the
     pupil centre (1 = it leaves the pupil's lower edge visible, as the pupil search requires).
@@ -105,6 +107,7 @@ class SegmentationParams:
     limbus_centre_shift: float = 0.12
     limbus_window: float = 0.05
     limbus_recentre: int = 2
+    limbus_rare_ratio: float = 0.25
     eyelid_min_contrast: float = 4.0
     lower_lid_pupil_clearance: float = 1.0
     pupil_refit_under_lid: bool = True
@@ -172,14 +175,18 @@ def _fill_specular(gray: F32, p: SegmentationParams) -> tuple[F32, B]:
     if not glare.any():
         return filled, spec
     glare_u8 = cv2.dilate(glare.astype(np.uint8), _GLOW_KERNEL)
-    # only glare touching the darkest pixels (a pupil's) is inpainted: elsewhere the iris noise mask
-    # takes bright pixels out of the code anyway, and inpainting costs in proportion to its area
+    # only compact glare (a lens reflection, not bright skin between brow hairs) touching the
+    # darkest pixels (a pupil's) is inpainted: elsewhere the iris noise mask takes bright pixels out
+    # of the code anyway, and inpainting costs in proportion to its area
     dark = cv2.dilate((half <= np.quantile(half, max(p.dark_quantiles))).astype(np.uint8), _GLOW_KERNEL)
-    n, labels = cv2.connectedComponents(glare_u8)
-    near = np.unique(labels[cv2.resize(dark, (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)])
-    glare_u8 = np.isin(labels, near[near > 0]).astype(np.uint8)
-    if n <= 1 or not glare_u8.any():
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(glare_u8)
+    near = np.zeros(n, bool)
+    near[np.unique(labels[cv2.resize(dark, (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)])] = True
+    near &= stats[:, cv2.CC_STAT_AREA] <= 2 * p.glare_size_px**2
+    near[0] = False
+    if not near.any():
         return filled, spec
+    glare_u8 = near[labels].astype(np.uint8)
     painted = cv2.inpaint(np.clip(filled, 0, 255).astype(np.uint8), glare_u8, 3, cv2.INPAINT_TELEA)
     return painted.astype(np.float32), spec | glare_u8.astype(bool)
 
@@ -196,16 +203,23 @@ def _find_limbus(img: F32, pupil: Circle, p: SegmentationParams) -> tuple[Circle
                                 reasons=[QualityReason.NO_IRIS.value])
     shift = max(2.0, round(p.limbus_centre_shift * lo))
     radii = np.arange(lo, hi + 1e-6, 1.0, dtype=np.float32)
+    # pupils under a quarter of the iris radius are rare (bright light, small pupils): a limbus that
+    # far out must be clearly stronger than a nearer one, or a spectacle frame or the lid beyond the
+    # sclera makes an oversized iris
+    prior = (np.minimum(1.0, pupil.r / radii / p.limbus_rare_ratio).astype(np.float32)
+             if p.limbus_rare_ratio > 0 else None)
     x0, y0 = pupil.x, pupil.y
     for _ in range(p.limbus_recentre + 1):
         c, _ = best_circle(img, x0, y0, shift, max(1.0, shift / 2), radii, arcs, p.limbus_window,
-                            around=pupil, peak_only=True)
-        # the pupil is rarely concentric with the limbus (nasal and downwards, by up to ~15% of the
-        # iris radius): a best centre on the edge of the searched square means the limbus centre
-        # lies further out, so the square moves there (the pupil stays inside by ``around``)
-        if max(abs(c.x - x0), abs(c.y - y0)) < shift - 1e-3:
+                            around=pupil, peak_only=True, weight=prior)
+        # the pupil is rarely concentric with the limbus (mostly nasal, by up to ~15% of the iris
+        # radius): a best centre on the left or right edge of the searched square means the limbus
+        # centre lies further out, so the square moves there (the pupil stays inside by
+        # ``around``). Only sideways: the lateral arcs fix the centre's x well and its y poorly,
+        # and moving in y too was measured worse on CASIA-IrisV1 (EER 0.50% against 0.44%).
+        if abs(c.x - x0) < shift - 1e-3:
             break
-        x0, y0 = c.x, c.y
+        x0 = c.x
     fine = np.arange(max(lo, c.r - 3), min(hi, c.r + 3) + 1e-6, 1.0, dtype=np.float32)
     return best_circle(img, c.x, c.y, 2.0, 1.0, fine, arcs, p.limbus_window, around=pupil)
 
