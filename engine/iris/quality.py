@@ -42,7 +42,8 @@ class QualityParams:
     min_pupil_contrast: float = 12.0
     min_limbus_contrast: float = 6.0
     # 0.35 refused CASIA eyes with 24-34% usable bits that matched like any other (FNMR 5.6% vs
-    # 1.3%, 1 of 18 pairs); the MMU2 eyes that really failed kept 3% and 9%. Below ~15% the comparison
+    # 1.3%, 1 of 18 pairs); the MMU2 eyes that really failed kept 3% and 9% (a lower lid found
+    # through the pupil: since fixed, they keep 38% and 48% and match). Below ~15% the comparison
     # rests on too few bits to be a measurement (docs/QUALITY.md).
     min_usable_fraction: float = 0.15
     min_sharpness: float = 0.018
