@@ -149,7 +149,8 @@ class Segmentation:
 _GLOW_KERNEL = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))
 
 
-def _fill_specular(gray: F32, p: SegmentationParams) -> tuple[F32, B]:
+def _fill_specular(gray: F32, p: SegmentationParams) -> tuple[F32, B, B | None]:
+    """(image with reflections filled, reflection mask, lens glare mask or None when there is none)."""
     k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (p.specular_size_px, p.specular_size_px))
     opened = cv2.morphologyEx(gray, cv2.MORPH_OPEN, k)
     spec = (gray - opened) > p.specular_tophat
@@ -157,7 +158,7 @@ def _fill_specular(gray: F32, p: SegmentationParams) -> tuple[F32, B]:
     spec = cv2.dilate(spec.astype(np.uint8), _GLOW_KERNEL).astype(bool)
     filled = np.where(spec, opened, gray).astype(np.float32)
     if p.glare_size_px <= p.specular_size_px:
-        return filled, spec
+        return filled, spec, None
     # reflections of spectacle lenses are too big for the glint opening and, across the pupil
     # boundary, bite a notch out of the dark disc (a smaller, shifted pupil) or hide an arc of it.
     # They are among the brightest pixels of the frame *and* bright against their surroundings at a
@@ -173,22 +174,24 @@ def _fill_specular(gray: F32, p: SegmentationParams) -> tuple[F32, B]:
     level = float(np.quantile(half, p.glare_quantile))
     glare = ((gray - background) > p.specular_tophat) & (gray >= level) & ~spec
     if not glare.any():
-        return filled, spec
+        return filled, spec, None
     glare_u8 = cv2.dilate(glare.astype(np.uint8), _GLOW_KERNEL)
     # only compact glare (a lens reflection, not bright skin between brow hairs) touching the
     # darkest pixels (a pupil's) is inpainted: elsewhere the iris noise mask takes bright pixels out
     # of the code anyway, and inpainting costs in proportion to its area
     dark = cv2.dilate((half <= np.quantile(half, max(p.dark_quantiles))).astype(np.uint8), _GLOW_KERNEL)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(glare_u8)
+    compact = stats[:, cv2.CC_STAT_AREA] <= 2 * p.glare_size_px**2
+    compact[0] = False
     near = np.zeros(n, bool)
     near[np.unique(labels[cv2.resize(dark, (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)])] = True
-    near &= stats[:, cv2.CC_STAT_AREA] <= 2 * p.glare_size_px**2
-    near[0] = False
+    near &= compact
+    lens = compact[labels]
     if not near.any():
-        return filled, spec
+        return filled, spec, lens
     glare_u8 = near[labels].astype(np.uint8)
     painted = cv2.inpaint(np.clip(filled, 0, 255).astype(np.uint8), glare_u8, 3, cv2.INPAINT_TELEA)
-    return painted.astype(np.float32), spec | glare_u8.astype(bool)
+    return painted.astype(np.float32), spec | glare_u8.astype(bool), lens
 
 
 def _find_limbus(img: F32, pupil: Circle, p: SegmentationParams) -> tuple[Circle, float]:
@@ -291,7 +294,7 @@ def segment(gray: npt.NDArray[np.uint8], params: SegmentationParams | None = Non
         raise InvalidInput("iris segmentation needs a 2-D uint8 grey image", reason="INVALID_IMAGE")
     h, w = gray.shape
     raw = gray.astype(np.float32)
-    filled, spec = _fill_specular(raw, p)
+    filled, spec, glare = _fill_specular(raw, p)
     smooth: F32 = np.asarray(cv2.GaussianBlur(filled, (0, 0), 1.5), dtype=np.float32)
     wide: F32 = np.asarray(cv2.GaussianBlur(filled, (0, 0), 2.5), dtype=np.float32)
     pupil, pupil_contrast, iris, limbus_contrast = _pupil_and_limbus(smooth, wide, p)
@@ -317,6 +320,10 @@ def segment(gray: npt.NDArray[np.uint8], params: SegmentationParams | None = Non
         (xx - pupil.x) ** 2 + (yy - pupil.y) ** 2 >= pupil.r**2)
     clean = annulus & ~noise
     measures = {"pupil_contrast": pupil_contrast, "limbus_contrast": limbus_contrast}
+    # the share of the iris the lids leave open that lens glare covers (quality: "remove glasses")
+    open_iris = annulus & ~(noise & ~spec)
+    measures["glare_fraction"] = (float((glare & open_iris).sum()) / max(int(open_iris.sum()), 1)
+                                  if glare is not None else 0.0)
     if clean.sum() > 50:
         vals = raw[clean]
         med = float(np.median(vals))
