@@ -11,6 +11,7 @@ pipeline and ``SegmentationParams`` for the parameters.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -24,7 +25,7 @@ from engine.types import QualityReason
 if TYPE_CHECKING:
     from engine.iris.segmentation import SegmentationParams
 
-__all__ = ["Circle", "best_circle", "find_pupils", "ring_profiles"]
+__all__ = ["Circle", "best_circle", "find_pupils", "refit_pupil", "ring_profiles"]
 
 F32 = npt.NDArray[np.float32]
 B = npt.NDArray[np.bool_]
@@ -61,7 +62,7 @@ def ring_profiles(img: F32, cx: F32, cy: F32, radii: F32, angles: F32) -> tuple[
 def best_circle(img: F32, cx0: float, cy0: float, shift: float, step: float, radii: F32,
                  arcs: list[F32], window_frac: float, min_window: int = 2,
                  around: Circle | None = None, peak_only: bool = False,
-                 relative: float = 0.0) -> tuple[Circle, float]:
+                 relative: float = 0.0, weight: F32 | None = None) -> tuple[Circle, float]:
     """Integro-differential operator over a grid of centres: maximise the step of the arc-mean
     intensity across the circle (mean over ``w`` px outside minus ``w`` px inside, ``w`` =
     ``window_frac * r`` so that a blurred boundary of a big circle is measured whole; dark
@@ -70,7 +71,8 @@ def best_circle(img: F32, cx0: float, cy0: float, shift: float, step: float, rad
     (grey levels). ``around``: a circle (the pupil) that the result must enclose with its inner
     window clear of it, whatever the centre offset. ``peak_only``: the radius must be a local
     maximum of the score (not the outer end of the range). ``relative`` > 0: the step is divided by
-    (inside level + ``relative``) and scaled by 50, a contrast rather than a grey-level step."""
+    (inside level + ``relative``) and scaled by 50, a contrast rather than a grey-level step.
+    ``weight``: a factor per radius (a prior on the radius) that the score is multiplied by."""
     offs = np.arange(-shift, shift + 1e-6, step, dtype=np.float32)
     gx, gy = np.meshgrid(offs + cx0, offs + cy0)
     cx, cy = gx.ravel().astype(np.float32), gy.ravel().astype(np.float32)
@@ -102,6 +104,8 @@ def best_circle(img: F32, cx0: float, cy0: float, shift: float, step: float, rad
         offset = np.hypot(cx - around.x, cy - around.y)[:, None]
         gap = radii[None, :] - offset - win[None, :] - around.r
         score = np.where(gap >= 0.1 * around.r + 4, score, -1e6)
+    if weight is not None:
+        score = np.where(score > 0, score * weight[None, :], score)
     if peak_only and radii.size >= 3:
         # a boundary is a peak of the step over radius; a step still growing at the outer end of
         # the search range (bright skin beyond the eye corners) is not one
@@ -186,22 +190,66 @@ def _pupil_score(img: F32, c: Circle, angles: F32, p_texture: float = 1.0,
     return float(np.mean(outside - inside > 3.0 + 0.1 * level)), level
 
 
+_ALL_ROUND = np.linspace(0, 2 * np.pi, 48, endpoint=False, dtype=np.float32)
+
+
+def _edge_image(img: F32, p: SegmentationParams) -> F32:
+    # the pupil edge is a step from very dark to iris grey; anything brighter (lid skin, sclera,
+    # a glint) is clipped so that a bright lid edge across the pupil or the iris-to-sclera edge of
+    # a dark iris cannot outweigh it
+    if p.pupil_clip_quantile >= 1:
+        return img
+    clip = float(np.quantile(img[::2, ::2], p.pupil_clip_quantile))
+    return np.minimum(img, np.float32(clip))
+
+
+def _refine(edge_img: F32, img: F32, cx: float, cy: float, radii: F32, shift: float, arcs: F32,
+            p: SegmentationParams) -> tuple[Circle, float]:
+    """Pupil circle by the relative-contrast operator on ``arcs`` (coarse, then +-1 px); the step
+    returned is in grey levels, measured all round."""
+    circle, step = best_circle(edge_img, cx, cy, shift, max(1.0, shift / 3), radii, [arcs], 0.1,
+                               relative=p.pupil_relative)
+    circle, step = best_circle(edge_img, circle.x, circle.y, 1.0, 0.5,
+                               np.arange(max(float(radii[0]), circle.r - 2), circle.r + 2.01, 1.0,
+                                         dtype=np.float32),
+                               [arcs], 0.1, relative=p.pupil_relative)
+    if p.pupil_relative > 0:
+        # the boundary contrast reported (quality, tie-breaks) stays in grey levels
+        _, step = best_circle(img, circle.x, circle.y, 0.0, 1.0, np.array([circle.r], np.float32),
+                              [_ALL_ROUND], 0.1)
+    return circle, step
+
+
+def refit_pupil(img: F32, pupil: Circle, visible: Callable[[F32, F32], B],
+                p: SegmentationParams) -> Circle:
+    """The pupil measured again on the part of its boundary that ``visible(xs, ys)`` says is not
+    under a lid: a lid lower than the fixed top sector ``find_pupils`` leaves out cuts the disc,
+    and the circle fitted to the cut disc is too small and too low. Returns ``pupil`` unchanged
+    when the lid hides no more than that sector, or too much of the boundary to measure it."""
+    # the boundary with the outer window of the operator (10% of the radius)
+    out_r = pupil.r * 1.1
+    xs = (pupil.x + out_r * np.cos(_ALL_ROUND)).astype(np.float32)
+    seen = visible(xs, (pupil.y + out_r * np.sin(_ALL_ROUND)).astype(np.float32))
+    if 1.0 - seen.mean() <= p.pupil_lid_sector / 360.0 or seen.mean() < 0.4:
+        return pupil
+    lo = max(p.pupil_radius_px[0], pupil.r * p.pupil_search[0])
+    hi = min(p.pupil_radius_px[1], pupil.r * p.pupil_search[1])
+    radii = np.arange(lo, hi + 1e-6, 1.0, dtype=np.float32)
+    circle, _ = _refine(_edge_image(img, p), img, pupil.x, pupil.y, radii,
+                        max(2.0, round(pupil.r * p.pupil_search[2])), _ALL_ROUND[seen], p)
+    return circle
+
+
 def find_pupils(img: F32, p: SegmentationParams) -> list[tuple[Circle, float]]:
     """Refined pupil candidates ``(circle, step)``, darkest inside first, keeping those whose
     all-round score is near the best. The pupil is the darkest disc of the eye: a dark iris against
     bright sclera can score as well as the pupil, but its inside is never as dark."""
     found: list[tuple[Circle, float, float, float]] = []
-    arcs = [np.linspace(0, 2 * np.pi, 48, endpoint=False, dtype=np.float32)]
     # the refinement leaves out the top of the circle, where an upper lid often covers the pupil
     # (image y grows downwards: up is 270 degrees)
-    lid_free = arcs[0][np.abs(arcs[0] - 1.5 * np.pi) > math.radians(p.pupil_lid_sector / 2)]
-    refine_arcs = [lid_free.astype(np.float32)]
-    lid_free_cols = np.abs(arcs[0] - 1.5 * np.pi) > math.radians(p.pupil_lid_sector / 2)
-    # the pupil edge is a step from very dark to iris grey; anything brighter (lid skin, sclera,
-    # a glint) is clipped so that a bright lid edge across the pupil or the iris-to-sclera edge of
-    # a dark iris cannot outweigh it
-    clip = float(np.quantile(img[::2, ::2], p.pupil_clip_quantile)) if p.pupil_clip_quantile < 1 else np.inf
-    edge_img: F32 = np.minimum(img, np.float32(clip)) if np.isfinite(clip) else img
+    lid_free_cols = np.abs(_ALL_ROUND - 1.5 * np.pi) > math.radians(p.pupil_lid_sector / 2)
+    lid_free = _ALL_ROUND[lid_free_cols]
+    edge_img = _edge_image(img, p)
     seen: list[tuple[float, float, float]] = []
     for cx, cy, r0 in _pupil_candidates(img, p):
         # the same blob seen at several darkness levels is refined once
@@ -215,16 +263,8 @@ def find_pupils(img: F32, p: SegmentationParams) -> list[tuple[Circle, float]]:
         if radii.size < 3:
             continue
         shift = max(2.0, round(r0 * p.pupil_search[2]))
-        circle, step = best_circle(edge_img, cx, cy, shift, max(1.0, shift / 3), radii, refine_arcs, 0.1,
-                                    relative=p.pupil_relative)
-        circle, step = best_circle(edge_img, circle.x, circle.y, 1.0, 0.5,
-                                    np.arange(max(lo, circle.r - 2), circle.r + 2.01, 1.0, dtype=np.float32),
-                                    refine_arcs, 0.1, relative=p.pupil_relative)
-        if p.pupil_relative > 0:
-            # the boundary contrast reported (quality, tie-breaks) stays in grey levels
-            _, step = best_circle(img, circle.x, circle.y, 0.0, 1.0, np.array([circle.r], np.float32),
-                                   arcs, 0.1)
-        score, inside = _pupil_score(img, circle, arcs[0], p.pupil_texture, lid_free_cols)
+        circle, step = _refine(edge_img, img, cx, cy, radii, shift, lid_free, p)
+        score, inside = _pupil_score(img, circle, _ALL_ROUND, p.pupil_texture, lid_free_cols)
         found.append((circle, step, score, inside))
     found = [f for f in found if np.isfinite(f[1]) and f[1] > 0 and f[2] > 0]
     if not found:
@@ -232,7 +272,17 @@ def find_pupils(img: F32, p: SegmentationParams) -> list[tuple[Circle, float]]:
     top = max(f[2] for f in found)
     # darkest inside first; a stronger boundary step breaks near-ties (a lid over the pupil top
     # leaves several equally dark circles)
-    kept = sorted((f for f in found if f[2] >= p.pupil_keep * top), key=lambda f: f[3] - 0.1 * f[1])
+    best = sorted((f for f in found if f[2] >= p.pupil_keep * top), key=lambda f: f[3] - 0.1 * f[1])
+    # a dark iris is a dark disc darker than the sclera all round, often more regularly so than the
+    # pupil inside it (crypts and lashes make the pupil's step patchy): a clearly darker disc nested
+    # inside a kept one, and big enough to be the pupil of that iris, takes its place in the order
+    kept: list[tuple[Circle, float, float, float]] = []
+    for b in best:
+        nested = [f for f in found if f[2] >= p.pupil_nested_keep * top
+                  and f[3] < b[3] - p.pupil_nested_darker
+                  and math.hypot(f[0].x - b[0].x, f[0].y - b[0].y) + f[0].r < b[0].r
+                  and f[0].r >= p.pupil_iris_ratio[0] * b[0].r]
+        kept += [*sorted(nested, key=lambda f: f[3] - 0.1 * f[1])[:1], b]
     out: list[tuple[Circle, float]] = []
     for c, step, _, _ in kept:
         if not any(abs(c.x - o.x) < 0.3 * o.r and abs(c.y - o.y) < 0.3 * o.r and abs(c.r - o.r) < 0.2 * o.r

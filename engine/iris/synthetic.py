@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Capture", "SyntheticEyes", "render"]
+__all__ = ["Capture", "SyntheticEyes", "geometry", "render"]
 
 U8 = npt.NDArray[np.uint8]
 F32 = npt.NDArray[np.float32]
@@ -33,7 +33,12 @@ class Capture:
     how far each lid reaches into the iris, as a fraction of the iris radius from its edge (0 = no
     occlusion, 1 = down to the centre); ``lashes``: number of dark lash strokes; ``reflections``:
     number of bright spots; ``blur_sigma``/``noise_sigma`` in pixels / grey levels; ``dx``/``dy``:
-    iris centre offset from the image centre in pixels; ``scale`` multiplies the iris radius."""
+    iris centre offset from the image centre in pixels; ``scale`` multiplies the iris radius.
+    ``iris_level``: the iris' mean grey level instead of the identity's (a dark iris: 40-60);
+    ``pupil_dx``/``pupil_dy``: pupil centre offset from the iris centre in pixels (a real pupil is
+    rarely concentric; the texture follows the rubber sheet); ``glare``: number of large bright
+    reflections of spectacle lenses (ellipses a quarter of the iris across, straddling the pupil
+    boundary), unlike the small corneal ``reflections``."""
 
     rotation_deg: float = 0.0
     pupil_ratio: float = 0.4
@@ -46,6 +51,10 @@ class Capture:
     dx: float = 0.0
     dy: float = 0.0
     scale: float = 1.0
+    iris_level: float | None = None
+    pupil_dx: float = 0.0
+    pupil_dy: float = 0.0
+    glare: int = 0
 
 
 def _texture(identity: int) -> tuple[F32, float, float]:
@@ -67,12 +76,28 @@ def _texture(identity: int) -> tuple[F32, float, float]:
     return tex.astype(np.float32), float(rng.uniform(85, 105)), float(rng.uniform(95, 130))
 
 
+Circle3 = tuple[float, float, float]
+
+
+def geometry(identity: int, capture: Capture | None = None,
+             size: tuple[int, int] = (320, 280)) -> tuple[Circle3, Circle3]:
+    """The true ``(x, y, r)`` of the pupil and of the limbus that ``render`` draws (for tests)."""
+    c = capture or Capture()
+    iris_r = _texture(identity)[1]
+    w, h = size
+    ri = iris_r * c.scale * min(w / 320, h / 280)
+    cx, cy = w / 2 + c.dx, h / 2 + c.dy
+    return (cx + c.pupil_dx, cy + c.pupil_dy, c.pupil_ratio * ri), (cx, cy, ri)
+
+
 def render(identity: int, capture: Capture | None = None, size: tuple[int, int] = (320, 280),
            capture_seed: int = 0) -> U8:
     """An (H, W) uint8 NIR-like eye image of ``identity`` under ``capture``; ``size`` = (W, H).
     ``capture_seed`` only drives the random details of the capture (lash strokes, spot places, noise)."""
     c = capture or Capture()
     tex, iris_r, iris_level = _texture(identity)
+    if c.iris_level is not None:
+        iris_level = c.iris_level
     rng = np.random.default_rng([0xCA9, identity, capture_seed])
     w, h = size
     ri = iris_r * c.scale * min(w / 320, h / 280)
@@ -80,8 +105,15 @@ def render(identity: int, capture: Capture | None = None, size: tuple[int, int] 
     cx, cy = w / 2 + c.dx, h / 2 + c.dy
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     d = np.hypot(xx - cx, yy - cy)
-    theta = np.mod(np.arctan2(yy - cy, xx - cx) - np.deg2rad(c.rotation_deg), 2 * np.pi)
-    rho = (d - rp) / (ri - rp)
+    # polar coordinates about the pupil centre; rho = 0 on the pupil edge, 1 on the limbus along
+    # the same ray (the rubber sheet of engine.iris.normalization)
+    pcx, pcy = cx + c.pupil_dx, cy + c.pupil_dy
+    dp = np.hypot(xx - pcx, yy - pcy)
+    ang = np.arctan2(yy - pcy, xx - pcx)
+    theta = np.mod(ang - np.deg2rad(c.rotation_deg), 2 * np.pi)
+    b = c.pupil_dx * np.cos(ang) + c.pupil_dy * np.sin(ang)
+    limbus = -b + np.sqrt(np.maximum(b * b - (c.pupil_dx**2 + c.pupil_dy**2 - ri**2), 0.0))
+    rho = (dp - rp) / np.maximum(limbus - rp, 1.0)
     # texture lookup (bilinear, angle wraps)
     tex_wrapped = np.concatenate([tex, tex[:, :1]], axis=1)
     mx = (theta / (2 * np.pi) * _TEX_A).astype(np.float32)
@@ -92,7 +124,7 @@ def render(identity: int, capture: Capture | None = None, size: tuple[int, int] 
     iris = iris_level + 14.0 * t - 10.0 * np.clip(rho, 0, 1)  # darker towards the limbus
     limbus_soft = np.clip((ri + 1.5 - d) / 3.0, 0, 1)  # a slightly soft limbus edge
     img = img * (1 - limbus_soft) + iris * limbus_soft
-    img = np.where(d <= rp, 28.0, img)
+    img = np.where(dp <= rp, 28.0, img)
     # eyelids: parabolas, skin outside; a band of lashes along the upper lid
     up_y0 = cy - ri + 2 * ri * c.upper_lid
     lo_y0 = cy + ri - 2 * ri * c.lower_lid
@@ -113,6 +145,12 @@ def render(identity: int, capture: Capture | None = None, size: tuple[int, int] 
         a, rr = rng.uniform(0, 2 * np.pi), rng.uniform(0.0, 0.9) * rp
         cv2.circle(img, (round(cx + rr * np.cos(a)), round(cy + rr * np.sin(a))),
                    max(2, round(0.035 * ri)), 250.0, thickness=-1, lineType=cv2.LINE_AA)
+    for _ in range(c.glare):
+        a = rng.uniform(0, 2 * np.pi)
+        centre = (round(pcx + rp * np.cos(a)), round(pcy + rp * np.sin(a)))
+        axes = (max(3, round(0.25 * ri)), max(2, round(0.12 * ri)))
+        cv2.ellipse(img, centre, axes, float(np.rad2deg(rng.uniform(0, np.pi))), 0, 360, 245.0,
+                    thickness=-1, lineType=cv2.LINE_AA)
     if c.blur_sigma > 0:
         img = cv2.GaussianBlur(img, (0, 0), c.blur_sigma)
     img = img + rng.normal(0.0, c.noise_sigma, img.shape).astype(np.float32)

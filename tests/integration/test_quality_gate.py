@@ -12,11 +12,16 @@ from PIL import Image
 
 from engine.extractors import load_extractor
 from engine.face import FaceConfig, FaceExtractor
+from engine.iris.extractor import IrisExtractor
+from engine.iris.quality import assess
 from engine.types import QualityReason as R
 
 GOOD_FACE = "face/lfw/Aaron_Sorkin/Aaron_Sorkin_0001.jpg"
 GOOD_IRIS = "iris/mmu2/001/010101.png"
-SHUT_IRIS = "iris/mmu2/042/420102.png"  # 3% of the code usable: matched none of its mates
+# No shared eye is shut: the two MMU2 images OCCLUDED refused (042/420102, 420104: 3% and 9% usable)
+# were a lower lid found through the pupil, since fixed (docs/QUALITY.md). A real segmentation with
+# its code mask cut to 10% stands for a closed eye.
+SHUT_IRIS = "iris/mmu2/042/420102.png"
 WEAK_BOUNDARY_IRIS = "iris/mmu2/014/140102.png"  # weak limbus step, pupil ratio at its limit
 
 
@@ -38,7 +43,12 @@ def test_good_images_pass_without_instructions(shared_data: Path, face: FaceExtr
 
 def test_iris_rules(shared_data: Path) -> None:
     iris = load_extractor("iris")
-    shut = iris.extract((shared_data / SHUT_IRIS).read_bytes()).quality
+    assert isinstance(iris, IrisExtractor)
+    seg, _, ex = iris.run((shared_data / SHUT_IRIS).read_bytes())
+    assert ex.quality.ok and R.OCCLUDED not in ex.quality.reasons, ex.quality  # half-closed: a masked code
+    bits = np.unpackbits(ex.template.mask)
+    bits[np.flatnonzero(bits)[int(0.1 * bits.size):]] = 0
+    shut = assess(seg, np.packbits(bits), iris.config.quality)
     assert not shut.ok and R.OCCLUDED in shut.rejected and shut.instructions[0] == "open the eyes wider"
     weak = iris.extract((shared_data / WEAK_BOUNDARY_IRIS).read_bytes()).quality
     assert weak.ok and R.UNRELIABLE_BOUNDARY in weak.warnings and "remove glasses" in weak.instructions

@@ -70,3 +70,13 @@ def test_measures_are_numbers(iris_extractor: IrisExtractor) -> None:
     q = iris_extractor.extract(render(22, GOOD)).quality
     assert all(isinstance(v, float) and np.isfinite(v) for v in q.measures.values())
     assert 0.3 < q.measures["pupil_iris_ratio"] < 0.5
+
+
+def test_spectacle_glare_asks_to_remove_glasses(iris_extractor: IrisExtractor) -> None:
+    # five lens reflections across the pupil boundary cover ~11% of the open iris: masked out of the
+    # code, the sample is still accepted (UNRELIABLE_BOUNDARY warns) and the operator told why
+    q = iris_extractor.extract(render(21, replace(GOOD, glare=5))).quality
+    assert q.measures["glare_fraction"] > 0.08 and R.UNRELIABLE_BOUNDARY in q.warnings and q.ok, q
+    assert "remove glasses" in q.instructions
+    clear = iris_extractor.extract(render(21, GOOD)).quality
+    assert clear.measures["glare_fraction"] < 0.02 and R.UNRELIABLE_BOUNDARY not in clear.reasons
