@@ -41,6 +41,7 @@ import numpy as np
 from engine.config import EngineConfig
 from engine.engine import Engine
 from engine.fusion import Fusion
+from engine.store import NewRecord
 from engine.transfer.export import export_to_file
 from engine.transfer.importer import import_packet
 from engine.transfer.site import load_site, trust
@@ -92,20 +93,23 @@ def run(
         trust(a.datadir, load_site(b.datadir).public, actor="bench")
         trust(b.datadir, load_site(a.datadir).public, actor="bench")
         t0 = time.perf_counter()
-        held = []
+        held, stored = [], []
         for i in range(gallery):
             t = person(rng)
             if i < records * planted_share:
                 held.append(t)
-            b.gallery.insert(t, ref_id=f"B{i}", partition="camp-b")
-        planted = set()
+            stored.append(NewRecord(t, ref_id=f"B{i}", partition="camp-b"))
+        planted, sent = set(), []
         for i in range(records):
             if i < len(held):
                 t, ref = mate_of(held[i], rng), f"A-dup-{i}"
                 planted.add(ref)
             else:
                 t, ref = person(rng), f"A{i}"
-            a.gallery.insert(t, ref_id=ref, partition="camp-a", attributes={"household": f"HH{i}"})
+            sent.append(NewRecord(t, ref_id=ref, partition="camp-a", attributes={"household": f"HH{i}"}))
+        for engine, rows in ((b, stored), (a, sent)):  # set-up: stored in chunks, no de-duplication
+            for lo in range(0, len(rows), 5000):
+                engine.gallery.insert_many(rows[lo : lo + 5000], actor="bench")
         setup_s = time.perf_counter() - t0
         print(f"  set-up {setup_s:.1f} s", file=sys.stderr)
 

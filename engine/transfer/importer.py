@@ -23,17 +23,18 @@ from __future__ import annotations
 
 import base64
 import json
+import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.engine import BatchEntry
 from engine.errors import Conflict, InvalidInput, ModelMismatch
 from engine.events import job_event
 from engine.jobs import JobCancelled, JobFiles, Progress
-from engine.records import RecordStatus, Sample
-from engine.store import audit
+from engine.store import WriteResult, audit
 from engine.transfer.export import origin_of
 from engine.transfer.packet import PacketReader
 from engine.transfer.site import Peer, SiteIdentity, load_site, peer
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
 __all__ = ["KIND", "ImportJob", "ImportSummary", "import_packet", "start_import"]
 
 KIND = "transfer-import"
-CHECKPOINT_EVERY = 200
+BLOCK = 1024  # records de-duplicated together: one batched search per modality, one transaction
 OUTCOMES = ("new", "adjudication", "conflict", "unchanged", "erased", "decision", "own")
 
 
@@ -73,6 +74,22 @@ class ImportSummary:
             f"sent to adjudication, {c.get('erased', 0)} erasures applied"
             + ("" if not extra else " (" + ", ".join(extra) + ")")
         )
+
+
+def _checkpoint_key(sender: str, packet: int) -> str:
+    """The ``meta`` key of an import's checkpoint: the items of the packet applied so far."""
+    return f"transfer.import.{sender}.{packet}"
+
+
+def _save_checkpoint(conn: sqlite3.Connection, sender: str, packet: int, items: int) -> None:
+    conn.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+        (_checkpoint_key(sender, packet), str(items)),
+    )
+
+
+def _same(a: Mapping[Modality, Template], b: Mapping[Modality, Template]) -> bool:
+    return set(a) == set(b) and all(a[m].to_bytes() == t.to_bytes() for m, t in b.items())
 
 
 def _open_checked(engine: Engine, path: Path) -> tuple[PacketReader, Any, SiteIdentity, Peer]:
@@ -112,7 +129,7 @@ def _open_checked(engine: Engine, path: Path) -> tuple[PacketReader, Any, SiteId
         raise
 
 
-def start_import(engine: Engine, path: Path, *, actor: str = "system") -> ImportJob:
+def start_import(engine: Engine, path: Path, *, actor: str = "system", block: int = BLOCK) -> ImportJob:
     """Check the packet at ``path`` and make (or find, when an earlier run was interrupted) its import
     job. Raises before anything is written when the packet is refused (see module doc)."""
     path = Path(path).resolve()
@@ -132,7 +149,7 @@ def start_import(engine: Engine, path: Path, *, actor: str = "system") -> Import
                 meta_path = Path(str(meta["path"]))
                 if meta_path != path:
                     files.set_state(str(meta["state"]), path=str(path))
-                return ImportJob(engine, d)
+                return ImportJob(engine, d, block=block)
     if h.packet <= sender.in_packet:
         raise Conflict(
             f"packet {h.packet} from {h.sender} was imported already (the last one imported from it "
@@ -160,22 +177,31 @@ def start_import(engine: Engine, path: Path, *, actor: str = "system") -> Import
         path=str(path),
         actor=actor,
     )
-    return ImportJob(engine, root / job_id)
+    return ImportJob(engine, root / job_id, block=block)
 
 
 def import_packet(
-    engine: Engine, path: Path, *, actor: str = "system", on_item: Callable[[int], None] | None = None
+    engine: Engine,
+    path: Path,
+    *,
+    actor: str = "system",
+    on_item: Callable[[int], None] | None = None,
+    block: int = BLOCK,
 ) -> ImportSummary:
-    """Check and import the packet at ``path`` in the foreground (``on_item``: called after each item)."""
-    return start_import(engine, path, actor=actor).run(on_item=on_item)
+    """Check and import the packet at ``path`` in the foreground (``on_item(n)``: called after each
+    commit, with the number of items done; ``block``: records de-duplicated together)."""
+    return start_import(engine, path, actor=actor, block=block).run(on_item=on_item)
 
 
 class ImportJob:
     """The import of one packet (a ``RunnableJob``)."""
 
-    def __init__(self, engine: Engine, directory: Path) -> None:
+    def __init__(self, engine: Engine, directory: Path, *, block: int = BLOCK) -> None:
+        if block < 1:
+            raise InvalidInput("an import block holds at least one record", reason="INVALID_REQUEST")
         self.engine = engine
         self.files = JobFiles(directory)
+        self.block = block
 
     @property
     def job_id(self) -> str:
@@ -212,24 +238,43 @@ class ImportJob:
         except BaseException as exc:
             self.files.set_state("failed", error=str(exc))
             raise
+        packet = reader.header.packet
         try:
-            start = int(self.files.checkpoint().get("item", 0))
+            start = int(self.engine.datadir.store.get_meta(_checkpoint_key(sender.site_id, packet)) or 0)
             done = start
+            block: list[tuple[int, dict[str, Any]]] = []
+
+            def committed(n: int) -> None:
+                nonlocal done
+                done = n
+                if on_item is not None:
+                    on_item(done)
+                self.files.save_checkpoint({"stage": "import", "item": done})  # for progress only
+                if on_progress is not None:
+                    on_progress(self.progress())
+                if self.files.cancel_requested():
+                    self.files.set_state("cancelled")
+                    raise JobCancelled(f"transfer import {meta['id']} cancelled at item {done}")
+
             for i, item in enumerate(reader.items(site)):
                 if i < start:
                     continue
-                self._item(site, sender.site_id, reader.header.packet, i, item)
-                done = i + 1
-                if on_item is not None:
-                    on_item(done)
-                if done % CHECKPOINT_EVERY == 0:
-                    self.files.save_checkpoint({"stage": "import", "item": done})
-                    if on_progress is not None:
-                        on_progress(self.progress())
-                    if self.files.cancel_requested():
-                        self.files.set_state("cancelled")
-                        raise JobCancelled(f"transfer import {meta['id']} cancelled at item {done}")
-            self._finish(reader.header.sender, reader.header.packet, reader.header.upto_seq, meta)
+                if item.get("t") == "record":
+                    block.append((i, item))
+                    if len(block) >= self.block:
+                        self._records(site, sender.site_id, packet, block)
+                        block = []
+                        committed(i + 1)
+                    continue
+                if block:  # a tombstone or decision: the records before it first, as they came
+                    self._records(site, sender.site_id, packet, block)
+                    block = []
+                self._item(site, sender.site_id, packet, i, item)
+                committed(i + 1)
+            if block:
+                self._records(site, sender.site_id, packet, block)
+                committed(block[-1][0] + 1)
+            self._finish(reader.header.sender, packet, reader.header.upto_seq, meta)
         except JobCancelled:
             raise
         except BaseException as exc:
@@ -285,24 +330,26 @@ class ImportJob:
         return ImportSummary(sender, packet, counts, str(meta["id"]))
 
     def _item(self, site: SiteIdentity, sender: str, packet: int, i: int, item: dict[str, Any]) -> None:
+        """A tombstone or decision: its outcome and the checkpoint past it in one transaction."""
         store = self.engine.datadir.store
         with store.db.read() as conn:
             row = conn.execute(
                 "SELECT outcome FROM transfer_items WHERE peer = ? AND packet = ? AND item = ?",
                 (sender, packet, i),
             ).fetchone()
-        if row is not None and row[0] != "erasing":
-            return
         kind = item.get("t")
-        outcome: str | None
-        if kind == "record":
-            outcome = self._record(site, sender, packet, item)
-            if outcome is None:
-                return  # inserted: its transfer_origin row is its outcome
+        if row is not None and row[0] != "erasing":
+            outcome = str(row[0])
         elif kind == "tombstone":
             outcome = self._tombstone(site, sender, packet, i, item)
         elif kind == "decision":
-            with store.db.write() as conn:
+            outcome = "decision"
+        else:
+            raise InvalidInput(
+                f"transfer packet item {i} has an unknown kind {kind!r}", reason="PACKET_CORRUPT"
+            )
+        with store.db.write() as conn:
+            if kind == "decision" and row is None:
                 audit.append(
                     conn,
                     "transfer",
@@ -311,117 +358,128 @@ class ImportJob:
                     {k: item.get(k) for k in ("origin_site", "origin_ref", "outcome", "candidates")}
                     | {"from": sender, "packet": packet},
                 )
-                conn.execute(
-                    "INSERT OR REPLACE INTO transfer_items (peer, packet, item, outcome) "
-                    "VALUES (?, ?, ?, 'decision')",
-                    (sender, packet, i),
-                )
-            return
-        else:
-            raise InvalidInput(
-                f"transfer packet item {i} has an unknown kind {kind!r}", reason="PACKET_CORRUPT"
-            )
-        with store.db.write() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO transfer_items (peer, packet, item, outcome) VALUES (?, ?, ?, ?)",
                 (sender, packet, i, outcome),
             )
+            _save_checkpoint(conn, sender, packet, i + 1)
 
-    def _record(self, site: SiteIdentity, sender: str, packet: int, item: dict[str, Any]) -> str | None:
-        """Insert (or find) an incoming record: None when this packet inserted it (now or before a
-        restart), else "own" / "unchanged"."""
-        origin_site, origin_ref, origin_seq = (
-            str(item["origin_site"]),
-            str(item["origin_ref"]),
-            int(item["origin_seq"]),
-        )
-        if origin_site == site.site_id:
-            return "own"  # our own record, come back through a third site
+    def _records(
+        self, site: SiteIdentity, sender: str, packet: int, block: list[tuple[int, dict[str, Any]]]
+    ) -> None:
+        """A block of record items, each new, a match (adjudication), a conflict, unchanged or this
+        site's own, decided exactly as one by one in packet order (``Engine.enroll_many``) and written
+        with the checkpoint past the block in one transaction."""
         store = self.engine.datadir.store
-        templates = {
-            Modality.parse(m): template_from_bytes(base64.b64decode(b)) for m, b in item["templates"].items()
-        }
-        ref_id = str(item["ref_id"])
+        facts: list[tuple[list[tuple[str, int]], int | None, tuple[str, str, int] | None]] = []
         with store.db.read() as conn:
-            copies = conn.execute(
-                "SELECT o.ref_id, o.peer, o.packet, r.status, r.id FROM transfer_origin o JOIN records r "
-                "ON r.ref_id = o.ref_id WHERE o.origin_site = ? AND o.origin_ref = ?",
-                (origin_site, origin_ref),
-            ).fetchall()
-            clash = conn.execute("SELECT id FROM records WHERE ref_id = ?", (ref_id,)).fetchone()
-            local_origin = origin_of(conn, site.site_id, int(clash[0]), ref_id) if clash is not None else None
-        for _, copy_peer, copy_packet, _, _ in copies:
-            if (copy_peer, int(copy_packet)) == (sender, packet):  # inserted by this packet before a restart
-                return None
-            return "unchanged"
-        target = ref_id
-        candidates_extra: list[dict[str, Any]] = []
-        if clash is not None:
-            if self._same_content(ref_id, templates):
-                return "unchanged"
-            target = f"{ref_id}@{origin_site}"
-            assert local_origin is not None
-            candidates_extra = [
-                {
-                    "ref_id": ref_id,
-                    "conflict": "same reference id, different content",
-                    "site": local_origin[0],
-                    "origin_ref": local_origin[1],
-                }
-            ]
-        incoming = {
-            "origin_site": origin_site,
-            "origin_ref": origin_ref,
-            "origin_seq": origin_seq,
-            "via": sender,
-            "packet": packet,
-        }
-        with store.db.write() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO transfer_origin (ref_id, origin_site, origin_ref, origin_seq, peer, "
-                "packet, conflict) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (target, origin_site, origin_ref, origin_seq, sender, packet, int(bool(candidates_extra))),
+            for _, item in block:
+                copies = [
+                    (str(p), int(n))
+                    for p, n in conn.execute(
+                        "SELECT o.peer, o.packet FROM transfer_origin o JOIN records r "
+                        "ON r.ref_id = o.ref_id WHERE o.origin_site = ? AND o.origin_ref = ?",
+                        (str(item["origin_site"]), str(item["origin_ref"])),
+                    )
+                ]
+                ref_id = str(item["ref_id"])
+                clash = conn.execute("SELECT id FROM records WHERE ref_id = ?", (ref_id,)).fetchone()
+                local = origin_of(conn, site.site_id, int(clash[0]), ref_id) if clash is not None else None
+                facts.append((copies, None if clash is None else int(clash[0]), local))
+        entries: list[BatchEntry] = []
+        incoming: list[dict[str, Any]] = []
+        origin_rows: list[tuple[str, str, str, int, str, int, int]] = []
+        outcomes: list[tuple[str, int, int, str]] = []
+        # what this block placed so far (templates, origin), as the store would show it to later items
+        placed: dict[str, tuple[dict[Modality, Template], tuple[str, str, int]]] = {}
+        origins: set[tuple[str, str]] = set()
+        for (i, item), (copies, clash, local) in zip(block, facts, strict=True):
+            origin = (str(item["origin_site"]), str(item["origin_ref"]), int(item["origin_seq"]))
+            if origin[0] == site.site_id:
+                outcomes.append((sender, packet, i, "own"))  # our own record, back through a third site
+                continue
+            if copies or origin[:2] in origins:
+                if (sender, packet) not in copies:  # else inserted by this packet (an older resume)
+                    outcomes.append((sender, packet, i, "unchanged"))
+                continue
+            templates = {
+                Modality.parse(m): template_from_bytes(base64.b64decode(b))
+                for m, b in item["templates"].items()
+            }
+            ref_id = target = str(item["ref_id"])
+            conflict: list[dict[str, Any]] | None = None
+            if clash is not None or ref_id in placed:
+                held, held_origin = (
+                    placed[ref_id] if ref_id in placed else (self._templates_of(ref_id), local)
+                )
+                if _same(held, templates):
+                    outcomes.append((sender, packet, i, "unchanged"))
+                    continue
+                assert held_origin is not None
+                target = f"{ref_id}@{origin[0]}"
+                conflict = [
+                    {
+                        "ref_id": ref_id,
+                        "conflict": "same reference id, different content",
+                        "site": held_origin[0],
+                        "origin_ref": held_origin[1],
+                    }
+                ]
+            came = {
+                "origin_site": origin[0],
+                "origin_ref": origin[1],
+                "origin_seq": origin[2],
+                "via": sender,
+                "packet": packet,
+            }
+            origins.add(origin[:2])
+            placed[target] = (templates, origin)
+            origin_rows.append((target, *origin, sender, packet, int(conflict is not None)))
+            incoming.append(came)
+            entries.append(
+                BatchEntry(
+                    target,
+                    templates,
+                    partition=str(item["partition"]),
+                    attributes=json.loads(item.get("attributes") or "{}"),
+                    images={
+                        Modality.parse(m): base64.b64decode(b) for m, b in (item.get("images") or {}).items()
+                    },
+                    candidates=None if conflict is None else [{**c, "incoming": came} for c in conflict],
+                )
             )
-        attributes = json.loads(item.get("attributes") or "{}")
-        images = {Modality.parse(m): base64.b64decode(b) for m, b in (item.get("images") or {}).items()}
-        if candidates_extra:
-            self.engine.gallery.insert(
-                templates,
-                ref_id=target,
-                partition=str(item["partition"]),
-                attributes=attributes,
-                status=RecordStatus.PENDING,
-                candidates=[{**c, "incoming": incoming} for c in candidates_extra],
-                images=images,
-                actor="transfer",
-            )
-            return None
 
-        def annotate(candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        def annotate(j: int, candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            """Both sites' provenance on each candidate (an earlier record of this block, or a stored one)."""
+            names = [str(c["ref_id"]) for c in candidates]
+            labels = store.labels_of([n for n in names if n not in placed], status=None)
+            out = []
             with store.db.read() as conn:
-                labels = store.labels_of([str(c["ref_id"]) for c in candidates], status=None)
-                out = []
-                for c in candidates:
-                    o = origin_of(conn, site.site_id, labels.get(str(c["ref_id"]), 0), str(c["ref_id"]))
-                    out.append({**c, "site": o[0], "origin_ref": o[1], "incoming": incoming})
+                for c, name in zip(candidates, names, strict=True):
+                    o = (
+                        placed[name][1]
+                        if name in placed
+                        else origin_of(conn, site.site_id, labels.get(name, 0), name)
+                    )
+                    out.append({**c, "site": o[0], "origin_ref": o[1], "incoming": incoming[j]})
             return out
 
-        self.engine.enroll(
-            target,
-            [Sample(m, template=t) for m, t in templates.items()],
-            partition=str(item["partition"]),
-            attributes=attributes,
-            actor="transfer",
-            annotate=annotate,
-            images=images,
-        )
-        return None
+        def also(conn: sqlite3.Connection, _: list[WriteResult]) -> None:
+            conn.executemany(
+                "INSERT OR REPLACE INTO transfer_origin (ref_id, origin_site, origin_ref, origin_seq, peer, "
+                "packet, conflict) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                origin_rows,
+            )
+            conn.executemany(
+                "INSERT OR REPLACE INTO transfer_items (peer, packet, item, outcome) VALUES (?, ?, ?, ?)",
+                outcomes,
+            )
+            _save_checkpoint(conn, sender, packet, block[-1][0] + 1)
 
-    def _same_content(self, ref_id: str, templates: dict[Modality, Template]) -> bool:
-        local = self.engine.datadir.store.get(ref_id)
-        return set(local.templates) == set(templates) and all(
-            local.templates[m].to_bytes() == t.to_bytes() for m, t in templates.items()
-        )
+        self.engine.enroll_many(entries, actor="transfer", annotate=annotate, also=also)
+
+    def _templates_of(self, ref_id: str) -> dict[Modality, Template]:
+        return dict(self.engine.datadir.store.get(ref_id).templates)
 
     def _tombstone(self, site: SiteIdentity, sender: str, packet: int, i: int, item: dict[str, Any]) -> str:
         origin_site, origin_ref = str(item["origin_site"]), str(item["origin_ref"])
@@ -459,6 +517,7 @@ class ImportJob:
     def _finish(self, sender: str, packet: int, upto_seq: int, meta: dict[str, Any]) -> None:
         counts = self._counts(sender, packet)
         with self.engine.datadir.store.db.write() as conn:
+            conn.execute("DELETE FROM meta WHERE key = ?", (_checkpoint_key(sender, packet),))
             conn.execute(
                 "UPDATE transfer_peers SET in_packet = ?, in_seq = ?, in_time = ? "
                 "WHERE site_id = ? AND in_packet = ?",
