@@ -6,7 +6,8 @@
     nasname site revoke SITE                      stop exchanging with a peer
     nasname site peers [--json]                   the peers and their ledgers
     nasname transfer export --to SITE [--since auto|SEQ] [--partition P] [--with-images] --out FILE
-    nasname transfer import FILE
+    nasname transfer import FILE [--re-extract]   (--re-extract: templates of another model made again here
+                                                  from the packet's images)
     nasname transfer status [--json]
     (transfer export|import|status also take --remote: through a running server's admin RPCs)
 
@@ -66,6 +67,9 @@ def add_transfer_commands(sub: Any) -> None:
     ex.add_argument("--out", type=Path, required=True, help="the packet file to write")
     im = tsub.add_parser("import", help="check and import a packet (de-duplicated against this gallery)")
     im.add_argument("file", type=Path, help="the packet file (from `nasname transfer export`)")
+    im.add_argument("--re-extract", action="store_true",
+                    help="when the sender uses another model: make the templates again here from the "
+                         "packet's images (it must have been exported --with-images)")
     st = tsub.add_parser("status", help="per peer: last packet sent and received, and the backlog")
     for q in (ex, im, st):
         _common(q, json_flag=False)
@@ -172,7 +176,7 @@ def _transfer(args: argparse.Namespace) -> int:
             raise Unavailable(f"{exc}; import into a running server with --remote, or stop it first",
                               reason=exc.reason) from exc
         try:
-            summary = import_packet(engine, args.file, actor="cli")
+            summary = import_packet(engine, args.file, actor="cli", re_extract=args.re_extract)
         finally:
             engine.close()
         _print(args, summary.to_json(), summary.text())

@@ -31,9 +31,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.engine import BatchEntry
-from engine.errors import Conflict, InvalidInput, ModelMismatch
+from engine.errors import Conflict, InvalidInput, ModelMismatch, SampleRejected
 from engine.events import job_event
 from engine.jobs import JobCancelled, JobFiles, Progress
+from engine.records import Sample
 from engine.store import WriteResult, audit
 from engine.transfer.export import origin_of
 from engine.transfer.packet import PacketReader
@@ -47,7 +48,7 @@ __all__ = ["KIND", "ImportJob", "ImportSummary", "import_packet", "start_import"
 
 KIND = "transfer-import"
 BLOCK = 1024  # records de-duplicated together: one batched search per modality, one transaction
-OUTCOMES = ("new", "adjudication", "conflict", "unchanged", "erased", "decision", "own")
+OUTCOMES = ("new", "adjudication", "conflict", "unchanged", "erased", "decision", "own", "refused")
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,8 @@ class ImportSummary:
     def text(self) -> str:
         c = self.counts
         extra = [f"{c[k]} {k}" for k in ("conflict", "unchanged") if c.get(k)]
+        if c.get("refused"):
+            extra.append(f"{c['refused']} refused: their images could not be re-extracted here")
         return (
             f"packet {self.packet} from {self.sender}: {c.get('new', 0)} new, {c.get('adjudication', 0)} "
             f"sent to adjudication, {c.get('erased', 0)} erasures applied"
@@ -92,8 +95,12 @@ def _same(a: Mapping[Modality, Template], b: Mapping[Modality, Template]) -> boo
     return set(a) == set(b) and all(a[m].to_bytes() == t.to_bytes() for m, t in b.items())
 
 
-def _open_checked(engine: Engine, path: Path) -> tuple[PacketReader, Any, SiteIdentity, Peer]:
-    """Open and check a packet; the file is returned open (caller closes)."""
+def _open_checked(
+    engine: Engine, path: Path, *, re_extract: bool = False
+) -> tuple[PacketReader, Any, SiteIdentity, Peer, frozenset[Modality]]:
+    """Open and check a packet; the file is returned open (caller closes), with the modalities whose
+    templates are to be made again here from the packet's images (``re_extract``: the sender's model
+    of those differs from this site's)."""
     datadir = engine.datadir
     site = load_site(datadir)
     try:
@@ -114,26 +121,54 @@ def _open_checked(engine: Engine, path: Path) -> tuple[PacketReader, Any, SiteId
         sender = peer(datadir, h.sender)
         reader.verify(sender)
         local = datadir.store.models()
+        other: set[Modality] = set()
         for name, model in h.models.items():
             mine = local.get(Modality.parse(name))
-            if mine is not None and str(mine) != model:
-                raise ModelMismatch(
-                    f"site {h.sender!r} makes {name} templates with {model}, this site with {mine}: "
-                    "they cannot be compared, so nothing was imported. Both sites must use the same "
-                    "model (nasname models switch-face); re-extraction from images is not offered yet.",
-                    details={"modality": name, "sender_model": model, "local_model": str(mine)},
+            if mine is None or str(mine) == model:
+                continue
+            other.add(Modality.parse(name))
+            if re_extract and h.with_images:
+                continue
+            if re_extract:
+                how = (
+                    "--re-extract needs the images, and this packet was exported without them "
+                    "(the sender can export again with --with-images)"
                 )
-        return reader, f, site, sender
+            elif h.with_images:
+                how = (
+                    "the packet carries images: import it with --re-extract to make the templates again "
+                    "from them with this site's model"
+                )
+            else:
+                how = (
+                    "both sites must use the same model (nasname models switch-face), or the sender "
+                    "exports with --with-images and this site imports with --re-extract"
+                )
+            raise ModelMismatch(
+                f"site {h.sender!r} makes {name} templates with {model}, this site with {mine}: "
+                f"they cannot be compared, so nothing was imported. {how[0].upper()}{how[1:]}.",
+                details={
+                    "modality": name,
+                    "sender_model": model,
+                    "local_model": str(mine),
+                    "images": h.with_images,
+                },
+            )
+        return reader, f, site, sender, frozenset(other)
     except BaseException:
         f.close()
         raise
 
 
-def start_import(engine: Engine, path: Path, *, actor: str = "system", block: int = BLOCK) -> ImportJob:
+def start_import(
+    engine: Engine, path: Path, *, actor: str = "system", block: int = BLOCK, re_extract: bool = False
+) -> ImportJob:
     """Check the packet at ``path`` and make (or find, when an earlier run was interrupted) its import
-    job. Raises before anything is written when the packet is refused (see module doc)."""
+    job. Raises before anything is written when the packet is refused (see module doc).
+    ``re_extract``: templates of a model other than this site's are made again from the packet's
+    images with this site's extractor (instead of refusing the packet)."""
     path = Path(path).resolve()
-    reader, f, _, sender = _open_checked(engine, path)
+    reader, f, _, sender, _ = _open_checked(engine, path, re_extract=re_extract)
     f.close()
     h = reader.header
     root = engine.datadir.jobs_dir(KIND)
@@ -147,8 +182,8 @@ def start_import(engine: Engine, path: Path, *, actor: str = "system", block: in
                 and meta.get("state") != "done"
             ):
                 meta_path = Path(str(meta["path"]))
-                if meta_path != path:
-                    files.set_state(str(meta["state"]), path=str(path))
+                if meta_path != path or (re_extract and not meta.get("re_extract")):
+                    files.set_state(str(meta["state"]), path=str(path), re_extract=re_extract)
                 return ImportJob(engine, d, block=block)
     if h.packet <= sender.in_packet:
         raise Conflict(
@@ -176,6 +211,7 @@ def start_import(engine: Engine, path: Path, *, actor: str = "system", block: in
         packet=h.packet,
         path=str(path),
         actor=actor,
+        re_extract=re_extract,
     )
     return ImportJob(engine, root / job_id, block=block)
 
@@ -187,10 +223,12 @@ def import_packet(
     actor: str = "system",
     on_item: Callable[[int], None] | None = None,
     block: int = BLOCK,
+    re_extract: bool = False,
 ) -> ImportSummary:
     """Check and import the packet at ``path`` in the foreground (``on_item(n)``: called after each
-    commit, with the number of items done; ``block``: records de-duplicated together)."""
-    return start_import(engine, path, actor=actor, block=block).run(on_item=on_item)
+    commit, with the number of items done; ``block``: records de-duplicated together; ``re_extract``:
+    see :func:`start_import`)."""
+    return start_import(engine, path, actor=actor, block=block, re_extract=re_extract).run(on_item=on_item)
 
 
 class ImportJob:
@@ -202,6 +240,7 @@ class ImportJob:
         self.engine = engine
         self.files = JobFiles(directory)
         self.block = block
+        self.again: frozenset[Modality] = frozenset()  # modalities re-extracted from images
 
     @property
     def job_id(self) -> str:
@@ -234,7 +273,9 @@ class ImportJob:
         self.files.set_state("running")
         started = time.monotonic()
         try:
-            reader, f, site, sender = _open_checked(self.engine, Path(str(meta["path"])))
+            reader, f, site, sender, self.again = _open_checked(
+                self.engine, Path(str(meta["path"])), re_extract=bool(meta.get("re_extract"))
+            )
         except BaseException as exc:
             self.files.set_state("failed", error=str(exc))
             raise
@@ -390,6 +431,7 @@ class ImportJob:
         incoming: list[dict[str, Any]] = []
         origin_rows: list[tuple[str, str, str, int, str, int, int]] = []
         outcomes: list[tuple[str, int, int, str]] = []
+        refused: list[dict[str, str]] = []
         # what this block placed so far (templates, origin), as the store would show it to later items
         placed: dict[str, tuple[dict[Modality, Template], tuple[str, str, int]]] = {}
         origins: set[tuple[str, str]] = set()
@@ -406,6 +448,14 @@ class ImportJob:
                 Modality.parse(m): template_from_bytes(base64.b64decode(b))
                 for m, b in item["templates"].items()
             }
+            images = {Modality.parse(m): base64.b64decode(b) for m, b in (item.get("images") or {}).items()}
+            if self.again & templates.keys():
+                made = self._re_extract(templates, images)
+                if isinstance(made, str):  # no image, or the image fails here: never imported half-made
+                    outcomes.append((sender, packet, i, "refused"))
+                    refused.append({"origin_site": origin[0], "origin_ref": origin[1], "reason": made})
+                    continue
+                templates = made
             ref_id = target = str(item["ref_id"])
             conflict: list[dict[str, Any]] | None = None
             if clash is not None or ref_id in placed:
@@ -442,9 +492,7 @@ class ImportJob:
                     templates,
                     partition=str(item["partition"]),
                     attributes=json.loads(item.get("attributes") or "{}"),
-                    images={
-                        Modality.parse(m): base64.b64decode(b) for m, b in (item.get("images") or {}).items()
-                    },
+                    images=images,
                     candidates=None if conflict is None else [{**c, "incoming": came} for c in conflict],
                 )
             )
@@ -474,9 +522,29 @@ class ImportJob:
                 "INSERT OR REPLACE INTO transfer_items (peer, packet, item, outcome) VALUES (?, ?, ?, ?)",
                 outcomes,
             )
+            for r in refused:
+                audit.append(
+                    conn, "transfer", "transfer_refused", None, r | {"from": sender, "packet": packet}
+                )
             _save_checkpoint(conn, sender, packet, block[-1][0] + 1)
 
         self.engine.enroll_many(entries, actor="transfer", annotate=annotate, also=also)
+
+    def _re_extract(
+        self, templates: dict[Modality, Template], images: dict[Modality, bytes]
+    ) -> dict[Modality, Template] | str:
+        """The record's templates with those of another model made again from its images by this
+        site's extractors (``Engine.extract``), or why that cannot be done."""
+        out = dict(templates)
+        for m in sorted(self.again & templates.keys(), key=lambda x: x.value):
+            if m not in images:
+                return f"no {m.value} image to make a template from with this site's model"
+            try:
+                made, _ = self.engine.extract([Sample(m, image=images[m])])
+            except (SampleRejected, InvalidInput) as exc:
+                return f"the {m.value} image was refused by this site's extractor: {exc}"
+            out[m] = made[m]
+        return out
 
     def _templates_of(self, ref_id: str) -> dict[Modality, Template]:
         return dict(self.engine.datadir.store.get(ref_id).templates)

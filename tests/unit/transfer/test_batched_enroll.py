@@ -5,6 +5,8 @@ adjudication, as a one-by-one import would leave them."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,11 +17,13 @@ import pytest
 from engine.config import EngineConfig
 from engine.engine import BatchEntry, Engine
 from engine.errors import ModelMismatch
+from engine.extractor import Extraction
 from engine.fusion import Fusion
 from engine.records import EnrollOutcome, EnrollResult, Sample
 from engine.transfer.export import export_to_file
 from engine.transfer.importer import import_packet
-from engine.types import FaceTemplate, IrisTemplate, Modality, ModelRef, Template
+from engine.transfer.site import load_site, trust
+from engine.types import FaceTemplate, IrisTemplate, Modality, ModelRef, Quality, QualityReason, Template
 from tests.unit.transfer.conftest import MODEL, Sites, mate, unit
 
 IRIS = ModelRef("synthetic-iris", "1")
@@ -234,3 +238,87 @@ def test_a_duplicate_pair_inside_one_packet_lands_in_adjudication(sites: Sites, 
     [cand] = case.candidates
     assert (cand["ref_id"], cand["site"], cand["origin_ref"]) == ("A-first", "camp-a", "A-first")
     assert cand["incoming"]["origin_ref"] == "A-again"
+
+
+OTHER = ModelRef("other-face", "2")
+
+
+class SubjectFace:
+    """A fake extractor of this site's model: the "image" ``b"subject:capture"`` gives the subject's
+    direction plus a little capture noise (captures of one subject: cosine ~0.99); ``b"BLUR..."`` is
+    refused by the quality check."""
+
+    kind = "face"
+    model = MODEL
+
+    def extract(self, image: bytes | npt.NDArray[np.uint8]) -> Extraction:
+        text = bytes(image).decode()
+        if text.startswith("BLUR"):
+            return Extraction(
+                FaceTemplate(unit(np.random.default_rng(0)), MODEL),
+                Quality(0.1, False, (QualityReason.BLURRED,), rejected=(QualityReason.BLURRED,)),
+            )
+
+        def direction(seed: str) -> npt.NDArray[np.float32]:
+            return unit(np.random.default_rng(int(hashlib.sha256(seed.encode()).hexdigest()[:8], 16)))
+
+        v = direction(text.split(":")[0]) + 0.1 * direction(text)
+        return Extraction(FaceTemplate(v / np.linalg.norm(v), MODEL), Quality(1.0, True))
+
+
+def test_other_face_model_re_extracted_from_the_packets_images(tmp_path: Path, fusion: Fusion) -> None:
+    """camp-a makes face templates with another model; camp-b imports its packet with --re-extract: its
+    own extractor makes the templates from the images, de-duplication then works as usual, and a record
+    whose image is missing or fails here is refused by name, never imported half-made."""
+    from dataclasses import replace
+
+    from tests.unit.transfer.conftest import site_config
+
+    def loader(kind: str) -> SubjectFace:
+        assert kind == "face"
+        return SubjectFace()
+
+    a = Engine.open(replace(site_config(tmp_path, "camp-a"), keep_images=True), fusion=fusion)
+    b = Engine.open(
+        replace(site_config(tmp_path, "camp-b"), keep_images=True), fusion=fusion, extractors=loader
+    )
+    try:
+        for x, y in ((a, b), (b, a)):
+            trust(x.datadir, load_site(y.datadir).public, actor="test")
+        rng = np.random.default_rng(8)
+        b.insert("B-P3", [Sample(Modality.FACE, image=b"P3:b")])
+        b.insert("B-Q", [Sample(Modality.FACE, image=b"Q:b")])
+        for i in range(1, 6):
+            image = b"BLUR" if i == 5 else f"P{i}:a".encode()
+            a.gallery.insert(
+                {Modality.FACE: FaceTemplate(unit(rng), OTHER)}, ref_id=f"X{i}", images={Modality.FACE: image}
+            )
+        a.gallery.insert({Modality.FACE: FaceTemplate(unit(rng), OTHER)}, ref_id="X6")  # no image kept
+        export_to_file(a.datadir, "camp-b", tmp_path / "p.nastx", with_images=True)
+        with pytest.raises(ModelMismatch, match="The packet carries images: import it with --re-extract"):
+            import_packet(b, tmp_path / "p.nastx")
+        export_to_file(a.datadir, "camp-b", tmp_path / "bare.nastx", since=0)  # packet 2, no images
+        with pytest.raises(
+            ModelMismatch, match="exports with --with-images and this site imports with --re-extract"
+        ):
+            import_packet(b, tmp_path / "bare.nastx")
+        with pytest.raises(ModelMismatch, match="exported without them"):
+            import_packet(b, tmp_path / "bare.nastx", re_extract=True)
+        assert b.count() == 2
+
+        s = import_packet(b, tmp_path / "p.nastx", re_extract=True)
+        assert s.counts == {"new": 3, "adjudication": 1, "refused": 2}
+        assert "2 refused: their images could not be re-extracted here" in s.text()
+        case = b.datadir.store.case("X3")
+        assert case is not None and [c["ref_id"] for c in case.candidates] == ["B-P3"]
+        assert b.gallery.get("X1").templates[Modality.FACE].model == MODEL
+        with b.datadir.store.db.read() as conn:
+            why = sorted(
+                json.loads(d)["reason"]
+                for (d,) in conn.execute("SELECT details FROM audit WHERE action = 'transfer_refused'")
+            )
+        assert [w.split(" ")[0:2] for w in why] == [["no", "face"], ["the", "face"]]
+        assert {r for r in ("X5", "X6") if b.gallery.store.labels_of([r], status=None)} == set()
+    finally:
+        a.close()
+        b.close()
