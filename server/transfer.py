@@ -33,7 +33,8 @@ MAX_PACKET_BYTES = 64 << 30
 
 
 class TransferMixin:
-    """ExportTransfer / ImportTransfer / TransferStatus for ``AdminServicer``."""
+    """ExportTransfer / ImportTransfer / TransferStatus and the peers (TrustPeer / RevokePeer /
+    ListPeers) for ``AdminServicer``."""
 
     if TYPE_CHECKING:
 
@@ -75,13 +76,15 @@ class TransferMixin:
             engine = self._engine()
             path = engine.datadir.jobs_dir("transfer-incoming") / f"{uuid.uuid4().hex}.nastx"
             size = 0
+            re_extract = False
             with open_private(path, "wb") as f:
                 for chunk in requests:
                     size += len(chunk.data)
+                    re_extract = re_extract or chunk.re_extract
                     if size > MAX_PACKET_BYTES:
                         raise InvalidInput("transfer packet is larger than 64 GiB", reason="PACKET_TOO_LARGE")
                     f.write(chunk.data)
-            job = start_import(engine, path, actor=call.actor)
+            job = start_import(engine, path, actor=call.actor, re_extract=re_extract)
             keep = True  # from here, the job may need the file to resume
             summary = job.run()
             keep = False
@@ -104,3 +107,35 @@ class TransferMixin:
         except Exception as exc:
             errors.abort(context, exc, call.request_id)
         return pb.TransferStatusResponse(request_id=call.request_id, status_json=json.dumps(doc))
+
+    def TrustPeer(self, request: pb.TrustPeerRequest, context: grpc.ServicerContext) -> pb.PeerResponse:
+        from engine.transfer.site import parse_public, trust
+
+        call = current_call()
+        try:
+            found = trust(self._engine().datadir, parse_public(request.public_json), actor=call.actor)
+        except Exception as exc:
+            errors.abort(context, exc, call.request_id)
+        return pb.PeerResponse(request_id=call.request_id, peer_json=json.dumps(found.to_json()))
+
+    def RevokePeer(self, request: pb.RevokePeerRequest, context: grpc.ServicerContext) -> pb.PeerResponse:
+        from engine.transfer.site import revoke
+
+        call = current_call()
+        try:
+            if not request.site_id:
+                raise InvalidInput("site_id is required", reason="MISSING_SITE_ID")
+            found = revoke(self._engine().datadir, request.site_id, actor=call.actor)
+        except Exception as exc:
+            errors.abort(context, exc, call.request_id)
+        return pb.PeerResponse(request_id=call.request_id, peer_json=json.dumps(found.to_json()))
+
+    def ListPeers(self, request: pb.ListPeersRequest, context: grpc.ServicerContext) -> pb.ListPeersResponse:
+        from engine.transfer.site import peers
+
+        call = current_call()
+        try:
+            rows = [p.to_json() for p in peers(self._engine().datadir)]
+        except Exception as exc:
+            errors.abort(context, exc, call.request_id)
+        return pb.ListPeersResponse(request_id=call.request_id, peers_json=json.dumps(rows))
