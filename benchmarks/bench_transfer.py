@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -43,7 +44,7 @@ from engine.engine import Engine
 from engine.fusion import Fusion
 from engine.store import NewRecord
 from engine.transfer.export import export_to_file
-from engine.transfer.importer import import_packet
+from engine.transfer.importer import BLOCK, import_packet
 from engine.transfer.site import load_site, trust
 from engine.types import FaceTemplate, IrisTemplate, Modality, ModelRef, Template
 
@@ -85,13 +86,26 @@ def _open(root: Path, name: str) -> Engine:
 
 
 def run(
-    records: int, gallery: int, work: Path, *, planted_share: float = 0.01, seed: int = 5
+    records: int,
+    gallery: int,
+    work: Path,
+    *,
+    planted_share: float = 0.01,
+    seed: int = 5,
+    block: int = BLOCK,
+    baseline: bool = False,
 ) -> dict[str, Any]:
+    """Export ``records`` from camp-a, import them into camp-b (``gallery`` records) in blocks of
+    ``block``; with ``baseline``, the same packet also into camp-b's twin one record at a time (block 1:
+    a search and a transaction per record, as the import was before blocks), in the same run."""
     rng = np.random.default_rng(seed)
-    a, b = _open(work, "camp-a"), _open(work, "camp-b")
+    names = ["camp-a", "camp-b"] + (["camp-b1"] if baseline else [])
+    sites = {n: _open(work, n) for n in names}
+    a = sites["camp-a"]
     try:
-        trust(a.datadir, load_site(b.datadir).public, actor="bench")
-        trust(b.datadir, load_site(a.datadir).public, actor="bench")
+        for n in names[1:]:
+            trust(a.datadir, load_site(sites[n].datadir).public, actor="bench")
+            trust(sites[n].datadir, load_site(a.datadir).public, actor="bench")
         t0 = time.perf_counter()
         held, stored = [], []
         for i in range(gallery):
@@ -107,44 +121,57 @@ def run(
             else:
                 t, ref = person(rng), f"A{i}"
             sent.append(NewRecord(t, ref_id=ref, partition="camp-a", attributes={"household": f"HH{i}"}))
-        for engine, rows in ((b, stored), (a, sent)):  # set-up: stored in chunks, no de-duplication
+        fill = [(sites[n], stored) for n in names[1:]] + [(a, sent)]
+        for engine, rows in fill:  # set-up: stored in chunks, no de-duplication
             for lo in range(0, len(rows), 5000):
                 engine.gallery.insert_many(rows[lo : lo + 5000], actor="bench")
         setup_s = time.perf_counter() - t0
         print(f"  set-up {setup_s:.1f} s", file=sys.stderr)
 
-        t1 = time.perf_counter()
-        exported = export_to_file(a.datadir, "camp-b", work / "p1.nastx")
-        export_s = time.perf_counter() - t1
-        t2 = time.perf_counter()
-        summary = import_packet(b, work / "p1.nastx")
-        import_s = time.perf_counter() - t2
-        with b.datadir.store.db.read() as conn:
-            pending = {str(r) for (r,) in conn.execute("SELECT ref_id FROM records WHERE status = 'pending'")}
-        return {
-            "records": records,
-            "gallery": gallery,
-            "export_s": round(export_s, 2),
-            "import_s": round(import_s, 2),
-            "total_s": round(export_s + import_s, 2),
-            "import_per_record_ms": round(import_s / records * 1000, 2),
-            "packet_bytes": exported.bytes,
-            "summary": summary.text(),
-            "planted": len(planted),
-            "planted_all_in_adjudication": planted <= pending,
-            "others_in_adjudication": len(pending - planted),
-            "setup_s": round(setup_s, 1),
-        }
+        def imported(name: str, size: int) -> dict[str, Any]:
+            t1 = time.perf_counter()
+            exported = export_to_file(a.datadir, name, work / f"{name}.nastx")
+            export_s = time.perf_counter() - t1
+            t2 = time.perf_counter()
+            summary = import_packet(sites[name], work / f"{name}.nastx", block=size)
+            import_s = time.perf_counter() - t2
+            with sites[name].datadir.store.db.read() as conn:
+                pending = {
+                    str(r) for (r,) in conn.execute("SELECT ref_id FROM records WHERE status = 'pending'")
+                }
+            return {
+                "block": size,
+                "export_s": round(export_s, 2),
+                "import_s": round(import_s, 2),
+                "total_s": round(export_s + import_s, 2),
+                "import_per_record_ms": round(import_s / records * 1000, 2),
+                "packet_bytes": exported.bytes,
+                "summary": summary.text(),
+                "planted_all_in_adjudication": planted <= pending,
+                "others_in_adjudication": len(pending - planted),
+            }
+
+        rec: dict[str, Any] = {"records": records, "gallery": gallery, "planted": len(planted)}
+        rec |= imported("camp-b", block)
+        if baseline:
+            one = imported("camp-b1", 1)
+            rec["baseline_one_by_one"] = one
+            rec["speed_up"] = round(one["import_s"] / max(rec["import_s"], 1e-9), 1)
+        rec["setup_s"] = round(setup_s, 1)
+        rec["load_average"] = [round(x, 2) for x in os.getloadavg()]
+        return rec
     finally:
-        a.close()
-        b.close()
+        for engine in sites.values():
+            engine.close()
 
 
 def test_transfer_export_import(benchmark: Any, tmp_path: Path) -> None:
-    rec = run(2000, 2000, tmp_path)
+    rec = run(2000, 2000, tmp_path, baseline=True)
     benchmark.extra_info.update(rec)
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)
-    assert rec["planted_all_in_adjudication"] and rec["others_in_adjudication"] == 0
+    for r in (rec, rec["baseline_one_by_one"]):
+        assert r["planted_all_in_adjudication"] and r["others_in_adjudication"] == 0
+    assert rec["summary"] == rec["baseline_one_by_one"]["summary"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,10 +180,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--records", type=int, default=10_000, help="records exported (default 10k)")
     p.add_argument("--gallery", type=int, default=10_000, help="records already at the receiving site")
-    p.add_argument("--work", type=Path, help="folder for the two galleries (default: a temporary one)")
+    p.add_argument("--work", type=Path, help="folder for the galleries (default: a temporary one)")
+    p.add_argument("--block", type=int, default=BLOCK, help=f"records per import block (default {BLOCK})")
+    p.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also import one record at a time into a twin of the receiving site (slow)",
+    )
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(dir=args.work) as tmp:
-        rec = run(args.records, args.gallery, Path(tmp))
+        rec = run(args.records, args.gallery, Path(tmp), block=args.block, baseline=args.baseline)
     print(json.dumps(rec, indent=1))
     return 0
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -24,6 +24,7 @@ from server._gen.nasname.v1 import nasname_pb2 as pb
 from server.interceptor import current_call
 
 if TYPE_CHECKING:
+    from engine.datadir import DataDir
     from engine.engine import Engine
 
 __all__ = ["CHUNK", "TransferMixin"]
@@ -111,31 +112,35 @@ class TransferMixin:
     def TrustPeer(self, request: pb.TrustPeerRequest, context: grpc.ServicerContext) -> pb.PeerResponse:
         from engine.transfer.site import parse_public, trust
 
-        call = current_call()
-        try:
-            found = trust(self._engine().datadir, parse_public(request.public_json), actor=call.actor)
-        except Exception as exc:
-            errors.abort(context, exc, call.request_id)
-        return pb.PeerResponse(request_id=call.request_id, peer_json=json.dumps(found.to_json()))
+        rid, doc = self._peers_call(
+            context, lambda d, actor: trust(d, parse_public(request.public_json), actor=actor).to_json()
+        )
+        return pb.PeerResponse(request_id=rid, peer_json=doc)
 
     def RevokePeer(self, request: pb.RevokePeerRequest, context: grpc.ServicerContext) -> pb.PeerResponse:
         from engine.transfer.site import revoke
 
-        call = current_call()
-        try:
+        def work(datadir: DataDir, actor: str) -> Any:
             if not request.site_id:
                 raise InvalidInput("site_id is required", reason="MISSING_SITE_ID")
-            found = revoke(self._engine().datadir, request.site_id, actor=call.actor)
-        except Exception as exc:
-            errors.abort(context, exc, call.request_id)
-        return pb.PeerResponse(request_id=call.request_id, peer_json=json.dumps(found.to_json()))
+            return revoke(datadir, request.site_id, actor=actor).to_json()
+
+        rid, doc = self._peers_call(context, work)
+        return pb.PeerResponse(request_id=rid, peer_json=doc)
 
     def ListPeers(self, request: pb.ListPeersRequest, context: grpc.ServicerContext) -> pb.ListPeersResponse:
         from engine.transfer.site import peers
 
+        rid, doc = self._peers_call(context, lambda d, _: [p.to_json() for p in peers(d)])
+        return pb.ListPeersResponse(request_id=rid, peers_json=doc)
+
+    def _peers_call(
+        self, context: grpc.ServicerContext, work: Callable[[DataDir, str], Any]
+    ) -> tuple[str, str]:
+        """``work(data directory, caller)`` as JSON text, with the request id; errors per the one table."""
         call = current_call()
         try:
-            rows = [p.to_json() for p in peers(self._engine().datadir)]
+            doc = work(self._engine().datadir, call.actor)
         except Exception as exc:
             errors.abort(context, exc, call.request_id)
-        return pb.ListPeersResponse(request_id=call.request_id, peers_json=json.dumps(rows))
+        return call.request_id, json.dumps(doc)
