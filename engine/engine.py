@@ -915,15 +915,13 @@ class _BlockSearch:
         S = np.full((every.size, len(mods)), np.nan)
         for c, (keys, vals, _) in enumerate(lists):
             S[np.searchsorted(every, keys), c] = vals
-        own = every < 0  # the block's own records: scored exactly in the scratch index
-        for c, m in enumerate(mods):
-            gaps = np.nonzero(own & np.isnan(S[:, c]))[0]
-            have = [int(v) for v in gaps if m in self.entries[-1 - int(every[v])].templates]
-            if have:
-                rows = np.array([self.row[m][-1 - int(every[v])] for v in have], dtype=np.int64)
-                S[have, c] = self.scratch[m].score(probe[m], rows)
+        own = every < 0  # records of the block: scored in the scratch index, when they hold the modality
+        holds = np.ones_like(S, dtype=np.bool_)
+        for x in np.nonzero(own)[0].tolist():
+            theirs = self.entries[-1 - int(every[x])].templates
+            holds[x] = [m in theirs for m in mods]
         bound = np.array([b for _, _, b in lists])
-        open_ = np.isnan(S) & ~own[:, None] & (bound > -np.inf)[None, :]
+        open_ = np.isnan(S) & holds & (bound > -np.inf)[None, :]
         L = self._llrs(mods, S)
         bits = 1 << np.arange(len(mods))
         found = (~np.isnan(S) * bits).sum(axis=1)
@@ -933,10 +931,15 @@ class _BlockSearch:
         floor = np.array([self._lowest(mods, int(p) >> 8, int(p) & 255, n) for p in codes])[where]
         need = (unsure > 0) & (np.nansum(L, axis=1) + extra >= floor - 1e-9)
         for c, m in enumerate(mods):
-            rows = np.nonzero(need & open_[:, c])[0]
+            rows = np.nonzero(need & open_[:, c] & ~own)[0]
             if rows.size:
                 S[rows, c] = self.engine._gallery.score(m, probe[m], every[rows])
-                L[rows, c] = self.fusion.calibration(m).llr_of(S[rows, c])
+            mine = np.nonzero(need & open_[:, c] & own)[0]
+            if mine.size:
+                at = np.array([self.row[m][-1 - int(every[x])] for x in mine], dtype=np.int64)
+                S[mine, c] = self.scratch[m].score(probe[m], at)
+            if rows.size or mine.size:
+                L[:, c] = self.fusion.calibration(m).llr_of(S[:, c])
         fused = np.nansum(L, axis=1)
         shared = (~np.isnan(S) * bits).sum(axis=1)
         settled = (unsure == 0) | need  # the others cannot pass
