@@ -984,11 +984,12 @@ class _BlockSearch:
             vals = np.concatenate([vals, block_s])
             top = np.argsort(-vals, kind="stable")[: self.k]
             keys, vals = keys[top], vals[top]
-        bound = -np.inf
-        if keys.size >= self.k:  # a full list: others may hold m, up to its last similarity
-            cut = float(vals.min()) + self._MARGIN
-            bound = float(self.fusion.calibration(m).llr_of(cut)) if self.exact[m] else np.inf
-        return keys, vals, bound
+        if not self.exact[m]:  # an approximate index may leave out anyone: score whatever is missing
+            return keys, vals, np.inf
+        if keys.size < self.k:  # an exact list that is not full holds every record holding m
+            return keys, vals, -np.inf
+        cut = float(vals.min()) + self._MARGIN  # others may hold m, up to the list's last similarity
+        return keys, vals, float(self.fusion.calibration(m).llr_of(cut))
 
     def _llrs(self, mods: list[Modality], S: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         return np.column_stack([self.fusion.calibration(m).llr_of(S[:, c]) for c, m in enumerate(mods)])

@@ -3,20 +3,27 @@
 Before anything is written (not even the job folder) a packet is refused when it is for another
 site, its sender is unknown or revoked, its signature does not hold (altered, reordered, cut off),
 it was imported already (replay) or an earlier packet from that sender is missing (out of order), or
-the sender makes templates with another model. Then each item, in order:
+the sender makes templates with another model (unless ``re_extract`` and the packet carries images:
+those templates are then made again here from the images, and a record without a usable image is
+``refused``, by name in the audit log). Then each item, in order:
 
 - record, no match (the engine's fused rule, as an enrollment): inserted active, its origin kept;
-- record that matches: inserted pending, its case carrying the candidates and both sites' provenance;
+- record that matches (a stored record, or an earlier record of the same packet): inserted pending,
+  its case carrying the candidates and both sites' provenance;
 - record whose reference id exists here with other content: pending as ``REF@ORIGIN`` with a conflict
   case naming the local record (never merged, never dropped);
 - record already here (same origin): unchanged;
 - tombstone: the copies of that origin's record are erased (never this site's own records);
 - decision: written to the audit log.
 
-Idempotent per item: ``transfer_items`` records what each item became (an erasure is marked before it
-is applied and confirmed after), and ``transfer_origin`` is written before its record, so a job killed
-at any instant resumes to the result of an uninterrupted run. The ledger moves to the packet's number
-at the end; importing it again is then refused as a replay, changing nothing.
+Records go in blocks (``BLOCK``) through ``Engine.enroll_many``: one batched search per modality and one
+transaction per block, with the outcomes exactly those of enrolling the records one by one. The
+block's ``transfer_origin`` / ``transfer_items`` rows and the job's checkpoint (the items done, in
+``meta``) are committed in the block's transaction; a tombstone or decision is applied on its own (an
+erasure marked in ``transfer_items`` before and confirmed after) with the checkpoint past it. A job
+killed at any instant therefore resumes from the checkpoint to the result of an uninterrupted run. The
+ledger moves to the packet's number at the end; importing it again is then refused as a replay,
+changing nothing.
 """
 
 from __future__ import annotations
