@@ -2,28 +2,21 @@
 that already holds M records, each incoming record de-duplicated 1:N with the engine's fused rule
 (issue target: N = M = 100k in <= 2 min).
 
-Through the product: two real galleries (SQLite store, encrypted templates, exact indexes, the shipped
+Through the product: real galleries (SQLite store, encrypted templates, exact indexes, the shipped
 coarse default calibrations for the synthetic models), ``engine.transfer.export.export_to_file`` into
 a real signed, encrypted packet, ``engine.transfer.importer.import_packet`` (checks, then the
-resumable import job: one 1:N search and one durable insert per record). 1% of the exported records
-are planted mates of people the receiving site already holds; the run checks that exactly those land
-in adjudication. Building the two galleries is set-up, not measured.
+resumable import job: blocks of ``--block`` records through ``Engine.enroll_many``, one batched search
+per modality and one transaction per block). ``--baseline`` also imports the same packet one record
+at a time (block 1: a search and a transaction per record) into a twin of the receiving site, in the
+same run. 1% of the exported records are planted mates of people the receiving site already holds;
+the run checks that exactly those land in adjudication. Building the galleries is set-up, not
+measured.
 
-    .venv/bin/pytest benchmarks/bench_transfer.py                     # CI size (2k -> 2k)
-    .venv/bin/python -m benchmarks.bench_transfer --records 10000 --gallery 10000
+    .venv/bin/pytest benchmarks/bench_transfer.py                     # CI size (2k -> 2k, with baseline)
+    .venv/bin/python -m benchmarks.bench_transfer --records 10000 --gallery 10000 --baseline
 
-Measured 2026-12-04 on the shared 2-core machine (other engineers' jobs running; one run each, so read
-them as indications; every run put exactly the planted 1% in adjudication and nothing else):
-
-    2k -> 2k    export 0.33 s, import 18.2 s ( 9.1 ms/record)   load average ~1.2
-    10k -> 10k  export 2.3 s,  import 252 s  (25.2 ms/record)   load average ~3
-    10k -> 10k  export 12.2 s, import 482 s  (48.2 ms/record)   load average 5-9 (a test suite beside it)
-
-The 100k -> 100k target (<= 2 min) is NOT met and was not run at full size: the import de-duplicates
-record by record through ``Engine.enroll`` (one 1:N search over exact indexes plus one durable insert
-per record), so its cost per record grows with the receiving gallery (9 ms at 2k, 25 ms at 10k);
-100k would take well over an hour. Meeting it needs a batched enroll in the engine (the probes of a
-block searched together, intra-block duplicates checked, one transaction per block).
+Figures, and why the 100k -> 100k target is not met (the exact iris scan, N x M x 2 eyes, is the
+floor; blocks remove only the per-record costs): docs/BENCHMARKS.md, "Transfer between sites".
 """
 
 from __future__ import annotations
