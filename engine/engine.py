@@ -14,10 +14,12 @@ the target FPIR at the size of the searched gallery (for that set of shared moda
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import functools
 import hashlib
 import logging
+import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +27,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from engine.config import EngineConfig
 from engine.cpus import set_threads, threads
@@ -63,6 +66,7 @@ from engine.records import (
     UpdateResult,
     VerifyResult,
 )
+from engine.store import NewRecord
 from engine.store.idempotency import IdempotencyKey, Idempotent, Replay
 from engine.store.values import AuditReport, CaseEvent, Quarantined, Record, WriteResult
 from engine.types import Modality, ModelRef, Quality, QualityReason, Template
@@ -70,7 +74,7 @@ from engine.types import Modality, ModelRef, Quality, QualityReason, Template
 if TYPE_CHECKING:
     from engine.reports import ReportPeriod
 
-__all__ = ["Engine"]
+__all__ = ["BatchEntry", "Engine"]
 
 log = logging.getLogger(__name__)
 
@@ -543,6 +547,69 @@ class Engine:
         log.info("enroll outcome=%s candidates=%d", outcome.value, len(candidates))
         return EnrollResult(written.ref_id, outcome, candidates, threshold, results)
 
+    def enroll_many(
+        self,
+        entries: Sequence[BatchEntry],
+        *,
+        target_fpir: float | None = None,
+        actor: str = "local",
+        annotate: Callable[[int, list[dict[str, Any]]], list[dict[str, Any]]] | None = None,
+        also: Callable[[sqlite3.Connection, list[WriteResult]], None] | None = None,
+    ) -> list[EnrollResult]:
+        """Enroll a block of records given as templates with exactly the outcome of calling
+        :meth:`enroll` on each in order, at the cost of one batched search per modality and one
+        transaction: the block is searched 1:N against the gallery (one ``search_labels`` call per
+        modality) and against itself (``Gallery.scratch_index``); then each record, in order, takes as
+        candidates the gallery's top-``shortlist`` merged with the records of the block enrolled
+        ACTIVE before it, scored in every shared modality and held to the fused threshold at the
+        gallery size it would have seen (so two records of the block that match each other end as
+        the sequential run ends them: the second pending, with the first as its candidate).
+        Entries with ``candidates`` are stored PENDING with those, unsearched (a transfer conflict).
+        All records and ``also``'s rows are written in one transaction (``Gallery.insert_many``);
+        enrollments wait meanwhile. ``annotate(i, kept)`` adds to entry ``i``'s candidate JSON."""
+        _check_fpir(target_fpir)
+        fpir = target_fpir if target_fpir is not None else self._config.enroll_target_fpir
+        models = self._gallery.models()
+        for e in entries:
+            if not e.templates:
+                raise InvalidInput(f"record {e.reference_id} has no template", reason="NO_BIOMETRIC_DATA")
+            for m, t in e.templates.items():
+                if m not in self._enabled:
+                    raise InvalidInput(f"modality {m.value} is not enabled on this server",
+                                       reason="MODALITY_DISABLED")
+                if models.get(m, t.model) != t.model:
+                    raise ModelMismatch(f"{m.value} template is from {t.model}; "
+                                        f"this gallery uses {models[m]}",
+                                        details={"modality": m.value, "expected": str(models[m]),
+                                                 "got": str(t.model)})
+                if m not in models:
+                    self._check_known(m, t.model)
+        with self._enroll_lock:
+            found = _BlockSearch(self, entries, fpir) if entries else None
+            records: list[NewRecord] = []
+            outcomes: list[tuple[EnrollOutcome, list[Candidate], Threshold]] = []
+            for i, e in enumerate(entries):
+                assert found is not None
+                candidates, threshold = found.decide(i)
+                kept: list[dict[str, Any]] | None = None
+                if e.candidates is not None:
+                    kept = [dict(c) for c in e.candidates]
+                elif candidates:
+                    kept = [_candidate_json(c) for c in candidates]
+                    kept = annotate(i, kept) if annotate else kept
+                status = RecordStatus.ACTIVE if kept is None else RecordStatus.PENDING
+                records.append(NewRecord(e.templates, ref_id=e.reference_id, partition=e.partition,
+                                         attributes=e.attributes, status=status, candidates=kept,
+                                         images=e.images))
+                outcomes.append((EnrollOutcome.PENDING_ADJUDICATION if status is RecordStatus.PENDING
+                                 else EnrollOutcome.ENROLLED, candidates, threshold))
+            written = self._gallery.insert_many(records, actor=actor, also=also)
+        log.info("enroll_many records=%d pending=%d", len(written),
+                 sum(o is EnrollOutcome.PENDING_ADJUDICATION for o, _, _ in outcomes))
+        return [EnrollResult(w.ref_id, o, c, t, [SampleResult(m, tm.model, None)
+                                                  for m, tm in e.templates.items()])
+                for w, (o, c, t), e in zip(written, outcomes, entries, strict=True)]
+
     @recorded("identify")
     def identify(
         self,
@@ -802,6 +869,224 @@ class Engine:
         self._closed = True
         self._pool.shutdown(wait=True)
         self._gallery.close()
+
+
+@dataclass(frozen=True)
+class BatchEntry:
+    """One record of :meth:`Engine.enroll_many`: its templates (made already), where it goes, the
+    images kept with it, and ``candidates`` when it is to be stored PENDING with those, unsearched."""
+
+    reference_id: str
+    templates: Mapping[Modality, Template]
+    partition: str = "default"
+    attributes: Mapping[str, Any] | None = None
+    images: Mapping[Modality, bytes] | None = None
+    candidates: Sequence[Mapping[str, Any]] | None = None
+
+
+class _BlockSearch:
+    """The searches of one ``enroll_many`` block, made up front, and the sequential decisions over
+    them. Candidates are keyed by gallery label (>= 0) or block position ``j`` as ``-1 - j``.
+
+    Each record is searched against the gallery (top-``shortlist`` per modality, one batched call) and
+    against the block (a scratch exact index of the block's templates, top-``shortlist`` + 1); the
+    records of the block enrolled ACTIVE before it are merged into its gallery list as the sequential
+    run's index would have held them (those below the block list's cut are scored one by one when
+    they could still reach the merged list).
+
+    ``Engine._search`` scores every listed candidate in every modality it was not listed in. Here
+    that is done only for candidates that could still pass: with an exact index, a label missing from
+    a full list scores at most that list's lowest similarity, and the LLR is non-decreasing in the
+    similarity, so a candidate whose LLRs so far plus those bounds stay below the lowest threshold it
+    could be held to cannot pass, whatever its exact scores. Modalities searched through approximate
+    indexes get no bound (their candidates are always scored), so the outcome is the sequential one
+    either way. Thresholds are steps in the gallery size: found by bisection over the sizes the block
+    can reach, not recomputed per record."""
+
+    _MARGIN = 1e-3  # similarity slack on the bound: search and score may round float32 differently
+
+    def __init__(self, engine: Engine, entries: Sequence[BatchEntry], fpir: float) -> None:
+        self.engine, self.entries, self.fpir = engine, entries, fpir
+        gallery, config = engine._gallery, engine._config
+        self.k = config.shortlist
+        self.exact = {m: (config.face_index if m.kind == "face" else config.iris_index) == "exact"
+                      for m in Modality}
+        probe = {m: t for e in entries for m, t in e.templates.items()}
+        self.fusion = engine._fusion_for(probe)
+        self.n0 = gallery.count()
+        self.active = 0  # records of the block enrolled ACTIVE so far
+        self._steps: dict[frozenset[Modality], tuple[list[int], list[FusedThreshold]]] = {}
+        # per modality: the row of each entry holding it (and back), the gallery's top-k, the scratch
+        # index of the block and its top-k + 1 (the record itself is there), the rows enrolled ACTIVE
+        self.row: dict[Modality, dict[int, int]] = {}
+        self.entry_of: dict[Modality, npt.NDArray[np.int64]] = {}
+        self.hits: dict[Modality, tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]] = {}
+        self.scratch: dict[Modality, Any] = {}
+        self.near: dict[Modality, tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]] = {}
+        self.is_active: dict[Modality, npt.NDArray[np.bool_]] = {}
+        for m in sorted({m for e in entries for m in e.templates}, key=lambda x: x.value):
+            who = [i for i, e in enumerate(entries) if m in e.templates]
+            probes = [entries[i].templates[m] for i in who]
+            self.row[m] = {i: r for r, i in enumerate(who)}
+            self.entry_of[m] = np.array(who, dtype=np.int64)
+            self.is_active[m] = np.zeros(len(who), dtype=np.bool_)
+            searched = [r for r, i in enumerate(who) if entries[i].candidates is None]
+            sims = np.full((len(who), 0), -np.inf, dtype=np.float32)
+            labels = np.full((len(who), 0), -1, dtype=np.int64)
+            if searched:
+                s, lab = gallery.search_labels(m, [probes[r] for r in searched], self.k)
+                sims = np.full((len(who), s.shape[1]), -np.inf, dtype=np.float32)
+                labels = np.full((len(who), lab.shape[1]), -1, dtype=np.int64)
+                sims[searched], labels[searched] = s, lab
+            self.hits[m] = (sims, labels)
+            self.scratch[m] = gallery.scratch_index(m, probes)
+            self.near[m] = self.scratch[m].search(probes, min(self.k + 1, len(who)))
+
+    def threshold(self, modalities: frozenset[Modality], n: int) -> FusedThreshold:
+        """``Engine._threshold`` at gallery size ``n`` (within the sizes this block can reach)."""
+        if modalities not in self._steps:
+            self._steps[modalities] = self._step_function(modalities)
+        starts, values = self._steps[modalities]
+        return values[bisect.bisect_right(starts, n) - 1]
+
+    def _step_function(self, modalities: frozenset[Modality]) -> tuple[list[int], list[FusedThreshold]]:
+        def at(n: int) -> FusedThreshold:
+            return Engine._threshold(self.fusion, modalities, per_comparison_fmr(self.fpir, max(n, 1)))
+
+        out: list[tuple[int, FusedThreshold]] = []
+
+        def walk(lo: int, hi: int, t_lo: FusedThreshold, t_hi: FusedThreshold) -> None:
+            # the threshold only rises with n: equal at both ends means equal in between
+            if t_lo == t_hi:
+                out.append((lo, t_lo))
+            elif hi - lo <= 1:
+                out.extend([(lo, t_lo), (hi, t_hi)])
+            else:
+                mid = (lo + hi) // 2
+                t_mid = at(mid)
+                walk(lo, mid, t_lo, t_mid)
+                walk(mid, hi, t_mid, t_hi)
+
+        lo, hi = self.n0, self.n0 + len(self.entries)
+        walk(lo, hi, at(lo), at(hi))
+        return [s for s, _ in out], [t for _, t in out]
+
+    def decide(self, i: int) -> tuple[list[Candidate], Threshold]:
+        """Entry ``i``'s candidates as :meth:`Engine.enroll` would find them after the entries before
+        it, and its threshold; notes it ACTIVE when it was searched and nothing passes."""
+        e = self.entries[i]
+        probe = e.templates
+        n = self.n0 + self.active
+        decided = self.threshold(frozenset(probe), n)
+        report = self.engine._report(self.fpir, n, decided)
+        if e.candidates is not None:
+            return [], report
+        mods = list(probe)
+        lists = [self._listed(m, i) for m in mods]
+        every = np.unique(np.concatenate([k for k, _, _ in lists]))
+        if every.size == 0:
+            return [], report
+        S = np.full((every.size, len(mods)), np.nan)
+        for c, (keys, vals, _) in enumerate(lists):
+            S[np.searchsorted(every, keys), c] = vals
+        own = every < 0  # records of the block: scored in the scratch index, when they hold the modality
+        holds = np.ones_like(S, dtype=np.bool_)
+        for x in np.nonzero(own)[0].tolist():
+            theirs = self.entries[-1 - int(every[x])].templates
+            holds[x] = [m in theirs for m in mods]
+        bound = np.array([b for _, _, b in lists])
+        open_ = np.isnan(S) & holds & (bound > -np.inf)[None, :]
+        L = self._llrs(mods, S)
+        bits = 1 << np.arange(len(mods))
+        found = (~np.isnan(S) * bits).sum(axis=1)
+        unsure = (open_ * bits).sum(axis=1)
+        extra = (open_ * np.maximum(bound, 0.0)[None, :]).sum(axis=1)
+        codes, where = np.unique(found << 8 | unsure, return_inverse=True)
+        floor = np.array([self._lowest(mods, int(p) >> 8, int(p) & 255, n) for p in codes])[where]
+        need = (unsure > 0) & (np.nansum(L, axis=1) + extra >= floor - 1e-9)
+        for c, m in enumerate(mods):
+            rows = np.nonzero(need & open_[:, c] & ~own)[0]
+            if rows.size:
+                S[rows, c] = self.engine._gallery.score(m, probe[m], every[rows])
+            mine = np.nonzero(need & open_[:, c] & own)[0]
+            if mine.size:
+                at = np.array([self.row[m][-1 - int(every[x])] for x in mine], dtype=np.int64)
+                S[mine, c] = self.scratch[m].score(probe[m], at)
+            if rows.size or mine.size:
+                L[:, c] = self.fusion.calibration(m).llr_of(S[:, c])
+        fused = np.nansum(L, axis=1)
+        shared = (~np.isnan(S) * bits).sum(axis=1)
+        settled = (unsure == 0) | need  # the others cannot pass
+        codes, where = np.unique(shared, return_inverse=True)
+        held = [self.threshold(frozenset(m for c, m in enumerate(mods) if int(p) >> c & 1), n) for p in codes]
+        met = all(held[w].met for w in np.unique(where[settled]).tolist())
+        limit = np.array([t.value for t in held])[where]
+        passing: list[tuple[int, float, dict[Modality, float], dict[Modality, float]]] = []
+        for x in np.nonzero(settled & (fused >= limit))[0].tolist():
+            cols = [c for c in range(len(mods)) if not np.isnan(S[x, c])]
+            passing.append((int(every[x]), float(sum(L[x, c] for c in cols)),
+                            {mods[c]: float(S[x, c]) for c in cols}, {mods[c]: float(L[x, c]) for c in cols}))
+        report = self.engine._report(self.fpir, n, decided, met=met)
+        candidates = self._named(passing)
+        if not candidates:
+            self.active += 1
+            for m in probe:
+                self.is_active[m][self.row[m][i]] = True
+        return candidates[: self.k], report
+
+    def _listed(self, m: Modality, i: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], float]:
+        """Entry ``i``'s top-k in modality ``m`` over the gallery and the block's ACTIVE records before
+        it (keys, similarities), and the LLR bound of a key not listed (-inf: every holder of ``m``
+        is listed; inf: no bound, the index is approximate)."""
+        r = self.row[m][i]
+        sims, labels = self.hits[m][0][r], self.hits[m][1][r]
+        keep = labels >= 0
+        keys, vals = labels[keep], sims[keep].astype(np.float64)
+        active = self.is_active[m]
+        if active.any():
+            near_s, near_l = self.near[m][0][r], self.near[m][1][r]
+            near_s, near_l = near_s[near_l >= 0], near_l[near_l >= 0]
+            cut_off = near_l.size < active.size  # the block list does not hold the whole block
+            if cut_off and (keys.size < self.k or (near_s.size and vals.min() < near_s.min())):
+                # an active record below the block list's cut could reach the merged list: score all
+                rows = np.nonzero(active)[0]
+                block_s = np.asarray(self.scratch[m].score(self.entries[i].templates[m], rows),
+                                     dtype=np.float64)
+            else:
+                rows, block_s = near_l[active[near_l]], near_s[active[near_l]].astype(np.float64)
+            keys = np.concatenate([keys, -1 - self.entry_of[m][rows]])
+            vals = np.concatenate([vals, block_s])
+            top = np.argsort(-vals, kind="stable")[: self.k]
+            keys, vals = keys[top], vals[top]
+        if not self.exact[m]:  # an approximate index may leave out anyone: score whatever is missing
+            return keys, vals, np.inf
+        if keys.size < self.k:  # an exact list that is not full holds every record holding m
+            return keys, vals, -np.inf
+        cut = float(vals.min()) + self._MARGIN  # others may hold m, up to the list's last similarity
+        return keys, vals, float(self.fusion.calibration(m).llr_of(cut))
+
+    def _llrs(self, mods: list[Modality], S: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        return np.column_stack([self.fusion.calibration(m).llr_of(S[:, c]) for c, m in enumerate(mods)])
+
+    def _lowest(self, mods: list[Modality], found: int, unsure: int, n: int) -> float:
+        """The lowest threshold a key found through ``found`` (modality bits) may be held to once the
+        modalities of ``unsure`` it may also hold are scored."""
+        return min(self.threshold(frozenset(m for c, m in enumerate(mods) if (found | p) >> c & 1), n).value
+                   for p in range(unsure + 1) if p & ~unsure == 0)
+
+    def _named(self, passing: list[tuple[int, float, dict[Modality, float], dict[Modality, float]]]
+               ) -> list[Candidate]:
+        """Candidates with names and partitions, best first (one store query for the stored ones)."""
+        stored = np.array([p[0] for p in passing if p[0] >= 0], dtype=np.int64)
+        names: dict[int, str] = self.engine._gallery.ref_ids_of(stored) if stored.size else {}
+        parts: dict[int, str] = dict(zip(stored.tolist(), self.engine._gallery.partitions_of(stored),
+                                         strict=True)) if stored.size else {}
+        for key in (p[0] for p in passing if p[0] < 0):
+            names[key], parts[key] = self.entries[-1 - key].reference_id, self.entries[-1 - key].partition
+        candidates = [Candidate(names[key], fused, per, llrs, parts[key])
+                      for key, fused, per, llrs in passing if key in names]
+        candidates.sort(key=lambda c: (-c.fused, c.reference_id))
+        return candidates
 
 
 def _default_loader(kind: str, face_model: str | None = None) -> Extractor:

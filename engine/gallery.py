@@ -42,6 +42,7 @@ from engine.errors import InvalidInput, ModelMismatch, NasnameError, Unavailable
 from engine.index.base import TemplateIndex
 from engine.store import (
     AuditReport,
+    NewRecord,
     PendingCase,
     Quarantined,
     Record,
@@ -400,6 +401,37 @@ class Gallery:
         self._scheduler.changed()
         return result
 
+    def insert_many(self, records: Sequence[NewRecord], *, actor: str = "system",
+                    also: Callable[[sqlite3.Connection, list[WriteResult]], None] | None = None
+                    ) -> list[WriteResult]:
+        """Store several records and ``also``'s rows in one transaction (``Store.insert_many``): all
+        durable, and the ACTIVE ones searchable, when this returns; or none written. The batched
+        write path (a transfer import's block of records with its checkpoint)."""
+        self._check_open()
+        slots = [{Modality(m): t for m, t in r.templates.items()} for r in records]
+        with self._write_mutex:
+            new = {m for s in slots for m in s if m not in self._indexes}
+            try:
+                for s in slots:
+                    for modality, template in s.items():
+                        self._validate(modality, template)
+                results = self.store.insert_many(records, actor=actor, also=also)
+            except BaseException:
+                with self._rw.write():  # forget indexes made for a first template that was refused
+                    for m in new:
+                        self._indexes.pop(m, None)
+                raise
+            for s in slots:
+                for m, t in s.items():
+                    self._models.setdefault(m, t.model)
+                    self._shapes.setdefault(m, template_shape(t))
+            if results:
+                self._apply([RecordState(w.label, r.partition, r.status, s)
+                             for w, r, s in zip(results, records, slots, strict=True)],
+                            max(w.seq for w in results), remove_first=False)
+        self._scheduler.changed(len(results))
+        return results
+
     def set_status(self, ref_id: str, status: RecordStatus, *, actor: str = "system") -> WriteResult:
         """ACTIVE <-> PENDING (see ``Store.set_status``); indexes follow before this returns."""
         self._check_open()
@@ -554,6 +586,20 @@ class Gallery:
             if index is None:
                 return np.full(labels.size, np.nan, dtype=np.float32)
             return np.asarray(index.score(template, labels), dtype=np.float32)
+
+    def scratch_index(self, modality: Modality, templates: Sequence[Template]) -> TemplateIndex:
+        """A throw-away exact index of just ``templates`` (labels ``0..n-1``), checked as the gallery
+        checks a probe; the gallery is not touched: what a batch of new records is searched against
+        besides the gallery (``Engine.enroll_many``)."""
+        self._check_open()
+        modality = Modality(modality)
+        if not templates:
+            raise InvalidInput("a scratch index needs templates", reason="INVALID_REQUEST")
+        for t in templates:
+            check_template(modality, t, self._shapes.get(modality))
+        index = default_index_factory()(modality, templates[0])
+        index.add(np.arange(len(templates), dtype=np.int64), list(templates))
+        return index
 
     def get(self, ref_id: str, *, with_templates: bool = True) -> Record:
         """The record (decrypted templates unless ``with_templates=False``). Raises ``NotFound``."""

@@ -90,6 +90,9 @@ RPC_ROLES: dict[str, frozenset[Role]] = {
     _ADMIN + "ExportTransfer": frozenset({_A}),
     _ADMIN + "ImportTransfer": frozenset({_A}),
     _ADMIN + "TransferStatus": frozenset({_A}),
+    _ADMIN + "TrustPeer": frozenset({_A}),
+    _ADMIN + "RevokePeer": frozenset({_A}),
+    _ADMIN + "ListPeers": frozenset({_A}),
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": ANY_ROLE,
     "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo": ANY_ROLE,
 }

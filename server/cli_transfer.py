@@ -5,13 +5,15 @@
     nasname site trust FILE                       trust a peer (its export-public file); never on first use
     nasname site revoke SITE                      stop exchanging with a peer
     nasname site peers [--json]                   the peers and their ledgers
+    (site trust|revoke|peers also take --remote: through a running server's admin RPCs)
     nasname transfer export --to SITE [--since auto|SEQ] [--partition P] [--with-images] --out FILE
-    nasname transfer import FILE
+    nasname transfer import FILE [--re-extract]   (--re-extract: templates of another model made again here
+                                                  from the packet's images)
     nasname transfer status [--json]
     (transfer export|import|status also take --remote: through a running server's admin RPCs)
 
 Local commands open the data directory themselves; those that write (trust, revoke, export, import)
-need the server stopped, or --remote where offered. Reading commands also work beside a running server.
+need the server stopped, or --remote. Reading commands also work beside a running server.
 """
 
 from __future__ import annotations
@@ -52,8 +54,12 @@ def add_transfer_commands(sub: Any) -> None:
     rv = ssub.add_parser("revoke", help="revoke a peer: its packets are refused, none are made for it")
     rv.add_argument("site", help="the peer's site id")
     pe = ssub.add_parser("peers", help="list the peers")
-    for q in (show, pub, tr, rv, pe):
+    for q in (show, pub):
         _common(q)
+        q.set_defaults(handler=_site)
+    for q in (tr, rv, pe):
+        _common(q, json_flag=False)
+        _remote(q)
         q.set_defaults(handler=_site)
 
     t = sub.add_parser("transfer", help="signed, encrypted packets of records between sites (USB stick)")
@@ -66,6 +72,9 @@ def add_transfer_commands(sub: Any) -> None:
     ex.add_argument("--out", type=Path, required=True, help="the packet file to write")
     im = tsub.add_parser("import", help="check and import a packet (de-duplicated against this gallery)")
     im.add_argument("file", type=Path, help="the packet file (from `nasname transfer export`)")
+    im.add_argument("--re-extract", action="store_true",
+                    help="when the sender uses another model: make the templates again here from the "
+                         "packet's images (it must have been exported --with-images)")
     st = tsub.add_parser("status", help="per peer: last packet sent and received, and the backlog")
     for q in (ex, im, st):
         _common(q, json_flag=False)
@@ -106,10 +115,27 @@ def _print(args: argparse.Namespace, doc: Any, text: str) -> None:
     print(json.dumps(doc, indent=1) if args.json else text)
 
 
+def _trusted_text(p: dict[str, Any]) -> str:
+    return (f"site {p['site_id']} is now trusted\n  signing key fingerprint {p['sign_fingerprint']} "
+            "(check it with that site)")
+
+
+def _revoked_text(p: dict[str, Any]) -> str:
+    return f"site {p['site_id']} revoked: its packets are refused from now on"
+
+
+def _peers_text(rows: list[dict[str, Any]]) -> str:
+    lines = [f"{r['site_id']:<20} {'REVOKED ' + str(r['revoked']) if r['revoked'] else 'trusted'}  "
+             f"signing key {r['sign_fingerprint']}" for r in rows]
+    return "\n".join(lines) or "no peers yet"
+
+
 def _site(args: argparse.Namespace) -> int:
     from engine.fsutil import write_atomic
     from engine.transfer.site import load_site, peers, read_public, revoke, trust
 
+    if getattr(args, "remote", False):
+        return _site_remote(args)
     with _open(args, write=args.site_command in ("trust", "revoke", "export-public")) as datadir:
         if args.site_command == "show":
             doc = load_site(datadir).to_json()
@@ -123,18 +149,14 @@ def _site(args: argparse.Namespace) -> int:
                                  f"  signing key fingerprint {public['sign_fingerprint']}: the peer should "
                                  "compare it (by phone) before trusting the file")
         elif args.site_command == "trust":
-            site = read_public(args.file)
-            p = trust(datadir, site, actor="cli")
-            _print(args, p.to_json(), f"site {p.site_id} is now trusted\n  signing key fingerprint "
-                                      f"{site.to_json()['sign_fingerprint']} (check it with that site)")
+            p = trust(datadir, read_public(args.file), actor="cli")
+            _print(args, p.to_json(), _trusted_text(p.to_json()))
         elif args.site_command == "revoke":
             p = revoke(datadir, args.site, actor="cli")
-            _print(args, p.to_json(), f"site {p.site_id} revoked: its packets are refused from now on")
+            _print(args, p.to_json(), _revoked_text(p.to_json()))
         else:
             rows = [p.to_json() for p in peers(datadir)]
-            lines = [f"{r['site_id']:<20} {'REVOKED ' + str(r['revoked']) if r['revoked'] else 'trusted'}  "
-                     f"signing key {r['sign_fingerprint']}" for r in rows]
-            _print(args, rows, "\n".join(lines) or "no peers yet")
+            _print(args, rows, _peers_text(rows))
     return 0
 
 
@@ -172,7 +194,7 @@ def _transfer(args: argparse.Namespace) -> int:
             raise Unavailable(f"{exc}; import into a running server with --remote, or stop it first",
                               reason=exc.reason) from exc
         try:
-            summary = import_packet(engine, args.file, actor="cli")
+            summary = import_packet(engine, args.file, actor="cli", re_extract=args.re_extract)
         finally:
             engine.close()
         _print(args, summary.to_json(), summary.text())
@@ -181,6 +203,24 @@ def _transfer(args: argparse.Namespace) -> int:
         doc = transfer_status(datadir)
     _print(args, doc, status_text(doc))
     return 0
+
+
+def _site_remote(args: argparse.Namespace) -> int:
+    from engine.transfer.site import read_public
+    from server.cli_client import run_client
+
+    def call(client: Any, a: argparse.Namespace) -> str:
+        if a.site_command == "trust":
+            public = read_public(a.file)  # checked here too: a wrong file is named before any call
+            doc = json.loads(client.trust_peer(json.dumps(public.to_json())).peer_json)
+            return json.dumps(doc, indent=1) if a.json else _trusted_text(doc)
+        if a.site_command == "revoke":
+            doc = json.loads(client.revoke_peer(a.site).peer_json)
+            return json.dumps(doc, indent=1) if a.json else _revoked_text(doc)
+        rows = json.loads(client.list_peers().peers_json)
+        return json.dumps(rows, indent=1) if a.json else _peers_text(rows)
+
+    return run_client(call, args)
 
 
 def _transfer_remote(args: argparse.Namespace) -> int:
@@ -195,7 +235,7 @@ def _transfer_remote(args: argparse.Namespace) -> int:
                 a.to_site, f, since=_since(a.since), partition=a.partition or "", with_images=a.with_images)))
             return json.dumps(got[0], indent=1) if a.json else f"{got[0]['summary']}\n  written to {a.out}"
         if a.transfer_command == "import":
-            reply = client.import_transfer(a.file)
+            reply = client.import_transfer(a.file, re_extract=a.re_extract)
             doc = {"sender": reply.sender, "packet": reply.packet, "summary": reply.summary,
                    "counts": json.loads(reply.counts_json)}
             return json.dumps(doc, indent=1) if a.json else str(reply.summary)

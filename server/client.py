@@ -358,13 +358,15 @@ class Client:
                 summary = json.loads(chunk.summary_json)
         return summary
 
-    def import_transfer(self, path: Path, *, timeout: float | None = None) -> pb.ImportTransferResponse:
-        """Send the packet file at ``path``; the server checks and imports it."""
+    def import_transfer(self, path: Path, *, re_extract: bool = False,
+                        timeout: float | None = None) -> pb.ImportTransferResponse:
+        """Send the packet file at ``path``; the server checks and imports it (``re_extract``: see
+        ``nasname transfer import --re-extract``)."""
 
         def chunks() -> Iterator[pb.TransferChunk]:
             with open(path, "rb") as f:
                 while data := f.read(1 << 20):
-                    yield pb.TransferChunk(data=data)
+                    yield pb.TransferChunk(data=data, re_extract=re_extract)
 
         reply: pb.ImportTransferResponse = self.admin.ImportTransfer(
             chunks(), timeout=timeout or self.timeout, metadata=self.metadata)
@@ -373,6 +375,21 @@ class Client:
     def transfer_status(self, *, timeout: float | None = None) -> pb.TransferStatusResponse:
         return self._call(self.admin.TransferStatus, pb.TransferStatusRequest(), pb.TransferStatusResponse,
                           idempotent=True, timeout=timeout)
+
+    def trust_peer(self, public_json: str, *, timeout: float | None = None) -> pb.PeerResponse:
+        """Trust a peer from the content of its ``site export-public`` file (trusting again is harmless)."""
+        req = pb.TrustPeerRequest(public_json=public_json)
+        return self._call(self.admin.TrustPeer, self._with_id(req), pb.PeerResponse, idempotent=True,
+                          timeout=timeout)
+
+    def revoke_peer(self, site_id: str, *, timeout: float | None = None) -> pb.PeerResponse:
+        req = pb.RevokePeerRequest(site_id=site_id)
+        return self._call(self.admin.RevokePeer, self._with_id(req), pb.PeerResponse, idempotent=False,
+                          timeout=timeout)
+
+    def list_peers(self, *, timeout: float | None = None) -> pb.ListPeersResponse:
+        return self._call(self.admin.ListPeers, pb.ListPeersRequest(), pb.ListPeersResponse, idempotent=True,
+                          timeout=timeout)
 
     def health(self, service: str = "", *, timeout: float | None = None) -> str:
         """``"SERVING"`` / ``"NOT_SERVING"`` / ... (no token needed)."""

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -24,6 +24,7 @@ from server._gen.nasname.v1 import nasname_pb2 as pb
 from server.interceptor import current_call
 
 if TYPE_CHECKING:
+    from engine.datadir import DataDir
     from engine.engine import Engine
 
 __all__ = ["CHUNK", "TransferMixin"]
@@ -33,7 +34,8 @@ MAX_PACKET_BYTES = 64 << 30
 
 
 class TransferMixin:
-    """ExportTransfer / ImportTransfer / TransferStatus for ``AdminServicer``."""
+    """ExportTransfer / ImportTransfer / TransferStatus and the peers (TrustPeer / RevokePeer /
+    ListPeers) for ``AdminServicer``."""
 
     if TYPE_CHECKING:
 
@@ -75,13 +77,15 @@ class TransferMixin:
             engine = self._engine()
             path = engine.datadir.jobs_dir("transfer-incoming") / f"{uuid.uuid4().hex}.nastx"
             size = 0
+            re_extract = False
             with open_private(path, "wb") as f:
                 for chunk in requests:
                     size += len(chunk.data)
+                    re_extract = re_extract or chunk.re_extract
                     if size > MAX_PACKET_BYTES:
                         raise InvalidInput("transfer packet is larger than 64 GiB", reason="PACKET_TOO_LARGE")
                     f.write(chunk.data)
-            job = start_import(engine, path, actor=call.actor)
+            job = start_import(engine, path, actor=call.actor, re_extract=re_extract)
             keep = True  # from here, the job may need the file to resume
             summary = job.run()
             keep = False
@@ -104,3 +108,39 @@ class TransferMixin:
         except Exception as exc:
             errors.abort(context, exc, call.request_id)
         return pb.TransferStatusResponse(request_id=call.request_id, status_json=json.dumps(doc))
+
+    def TrustPeer(self, request: pb.TrustPeerRequest, context: grpc.ServicerContext) -> pb.PeerResponse:
+        from engine.transfer.site import parse_public, trust
+
+        rid, doc = self._peers_call(
+            context, lambda d, actor: trust(d, parse_public(request.public_json), actor=actor).to_json()
+        )
+        return pb.PeerResponse(request_id=rid, peer_json=doc)
+
+    def RevokePeer(self, request: pb.RevokePeerRequest, context: grpc.ServicerContext) -> pb.PeerResponse:
+        from engine.transfer.site import revoke
+
+        def work(datadir: DataDir, actor: str) -> Any:
+            if not request.site_id:
+                raise InvalidInput("site_id is required", reason="MISSING_SITE_ID")
+            return revoke(datadir, request.site_id, actor=actor).to_json()
+
+        rid, doc = self._peers_call(context, work)
+        return pb.PeerResponse(request_id=rid, peer_json=doc)
+
+    def ListPeers(self, request: pb.ListPeersRequest, context: grpc.ServicerContext) -> pb.ListPeersResponse:
+        from engine.transfer.site import peers
+
+        rid, doc = self._peers_call(context, lambda d, _: [p.to_json() for p in peers(d)])
+        return pb.ListPeersResponse(request_id=rid, peers_json=doc)
+
+    def _peers_call(
+        self, context: grpc.ServicerContext, work: Callable[[DataDir, str], Any]
+    ) -> tuple[str, str]:
+        """``work(data directory, caller)`` as JSON text, with the request id; errors per the one table."""
+        call = current_call()
+        try:
+            doc = work(self._engine().datadir, call.actor)
+        except Exception as exc:
+            errors.abort(context, exc, call.request_id)
+        return call.request_id, json.dumps(doc)

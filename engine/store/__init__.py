@@ -1,7 +1,7 @@
 """The durable store of record (SQLite, WAL): records, encrypted templates, change log, adjudication
 queue, audit log, API tokens and console users. ``Store`` is the entry point; see ``engine.store.store``."""
 
-from engine.store.store import RecordState, Store
+from engine.store.store import NewRecord, RecordState, Store
 from engine.store.values import (
     AuditReport,
     Decision,
@@ -17,6 +17,7 @@ from engine.store.values import (
 __all__ = [
     "AuditReport",
     "Decision",
+    "NewRecord",
     "PendingCase",
     "Quarantined",
     "Record",

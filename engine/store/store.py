@@ -14,8 +14,8 @@ import logging
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from engine.store.users import UsersMixin
 from engine.store.values import AuditReport, Record, RecordStatus, TokenInfo, WriteResult
 from engine.types import Modality, ModelRef, Template, check_template
 
-__all__ = ["RecordState", "Store"]
+__all__ = ["NewRecord", "RecordState", "Store"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,36 @@ class RecordState:
     """Templates of an active record that failed to decrypt or parse: modality -> reason code
     (``DECRYPTION_FAILED``, ``UNKNOWN_KEY``, ``CORRUPT_TEMPLATE``). Such a record is quarantined by
     the gallery: never searchable, never a reason to refuse start-up."""
+
+
+@dataclass(frozen=True)
+class NewRecord:
+    """A record to insert (the arguments of :meth:`Store.insert`); ``checked()`` validates it."""
+
+    templates: Mapping[Modality, Template]
+    ref_id: str | None = None
+    partition: str = ""
+    attributes: Mapping[str, Any] | None = None
+    status: RecordStatus = RecordStatus.ACTIVE
+    candidates: Sequence[Mapping[str, Any]] | None = None
+    images: Mapping[Modality, bytes] | None = None
+    qualities: Mapping[Modality, float] | None = None
+    attributes_json: str = ""  # set by checked(): the attributes as stored
+
+    def checked(self) -> NewRecord:
+        """This record with its id (generated when None), partition and attributes checked and its
+        modalities parsed. Raises ``InvalidInput``."""
+        ref_id = codec.check_ref_id(self.ref_id) if self.ref_id is not None else uuid.uuid4().hex
+        codec.check_partition(self.partition)
+        attributes = codec.check_attributes(self.attributes)
+        if self.status is RecordStatus.DELETED:
+            raise InvalidInput("a record cannot be inserted as deleted", reason="INVALID_STATUS")
+        if (self.candidates is not None) != (self.status is RecordStatus.PENDING):
+            raise InvalidInput("candidates are given exactly for pending records", reason="INVALID_REQUEST")
+        if not self.templates:
+            raise InvalidInput("a record needs at least one template", reason="NO_BIOMETRIC_DATA")
+        return replace(self, ref_id=ref_id, attributes_json=attributes,
+                       templates={Modality(m): t for m, t in self.templates.items()})
 
 
 class Store(AdjudicationMixin, UsersMixin):
@@ -195,51 +225,63 @@ class Store(AdjudicationMixin, UsersMixin):
         ``ModelMismatch``, ``InvalidInput``; ``idempotency.Replay`` when ``idem``'s key was used already
         (nothing written). With ``idem`` the key and its result are kept in the same transaction.
         """
-        ref_id = codec.check_ref_id(ref_id) if ref_id is not None else uuid.uuid4().hex
-        codec.check_partition(partition)
-        attrs = codec.check_attributes(attributes)
-        if status is RecordStatus.DELETED:
-            raise InvalidInput("a record cannot be inserted as deleted", reason="INVALID_STATUS")
-        if (candidates is not None) != (status is RecordStatus.PENDING):
-            raise InvalidInput("candidates are given exactly for pending records", reason="INVALID_REQUEST")
-        if not templates:
-            raise InvalidInput("a record needs at least one template", reason="NO_BIOMETRIC_DATA")
-        slots = {Modality(m): t for m, t in templates.items()}
-        now = time.time()
+        new = NewRecord(templates, ref_id=ref_id, partition=partition, attributes=attributes, status=status,
+                        candidates=candidates, images=images, qualities=qualities)
         with self.db.write() as conn:
             idempotency.begin(conn, self.keyring, idem)
-            existing = conn.execute("SELECT status FROM records WHERE ref_id = ?", (ref_id,)).fetchone()
-            if existing is not None:
-                raise AlreadyExists(f"reference id {ref_id} already exists",
-                                    details={"ref_id": ref_id, "status": existing[0]})
-            for modality, template in slots.items():
-                self._check_template(conn, modality, template)
-            cur = conn.execute(
-                "INSERT INTO records (ref_id, partition, status, attributes, created, updated) "
-                "VALUES (?, ?, ?, ?, ?, ?)", (ref_id, partition, status.value, attrs, now, now))
-            label = int(cur.lastrowid or 0)
-            for modality, template in slots.items():
-                conn.execute(
-                    "INSERT INTO templates (record_id, modality, model_id, model_version, key_id, blob, "
-                    "quality) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (label, modality.value, template.model.model_id, template.model.version,
-                     self.keyring.key_id, codec.seal_template(self.keyring, label, modality, template),
-                     (qualities or {}).get(modality)))
-            if images and self.keep_images:
-                for modality, image in images.items():
-                    slot = Modality(modality).value
-                    blob = self.keyring.encrypt(bytes(image), associated_data("image", label, slot))
-                    conn.execute("INSERT INTO images (record_id, modality, key_id, blob) VALUES (?, ?, ?, ?)",
-                                 (label, slot, self.keyring.key_id, blob))
-            if candidates is not None:
-                self._open_case(conn, label, candidates, now, actor=actor)
-            seq = self._change(conn, label, "upsert", now)
-            audit.append(conn, actor, "insert", ref_id,
-                         {"status": status.value, "partition": partition,
-                          "modalities": sorted(m.value for m in slots)})
-            result = WriteResult(ref_id, label, seq)
+            result = self._insert(conn, new.checked(), actor, time.time())
             idempotency.finish(conn, self.keyring, idem, result)
         return result
+
+    def insert_many(self, records: Sequence[NewRecord], *, actor: str = "system",
+                    also: Callable[[sqlite3.Connection, list[WriteResult]], None] | None = None
+                    ) -> list[WriteResult]:
+        """Store several new records (each as :meth:`insert`) and run ``also(conn, results)`` in ONE
+        transaction: all of them are durable when this returns, or none is (any refusal rolls the
+        whole batch back). ``also`` lets the caller commit its own bookkeeping (a job's checkpoint)
+        atomically with the records."""
+        checked = [r.checked() for r in records]
+        now = time.time()
+        with self.db.write() as conn:
+            results = [self._insert(conn, r, actor, now) for r in checked]
+            if also is not None:
+                also(conn, results)
+        return results
+
+    def _insert(self, conn: sqlite3.Connection, new: NewRecord, actor: str, now: float) -> WriteResult:
+        """The rows of one checked record, inside the caller's transaction."""
+        assert new.ref_id is not None
+        ref_id, status, slots = new.ref_id, new.status, new.templates
+        existing = conn.execute("SELECT status FROM records WHERE ref_id = ?", (ref_id,)).fetchone()
+        if existing is not None:
+            raise AlreadyExists(f"reference id {ref_id} already exists",
+                                details={"ref_id": ref_id, "status": existing[0]})
+        for modality, template in slots.items():
+            self._check_template(conn, modality, template)
+        cur = conn.execute(
+            "INSERT INTO records (ref_id, partition, status, attributes, created, updated) "
+            "VALUES (?, ?, ?, ?, ?, ?)", (ref_id, new.partition, status.value, new.attributes_json, now, now))
+        label = int(cur.lastrowid or 0)
+        for modality, template in slots.items():
+            conn.execute(
+                "INSERT INTO templates (record_id, modality, model_id, model_version, key_id, blob, "
+                "quality) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (label, modality.value, template.model.model_id, template.model.version,
+                 self.keyring.key_id, codec.seal_template(self.keyring, label, modality, template),
+                 (new.qualities or {}).get(modality)))
+        if new.images and self.keep_images:
+            for modality, image in new.images.items():
+                slot = Modality(modality).value
+                blob = self.keyring.encrypt(bytes(image), associated_data("image", label, slot))
+                conn.execute("INSERT INTO images (record_id, modality, key_id, blob) VALUES (?, ?, ?, ?)",
+                             (label, slot, self.keyring.key_id, blob))
+        if new.candidates is not None:
+            self._open_case(conn, label, new.candidates, now, actor=actor)
+        seq = self._change(conn, label, "upsert", now)
+        audit.append(conn, actor, "insert", ref_id,
+                     {"status": status.value, "partition": new.partition,
+                      "modalities": sorted(m.value for m in slots)})
+        return WriteResult(ref_id, label, seq)
 
     def set_status(self, ref_id: str, status: RecordStatus, *, actor: str = "system") -> WriteResult:
         """Move a record between ACTIVE and PENDING (deletion goes through :meth:`delete`)."""

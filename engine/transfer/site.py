@@ -333,10 +333,20 @@ def revoke(datadir: DataDir, site_id: str, *, actor: str) -> Peer:
 
 
 def read_public(path: Path) -> PublicSite:
+    """A peer's ``site export-public`` file."""
     try:
-        return PublicSite.from_json(json.loads(Path(path).read_text()))
-    except (OSError, ValueError) as exc:
+        text = Path(path).read_text()
+    except OSError as exc:
         raise InvalidInput(f"cannot read site file {path}: {exc}", reason="NOT_A_SITE_FILE") from exc
+    return parse_public(text, what=f"site file {path}")
+
+
+def parse_public(text: str, *, what: str = "the site file") -> PublicSite:
+    """The content of a peer's ``site export-public`` file (as sent over the admin RPC)."""
+    try:
+        return PublicSite.from_json(json.loads(text))
+    except ValueError as exc:
+        raise InvalidInput(f"cannot read {what}: {exc}", reason="NOT_A_SITE_FILE") from exc
 
 
 def _iso(t: float | None) -> str | None:

@@ -105,3 +105,42 @@ def test_cli_remote_transfer_status(
     conn = ["--remote", "--plaintext", "--address", service.address, "--token", service.secrets[Role.ADMIN]]
     assert cli_main(["transfer", "status", *conn]) == 0
     assert "camp-a" in capsys.readouterr().out
+
+
+def test_peers_through_the_admin_rpcs_and_the_cli(
+    sites: tuple[Service, Engine, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    service, _, root = sites
+    third = Engine.open(EngineConfig(data_dir=root / "camp-c", modalities=("face",), site_id="camp-c"))
+    try:
+        (root / "camp-c.pub").write_text(json.dumps(load_site(third.datadir).public.to_json()))
+    finally:
+        third.close()
+    conn = ["--remote", "--plaintext", "--address", service.address, "--token", service.secrets[Role.ADMIN]]
+    assert cli_main(["site", "trust", str(root / "camp-c.pub"), *conn]) == 0
+    assert capsys.readouterr().out.startswith("site camp-c is now trusted")
+    assert cli_main(["site", "peers", *conn, "--json"]) == 0
+    listed = {p["site_id"]: p for p in json.loads(capsys.readouterr().out)}
+    assert set(listed) == {"camp-a", "camp-c"} and listed["camp-c"]["revoked"] is None
+    assert cli_main(["site", "revoke", "camp-c", *conn]) == 0
+    assert "revoked" in capsys.readouterr().out
+    assert cli_main(["site", "revoke", "camp-c", *conn]) == 1  # revoked already: named, not a crash
+    assert "PEER_UNKNOWN" in capsys.readouterr().err
+    admin = service.client(Role.ADMIN)
+    [c] = [p for p in json.loads(admin.list_peers().peers_json) if p["site_id"] == "camp-c"]
+    assert c["revoked"] is not None
+    with pytest.raises(grpc.RpcError) as err:
+        admin.trust_peer('{"kind": "something else"}')
+    assert err.value.code() == SC.INVALID_ARGUMENT and error_reason(err.value) == "NOT_A_SITE_FILE"
+    assert cli_main(["site", "trust", str(root / "camp-c.pub"), *conn]) == 0  # trusted again, same keys
+    capsys.readouterr()
+    for role in (Role.STATION, Role.INVESTIGATOR, Role.ADJUDICATOR):
+        client = service.client(role)
+        for call in (
+            client.list_peers,
+            functools.partial(client.revoke_peer, "camp-c"),
+            functools.partial(client.trust_peer, (root / "camp-c.pub").read_text()),
+        ):
+            with pytest.raises(grpc.RpcError) as err:
+                call()
+            assert err.value.code() == SC.PERMISSION_DENIED

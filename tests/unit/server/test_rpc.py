@@ -225,6 +225,8 @@ def _valid_request(method: str) -> Any:
         "RunMaintenance": pb.RunMaintenanceRequest(),
         "ExportTransfer": pb.ExportTransferRequest(to_site="camp-x"), "ImportTransfer": pb.TransferChunk(),
         "TransferStatus": pb.TransferStatusRequest(),
+        "TrustPeer": pb.TrustPeerRequest(public_json="{}"), "RevokePeer": pb.RevokePeerRequest(site_id="x"),
+        "ListPeers": pb.ListPeersRequest(),
         **{m: pb.DedupJobRequest(job_id="0" * 12)
            for m in ("WatchDedup", "GetDedup", "CancelDedup", "ResumeDedup")},
     }[name]
@@ -263,7 +265,7 @@ def test_auth_matrix(fresh: Running, method: str) -> None:
             # RevokeToken of an unknown id is NOT_FOUND after passing auth; the fake engine has no
             # data directory, so dedup and operations RPCs answer UNAVAILABLE after passing auth
             ops = "Dedup" in method or "Transfer" in method or method.endswith(
-                ("Backup", "Integrity", "Maintenance"))
+                ("Backup", "Integrity", "Maintenance", "Peer", "Peers"))
             allowed = (SC.OK, SC.NOT_FOUND, SC.UNAVAILABLE) if ops else (SC.OK, SC.NOT_FOUND)
             assert code in allowed, (role, code)
         else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -31,6 +32,24 @@ def state(sites: Sites, name: str) -> dict[str, str]:
     store = sites[name].datadir.store
     with store.db.read() as conn:
         return {str(r): str(s) for r, s in conn.execute("SELECT ref_id, status FROM records")}
+
+
+def same_candidates(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> bool:
+    """Equal candidate lists, fused scores and LLRs to 1e-3: blocks of other sizes search through other
+    float32 kernels (FAISS switches to BLAS at 20 probes), and a face LLR near a match is steep enough
+    that the last bit of a similarity moves its fourth decimal."""
+
+    def numbers(c: dict[str, Any]) -> list[float]:
+        return [float(c.get("fused", 0)), *(float(v) for _, v in sorted(c.get("llrs", {}).items()))]
+
+    def rest(c: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in c.items() if k not in ("fused", "llrs")} | {
+            "llrs": sorted(c.get("llrs", {}))
+        }
+
+    return [rest(c) for c in got] == [rest(c) for c in want] and all(
+        np.allclose(numbers(a), numbers(b), rtol=0, atol=1e-3) for a, b in zip(got, want, strict=True)
+    )
 
 
 def pending_refs(sites: Sites, name: str) -> set[str]:
@@ -263,15 +282,16 @@ from tests.unit.transfer.conftest import MODEL, site_config
 root, cal, packet, kill_at = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
 engine = Engine.open(site_config(root, "camp-b"), fusion=Fusion.for_models({Modality.FACE: MODEL}, cal))
 
-def on_item(n: int) -> None:
-    if n == kill_at:
+def on_item(n: int) -> None:  # called after each commit: blocks of 8 records, or a single other item
+    if n >= kill_at:
         os.kill(os.getpid(), signal.SIGKILL)
 
-import_packet(engine, packet, on_item=on_item)
+import_packet(engine, packet, on_item=on_item, block=8)
 """
 
 
-@pytest.mark.parametrize("kill_at", [23, 41])  # mid-packet; after the last item, before the ledger moves
+# mid-packet (after the third block of 8); after the last item, before the ledger moves
+@pytest.mark.parametrize("kill_at", [23, 41])
 def test_sigkill_during_import_then_resume_gives_the_uninterrupted_result(
     sites: Sites,
     people: dict[str, dict[str, np.ndarray]],
@@ -324,7 +344,8 @@ def test_sigkill_during_import_then_resume_gives_the_uninterrupted_result(
         assert state(sites, "camp-b") == state(whole_sites, "camp-b")
         for ref in pending_refs(sites, "camp-b"):
             got, want = sites["camp-b"].datadir.store.case(ref), whole_sites["camp-b"].datadir.store.case(ref)
-            assert got is not None and want is not None and got.candidates == want.candidates
+            assert got is not None and want is not None
+            assert same_candidates(got.candidates, want.candidates)
     finally:
         for engine in whole_sites.open.values():
             engine.close()

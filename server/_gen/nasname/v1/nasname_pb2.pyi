@@ -975,12 +975,14 @@ class ExportTransferRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., to_site: _Optional[str] = ..., since: _Optional[int] = ..., partition: _Optional[str] = ..., with_images: _Optional[bool] = ...) -> None: ...
 
 class TransferChunk(_message.Message):
-    __slots__ = ("data", "summary_json")
+    __slots__ = ("data", "summary_json", "re_extract")
     DATA_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_JSON_FIELD_NUMBER: _ClassVar[int]
+    RE_EXTRACT_FIELD_NUMBER: _ClassVar[int]
     data: bytes
     summary_json: str
-    def __init__(self, data: _Optional[bytes] = ..., summary_json: _Optional[str] = ...) -> None: ...
+    re_extract: bool
+    def __init__(self, data: _Optional[bytes] = ..., summary_json: _Optional[str] = ..., re_extract: _Optional[bool] = ...) -> None: ...
 
 class ImportTransferResponse(_message.Message):
     __slots__ = ("request_id", "sender", "packet", "summary", "counts_json")
@@ -1009,3 +1011,41 @@ class TransferStatusResponse(_message.Message):
     request_id: str
     status_json: str
     def __init__(self, request_id: _Optional[str] = ..., status_json: _Optional[str] = ...) -> None: ...
+
+class TrustPeerRequest(_message.Message):
+    __slots__ = ("request_id", "public_json")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_JSON_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    public_json: str
+    def __init__(self, request_id: _Optional[str] = ..., public_json: _Optional[str] = ...) -> None: ...
+
+class RevokePeerRequest(_message.Message):
+    __slots__ = ("request_id", "site_id")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SITE_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    site_id: str
+    def __init__(self, request_id: _Optional[str] = ..., site_id: _Optional[str] = ...) -> None: ...
+
+class PeerResponse(_message.Message):
+    __slots__ = ("request_id", "peer_json")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    PEER_JSON_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    peer_json: str
+    def __init__(self, request_id: _Optional[str] = ..., peer_json: _Optional[str] = ...) -> None: ...
+
+class ListPeersRequest(_message.Message):
+    __slots__ = ("request_id",)
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    def __init__(self, request_id: _Optional[str] = ...) -> None: ...
+
+class ListPeersResponse(_message.Message):
+    __slots__ = ("request_id", "peers_json")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    PEERS_JSON_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    peers_json: str
+    def __init__(self, request_id: _Optional[str] = ..., peers_json: _Optional[str] = ...) -> None: ...

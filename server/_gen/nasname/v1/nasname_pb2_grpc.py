@@ -1027,6 +1027,21 @@ class AdminStub:
                 request_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.TransferStatusRequest.SerializeToString,
                 response_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.TransferStatusResponse.FromString,
                 _registered_method=True)
+        self.TrustPeer = channel.unary_unary(
+                '/nasname.v1.Admin/TrustPeer',
+                request_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.TrustPeerRequest.SerializeToString,
+                response_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.PeerResponse.FromString,
+                _registered_method=True)
+        self.RevokePeer = channel.unary_unary(
+                '/nasname.v1.Admin/RevokePeer',
+                request_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.RevokePeerRequest.SerializeToString,
+                response_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.PeerResponse.FromString,
+                _registered_method=True)
+        self.ListPeers = channel.unary_unary(
+                '/nasname.v1.Admin/ListPeers',
+                request_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.ListPeersRequest.SerializeToString,
+                response_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.ListPeersResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -1094,6 +1109,28 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TrustPeer(self, request, context):
+        """nasname site trust FILE --remote: register a peer from its `site export-public` file (trust is
+        explicit, never on first use; a peer id already trusted with other keys is refused).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokePeer(self, request, context):
+        """nasname site revoke SITE --remote: its packets are refused, nothing is exported for it, from now on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPeers(self, request, context):
+        """nasname site peers --remote: every peer, trusted or revoked, with its ledger.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1141,6 +1178,21 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.TransferStatus,
                     request_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.TransferStatusRequest.FromString,
                     response_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.TransferStatusResponse.SerializeToString,
+            ),
+            'TrustPeer': grpc.unary_unary_rpc_method_handler(
+                    servicer.TrustPeer,
+                    request_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.TrustPeerRequest.FromString,
+                    response_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.PeerResponse.SerializeToString,
+            ),
+            'RevokePeer': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokePeer,
+                    request_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.RevokePeerRequest.FromString,
+                    response_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.PeerResponse.SerializeToString,
+            ),
+            'ListPeers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPeers,
+                    request_deserializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.ListPeersRequest.FromString,
+                    response_serializer=server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.ListPeersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1387,6 +1439,87 @@ class Admin:
             '/nasname.v1.Admin/TransferStatus',
             server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.TransferStatusRequest.SerializeToString,
             server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.TransferStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TrustPeer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nasname.v1.Admin/TrustPeer',
+            server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.TrustPeerRequest.SerializeToString,
+            server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.PeerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokePeer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nasname.v1.Admin/RevokePeer',
+            server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.RevokePeerRequest.SerializeToString,
+            server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.PeerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPeers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nasname.v1.Admin/ListPeers',
+            server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.ListPeersRequest.SerializeToString,
+            server_dot___gen_dot_nasname_dot_v1_dot_nasname__pb2.ListPeersResponse.FromString,
             options,
             channel_credentials,
             insecure,
