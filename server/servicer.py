@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeVar
 
 import grpc
 
+from engine.dedup.service import DedupService
 from engine.engine import Engine
 from engine.errors import InvalidInput, NasnameError, ResourceExhausted, Unavailable
 from engine.events import set_station_source
@@ -31,7 +32,7 @@ from server import errors
 from server._gen.nasname.v1 import nasname_pb2 as pb
 from server._gen.nasname.v1 import nasname_pb2_grpc as pb_grpc
 from server.auth import Role
-from server.dedup import DedupMixin, DedupService
+from server.dedup import DedupMixin
 from server.interceptor import current_call
 from server.transfer import TransferMixin
 

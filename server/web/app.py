@@ -511,7 +511,7 @@ class Console:
 
     async def dedup_start(self, request: Request) -> Response:
         """Start an N:N job over this gallery (or one partition) with the options of StartDedup."""
-        from server.dedup import make_spec
+        from engine.dedup.service import make_spec
 
         who = self.who(request, "dedup_start")
         form = await self.form(request, who)

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from engine.dedup.service import DedupService
 from engine.engine import Engine
 from engine.ops.backup import create_backup
 from engine.ops.schedule import record_good_backup
 from server.auth import Role
-from server.dedup import DedupService
 from server.tls import make_self_signed
 from server.web.app import create_app
 from server.web.config import WebConfig

@@ -10,11 +10,11 @@ import numpy as np
 from starlette.testclient import TestClient
 
 from engine.config import EngineConfig
+from engine.dedup.service import DedupService
 from engine.dedup.sources import JobSpec
 from engine.engine import Engine
 from engine.jobs import JobFiles
 from engine.types import FaceTemplate, Modality
-from server.dedup import DedupService
 from server.web.app import create_app
 from server.web.config import WebConfig
 from tests.integration.test_service_support import MODEL, make_fusion, mate, unit
