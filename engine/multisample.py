@@ -5,7 +5,7 @@ also the client CLI's repeated ``--face``/``--iris-left``/``--iris-right``) and 
 multi-sample design (``engine.evaluation.multisample``) both call :func:`combine`.
 
 Frames the quality gate refused never get here (the engine drops them and says why in their
-``SampleResult``). Of the usable frames, by template kind (:data:`STRATEGIES`):
+``SampleResult``). Of the usable frames, by the :class:`Strategy` the caller gives:
 
 * ``best``: the frame with the highest quality score (ties: the first sent);
 * ``fuse`` for face: the mean of the L2-normalised embeddings, normalised again;
@@ -37,17 +37,13 @@ from engine.types import FaceTemplate, IrisTemplate, Template
 if TYPE_CHECKING:  # the iris package loads its models' code: imported when an iris is fused
     from engine.iris.matcher import IrisMatcher, MatchResult
 
-__all__ = ["IRIS_MIN_AGREEMENT", "MAX_FRAMES", "STRATEGIES", "Combined", "Frame", "Strategy", "best_frame",
+__all__ = ["IRIS_MIN_AGREEMENT", "MAX_FRAMES", "Combined", "Frame", "Strategy", "best_frame",
            "combine", "majority_iris", "mean_face"]
 
 
 class Strategy(StrEnum):
     BEST = "best"  # the best frame by quality
     FUSE = "fuse"  # all usable frames fused into one template
-
-
-#: Strategy per template kind, set from the multi-sample figures in docs/QUALITY.md.
-STRATEGIES: dict[str, Strategy] = {"face": Strategy.BEST, "iris": Strategy.FUSE}
 
 #: Frames of one modality one call may carry: stations take three; a few more are tolerated, more
 #: would only cost extraction time (each frame is a full extraction).
@@ -138,17 +134,17 @@ def majority_iris(templates: Sequence[IrisTemplate], *, min_agreement: float = I
     return IrisTemplate(fused_code, fused_mask, ref.columns, ref.model)
 
 
-def combine(frames: Sequence[Frame], strategy: Strategy | None = None) -> Combined:
-    """The one template of a modality's usable frames (all of one kind and model). ``strategy``:
-    default :data:`STRATEGIES` of the frames' kind."""
+def combine(frames: Sequence[Frame], strategy: Strategy) -> Combined:
+    """The one template of a modality's usable frames (all of one kind and model), by ``strategy``
+    (the engine's ``face_frames`` / ``iris_frames``: the configuration is the one home of the
+    defaults)."""
     if not frames:
         raise InvalidInput("no usable frame", reason="NO_BIOMETRIC_DATA")
     kind = frames[0].template.modality_kind
     if any(f.template.modality_kind != kind for f in frames):
         raise InvalidInput("frames of one modality must all be face or all be iris templates",
                            reason="INVALID_TEMPLATE")
-    chosen = strategy or STRATEGIES[kind]
-    if len(frames) == 1 or chosen is Strategy.BEST:
+    if len(frames) == 1 or strategy is Strategy.BEST:
         best = best_frame(frames)
         return Combined(frames[best].template, (best,), Strategy.BEST)
     templates = [f.template for f in frames]

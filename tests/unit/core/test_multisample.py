@@ -138,7 +138,7 @@ def test_best_by_quality_and_strategies() -> None:
     single = combine(frames[:1], Strategy.FUSE)  # one frame: nothing to fuse
     assert single.used == (0,) and single.template is frames[0].template
     with pytest.raises(InvalidInput):
-        combine([])
+        combine([], Strategy.BEST)
 
 
 # -- through the engine ----------------------------------------------------------------------------
