@@ -32,6 +32,13 @@ DECISIONS = ("same", "distinct")
 _MAX_CANDIDATES_BYTES = 64 * 1024
 
 
+
+# The columns ``_case`` reads, from a case joined to its record; and what makes a case open (the
+# record still PENDING, no final decision). One text for the queue, its pages and a record's case.
+_CASES = ("SELECT r.id, r.ref_id, r.partition, a.created, a.candidates, a.outcome, a.id "
+          "FROM adjudication a JOIN records r ON r.id = a.record_id ")
+_OPEN = "a.outcome IS NULL AND r.status = 'pending'"
+
 class AdjudicationMixin:
     """Adjudication methods of ``Store`` (kept in their own module for size)."""
 
@@ -129,9 +136,7 @@ class AdjudicationMixin:
                 ) -> list[PendingCase]:
         """Open cases (record still PENDING, no final decision), oldest label first; page with
         ``after_label = cases[-1].label``."""
-        sql = ("SELECT r.id, r.ref_id, r.partition, a.created, a.candidates, a.outcome, a.id "
-               "FROM adjudication a JOIN records r ON r.id = a.record_id "
-               "WHERE a.outcome IS NULL AND r.status = 'pending' AND r.id > ?")
+        sql = _CASES + f"WHERE {_OPEN} AND r.id > ?"
         args: list[Any] = [after_label]
         if partition is not None:
             sql, args = sql + " AND r.partition = ?", [*args, partition]
@@ -147,28 +152,25 @@ class AdjudicationMixin:
         if order not in ("age", "score") or not 1 <= limit <= 1000 or offset < 0:
             raise InvalidInput("order must be age or score, limit in 1..1000, offset >= 0",
                                reason="INVALID_REQUEST")
-        where = "WHERE a.outcome IS NULL AND r.status = 'pending'"
+        where = f"WHERE {_OPEN}"
         args: list[Any] = []
         if partition is not None:
             where, args = where + " AND r.partition = ?", [partition]
         best = ("(SELECT MAX(CAST(json_extract(j.value, '$.fused') AS REAL)) "
                 "FROM json_each(a.candidates) j)")
         sort = "a.created, a.id" if order == "age" else f"COALESCE({best}, -1e308) DESC, a.created, a.id"
-        base = "FROM adjudication a JOIN records r ON r.id = a.record_id " + where
         with self.db.read() as conn:
-            total = int(conn.execute("SELECT COUNT(*) " + base, args).fetchone()[0])
-            rows = conn.execute(
-                "SELECT r.id, r.ref_id, r.partition, a.created, a.candidates, a.outcome, a.id "
-                + base + f" ORDER BY {sort} LIMIT ? OFFSET ?", [*args, limit, offset]).fetchall()
+            total = int(conn.execute("SELECT COUNT(*) FROM adjudication a JOIN records r "
+                                     "ON r.id = a.record_id " + where, args).fetchone()[0])
+            rows = conn.execute(_CASES + where + f" ORDER BY {sort} LIMIT ? OFFSET ?",
+                                [*args, limit, offset]).fetchall()
             return [self._case(conn, row) for row in rows], total
 
     def case(self, ref_id: str) -> PendingCase | None:
         """The latest adjudication case of a record (open or resolved), None when it never had one."""
         with self.db.read() as conn:
-            row = conn.execute(
-                "SELECT r.id, r.ref_id, r.partition, a.created, a.candidates, a.outcome, a.id "
-                "FROM adjudication a JOIN records r ON r.id = a.record_id WHERE r.ref_id = ? "
-                "ORDER BY a.id DESC LIMIT 1", (ref_id,)).fetchone()
+            row = conn.execute(_CASES + "WHERE r.ref_id = ? ORDER BY a.id DESC LIMIT 1",
+                               (ref_id,)).fetchone()
             return None if row is None else self._case(conn, row)
 
     def history(self, ref_id: str) -> list[CaseEvent]:
