@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.datadir import SITE_NAME, SNAPSHOT_DIR
 from engine.errors import NasnameError
+from engine.models.manifest import model_dir
 from engine.store import sealed
 from engine.store import snapshots as snap
 from engine.store.codec import open_template
@@ -155,8 +156,13 @@ def _index_vs_store(gallery: Gallery) -> Check:
 
 
 def _orphans(datadir: DataDir) -> Check:
+    ours = set(_TOP_LEVEL)
+    models = model_dir()
+    if models.parent.resolve() == datadir.root.resolve():
+        # the default model directory sits in the default data directory (a fresh `dev.py serve`)
+        ours.add(models.name)
     problems = [f"{p.name}: not a file nasname keeps here" for p in sorted(datadir.root.iterdir())
-                if p.name not in _TOP_LEVEL and not p.name.startswith(".")]
+                if p.name not in ours and not p.name.startswith(".")]
     try:
         found = snap.read_sidecar(datadir.snapshot_dir, datadir.keyring)
     except NasnameError:

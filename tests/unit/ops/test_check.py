@@ -116,6 +116,19 @@ def test_stray_files_are_orphans(root: Path, capsys: pytest.CaptureFixture[str])
     assert EngineConfig(data_dir=root).data_dir == root
 
 
+def test_the_model_directory_in_the_data_directory_is_not_an_orphan(
+        root: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`dev.py serve` with no NASNAME_MODEL_DIR keeps the models in <data dir>/models: a fresh
+    installation's check must pass; the same folder is a stray one when the models live elsewhere."""
+    (root / "models").mkdir()
+    monkeypatch.setenv("NASNAME_MODEL_DIR", str(root / "models"))
+    code, checks = _check(root, capsys)
+    assert code == 0 and checks["orphan_files"]["ok"]
+    monkeypatch.setenv("NASNAME_MODEL_DIR", str(root.parent / "elsewhere"))
+    code, checks = _check(root, capsys)
+    assert code == 1 and _failed(checks) == ["orphan_files"]
+
+
 def test_maintenance_vacuums_snapshots_and_prunes_old_jobs(root: Path,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     import os
