@@ -5,6 +5,12 @@ Each model's distributions are measured on real images by the script that the ex
 named ``<model_id>@<version>.json``: histograms of similarities on a fine common grid, the counts
 behind them, and the command that regenerates the file. Numbers only, never images.
 
+A model may also have *variants*: the same model's scores when its templates are made differently.
+``fused3`` (file ``<model_id>@<version>~fused3.json``): face templates fused from up to three frames
+(``engine.multisample``) on both sides of the comparison. Fusing renormalises a mean, which makes
+impostors look more alike (the shared component of every face survives the averaging), so a fused
+gallery needs its own impostor distribution for its thresholds to keep their promise.
+
 ``engine.fusion`` turns these into log-likelihood ratios and FPIR thresholds.
 """
 
@@ -21,10 +27,14 @@ from engine.errors import ConfigurationError
 from engine.models.manifest import write_atomic
 from engine.types import ModelRef
 
-__all__ = ["CALIBRATION_DIR", "ScoreDistributions", "load_distributions", "save_distributions"]
+__all__ = ["CALIBRATION_DIR", "FUSED_FACE", "ScoreDistributions", "has_distributions", "load_distributions",
+           "save_distributions"]
 
 CALIBRATION_DIR = Path(__file__).resolve().parent / "calibration_data"
 FORMAT = 1
+
+#: The variant of fused face templates (``engine.multisample.FACE_FUSE_MAX`` frames at most, both sides).
+FUSED_FACE = "fused3"
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,7 @@ class ScoreDistributions:
     impostor_tail: npt.NDArray[np.float64]
     source: str
     command: str
+    variant: str = ""
 
     @property
     def n_genuine(self) -> int:
@@ -53,8 +64,8 @@ class ScoreDistributions:
         return int(self.impostor.sum())
 
 
-def _path(model: ModelRef, directory: Path | None) -> Path:
-    safe = f"{model.model_id}@{model.version}".replace("/", "_")
+def _path(model: ModelRef, directory: Path | None, variant: str = "") -> Path:
+    safe = f"{model.model_id}@{model.version}".replace("/", "_") + (f"~{variant}" if variant else "")
     return (directory or CALIBRATION_DIR) / f"{safe}.json"
 
 
@@ -70,10 +81,12 @@ def save_distributions(
     score_range: tuple[float, float] | None = None,
     tail: int = 10000,
     directory: Path | None = None,
+    variant: str = "",
 ) -> Path:
     """Histogram the raw similarities and write the calibration file atomically. Returns its path.
 
-    ``source``: which images, how many, protocol; ``command``: how to regenerate the file."""
+    ``source``: which images, how many, protocol; ``command``: how to regenerate the file;
+    ``variant``: see the module's docstring ("" for the model's plain templates)."""
     g = np.asarray(genuine, dtype=np.float64).ravel()
     i = np.asarray(impostor, dtype=np.float64).ravel()
     if g.size == 0 or i.size == 0 or not (np.all(np.isfinite(g)) and np.all(np.isfinite(i))):
@@ -86,6 +99,7 @@ def save_distributions(
         "format": FORMAT,
         "model": {"model_id": model.model_id, "version": model.version},
         "kind": kind,
+        "variant": variant,
         "source": source,
         "command": command,
         "edges": [round(float(e), 6) for e in edges],
@@ -93,14 +107,20 @@ def save_distributions(
         "impostor": np.histogram(i, edges)[0].tolist(),
         "impostor_tail": [round(float(s), 6) for s in np.sort(i)[::-1][:tail]],
     }
-    path = _path(model, directory)
+    path = _path(model, directory, variant)
     write_atomic(path, (json.dumps(doc, separators=(",", ":")) + "\n").encode())
     return path
 
 
-def load_distributions(model: ModelRef, directory: Path | None = None) -> ScoreDistributions | None:
-    """The calibration file of ``model``, or ``None`` when it has none (defaults are used then)."""
-    path = _path(model, directory)
+def has_distributions(model: ModelRef, directory: Path | None = None, variant: str = "") -> bool:
+    """Whether ``model`` has a calibration file (of ``variant``)."""
+    return _path(model, directory, variant).is_file()
+
+
+def load_distributions(model: ModelRef, directory: Path | None = None,
+                       variant: str = "") -> ScoreDistributions | None:
+    """The calibration file of ``model`` (of ``variant``), or ``None`` when it has none."""
+    path = _path(model, directory, variant)
     if not path.is_file():
         return None
     try:
@@ -116,6 +136,7 @@ def load_distributions(model: ModelRef, directory: Path | None = None) -> ScoreD
             impostor_tail=np.asarray(raw["impostor_tail"], dtype=np.float64),
             source=raw["source"],
             command=raw["command"],
+            variant=str(raw.get("variant", "")),
         )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigurationError(f"calibration file {path} is unreadable: {exc}") from exc

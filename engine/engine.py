@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from engine.calibration import FUSED_FACE, has_distributions
 from engine.config import EngineConfig
 from engine.cpus import set_threads, threads
 from engine.datadir import DataDir
@@ -43,7 +44,7 @@ from engine.errors import (
 )
 from engine.events import EventLog, recorded
 from engine.extractor import Extractor
-from engine.fusion import FusedThreshold, Fusion, expected_fpir, per_comparison_fmr
+from engine.fusion import MIN_FUSED_THRESHOLD, FusedThreshold, Fusion, expected_fpir, per_comparison_fmr
 from engine.gallery import Gallery
 from engine.idempotency import enroll_from_json, enroll_to_json, insert_from_json, insert_to_json
 from engine.multisample import MAX_FRAMES, Frame, Strategy, combine
@@ -79,11 +80,6 @@ __all__ = ["BatchEntry", "Engine"]
 log = logging.getLogger(__name__)
 
 ExtractorLoader = Callable[[str], Extractor]
-
-# The fused threshold never goes below zero: a candidate is never reported on evidence that favours
-# "different persons" (LLR < 0), even when the impostor distribution is so narrow that the target FPIR
-# alone would allow it (tiny galleries, extreme calibrations). This only ever lowers FPIR.
-MIN_FUSED_THRESHOLD = 0.0
 
 # The target FPIR a request may ask for. Below 1e-6 a threshold is beyond anything calibration data
 # can support (an FPIR of 1e-300 is a number, not a measurement) and would quietly switch
@@ -125,8 +121,9 @@ class Engine:
         self._config = config
         self._load_extractor = extractors or functools.partial(_default_loader, face_model=config.face_model)
         self._enabled = {Modality.parse(m) for m in config.modalities}
-        self._fusion = fusion
+        self._fusion = self._given_fusion = fusion
         self._fusion_lock = threading.Lock()
+        self._unfused_warned: set[ModelRef] = set()
         # Models a template sent by a client may be of: those the extractors make, and those the
         # caller handed calibrations for (tools and tests with their own models). See _check_known.
         self._calibrated = fusion.models() if fusion is not None else {}
@@ -317,9 +314,7 @@ class Engine:
                     self._check_known(modality, template.model)
             frames = [Frame(t, None if r.quality is None else r.quality.score)
                       for t, r in ((done[i].template, results[i]) for i in usable) if t is not None]
-            kind = modality.kind
-            combined = combine(frames, Strategy(self._config.face_frames if kind == "face"
-                                                else self._config.iris_frames))
+            combined = combine(frames, self._frames_strategy(modality, frames[0].template.model))
             templates[modality] = combined.template
             for pos, i in enumerate(usable):
                 if pos not in combined.used:
@@ -358,16 +353,54 @@ class Engine:
 
     # -- fusion --------------------------------------------------------------------------------
 
+    def _frames_strategy(self, modality: Modality, model: ModelRef) -> Strategy:
+        """How several frames of ``modality`` become one template: the configuration's choice
+        (``face_frames``, ``iris_frames``), except that face frames are fused only for a model with a
+        calibration of fused templates (``engine.calibration.FUSED_FACE``). Without one the engine
+        could not keep its FPIR promise for fused faces, so it keeps the best frame and says so once."""
+        if modality.kind != "face":
+            return Strategy(self._config.iris_frames)
+        wanted = Strategy(self._config.face_frames)
+        given = self._given_fusion
+        if given is not None and given.knows(modality, model):  # calibrations handed in: theirs
+            fused = given.variant(modality) == FUSED_FACE
+        else:
+            fused = has_distributions(model, variant=FUSED_FACE)
+        if wanted is Strategy.FUSE and not fused:
+            if model not in self._unfused_warned:
+                self._unfused_warned.add(model)
+                log.warning("face_frames = fuse, but %s has no calibration of fused templates: the "
+                            "best face frame is kept instead (models/calibrate_face.py --fused)", model)
+            return Strategy.BEST
+        return wanted
+
+    def calibration_variants(self, models: Mapping[Modality, ModelRef]) -> dict[Modality, str]:
+        """The calibration variant each modality's comparisons need (``engine.calibration``): the
+        fused-face one when this engine fuses face frames."""
+        face = models.get(Modality.FACE)
+        if face is not None and self._frames_strategy(Modality.FACE, face) is Strategy.FUSE:
+            return {Modality.FACE: FUSED_FACE}
+        return {}
+
+    def fusion_for_models(self, models: Mapping[Modality, ModelRef]) -> Fusion:
+        """The calibrations this engine decides with, for ``models`` (dedup jobs use it, so that a
+        job's thresholds are the engine's): those it was given when they cover ``models``, else the
+        shipped ones of the variants it needs."""
+        given = self._given_fusion
+        if given is not None and all(given.knows(m, ref) for m, ref in models.items()):
+            return given
+        return Fusion.for_models(models, variants=self.calibration_variants(models))
+
     def _fusion_for(self, templates: Mapping[Modality, Template]) -> Fusion:
         with self._fusion_lock:
             if self._fusion is None:
                 models: dict[Modality, ModelRef] = dict(self._gallery.models())
-                self._fusion = Fusion.for_models(models) if models else None
+                self._fusion = self.fusion_for_models(models) if models else None
             fusion = self._fusion
             if fusion is None or any(not fusion.knows(m, t.model) for m, t in templates.items()):
                 models = dict(self._gallery.models())
                 models.update({m: t.model for m, t in templates.items()})
-                fusion = self._fusion = Fusion.for_models(models)
+                fusion = self._fusion = self.fusion_for_models(models)
             return fusion
 
     @staticmethod

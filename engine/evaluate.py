@@ -432,13 +432,22 @@ def _multi_text(kind: str, multi: Mapping[str, Any]) -> str:
     rows = [[name, _pct(v["fte_rate"]), _pct(v["rank1_hit_rate"]),
              *(_pct(p["fnir"]) for p in v["fnir_at_fpir"]), _pct(v["eer"]),
              _pct(v["fnmr_at_fmr"][1]["fnmr"] if len(v["fnmr_at_fmr"]) > 1 else None),
-             _pct(v.get("at_single_sample_threshold", {}).get("fmr"))]
+             *_engine_cells(v.get("at_engine_threshold"))]
             for name, v in multi["variants"].items()]
     headers = ["enrolment", "FTE", "rank-1", *(f"FNIR@{f:g}" for f in fpirs), "EER", "FNMR@FMR 1e-3",
-               "FMR at 1's threshold"]
+               "engine 1:1 FMR / FNMR", "engine 1:N FPIR / FNIR"]
     widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
     table = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in [headers, *rows]]
     return "\n".join([head, *("    " + t for t in table)])
+
+
+def _engine_cells(at: Mapping[str, Any] | None) -> list[str]:
+    """The rates at the engine's own thresholds (FMR 1e-3 1:1, FPIR 0.003 1:N), per calibration."""
+    if not at:
+        return ["n/a", "n/a"]
+    one = "; ".join(f"{_pct(r['fmr'])} / {_pct(r['fnmr'])} ({c})" for c, r in at.items())
+    many = "; ".join(f"{_pct(r['fpir'])} / {_pct(r['fnir'])} ({c})" for c, r in at.items())
+    return [one, many]
 
 
 def _pct(x: float | None) -> str:

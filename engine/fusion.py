@@ -26,20 +26,21 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeAlias
 
 import numpy as np
 import numpy.typing as npt
 
 from engine.calibration import ScoreDistributions, load_distributions
-from engine.errors import InvalidInput
+from engine.errors import ConfigurationError, InvalidInput
 from engine.tails import BetaTail, fit_upper_tail
 from engine.types import Modality, ModelRef
 
-__all__ = ["FusedThreshold", "Fusion", "ModalityCalibration", "calibration_summary", "expected_fpir",
-           "per_comparison_fmr"]
+__all__ = ["MIN_FUSED_THRESHOLD", "FusedThreshold", "Fusion", "FusionSource", "ModalityCalibration",
+           "calibration_summary", "expected_fpir", "per_comparison_fmr"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,10 @@ F64 = npt.NDArray[np.float64]
 # inside it (tests/unit/core/test_fusion_tails.py). The LLR tables themselves are not clipped: they
 # are bounded by the genuine-outlier floor below and by the smallest float above.
 LLR_CLIP = 60.0
+# The fused threshold never goes below zero: a candidate is never reported on evidence that favours
+# "different persons" (LLR < 0), even when the impostor distribution is so narrow that the target FPIR
+# alone would allow it (tiny galleries, extreme calibrations). This only ever lowers FPIR.
+MIN_FUSED_THRESHOLD = 0.0
 GENUINE_OUTLIER_SHARE = 1e-3
 IMPOSTOR_TAIL_SHARE = 0.01  # the top 1 % of impostor scores are modelled by the fitted tail
 GENUINE_TAIL_SHARE = 0.10
@@ -109,6 +114,7 @@ class ModalityCalibration:
     measured: bool  # False when built from DEFAULT_DISTRIBUTIONS
     impostor_tail: BetaTail | None = None
     genuine_tail: BetaTail | None = None
+    variant: str = ""  # the templates it describes (engine.calibration; "" = plain)
 
     def llr_of(self, scores: npt.ArrayLike) -> F64:
         s = np.asarray(scores, dtype=np.float64)
@@ -125,8 +131,9 @@ class ModalityCalibration:
 
     @classmethod
     def from_distributions(cls, dist: ScoreDistributions) -> ModalityCalibration:
-        return cls._build(dist.model, dist.kind, dist.edges.astype(np.float64),
-                          dist.genuine.astype(np.float64), dist.impostor.astype(np.float64), measured=True)
+        built = cls._build(dist.model, dist.kind, dist.edges.astype(np.float64),
+                           dist.genuine.astype(np.float64), dist.impostor.astype(np.float64), measured=True)
+        return replace(built, variant=dist.variant)
 
     @classmethod
     def default(cls, model: ModelRef, kind: str) -> ModalityCalibration:
@@ -199,9 +206,10 @@ class ModalityCalibration:
         return np.asarray(pmf / pmf.sum(), dtype=np.float64)
 
 
-def calibration_summary(model: ModelRef, directory: Path | None = None) -> list[str]:
-    """:meth:`ModalityCalibration.summary` of ``model``'s calibration file (``[]`` when it has none)."""
-    dist = load_distributions(model, directory)
+def calibration_summary(model: ModelRef, directory: Path | None = None, variant: str = "") -> list[str]:
+    """:meth:`ModalityCalibration.summary` of ``model``'s calibration file (of ``variant``; ``[]`` when
+    it has none)."""
+    dist = load_distributions(model, directory, variant)
     return [] if dist is None else ModalityCalibration.from_distributions(dist).summary()
 
 
@@ -254,11 +262,19 @@ class Fusion:
         self._lock = threading.Lock()
 
     @classmethod
-    def for_models(cls, models: Mapping[Modality, ModelRef], directory: Path | None = None) -> Fusion:
-        """Calibrations from ``directory`` (default: the shipped engine/calibration_data)."""
+    def for_models(cls, models: Mapping[Modality, ModelRef], directory: Path | None = None,
+                   variants: Mapping[Modality, str] | None = None) -> Fusion:
+        """Calibrations from ``directory`` (default: the shipped engine/calibration_data).
+        ``variants``: the calibration variant to use for a modality (``engine.calibration``; e.g. the
+        fused face templates of ``face_frames = "fuse"``); it must exist."""
         cals: dict[Modality, ModalityCalibration] = {}
         for modality, model in models.items():
-            dist = load_distributions(model, directory)
+            variant = (variants or {}).get(modality, "")
+            dist = load_distributions(model, directory, variant)
+            if variant and dist is None:
+                raise ConfigurationError(f"{model} has no calibration of its {variant!r} templates "
+                                         f"(engine/calibration_data/); the engine cannot promise an FPIR "
+                                         f"for them")
             if dist is None:
                 log.warning("no calibration data for %s; using coarse defaults for %s", model, modality.value)
                 cals[modality] = ModalityCalibration.default(model, modality.kind)
@@ -270,6 +286,10 @@ class Fusion:
         """True when this fusion holds the calibration of ``model`` for ``modality``."""
         cal = self._cal.get(modality)
         return cal is not None and cal.model == model
+
+    def variant(self, modality: Modality) -> str:
+        """The calibration variant used for ``modality`` (``engine.calibration``; "" = plain)."""
+        return self._cal[modality].variant
 
     def models(self) -> dict[Modality, ModelRef]:
         """The model each modality is calibrated for."""
@@ -315,6 +335,15 @@ class Fusion:
             value = floor
         return FusedThreshold(min(value, top), float(sf[j]), True)
 
+    def score_threshold(self, modality: Modality, fmr: float) -> float:
+        """The similarity a comparison of ``modality`` alone needs for a per-comparison impostor rate
+        ``fmr``: the engine's LLR threshold (at least ``MIN_FUSED_THRESHOLD``) mapped back through the
+        calibration."""
+        cal = self._cal[modality]
+        value = self.decide_threshold([modality], fmr, floor=MIN_FUSED_THRESHOLD).value
+        above = np.nonzero(cal.llr >= value)[0]
+        return float(cal.grid[above[0]]) if len(above) else float(cal.grid[-1])
+
     def _fused_pmf(self, key: frozenset[Modality]) -> F64:
         with self._lock:
             cached = self._pmf_cache.get(key)
@@ -327,3 +356,8 @@ class Fusion:
         with self._lock:
             self._pmf_cache[key] = pmf
         return pmf
+
+
+#: Calibrations as a job or service gets them: a ``Fusion``, or a function giving the ``Fusion`` for
+#: the models at hand (the engine's ``fusion_for_models``, which knows the variants it decides with).
+FusionSource: TypeAlias = Fusion | Callable[[Mapping[Modality, ModelRef]], Fusion]

@@ -8,7 +8,9 @@ Frames the quality gate refused never get here (the engine drops them and says w
 ``SampleResult``). Of the usable frames, by the :class:`Strategy` the caller gives:
 
 * ``best``: the frame with the highest quality score (ties: the first sent);
-* ``fuse`` for face: the mean of the L2-normalised embeddings, normalised again;
+* ``fuse`` for face: the mean of the L2-normalised embeddings of the best ``FACE_FUSE_MAX`` frames by
+  quality, normalised again (the engine then thresholds face comparisons with the calibration of
+  fused templates, ``engine.calibration.FUSED_FACE``);
 * ``fuse`` for iris: every frame is aligned to a reference frame (the medoid: the smallest summed
   distance to the others) by the rotation the engine's matcher (``engine.iris.matcher``) finds
   best; then each bit takes the majority of the frames where it is valid, and a bit is kept in
@@ -17,9 +19,10 @@ Frames the quality gate refused never get here (the engine drops them and says w
   (nasname's matcher has no weighted bits).
 
 Which strategy each kind uses by default was chosen by measurement, see docs/QUALITY.md ("Multi-sample
-capture"); the engine takes it from its configuration (``face_frames``, ``iris_frames``). Face keeps
-the best frame by default although fusing finds far more mates: the calibration is single-sample, and
-against a fused face enrolment it lets more impostors through than asked.
+capture"); the engine takes it from its configuration (``face_frames``, ``iris_frames``; both fuse by
+default). A fused face template sits closer to every other face, so the engine thresholds face
+comparisons with the calibration of fused templates while it fuses faces (``Engine._frames_strategy``
+keeps the best frame for a model without one).
 """
 
 from __future__ import annotations
@@ -37,8 +40,8 @@ from engine.types import FaceTemplate, IrisTemplate, Template
 if TYPE_CHECKING:  # the iris package loads its models' code: imported when an iris is fused
     from engine.iris.matcher import IrisMatcher, MatchResult
 
-__all__ = ["IRIS_MIN_AGREEMENT", "MAX_FRAMES", "Combined", "Frame", "Strategy", "best_frame",
-           "combine", "majority_iris", "mean_face"]
+__all__ = ["FACE_FUSE_MAX", "IRIS_MIN_AGREEMENT", "MAX_FRAMES", "Combined", "Frame", "Strategy", "best_frame",
+           "best_frames", "combine", "majority_iris", "mean_face"]
 
 
 class Strategy(StrEnum):
@@ -48,6 +51,11 @@ class Strategy(StrEnum):
 #: Frames of one modality one call may carry: stations take three; a few more are tolerated, more
 #: would only cost extraction time (each frame is a full extraction).
 MAX_FRAMES = 5
+
+#: Face frames fused into one template at most (the best by quality): the fused calibration
+#: (``engine.calibration.FUSED_FACE``) was measured on templates of up to this many frames, and every
+#: extra frame fused makes impostors look a little more alike.
+FACE_FUSE_MAX = 3
 
 #: Share of the frames (valid at that bit) that must agree with the majority for an iris bit to stay
 #: valid in the fused mask. 1.0: unanimous only; just above 0.5: a strict majority (ties masked).
@@ -71,6 +79,14 @@ class Combined:
     template: Template
     used: tuple[int, ...]
     strategy: Strategy
+
+
+def best_frames(frames: Sequence[Frame], n: int) -> tuple[int, ...]:
+    """Indices of the ``n`` frames with the highest quality scores (unknown quality counts lowest;
+    ties: the first sent), in the order they were sent."""
+    scores = [f.quality if f.quality is not None else -np.inf for f in frames]
+    ranked = sorted(range(len(frames)), key=lambda i: (-scores[i], i))
+    return tuple(sorted(ranked[:n]))
 
 
 def best_frame(frames: Sequence[Frame]) -> int:
@@ -147,13 +163,16 @@ def combine(frames: Sequence[Frame], strategy: Strategy) -> Combined:
     if len(frames) == 1 or strategy is Strategy.BEST:
         best = best_frame(frames)
         return Combined(frames[best].template, (best,), Strategy.BEST)
-    templates = [f.template for f in frames]
+    used = tuple(range(len(frames)))
+    if kind == "face" and len(frames) > FACE_FUSE_MAX:
+        used = best_frames(frames, FACE_FUSE_MAX)
+    templates = [frames[i].template for i in used]
     if kind == "face":
         fused: Template = mean_face([t for t in templates if isinstance(t, FaceTemplate)])
     else:
         ordered = [t for t in templates if isinstance(t, IrisTemplate)]
         fused = majority_iris(ordered)
-    return Combined(fused, tuple(range(len(frames))), Strategy.FUSE)
+    return Combined(fused, used, Strategy.FUSE)
 
 
 def _shift(result: MatchResult | None) -> int:

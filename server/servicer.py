@@ -72,7 +72,7 @@ def _dedup_for(engine: Engine) -> DedupService:
     gallery = getattr(engine, "gallery", None)
     if getattr(gallery, "datadir", None) is None:
         return DedupService(None)
-    return DedupService(engine.gallery, engine.fusion)
+    return DedupService(engine.gallery, engine.fusion_for_models)
 
 
 class NasnameServicer(DedupMixin, pb_grpc.NasnameServicer):  # type: ignore[misc]

@@ -37,7 +37,7 @@ from engine.dedup.sources import JobSpec, Opened, freeze_sources, open_sources
 from engine.errors import InvalidInput, NasnameError, NotFound
 from engine.events import job_event
 from engine.fsutil import write_atomic
-from engine.fusion import Fusion
+from engine.fusion import Fusion, FusionSource
 from engine.jobs import JobCancelled, JobFiles, Progress, eta_s
 
 if TYPE_CHECKING:
@@ -57,7 +57,8 @@ Hook = Callable[[str, int], None]
 
 class DedupJob:
     """One job in its directory (see module doc). Fakes go through the constructor: ``hook``,
-    ``extractor_for`` (manifest images), ``fusion`` (calibrations)."""
+    ``extractor_for`` (manifest images), ``fusion`` (calibrations: a ``Fusion``, or a function giving
+    it for the job's models, e.g. the engine's ``fusion_for_models``; None: the shipped defaults)."""
 
     def __init__(
         self,
@@ -67,7 +68,7 @@ class DedupJob:
         other: DataDir | None = None,
         hook: Hook | None = None,
         extractor_for: ExtractorFor | None = None,
-        fusion: Fusion | None = None,
+        fusion: FusionSource | None = None,
         checkpoint_every_s: float = 5.0,
         blocks: Any = None,
     ) -> None:
@@ -190,8 +191,9 @@ class DedupJob:
         return self._source
 
     def _fusion_for(self, records: RecordSet) -> Fusion:
-        if self._fusion is None:
-            self._fusion = Fusion.for_models(records.models)
+        if not isinstance(self._fusion, Fusion):
+            models = records.models
+            self._fusion = Fusion.for_models(models) if self._fusion is None else self._fusion(models)
         return self._fusion
 
     def _prepare(self) -> tuple[dict[str, Any], Opened]:

@@ -24,7 +24,7 @@ from engine import jobs
 from engine.dedup.jobs import DedupJob
 from engine.dedup.sources import JobSpec
 from engine.errors import Conflict
-from engine.fusion import Fusion
+from engine.fusion import FusionSource
 
 if TYPE_CHECKING:
     from engine.datadir import DataDir
@@ -47,7 +47,7 @@ class JobRunner(jobs.JobRunner):
     """Dedup jobs over ``source`` (the gallery's open data directory) in ``root``."""
 
     def __init__(self, root: Path, *, source: DataDir, max_running: int = 1,
-                 fusion: Fusion | None = None) -> None:
+                 fusion: FusionSource | None = None) -> None:
         self.source = source
 
         def open_job(d: Path) -> DedupJob:

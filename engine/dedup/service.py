@@ -22,7 +22,7 @@ from engine.dedup.jobs import DedupJob
 from engine.dedup.runner import JobRunner
 from engine.dedup.sources import JobSpec
 from engine.errors import Conflict, InvalidInput, NasnameError, Unavailable
-from engine.fusion import Fusion
+from engine.fusion import FusionSource
 from engine.gallery import Gallery
 from engine.models.manifest import write_atomic
 
@@ -35,10 +35,11 @@ DEFAULT_TARGET_FPIR = 0.003  # a job given neither a target FPIR nor an FMR
 
 class DedupService:
     """Jobs over the server's open ``gallery`` (its data directory gives the store, key and job folder;
-    queue pushes and HTML thumbnails go through it); ``fusion`` the engine's calibrations (None: the
-    default ones of the gallery's models). No gallery (a test fake engine): no dedup."""
+    queue pushes and HTML thumbnails go through it); ``fusion`` the engine's calibrations (its
+    ``fusion_for_models``, or a ``Fusion``; None: the default ones of the gallery's models). No
+    gallery (a test fake engine): no dedup."""
 
-    def __init__(self, gallery: Gallery | None, fusion: Fusion | None = None) -> None:
+    def __init__(self, gallery: Gallery | None, fusion: FusionSource | None = None) -> None:
         self.data_dir = None if gallery is None else gallery.datadir.root
         self.gallery = gallery
         self.fusion = fusion

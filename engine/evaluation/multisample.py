@@ -11,8 +11,21 @@ refused are dropped, combined by each strategy (``best`` by quality, ``fuse``; w
 the one sample). A subject none of whose ``k`` samples is usable failed to enroll (FTE); its probes
 are misses. Probes are single samples (a failed probe is a miss, never a false positive).
 
+Variant ``K_fuse_probes``: the ``K``-fused gallery searched with probes of several frames too (a
+station sending its three frames to identify): each subject's probe samples, in manifest order, are cut
+into groups of ``K`` (the last group may be smaller), each group combined as the engine combines them.
+
 Figures per variant: FTE, 1:N rank-1 hit rate and FNIR at FPIR, and 1:1 (every probe against every
-enrolled subject) EER and FNMR at FMR with failures counted, as in the main figures.
+enrolled subject) EER and FNMR at FMR with failures counted, as in the main figures. Those are at
+thresholds read off the measured scores. ``at_engine_threshold`` says what the engine itself would
+decide: at the similarity its calibration gives for FMR 1e-3 (1:1), and for FPIR 0.003 over a gallery
+of this variant's size (1:N), the rates measured there, per calibration the engine may decide that
+variant with. Face: an engine that fuses face frames (``face_frames = "fuse"``) thresholds every face
+comparison with the calibration of fused templates (``engine.calibration.FUSED_FACE``, when the model
+has one), one that keeps the best frame with the plain one; so a fused variant is reported with the
+fused calibration, a best-frame variant with the plain one, and one sample with both (a station that
+sends one photo, under either setting). Iris: always the plain calibration. A measured rate above
+the target is a calibration that does not keep its promise.
 """
 
 from __future__ import annotations
@@ -24,13 +37,20 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from engine.calibration import FUSED_FACE, has_distributions
 from engine.errors import InvalidInput
 from engine.evaluation.analysis import FMR_TARGETS, FPIR_TARGETS, score_summary, searches
 from engine.evaluation.extraction import ExtractionRun
 from engine.evaluation.scoring import Scorer
-from engine.metrics import eer, fmr_fnmr, fnir_at_fpir, fnmr_at_fmr, rank_hit_rate
+from engine.fusion import Fusion, per_comparison_fmr
+from engine.metrics import eer, fmr_fnmr, fnir_at_fpir, fnmr_at_fmr, fpir_fnir, rank_hit_rate
+from engine.metrics.identification import SearchOutcomes
 from engine.multisample import Frame, Strategy, combine
-from engine.types import Template
+from engine.types import Modality, ModelRef, Template
+
+#: The operating points ``at_engine_threshold`` reports (the engine's default FPIR; a 1:1 FMR).
+ENGINE_FMR = 1e-3
+ENGINE_FPIR = 0.003
 
 __all__ = ["MultiDesign", "evaluate_multi", "make_multi_design"]
 
@@ -81,19 +101,34 @@ def evaluate_multi(subjects: Sequence[str], run: ExtractionRun, scorer: Scorer, 
     good = [t for t in probe_t if t is not None]
     variants: dict[str, Any] = {}
     pairs: dict[str, tuple[F64, F64]] = {}
+    searched: dict[str, tuple[SearchOutcomes, int, Strategy]] = {}  # outcomes, gallery size, how
     for k in range(1, k_max + 1):
         for strategy in (Strategy.BEST,) if k == 1 else (Strategy.BEST, Strategy.FUSE):
             name = f"{k}_{strategy.value}" if k > 1 else "1"
             gallery = [_enrolment(idx[:k], run, strategy) for idx in d.enrol]
-            variants[name], pairs[name] = _figures(gallery, good, failed, d.probe_mate, scorer,
-                                                   mate_excluded)
-    # The engine's calibration was measured on single samples: at the single-sample threshold for
-    # FMR 1e-3, a combined enrolment must not let more impostors through.
-    single = variants["1"]["fnmr_at_fmr"][1]["threshold"]
-    if single is not None:
-        for name, (genuine, impostor) in pairs.items():
-            fmr, fnmr = fmr_fnmr(genuine, impostor, single)
-            variants[name]["at_single_sample_threshold"] = {"threshold": single, "fmr": fmr, "fnmr": fnmr}
+            variants[name], pairs[name], outcomes = _figures(gallery, good, failed, d.probe_mate, scorer,
+                                                             mate_excluded)
+            searched[name] = (outcomes, variants[name]["enrolled"], strategy)
+    # several frames on both sides: the K-fused gallery, probes fused in groups of K
+    groups, group_mate = _probe_groups(subjects, d, k_max)
+    group_t = [_enrolment(g, run, Strategy.FUSE) for g in groups]
+    group_failed = np.array([t is None for t in group_t], dtype=bool)
+    gallery = [_enrolment(idx, run, Strategy.FUSE) for idx in d.enrol]
+    name = f"{k_max}_fuse_probes"
+    variants[name], pairs[name], outcomes = _figures(
+        gallery, [t for t in group_t if t is not None], group_failed, group_mate, scorer, mate_excluded)
+    variants[name]["probes"] = {"groups": len(groups), "mated": int((group_mate >= 0).sum()),
+                                "frames_per_probe": k_max}
+    searched[name] = (outcomes, variants[name]["enrolled"], Strategy.FUSE)
+    model = next((t.model for t in run.templates if t is not None), None)
+    if model is not None:
+        kind = _kind_of(run)
+        for name, (outcomes, size, strategy) in searched.items():
+            one = name == "1"
+            variants[name]["at_engine_threshold"] = {
+                calibration or "single-sample": _at_engine_threshold(model, kind, calibration, size,
+                                                                     pairs[name], outcomes)
+                for calibration in _engine_calibrations(model, kind, strategy, one)}
     return {
         "design": {"enrolment_samples": k_max, "gallery_subjects": len(d.subjects),
                    "mated_probes": int((d.probe_mate >= 0).sum()),
@@ -103,6 +138,48 @@ def evaluate_multi(subjects: Sequence[str], run: ExtractionRun, scorer: Scorer, 
                            "combined by engine.multisample.combine; '1': the first sample alone"},
         "variants": variants,
     }
+
+
+def _kind_of(run: ExtractionRun) -> str:
+    return next(t.modality_kind for t in run.templates if t is not None)
+
+
+def _probe_groups(subjects: Sequence[str], d: MultiDesign, k: int) -> tuple[list[list[int]], I64]:
+    """Each subject's probe samples, in order, cut into groups of ``k`` (the last may be smaller), and
+    each group's gallery position (-1: non-mated)."""
+    by_subject: dict[str, list[int]] = {}
+    mate_of: dict[str, int] = {}
+    for i, mate in zip(d.probes.tolist(), d.probe_mate.tolist(), strict=True):
+        by_subject.setdefault(subjects[i], []).append(i)
+        mate_of[subjects[i]] = mate
+    groups = [idx[j:j + k] for idx in by_subject.values() for j in range(0, len(idx), k)]
+    mates = [mate_of[subjects[g[0]]] for g in groups]
+    return groups, np.array(mates, dtype=np.int64)
+
+
+def _engine_calibrations(model: ModelRef, kind: str, strategy: Strategy, one: bool) -> list[str]:
+    """The calibration variants the engine may decide a variant with (see the module's docstring)."""
+    fused = FUSED_FACE if kind == "face" and has_distributions(model, variant=FUSED_FACE) else ""
+    if not fused:
+        return [""]
+    if one:
+        return ["", fused]
+    return [fused] if strategy is Strategy.FUSE else [""]
+
+
+def _at_engine_threshold(model: ModelRef, kind: str, calibration: str, gallery_size: int,
+                         pairs: tuple[F64, F64], outcomes: SearchOutcomes) -> dict[str, Any]:
+    """The rates measured at the thresholds of the engine's ``calibration`` (a variant; "" plain)."""
+    modality = Modality.FACE if kind == "face" else Modality.IRIS_LEFT
+    fusion = Fusion.for_models({modality: model}, variants={modality: calibration} if calibration else None)
+    genuine, impostor = pairs
+    t1 = fusion.score_threshold(modality, ENGINE_FMR)
+    fmr, fnmr = fmr_fnmr(genuine, impostor, t1)
+    tn = fusion.score_threshold(modality, per_comparison_fmr(ENGINE_FPIR, gallery_size))
+    fpir, fnir = fpir_fnir(outcomes, tn)
+    return {"fmr_target": ENGINE_FMR, "threshold_1to1": t1, "fmr": fmr, "fnmr": fnmr,
+            "fpir_target": ENGINE_FPIR, "gallery_size": gallery_size, "threshold_1toN": tn,
+            "fpir": fpir, "fnir": fnir, "nonmated_searches": outcomes.n_nonmated}
 
 
 def _enrolment(idx: Sequence[int], run: ExtractionRun, strategy: Strategy) -> Template | None:
@@ -116,8 +193,9 @@ def _enrolment(idx: Sequence[int], run: ExtractionRun, strategy: Strategy) -> Te
 
 
 def _figures(gallery: Sequence[Template | None], probes: Sequence[Template], failed: npt.NDArray[np.bool_],
-             probe_mate: I64, scorer: Scorer, mate_excluded: bool) -> tuple[dict[str, Any], tuple[F64, F64]]:
-    """(figures, (genuine, impostor) 1:1 scores) of one enrolment variant."""
+             probe_mate: I64, scorer: Scorer, mate_excluded: bool
+             ) -> tuple[dict[str, Any], tuple[F64, F64], SearchOutcomes]:
+    """(figures, (genuine, impostor) 1:1 scores, search outcomes) of one enrolment variant."""
     enrolled = [t for t in gallery if t is not None]
     column = np.full(len(gallery), -2, dtype=np.int64)
     column[[i for i, t in enumerate(gallery) if t is not None]] = np.arange(len(enrolled))
@@ -148,8 +226,7 @@ def _figures(gallery: Sequence[Template | None], probes: Sequence[Template], fai
         "eer": e.as_dict()["eer"],
         "fnmr_at_fmr": [p.as_dict("fnmr", "fmr") for p in fnmr_at_fmr(genuine, impostor, FMR_TARGETS)],
         "comparisons": {"genuine": int(genuine.size), "impostor": int(impostor.size)},
-        # a fused template must not make impostors look alike: the engine's calibration (single
-        # samples) turns these scores into LLRs
+        # a fused template makes impostors look more alike: these show by how much
         "score_summary": score_summary(genuine, impostor),
     }
-    return figures, (genuine, impostor)
+    return figures, (genuine, impostor), outcomes

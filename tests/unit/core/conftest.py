@@ -35,14 +35,16 @@ def face(v: np.ndarray, model: ModelRef = MODEL) -> list[Sample]:
     return [Sample(Modality.FACE, template=FaceTemplate(v, model))]
 
 
-def write_calibration(d: Path) -> Path:
+def write_calibration(d: Path, variant: str = "") -> Path:
     """The synthetic face calibration these templates follow (impostor cosine ~ N(0, 1/128), mates
-    from ``mate``), written into ``d``; shared with the transfer tests."""
+    from ``mate``), written into ``d`` (as ``variant``: the same numbers); shared with the transfer
+    tests."""
     rng = np.random.default_rng(11)
     base = np.stack([unit(rng) for _ in range(3000)])
     gen = np.einsum("ij,ij->i", base, np.stack([mate(v, rng) for v in base]))
     imp = rng.normal(0.0, 1 / np.sqrt(DIM), 2_000_000)
-    save_distributions(MODEL, "face", gen, imp, source="synthetic", command="test", directory=d)
+    save_distributions(MODEL, "face", gen, imp, source="synthetic", command="test", directory=d,
+                       variant=variant)
     return d
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine.calibration import FUSED_FACE
 from engine.config import EngineConfig
 from engine.engine import Engine
 from engine.errors import AcquisitionFailed, ConfigurationError, InvalidInput, ModelMismatch, QualityRejected
@@ -14,10 +15,20 @@ from engine.extractor import Extraction
 from engine.fusion import Fusion
 from engine.idempotency import enroll_from_json, enroll_to_json
 from engine.iris.matcher import IrisMatcher
-from engine.multisample import MAX_FRAMES, Frame, Strategy, best_frame, combine, majority_iris, mean_face
+from engine.multisample import (
+    FACE_FUSE_MAX,
+    MAX_FRAMES,
+    Frame,
+    Strategy,
+    best_frame,
+    best_frames,
+    combine,
+    majority_iris,
+    mean_face,
+)
 from engine.records import Sample, SampleUse
 from engine.types import FaceTemplate, IrisTemplate, Modality, ModelRef, Quality, QualityReason
-from tests.unit.core.conftest import MODEL, mate, unit
+from tests.unit.core.conftest import MODEL, mate, unit, write_calibration
 
 IRIS = ModelRef("synthetic-iris", "1")
 COLUMNS, BPC = 32, 4  # 32 angular columns of 4 bytes (32 bits) each
@@ -165,14 +176,23 @@ class FramesExtractor:
         return Extraction(FaceTemplate(vector, MODEL), q)
 
 
+@pytest.fixture(scope="module")
+def fused_fusion(tmp_path_factory: pytest.TempPathFactory) -> Fusion:
+    """The synthetic model's calibrations with a fused-face variant (the engine fuses face frames
+    only for a model that has one)."""
+    d = write_calibration(tmp_path_factory.mktemp("cal"), FUSED_FACE)
+    return Fusion.for_models({Modality.FACE: MODEL}, d, variants={Modality.FACE: FUSED_FACE})
+
+
 @pytest.fixture(params=["fuse"])
-def frames_engine(request: pytest.FixtureRequest, tmp_path: Path,
-                  fusion: Fusion) -> tuple[Engine, np.ndarray]:
+def frames_engine(request: pytest.FixtureRequest, tmp_path: Path, fusion: Fusion,
+                  fused_fusion: Fusion) -> tuple[Engine, np.ndarray]:
     """An engine whose face frames are combined as ``request.param`` says (``face_frames``)."""
     person = unit(np.random.default_rng(99))
     cfg = EngineConfig(data_dir=tmp_path / "d", modalities=("face",), snapshot_every=0,
                        face_frames=request.param)
-    engine = Engine.open(cfg, extractors=lambda kind: FramesExtractor(person), fusion=fusion)
+    calibrations = fused_fusion if request.param == "fuse" else fusion
+    engine = Engine.open(cfg, extractors=lambda kind: FramesExtractor(person), fusion=calibrations)
     yield engine, person  # type: ignore[misc]
     engine.close()
 
@@ -209,11 +229,65 @@ def test_three_frames_are_fused_and_match_better(frames_engine: tuple[Engine, np
     assert float(fused.vector @ person) > max(float(s.vector @ person) for s in singles)  # type: ignore[union-attr]
 
 
-def test_face_frames_keep_the_best_by_default() -> None:
-    """Face fusion is opt-in until a calibration is measured on fused enrolments (docs/QUALITY.md)."""
-    assert EngineConfig().face_frames == "best" and EngineConfig().iris_frames == "fuse"
+def test_frames_are_fused_by_default() -> None:
+    """Both kinds fuse by default; face with the calibration of fused templates (docs/QUALITY.md)."""
+    assert EngineConfig().face_frames == "fuse" and EngineConfig().iris_frames == "fuse"
     with pytest.raises(ConfigurationError):
         EngineConfig(face_frames="mean")
+
+
+def test_fused_faces_are_thresholded_with_the_fused_calibration(
+        frames_engine: tuple[Engine, np.ndarray]) -> None:
+    """The engine that fuses face frames decides with the calibration of fused templates, in its own
+    searches and in the calibrations it gives dedup jobs."""
+    engine, _ = frames_engine
+    engine.enroll("P1", shots("ok:1:0.5", "ok:2:0.9", "ok:3:0.6"))
+    engine.identify(shots("ok:4:0.5", "ok:5:0.7"))
+    assert engine.fusion is not None and engine.fusion.variant(Modality.FACE) == FUSED_FACE
+    assert engine.fusion_for_models({Modality.FACE: MODEL}).variant(Modality.FACE) == FUSED_FACE
+    assert engine.calibration_variants({Modality.FACE: MODEL}) == {Modality.FACE: FUSED_FACE}
+
+
+@pytest.mark.parametrize("frames_engine", ["best"], indirect=True)
+def test_an_engine_keeping_the_best_frame_uses_the_plain_calibration(
+        frames_engine: tuple[Engine, np.ndarray]) -> None:
+    engine, _ = frames_engine
+    assert engine.calibration_variants({Modality.FACE: MODEL}) == {}
+    assert engine.fusion_for_models({Modality.FACE: MODEL}).variant(Modality.FACE) == ""
+
+
+def test_fuse_without_a_fused_calibration_keeps_the_best_frame(
+        tmp_path: Path, fusion: Fusion, caplog: pytest.LogCaptureFixture) -> None:
+    """Without a calibration of fused templates the engine could not keep its FPIR promise for
+    fused faces: it keeps the best frame, marks the others, and says why in the log."""
+    person = unit(np.random.default_rng(99))
+    cfg = EngineConfig(data_dir=tmp_path / "d", modalities=("face",), snapshot_every=0, face_frames="fuse")
+    engine = Engine.open(cfg, extractors=lambda kind: FramesExtractor(person), fusion=fusion)
+    try:
+        with caplog.at_level("WARNING", logger="engine.engine"):
+            _, results = engine.extract(shots("ok:1:0.5", "ok:2:0.9", "ok:3:0.6"))
+        assert [r.use for r in results] == [SampleUse.NOT_SELECTED, SampleUse.USED, SampleUse.NOT_SELECTED]
+        assert "no calibration of fused templates" in caplog.text
+        assert engine.calibration_variants({Modality.FACE: MODEL}) == {}
+    finally:
+        engine.close()
+
+
+def test_more_face_frames_than_the_fused_calibration_knows_fuse_the_best_three() -> None:
+    rng = np.random.default_rng(3)
+    frames = [Frame(FaceTemplate(unit(rng), MODEL), q) for q in (0.2, 0.9, 0.5, 0.8, 0.1)]
+    combined = combine(frames, Strategy.FUSE)
+    assert FACE_FUSE_MAX == 3 and combined.used == (1, 2, 3)
+    expected = mean_face([frames[i].template for i in (1, 2, 3)])  # type: ignore[misc]
+    assert isinstance(combined.template, FaceTemplate)
+    np.testing.assert_allclose(combined.template.vector, expected.vector, atol=1e-6)
+    assert best_frames(frames, 2) == (1, 3)
+
+
+def test_a_missing_calibration_variant_is_refused(tmp_path: Path) -> None:
+    d = write_calibration(tmp_path)
+    with pytest.raises(ConfigurationError, match="fused3"):
+        Fusion.for_models({Modality.FACE: MODEL}, d, variants={Modality.FACE: FUSED_FACE})
 
 
 @pytest.mark.parametrize("frames_engine", ["best"], indirect=True)

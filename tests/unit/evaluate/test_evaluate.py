@@ -305,9 +305,10 @@ def test_multi_sample_design_through_evaluate_and_its_summary(tmp_path: Path,
     multi = doc["multi_sample"]["face"]["2"]
     # alice and bob have more than 2 samples: enrolled with their first 1 or 2, probed with the rest
     assert multi["design"]["gallery_subjects"] == 2 and multi["design"]["mated_probes"] == 3
-    assert set(multi["variants"]) == {"1", "2_best", "2_fuse"}
+    assert set(multi["variants"]) == {"1", "2_best", "2_fuse", "2_fuse_probes"}
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["multi_sample"]["face"]["2"] == multi
     from engine.evaluate import _summary_text
 
     text = _summary_text(doc)
     assert "face multi-sample enrolment, 1 to 2 samples: 2 subjects" in text and "2_fuse" in text
+    assert "engine 1:N FPIR / FNIR" in text and "single-sample" in text

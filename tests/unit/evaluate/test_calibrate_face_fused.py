@@ -1,0 +1,55 @@
+"""``models/calibrate_face.py --fused``: the cosines of fused templates, computed from the evaluate
+run's all-pairs cosines, are those of the templates the engine's fusion makes."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+
+from engine.multisample import FACE_FUSE_MAX, mean_face
+from engine.types import FaceTemplate, ModelRef
+
+ROOT = Path(__file__).resolve().parents[3]
+MODEL = ModelRef("synthetic-face", "1")
+
+
+def _script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("calibrate_face", ROOT / "models" / "calibrate_face.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_fused_scores_are_those_of_mean_face_templates(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    people = {p: rng.normal(size=32) for p in "abcd"}
+    subjects = [p for p, n in zip("abcd", (7, 3, 4, 2), strict=True) for _ in range(n)]
+    vectors = np.stack([people[s] + rng.normal(scale=0.8, size=32) for s in subjects])
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    extracted = np.ones(len(subjects), dtype=bool)
+    extracted[1] = False  # a's second photo gave no template: a's groups are photos 0,2,3 and 4,5,6
+    run = tmp_path / "run"
+    run.mkdir()
+    np.savez(run / "scores.npz", face_scores_ungated=(vectors @ vectors.T).astype(np.float32),
+             face_extracted=extracted, face_subjects=np.array(subjects))
+    (run / "metrics.json").write_text(json.dumps({
+        "models": {"face": {"ref": f"{MODEL.model_id}@{MODEL.version}"}},
+        "inputs": {"manifest": "/x/face.csv", "command": "nasname evaluate"}}))
+    cf = _script()
+    model, genuine, impostor, source, how = cf._fused(cf._from_evaluate(run), run)
+    assert model == MODEL and how.endswith("--fused") and "fused templates of 3 images" in source
+    assert FACE_FUSE_MAX == 3
+    groups = {"a": [[0, 2, 3], [4, 5, 6]], "b": [[7, 8, 9]], "c": [[10, 11, 12]]}  # d has 2: none
+
+    def fused(idx: list[int]) -> np.ndarray:
+        return mean_face([FaceTemplate(vectors[i].astype(np.float32), MODEL) for i in idx]).vector
+
+    a1, a2, b, c = (fused(g) for g in (*groups["a"], *groups["b"], *groups["c"]))
+    np.testing.assert_allclose(genuine, [a1 @ a2], atol=1e-5)
+    expected = sorted([a1 @ b, a1 @ c, a2 @ b, a2 @ c, b @ c])
+    np.testing.assert_allclose(sorted(impostor), expected, atol=1e-5)
