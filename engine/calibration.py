@@ -6,10 +6,14 @@ named ``<model_id>@<version>.json``: histograms of similarities on a fine common
 behind them, and the command that regenerates the file. Numbers only, never images.
 
 A model may also have *variants*: the same model's scores when its templates are made differently.
-``fused3`` (file ``<model_id>@<version>~fused3.json``): face templates fused from up to three frames
-(``engine.multisample``) on both sides of the comparison. Fusing renormalises a mean, which makes
-impostors look more alike (the shared component of every face survives the averaging), so a fused
-gallery needs its own impostor distribution for its thresholds to keep their promise.
+Fusing face frames (``engine.multisample``) renormalises a mean, which makes impostors look more
+alike (the part every face shares survives the averaging), so a gallery of fused templates needs its
+own impostor distributions for its thresholds to keep their promise:
+
+* ``fused3`` (file ``<model_id>@<version>~fused3.json``): templates fused from up to three frames on
+  both sides of the comparison;
+* ``fused3x1``: a template fused from up to three frames against a single frame (a station's
+  one-photo probe against a gallery that may hold fused records).
 
 ``engine.fusion`` turns these into log-likelihood ratios and FPIR thresholds.
 """
@@ -27,14 +31,16 @@ from engine.errors import ConfigurationError
 from engine.models.manifest import write_atomic
 from engine.types import ModelRef
 
-__all__ = ["CALIBRATION_DIR", "FUSED_FACE", "ScoreDistributions", "has_distributions", "load_distributions",
-           "save_distributions"]
+__all__ = ["CALIBRATION_DIR", "FUSED_FACE", "FUSED_FACE_VS_ONE", "ScoreDistributions", "has_distributions",
+           "load_distributions", "save_distributions"]
 
 CALIBRATION_DIR = Path(__file__).resolve().parent / "calibration_data"
 FORMAT = 1
 
-#: The variant of fused face templates (``engine.multisample.FACE_FUSE_MAX`` frames at most, both sides).
+#: The variants of fused face templates (``engine.multisample.FACE_FUSE_MAX`` frames at most): both
+#: sides fused, and one side fused against a single frame.
 FUSED_FACE = "fused3"
+FUSED_FACE_VS_ONE = "fused3x1"
 
 
 @dataclass(frozen=True)

@@ -129,11 +129,11 @@ class EngineConfig:
     # best quality, "fuse" combines the usable frames into one template. Both fuse by default, as
     # measured on the shared sets (docs/QUALITY.md). Iris: three frames take MMU2 FNMR at FMR 1e-3
     # from 8.1% to 1.5%, impostor rate unchanged. Face: the best three photos are fused, and face
-    # comparisons are then thresholded with the calibration of fused templates (a mean embedding
-    # sits closer to every face); at the engine's own FPIR 0.003 threshold three photos take LFW FNIR
-    # from 5.6% (best of three) to 2.5%. The price: single photos are held to that stricter
-    # calibration too (LFW FNIR 7.4% -> 12.4% at 416 records); a site whose stations send one photo
-    # sets "best".
+    # comparisons are then thresholded with the calibrations of fused templates (a mean embedding
+    # sits closer to every face); at the engine's own FPIR 0.003 threshold three photos at enrolment
+    # take LFW FNIR from 5.6% (best of three) to 1.7%. The price: single photos are held to the
+    # fused-against-one calibration (LFW FNIR 7.4% -> 8.4% at 416 records); a site whose stations
+    # only ever send one photo may set "best".
     face_frames: str = "fuse"
     iris_frames: str = "fuse"
     # Names this installation (camp, office) in backup archives and their file names; free text.

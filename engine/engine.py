@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from engine.calibration import FUSED_FACE, has_distributions
+from engine.calibration import FUSED_FACE, FUSED_FACE_VS_ONE, has_distributions
 from engine.config import EngineConfig
 from engine.cpus import set_threads, threads
 from engine.datadir import DataDir
@@ -124,6 +124,7 @@ class Engine:
         self._fusion = self._given_fusion = fusion
         self._fusion_lock = threading.Lock()
         self._unfused_warned: set[ModelRef] = set()
+        self._one_frame_fusion: Fusion | None = None  # see _fusion_for
         # Models a template sent by a client may be of: those the extractors make, and those the
         # caller handed calibrations for (tools and tests with their own models). See _check_known.
         self._calibrated = fusion.models() if fusion is not None else {}
@@ -374,13 +375,19 @@ class Engine:
             return Strategy.BEST
         return wanted
 
-    def calibration_variants(self, models: Mapping[Modality, ModelRef]) -> dict[Modality, str]:
-        """The calibration variant each modality's comparisons need (``engine.calibration``): the
-        fused-face one when this engine fuses face frames."""
+    def calibration_variants(self, models: Mapping[Modality, ModelRef], *,
+                             one_face_frame: bool = False) -> dict[Modality, str]:
+        """The calibration variant each modality's comparisons need (``engine.calibration``). When
+        this engine fuses face frames its gallery may hold fused templates: a probe fused from several
+        frames (or a stored record, or an unknown probe) is judged as fused against fused
+        (``FUSED_FACE``), a probe of ``one_face_frame`` as fused against one frame
+        (``FUSED_FACE_VS_ONE``, less strict) when the model has that calibration."""
         face = models.get(Modality.FACE)
-        if face is not None and self._frames_strategy(Modality.FACE, face) is Strategy.FUSE:
-            return {Modality.FACE: FUSED_FACE}
-        return {}
+        if face is None or self._frames_strategy(Modality.FACE, face) is not Strategy.FUSE:
+            return {}
+        if one_face_frame and has_distributions(face, variant=FUSED_FACE_VS_ONE):
+            return {Modality.FACE: FUSED_FACE_VS_ONE}
+        return {Modality.FACE: FUSED_FACE}
 
     def fusion_for_models(self, models: Mapping[Modality, ModelRef]) -> Fusion:
         """The calibrations this engine decides with, for ``models`` (dedup jobs use it, so that a
@@ -391,7 +398,9 @@ class Engine:
             return given
         return Fusion.for_models(models, variants=self.calibration_variants(models))
 
-    def _fusion_for(self, templates: Mapping[Modality, Template]) -> Fusion:
+    def _fusion_for(self, templates: Mapping[Modality, Template], *, one_face_frame: bool = False) -> Fusion:
+        """The calibrations for comparing ``templates`` with the gallery: the gallery's (every record
+        may be fused), or, for a probe of ``one_face_frame``, those of a single frame against it."""
         with self._fusion_lock:
             if self._fusion is None:
                 models: dict[Modality, ModelRef] = dict(self._gallery.models())
@@ -401,7 +410,16 @@ class Engine:
                 models = dict(self._gallery.models())
                 models.update({m: t.model for m, t in templates.items()})
                 fusion = self._fusion = self.fusion_for_models(models)
-            return fusion
+            if not one_face_frame or self._given_fusion is fusion:
+                return fusion
+            models = fusion.models()
+            variants = self.calibration_variants(models, one_face_frame=True)
+            if variants.get(Modality.FACE) != FUSED_FACE_VS_ONE:
+                return fusion
+            single = self._one_frame_fusion
+            if single is None or single.models() != models:
+                single = self._one_frame_fusion = Fusion.for_models(models, variants=variants)
+            return single
 
     @staticmethod
     def _threshold(fusion: Fusion, modalities: Iterable[Modality], fmr: float) -> FusedThreshold:
@@ -428,11 +446,12 @@ class Engine:
         partition: str | None,
         reference_ids: Sequence[str] | None,
         exclude: int | None = None,
+        one_face_frame: bool = False,
     ) -> tuple[list[Candidate], Threshold]:
         if not 1 <= max_results <= self._config.max_results_limit:
             raise InvalidInput(f"max_results must be in 1..{self._config.max_results_limit}",
                                reason="INVALID_REQUEST")
-        fusion = self._fusion_for(probe)
+        fusion = self._fusion_for(probe, one_face_frame=one_face_frame)
         n = self._gallery.count(partition=partition) if reference_ids is None else len(set(reference_ids))
         fmr = per_comparison_fmr(target_fpir, max(n, 1))
         decided = self._threshold(fusion, probe.keys(), fmr)
@@ -563,7 +582,7 @@ class Engine:
         with self._enroll_lock:
             candidates, threshold = self._search(templates, max_results=self._config.shortlist,
                                                  target_fpir=fpir, partition=search_partition,
-                                                 reference_ids=None)
+                                                 reference_ids=None, one_face_frame=_one_face(results))
             outcome = EnrollOutcome.PENDING_ADJUDICATION if candidates else EnrollOutcome.ENROLLED
             idem = None if key is None else Idempotent(key, lambda w: enroll_to_json(
                 EnrollResult(_ref(w), outcome, candidates, threshold, results)))
@@ -673,7 +692,8 @@ class Engine:
         fpir = target_fpir if target_fpir is not None else self._config.identify_target_fpir
         candidates, threshold = self._search(probe, max_results=max_results, target_fpir=fpir,
                                              partition=partition, reference_ids=reference_ids,
-                                             exclude=exclude)
+                                             exclude=exclude, one_face_frame=samples is not None
+                                             and _one_face(results))
         return IdentifyResult(candidates, threshold, results)
 
     @recorded("verify")
@@ -696,7 +716,7 @@ class Engine:
             similarity = float(self._gallery.score(m, probe[m], np.array([record.label]))[0])
             if np.isfinite(similarity):
                 scores[m] = similarity
-        fusion = self._fusion_for(probe)
+        fusion = self._fusion_for(probe, one_face_frame=_one_face(results))
         fmr = target_fmr if target_fmr is not None else self._config.verify_target_fmr
         fused, llrs = fusion.fuse(scores)
         threshold = self._report(fmr, 1, self._threshold(fusion, shared, per_comparison_fmr(fmr, 1)))
@@ -866,7 +886,7 @@ class Engine:
         with self._enroll_lock:
             candidates, threshold = self._search(templates, max_results=self._config.shortlist,
                                                  target_fpir=fpir, partition=None, reference_ids=None,
-                                                 exclude=record.label)
+                                                 exclude=record.label, one_face_frame=_one_face(results))
             if candidates:
                 store.audit_event(actor, "recapture_refused", reference_id,
                                   {**details, "step": "dedup", "candidates": len(candidates)})
@@ -1172,6 +1192,12 @@ def _fingerprint(content: Sequence[object]) -> str:
 
     feed(tuple(content))
     return h.hexdigest()
+
+
+def _one_face(results: Sequence[SampleResult]) -> bool:
+    """Whether the probe's face template is one frame (not fused from several): its calibration
+    against a gallery of fused faces is less strict (``Engine.calibration_variants``)."""
+    return sum(r.modality is Modality.FACE and r.use is SampleUse.USED for r in results) == 1
 
 
 def _images(samples: Sequence[Sample], results: Sequence[SampleResult]) -> dict[Modality, bytes]:

@@ -9,14 +9,15 @@ engine's calibration data (engine/calibration_data/<model_id>@<version>.json).
 ``--from-evaluate``: the folder of ``nasname evaluate --manifest face_lfw.csv --keep-refused`` (all 4,563
 shared LFW images, the product's templates, refused samples included): no second extraction.
 
-``--fused``: the calibration of fused face templates (``engine.calibration.FUSED_FACE``, used by the
-engine when ``face_frames = "fuse"``). Each person's images with a template, in manifest order, are
-cut into disjoint groups of ``engine.multisample.FACE_FUSE_MAX`` (the rest of a person's images are
-left out); every group is one fused template (the mean of its unit embeddings, normalised again, as
-``engine.multisample.mean_face`` makes it), and every pair of groups is scored: both sides fused, the
-case where impostors look most alike. The cosine of two such templates follows exactly from the
-cosines of their members (sum of the cross cosines over the product of the two means' norms), so the
-evaluate run's scores are enough.
+``--fused``: the calibrations of fused face templates (``engine.calibration.FUSED_FACE`` and
+``FUSED_FACE_VS_ONE``, used by the engine when ``face_frames = "fuse"``). Each person's images with a
+template, in manifest order, are cut into disjoint groups of ``engine.multisample.FACE_FUSE_MAX`` (the
+rest of a person's images are left out); every group is one fused template (the mean of its unit
+embeddings, normalised again, as ``engine.multisample.mean_face`` makes it). ``fused3``: every pair of
+groups, both sides fused, the case where impostors look most alike. ``fused3x1``: every group against
+every single image outside it (genuine: the person's other images). The cosine of fused templates
+follows exactly from the cosines of their members (the sum of the cross cosines over the norms of the
+sums), so the evaluate run's scores are enough.
 
 Images: every LFW image used by View-2 folds 1-5 (face/lfw_pairs.txt; deep-funneled LFW). Scores:
 cosine similarity of the FaceExtractor's templates (default configuration, e.g. SFace + mirrored-photo
@@ -40,7 +41,7 @@ import numpy.typing as npt
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.calibration import FUSED_FACE, save_distributions  # noqa: E402
+from engine.calibration import FUSED_FACE, FUSED_FACE_VS_ONE, save_distributions  # noqa: E402
 from engine.face import FaceConfig, FaceExtractor  # noqa: E402
 from engine.face.evaluate import embed_paths, normalise, read_lfw_pairs, templates  # noqa: E402
 from engine.fusion import calibration_summary  # noqa: E402
@@ -93,10 +94,10 @@ def _from_evaluate(run: Path) -> Measured:
     return ModelRef(model_id, version), s[same], s[~same], source, f"--from-evaluate DIR  (DIR: {evaluated})"
 
 
-def _fused(genuine_impostor: Measured, run: Path) -> Measured:
-    """Scores of fused templates (groups of ``FACE_FUSE_MAX`` images of one person) built from the
-    all-pairs cosines of the evaluate run in ``run``."""
-    model, _, _, source, how = genuine_impostor
+def _fused(measured: Measured, run: Path) -> dict[str, Measured]:
+    """Scores of fused templates (groups of ``FACE_FUSE_MAX`` images of one person), both sides fused
+    and against single images, from the all-pairs cosines of the evaluate run in ``run``."""
+    model, _, _, source, how = measured
     with np.load(run / "scores.npz") as z:
         scores, have, subjects = z["face_scores_ungated"], z["face_extracted"], z["face_subjects"]
     k = FACE_FUSE_MAX
@@ -107,17 +108,32 @@ def _fused(genuine_impostor: Measured, run: Path) -> Measured:
     owner = np.array([str(subjects[g[0]]) for g in groups])
     flat = np.array(groups, dtype=np.int64).ravel()
     n = len(groups)
-    cross = scores[np.ix_(flat, flat)].astype(np.float64).reshape(n, k, n, k).sum(axis=(1, 3))
+    singles = np.flatnonzero(have)
+    # sum over each group's members of the cosines to every image: (groups, images)
+    to_images = scores[np.ix_(flat, singles)].astype(np.float64).reshape(n, k, len(singles)).sum(axis=1)
+    cross = to_images[:, np.searchsorted(singles, flat)].reshape(n, n, k).sum(axis=2)
     norms = np.sqrt(np.diag(cross))  # |sum of the k unit embeddings| of each group
-    cos = cross / np.outer(norms, norms)
+    both = cross / np.outer(norms, norms)
     iu, ju = np.triu_indices(n, k=1)
     same = owner[iu] == owner[ju]
-    s = cos[iu, ju]
-    fused_source = (f"fused templates of {k} images (disjoint groups of each person's images with a "
-                    f"template, manifest order): {n} groups of {len(set(owner))} people, all pairs of "
-                    f"groups: {int(same.sum())} genuine, {int((~same).sum())} impostor; from the all-pairs "
-                    f"cosines of: {source}")
-    return model, s[same], s[~same], fused_source, f"{how} --fused"
+    s = both[iu, ju]
+    people = len(set(owner))
+    out = {FUSED_FACE: (model, s[same], s[~same],
+                        f"fused templates of {k} images (disjoint groups of each person's images with a "
+                        f"template, manifest order): {n} groups of {people} people, all pairs of groups: "
+                        f"{int(same.sum())} genuine, {int((~same).sum())} impostor; from the all-pairs "
+                        f"cosines of: {source}", f"{how} --fused")}
+    one = to_images / norms[:, None]
+    in_group = np.zeros_like(one, dtype=bool)
+    in_group[np.repeat(np.arange(n), k), np.searchsorted(singles, flat)] = True
+    mate = (owner[:, None] == subjects[singles][None, :]) & ~in_group
+    other = owner[:, None] != subjects[singles][None, :]
+    out[FUSED_FACE_VS_ONE] = (model, one[mate], one[other],
+                              f"fused templates of {k} images ({n} groups of {people} people, as for "
+                              f"{FUSED_FACE}) against every single image outside the group: "
+                              f"{int(mate.sum())} genuine, {int(other.sum())} impostor; from the all-pairs "
+                              f"cosines of: {source}", f"{how} --fused")
+    return out
 
 
 def main() -> int:
@@ -129,26 +145,26 @@ def main() -> int:
                     help="output folder of `nasname evaluate --manifest face_lfw.csv --keep-refused`: use "
                          "its scores instead of extracting again")
     ap.add_argument("--fused", action="store_true",
-                    help=f"write the calibration of fused templates ({FUSED_FACE}); needs --from-evaluate")
+                    help=f"write the calibrations of fused templates ({FUSED_FACE}, {FUSED_FACE_VS_ONE}); "
+                         "needs --from-evaluate")
     args = ap.parse_args()
     if args.fused and args.from_evaluate is None:
         ap.error("--fused needs --from-evaluate")
-    variant = FUSED_FACE if args.fused else ""
     if args.from_evaluate is not None:
-        measured = _from_evaluate(args.from_evaluate)
+        measured = {"": _from_evaluate(args.from_evaluate)}
         if args.fused:
-            measured = _fused(measured, args.from_evaluate)
+            measured = _fused(measured[""], args.from_evaluate)
     else:
-        measured = _from_pairs(args)
-    model, genuine, impostor, source, how = measured
-    path = save_distributions(model, "face", genuine, impostor, source=source, variant=variant,
-                              command=f".venv/bin/python models/calibrate_face.py {how}")
-    print(f"wrote {path}: {source}")
-    for line in calibration_summary(model, variant=variant):  # what the engine makes of it
-        print(f"  {line}")
-    for far in (1e-3, 1e-4, 1e-5, 1e-6):
-        thr = float(np.quantile(impostor, 1 - far))
-        print(f"  FMR {far:g}: cosine > {thr:.4f}, FNMR {(genuine <= thr).mean():.2%}")
+        measured = {"": _from_pairs(args)}
+    for variant, (model, genuine, impostor, source, how) in measured.items():
+        path = save_distributions(model, "face", genuine, impostor, source=source, variant=variant,
+                                  command=f".venv/bin/python models/calibrate_face.py {how}")
+        print(f"wrote {path}: {source}")
+        for line in calibration_summary(model, variant=variant):  # what the engine makes of it
+            print(f"  {line}")
+        for far in (1e-3, 1e-4, 1e-5, 1e-6):
+            thr = float(np.quantile(impostor, 1 - far))
+            print(f"  FMR {far:g}: cosine > {thr:.4f}, FNMR {(genuine <= thr).mean():.2%}")
     return 0
 
 

@@ -20,10 +20,11 @@ enrolled subject) EER and FNMR at FMR with failures counted, as in the main figu
 thresholds read off the measured scores. ``at_engine_threshold`` says what the engine itself would
 decide: at the similarity its calibration gives for FMR 1e-3 (1:1), and for FPIR 0.003 over a gallery
 of this variant's size (1:N), the rates measured there, per calibration the engine may decide that
-variant with. Face: an engine that fuses face frames (``face_frames = "fuse"``) thresholds every face
-comparison with the calibration of fused templates (``engine.calibration.FUSED_FACE``, when the model
-has one), one that keeps the best frame with the plain one; so a fused variant is reported with the
-fused calibration, a best-frame variant with the plain one, and one sample with both (a station that
+variant with. Face: an engine that fuses face frames (``face_frames = "fuse"``) thresholds face
+comparisons with the calibrations of fused templates (when the model has them): a one-frame probe
+with ``FUSED_FACE_VS_ONE``, a fused probe with ``FUSED_FACE`` (``Engine.calibration_variants``); one
+that keeps the best frame with the plain one. So a fused variant is reported with its fused
+calibration, a best-frame variant with the plain one, and one sample with both (a station that
 sends one photo, under either setting). Iris: always the plain calibration. A measured rate above
 the target is a calibration that does not keep its promise.
 """
@@ -37,7 +38,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from engine.calibration import FUSED_FACE, has_distributions
+from engine.calibration import FUSED_FACE, FUSED_FACE_VS_ONE, has_distributions
 from engine.errors import InvalidInput
 from engine.evaluation.analysis import FMR_TARGETS, FPIR_TARGETS, score_summary, searches
 from engine.evaluation.extraction import ExtractionRun
@@ -128,7 +129,8 @@ def evaluate_multi(subjects: Sequence[str], run: ExtractionRun, scorer: Scorer, 
             variants[name]["at_engine_threshold"] = {
                 calibration or "single-sample": _at_engine_threshold(model, kind, calibration, size,
                                                                      pairs[name], outcomes)
-                for calibration in _engine_calibrations(model, kind, strategy, one)}
+                for calibration in _engine_calibrations(model, kind, strategy, one,
+                                                        fused_probes=name.endswith("_probes"))}
     return {
         "design": {"enrolment_samples": k_max, "gallery_subjects": len(d.subjects),
                    "mated_probes": int((d.probe_mate >= 0).sum()),
@@ -157,14 +159,18 @@ def _probe_groups(subjects: Sequence[str], d: MultiDesign, k: int) -> tuple[list
     return groups, np.array(mates, dtype=np.int64)
 
 
-def _engine_calibrations(model: ModelRef, kind: str, strategy: Strategy, one: bool) -> list[str]:
-    """The calibration variants the engine may decide a variant with (see the module's docstring)."""
-    fused = FUSED_FACE if kind == "face" and has_distributions(model, variant=FUSED_FACE) else ""
-    if not fused:
+def _engine_calibrations(model: ModelRef, kind: str, strategy: Strategy, one: bool,
+                         fused_probes: bool = False) -> list[str]:
+    """The calibration variants the engine may decide a variant with (see the module's docstring):
+    as ``Engine.calibration_variants`` chooses them for a probe of one frame, or of several."""
+    if kind != "face" or not has_distributions(model, variant=FUSED_FACE):
         return [""]
+    against_one = FUSED_FACE_VS_ONE if has_distributions(model, variant=FUSED_FACE_VS_ONE) else FUSED_FACE
     if one:
-        return ["", fused]
-    return [fused] if strategy is Strategy.FUSE else [""]
+        return ["", against_one]
+    if strategy is not Strategy.FUSE:
+        return [""]
+    return [FUSED_FACE] if fused_probes else [against_one]
 
 
 def _at_engine_threshold(model: ModelRef, kind: str, calibration: str, gallery_size: int,

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.calibration import FUSED_FACE
+from engine.calibration import FUSED_FACE, FUSED_FACE_VS_ONE
 from engine.config import EngineConfig
 from engine.engine import Engine
 from engine.errors import AcquisitionFailed, ConfigurationError, InvalidInput, ModelMismatch, QualityRejected
 from engine.extractor import Extraction
-from engine.fusion import Fusion
+from engine.fusion import Fusion, per_comparison_fmr
 from engine.idempotency import enroll_from_json, enroll_to_json
 from engine.iris.matcher import IrisMatcher
 from engine.multisample import (
@@ -161,8 +161,9 @@ class FramesExtractor:
     kind = "face"
     model = MODEL
 
-    def __init__(self, person: np.ndarray) -> None:
+    def __init__(self, person: np.ndarray, model: ModelRef = MODEL) -> None:
         self.person = person
+        self.model = model
 
     def extract(self, image: bytes) -> Extraction:
         what, seed, quality = image.decode().split(":")
@@ -173,7 +174,7 @@ class FramesExtractor:
             q = Quality(float(quality), False, (QualityReason.BLURRED,), rejected=(QualityReason.BLURRED,))
         else:
             q = Quality(float(quality), True)
-        return Extraction(FaceTemplate(vector, MODEL), q)
+        return Extraction(FaceTemplate(vector, self.model), q)
 
 
 @pytest.fixture(scope="module")
@@ -254,6 +255,33 @@ def test_an_engine_keeping_the_best_frame_uses_the_plain_calibration(
     engine, _ = frames_engine
     assert engine.calibration_variants({Modality.FACE: MODEL}) == {}
     assert engine.fusion_for_models({Modality.FACE: MODEL}).variant(Modality.FACE) == ""
+
+
+def test_a_one_frame_probe_is_judged_with_the_calibration_against_one_frame(tmp_path: Path) -> None:
+    """With the shipped SFace calibrations: a probe of one photo is held to the fused-against-one
+    threshold, a probe of several photos (and the gallery's own view) to the fused-against-fused one,
+    which is stricter."""
+    sface = ModelRef("sface_2021dec_int8bq", "1+mphoto")
+    person = unit(np.random.default_rng(99))
+    cfg = EngineConfig(data_dir=tmp_path / "d", modalities=("face",), snapshot_every=0)
+    engine = Engine.open(cfg, extractors=lambda kind: FramesExtractor(person, sface))
+    try:
+        engine.enroll("P1", shots("ok:1:0.5", "ok:2:0.9", "ok:3:0.6"))
+        # one record: a small rate, so that the thresholds are above the LLR floor of 0
+        one = engine.identify(shots("ok:4:0.5"), target_fpir=1e-5).threshold.fused_threshold
+        several = engine.identify(shots("ok:5:0.5", "ok:6:0.5"), target_fpir=1e-5).threshold.fused_threshold
+        fmr = per_comparison_fmr(1e-5, 1)
+        similarity = {}
+        for variant, got in ((FUSED_FACE_VS_ONE, one), (FUSED_FACE, several)):
+            fusion = Fusion.for_models({Modality.FACE: sface}, variants={Modality.FACE: variant})
+            assert got == pytest.approx(fusion.decide_threshold([Modality.FACE], fmr, floor=0.0).value)
+            similarity[variant] = fusion.score_threshold(Modality.FACE, fmr)
+        # (LLRs of two calibrations are not comparable; the similarities they need are)
+        assert similarity[FUSED_FACE_VS_ONE] < similarity[FUSED_FACE]
+        assert engine.fusion is not None and engine.fusion.variant(Modality.FACE) == FUSED_FACE
+        assert engine.verify("P1", shots("ok:7:0.5")).match
+    finally:
+        engine.close()
 
 
 def test_fuse_without_a_fused_calibration_keeps_the_best_frame(

@@ -10,6 +10,7 @@ from types import ModuleType
 
 import numpy as np
 
+from engine.calibration import FUSED_FACE, FUSED_FACE_VS_ONE
 from engine.multisample import FACE_FUSE_MAX, mean_face
 from engine.types import FaceTemplate, ModelRef
 
@@ -41,7 +42,9 @@ def test_fused_scores_are_those_of_mean_face_templates(tmp_path: Path) -> None:
         "models": {"face": {"ref": f"{MODEL.model_id}@{MODEL.version}"}},
         "inputs": {"manifest": "/x/face.csv", "command": "nasname evaluate"}}))
     cf = _script()
-    model, genuine, impostor, source, how = cf._fused(cf._from_evaluate(run), run)
+    both = cf._fused(cf._from_evaluate(run), run)
+    assert set(both) == {FUSED_FACE, FUSED_FACE_VS_ONE}
+    model, genuine, impostor, source, how = both[FUSED_FACE]
     assert model == MODEL and how.endswith("--fused") and "fused templates of 3 images" in source
     assert FACE_FUSE_MAX == 3
     groups = {"a": [[0, 2, 3], [4, 5, 6]], "b": [[7, 8, 9]], "c": [[10, 11, 12]]}  # d has 2: none
@@ -53,3 +56,18 @@ def test_fused_scores_are_those_of_mean_face_templates(tmp_path: Path) -> None:
     np.testing.assert_allclose(genuine, [a1 @ a2], atol=1e-5)
     expected = sorted([a1 @ b, a1 @ c, a2 @ b, a2 @ c, b @ c])
     np.testing.assert_allclose(sorted(impostor), expected, atol=1e-5)
+    # one side fused: each group against every single image outside it (image 1 gave no template)
+    _, genuine1, impostor1, _, _ = both[FUSED_FACE_VS_ONE]
+    fused_groups = {"a": [a1, a2], "b": [b], "c": [c]}
+    images = [i for i in range(len(subjects)) if extracted[i]]
+    mates, others = [], []
+    for person, templates in fused_groups.items():
+        for g, t in zip(groups[person], templates, strict=True):
+            for i in images:
+                if subjects[i] != person:
+                    others.append(t @ vectors[i])
+                elif i not in g:
+                    mates.append(t @ vectors[i])
+    np.testing.assert_allclose(sorted(genuine1), sorted(mates), atol=1e-5)
+    np.testing.assert_allclose(sorted(impostor1), sorted(others), atol=1e-5)
+    assert len(mates) == 3 + 3 + 0 + 1 and len(others) == 2 * 9 + 12 + 11  # 15 images with a template

@@ -68,13 +68,14 @@ def test_probe_groups_follow_each_subject() -> None:
 def test_each_variant_is_judged_with_the_calibrations_the_engine_would_use() -> None:
     """Fused face variants with the fused calibration, best-frame ones with the plain one, a single
     sample with both (either setting of face_frames); a model without a fused file: plain only."""
-    from engine.calibration import FUSED_FACE
+    from engine.calibration import FUSED_FACE, FUSED_FACE_VS_ONE
     from engine.evaluation.multisample import _engine_calibrations
     from engine.multisample import Strategy
 
-    sface = ModelRef("sface_2021dec_int8bq", "1+mphoto")  # ships engine/calibration_data/...~fused3.json
-    assert _engine_calibrations(sface, "face", Strategy.FUSE, False) == [FUSED_FACE]
+    sface = ModelRef("sface_2021dec_int8bq", "1+mphoto")  # ships both fused calibrations
+    assert _engine_calibrations(sface, "face", Strategy.FUSE, False) == [FUSED_FACE_VS_ONE]
+    assert _engine_calibrations(sface, "face", Strategy.FUSE, False, fused_probes=True) == [FUSED_FACE]
     assert _engine_calibrations(sface, "face", Strategy.BEST, False) == [""]
-    assert _engine_calibrations(sface, "face", Strategy.BEST, True) == ["", FUSED_FACE]
+    assert _engine_calibrations(sface, "face", Strategy.BEST, True) == ["", FUSED_FACE_VS_ONE]
     assert _engine_calibrations(MODEL, "face", Strategy.FUSE, False) == [""]
     assert _engine_calibrations(sface, "iris", Strategy.FUSE, False) == [""]
