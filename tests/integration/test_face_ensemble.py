@@ -105,3 +105,38 @@ def _vector_near(fx: FaceExtractor, image: bytes, near: Detection) -> F32:
     t = fx.extract(image, near=near).template
     assert isinstance(t, FaceTemplate)
     return t.vector
+
+
+def test_switch_face_to_a_fusion_and_search_with_it(shared_data: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """`nasname models switch-face --to sface+dlib_resnet_v1` re-extracts a SFace gallery from its kept
+    images; an engine configured with the fusion then opens it and finds each person (its calibration
+    is the committed one)."""
+    from engine.config import EngineConfig
+    from engine.engine import Engine
+    from engine.models.cli import main as models_main
+    from engine.records import Sample
+    from engine.types import Modality
+
+    monkeypatch.delenv("NASNAME_CONFIG", raising=False)
+    monkeypatch.delenv("NASNAME_FACE_MODEL", raising=False)
+    people = [("Aaron_Sorkin", 1), ("Abdullah_Gul", 1), ("Adam_Sandler", 1)]
+    images = {f"{p}_{n}": _photo(shared_data, p, n) for p, n in people}
+    config = EngineConfig(data_dir=tmp_path / "g", keep_images=True, modalities=("face",))
+    engine = Engine.open(config)
+    for name, data in images.items():
+        engine.insert(name, [Sample(Modality.FACE, image=data)])
+    engine.close()
+    switch = ["switch-face", "--data-dir", str(config.data_dir), "--to", "sface+dlib_resnet_v1"]
+    assert models_main(switch) == 0
+    fused = EngineConfig(data_dir=config.data_dir, keep_images=True, modalities=("face",),
+                         face_model="sface+dlib_resnet_v1")
+    engine = Engine.open(fused)
+    try:
+        model = engine.gallery.models()[Modality.FACE]
+        assert model.model_id == "sface_2021dec_int8bq+dlib_resnet_v1" and model.version.endswith(",w0.30")
+        for name, data in images.items():
+            got = engine.identify([Sample(Modality.FACE, image=data)], max_results=1).candidates
+            assert [c.reference_id for c in got] == [name]
+    finally:
+        engine.close()
