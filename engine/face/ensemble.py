@@ -128,9 +128,11 @@ class FaceEnsembleExtractor:
         try:
             second = self.secondary.extract(rgb, near=_chosen_box(first.quality))
         except AcquisitionFailed as exc:
+            # a photo the first model's gate refuses anyway: its reasons come first (what to change)
+            refused = [r.value for r in first.quality.rejected]
             raise AcquisitionFailed(
                 f"{self.secondary_name} (the second face model) did not find the face the first one chose",
-                reasons=[QualityReason.NO_FACE.value],
+                reasons=[*refused, QualityReason.NO_FACE.value],
                 details={"faces_found": first.details.get("faces_found", 0),
                          "second_faces_found": exc.details.get("faces_found", 0)}) from exc
         halves = [t.vector for t in (first.template, second.template) if isinstance(t, FaceTemplate)]

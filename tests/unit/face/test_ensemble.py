@@ -114,6 +114,13 @@ def test_secondary_failure_fails_the_extraction() -> None:
     assert err.value.details["second_faces_found"] == 2
 
 
+def test_secondary_failure_on_a_refused_photo_names_the_first_models_reasons_first() -> None:
+    first, second = _pair(np.random.default_rng(5), fail=True, quality_ok=False)
+    with pytest.raises(AcquisitionFailed) as err:
+        FaceEnsembleExtractor(first, second, 0.3).extract(_image(0))
+    assert err.value.reasons == (QualityReason.TOO_DARK.value, QualityReason.NO_FACE.value)
+
+
 def test_model_ref_names_both_models_and_the_weight() -> None:
     first, second = _pair(np.random.default_rng(4))
     ref = FaceEnsembleExtractor(first, second, 0.3).model
