@@ -5,7 +5,9 @@
 * embedding alone: one aligned chip (SFace 112x112, dlib 150x150) -> 128-d, single-threaded session;
 * whole pipeline on a 640x480 photo with one face (decode, detect, landmarks, align, quality, embed),
   sessions with 2 threads (target p50 <= 60 ms); the median split by stage is printed and stored in
-  ``extra_info``. Each runs for the default pipeline (YuNet + SFace) and, side by side, for dlib's.
+  ``extra_info``. Each runs for the default pipeline (YuNet + SFace) and, side by side, for dlib's;
+  the whole pipeline also for the opt-in fusions of two models (``engine.face.ensemble``; the one
+  with MobileFaceNet skipped when it is not installed).
   The photo is built from an LFW image (../shared/data) placed on a 640x480 canvas and JPEG-encoded;
   skipped when the data is absent.
 """
@@ -19,7 +21,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from engine.errors import ConfigurationError
+from engine.extractors import require_installed
 from engine.face import FaceConfig, FaceExtractor
+from engine.face.ensemble import FaceEnsembleExtractor
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
@@ -38,6 +43,17 @@ def _photo() -> bytes:
 
 
 MODELS = ["sface", "dlib_resnet_v1"]
+FUSIONS = ["sface+dlib_resnet_v1", "sface+mobilefacenet"]
+
+
+def _pipeline(model: str, config: FaceConfig) -> FaceExtractor | FaceEnsembleExtractor:
+    if "+" not in model:
+        return FaceExtractor.default(config, embedding=model)
+    try:
+        require_installed(model)
+    except ConfigurationError as exc:
+        pytest.skip(f"{model}: {exc}")
+    return FaceEnsembleExtractor.default(model, config)
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -53,9 +69,9 @@ def test_embedding_single_thread(benchmark, views: int, model: str) -> None:  # 
     assert out.shape == (128,)
 
 
-@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("model", [*MODELS, *FUSIONS])
 def test_whole_pipeline_640x480(benchmark, model: str) -> None:  # type: ignore[no-untyped-def]
-    fx = FaceExtractor.default(FaceConfig(threads=2), embedding=model)
+    fx = _pipeline(model, FaceConfig(threads=2))
     photo = _photo()
     stages: list[dict[str, float]] = []
 

@@ -8,7 +8,7 @@
     keep_images = false
     threads = 0                    # CPU threads for scans (0 = CPUs available to the process)
     face_index = "exact"           # exact | fp16 | sq8 | hnsw | ivf (approximate: recall measured)
-    face_model = "sface"           # registered face embedding (or dlib_resnet_v1); opt-in: install first
+    face_model = "sface"           # face embedding or two fused (sface+dlib_resnet_v1); opt-in: install first
     multiple_faces = "warn"        # warn | reject: a photo showing several faces
     face_frames = "fuse"           # fuse | best: several face frames in one call (engine.multisample)
     iris_frames = "fuse"           # best | fuse: several frames of one eye in one call
@@ -157,8 +157,10 @@ class EngineConfig:
             raise ConfigurationError(f"threads must be >= 0 (0 = the CPUs available), got {self.threads}")
         if self.shortlist < 1 or self.max_results_limit < 1:
             raise ConfigurationError("shortlist and max_results_limit must be positive")
-        if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,63}", self.face_model):
-            raise ConfigurationError(f"face_model must be a registered model name, got {self.face_model!r}")
+        # a registry name, or two joined by "+" (a fusion of two face models, engine.face.ensemble)
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,63}(\+[a-z0-9][a-z0-9_.-]{0,63})?", self.face_model):
+            raise ConfigurationError(f"face_model must be a registered model name (or two joined by '+'), "
+                                     f"got {self.face_model!r}")
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any], cluster: ClusterConfig | None = None) -> EngineConfig:

@@ -355,8 +355,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--pairs", type=Path, help="LFW-format pairs file: k-fold verification accuracy")
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.add_argument("--modality", help="face, iris, iris_left or iris_right (default: all in the manifest)")
-    p.add_argument("--face-model", help="face embedding to measure (registry name, e.g. sface, "
-                   "dlib_resnet_v1); default: the engine configuration's face_model (NASNAME_FACE_MODEL)")
+    p.add_argument("--face-model", help="face model to measure (registry name, e.g. sface, "
+                   "dlib_resnet_v1, or a fusion sface+dlib_resnet_v1); default: the engine "
+                   "configuration's face_model (NASNAME_FACE_MODEL)")
     p.add_argument("--limit", type=int, help="first N subjects of each modality only")
     p.add_argument("--pairs-per-fold", type=int, help="first N same + N different pairs of each fold only")
     p.add_argument("--no-mate-excluded", action="store_true",

@@ -4,6 +4,8 @@ model name), imported lazily so that a process that only matches templates never
 The face embedding model is a registry name (``EngineConfig.face_model``, default ``sface``: YuNet + SFace).
 An opt-in model (``ModelSpec.default`` false, e.g. ``mobilefacenet``) is never converted implicitly:
 it must have been installed (with its licence accepted) by ``nasname models <name> ...`` first.
+A name joining two embeddings with "+" (``sface+dlib_resnet_v1``) is a fusion of both
+(``engine.face.ensemble``): opt-in too, and each part must be usable on its own.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from engine.errors import ConfigurationError, InvalidInput, ModelMismatch
 from engine.extractor import Extractor
 from engine.types import Modality, ModelRef
 
-__all__ = ["DEFAULT_FACE_MODEL", "KINDS", "check_face_model", "face_model_ref", "load_extractor",
-           "require_installed", "template_model"]
+__all__ = ["DEFAULT_FACE_MODEL", "KINDS", "check_face_model", "face_extractor", "face_model_ref",
+           "load_extractor", "require_installed", "template_model"]
 
 # kind -> (module, class); each class offers ``default()`` which prepares its models on first use.
 KINDS: dict[str, tuple[str, str]] = {
@@ -33,10 +35,18 @@ _lock = threading.Lock()
 
 def require_installed(name: str, directory: Path | None = None) -> None:
     """Refuse (``ConfigurationError``) a face model that is not a face embedding, or an opt-in one
-    that has not been installed into the model directory with its licence accepted."""
+    that has not been installed into the model directory with its licence accepted; for a fusion
+    (``a+b``), an unknown pair or either part that is refused."""
     from engine.models.manifest import ModelManifest, model_dir
     from engine.models.registry import get_spec
 
+    if "+" in name:  # only then the face pipeline is imported (a matching-only process never loads it)
+        from engine.face.ensemble import ensemble_parts
+
+        first, second, _ = ensemble_parts(name)
+        require_installed(first, directory)
+        require_installed(second, directory)
+        return
     spec = get_spec(name)
     if spec.kind != "face_embedding":
         raise ConfigurationError(f"face_model {name!r} is a {spec.kind} model, not a face embedding")
@@ -63,6 +73,11 @@ def face_model_ref(name: str, directory: Path | None = None) -> ModelRef:
     from engine.models.registry import ensure_model
 
     require_installed(name, directory)
+    if "+" in name:
+        from engine.face.ensemble import ensemble_parts, ensemble_ref
+
+        first, second, weight = ensemble_parts(name)
+        return ensemble_ref(face_model_ref(first, directory), face_model_ref(second, directory), weight)
     manifest, _ = ensure_model(name, directory)
     return template_ref(manifest, FaceConfig())
 
@@ -97,11 +112,12 @@ def check_face_model(name: str, gallery_models: Mapping[Modality, ModelRef], dat
     nasname face model (``ModelMismatch``: templates of two models are never compared).
 
     A gallery of precomputed templates from a model nasname does not know (no registered face
-    embedding has its ``model_id``) is left alone: template-only clients are allowed, and an image
-    sent to it is refused per request (``ModelMismatch`` in ``Engine.extract``)."""
+    embedding, or fusion of two, has its ``model_id``) is left alone: template-only clients are
+    allowed, and an image sent to it is refused per request (``ModelMismatch`` in ``Engine.extract``)."""
     require_installed(name)
     current = gallery_models.get(Modality.FACE)
-    if current is None or current.model_id not in _installed_face_model_ids():
+    # a fusion's model_id joins its parts' with "+" (engine.face.ensemble.ensemble_ref)
+    if current is None or not set(current.model_id.split("+")) <= _installed_face_model_ids():
         return
     wanted = face_model_ref(name)
     if wanted != current:
@@ -111,6 +127,21 @@ def check_face_model(name: str, gallery_models: Mapping[Modality, ModelRef], dat
             f"gallery with `nasname models switch-face --data-dir {data_dir} --to {name}`",
             reason="FACE_MODEL_MISMATCH",
             details={"gallery_model": str(current), "configured_model": str(wanted), "face_model": name})
+
+
+def face_extractor(name: str, *, model_directory: Path | None = None) -> Extractor:
+    """A new face extractor of face model ``name`` (a registered embedding, or a fusion ``a+b``),
+    refused (``ConfigurationError``) when it is opt-in and not installed."""
+    require_installed(name, model_directory)
+    if "+" in name:
+        from engine.face.ensemble import FaceEnsembleExtractor
+
+        return FaceEnsembleExtractor.default(name, model_directory=model_directory)
+    module_name, class_name = KINDS["face"]
+    cls = getattr(importlib.import_module(module_name), class_name)
+    kwargs = {} if model_directory is None else {"model_directory": model_directory}
+    extractor: Extractor = cls.default(embedding=name, **kwargs)
+    return extractor
 
 
 def load_extractor(kind: str, model: str | None = None) -> Extractor:
@@ -131,11 +162,7 @@ def load_extractor(kind: str, model: str | None = None) -> Extractor:
                 cls = getattr(importlib.import_module(module_name), class_name)
             except (ImportError, AttributeError) as exc:
                 raise ConfigurationError(f"the {kind} extractor is not available: {exc}") from exc
-            if model is not None:
-                require_installed(model)
-                extractor = cls.default(embedding=model)
-            else:
-                extractor = cls.default()
+            extractor = face_extractor(model) if model is not None else cls.default()
             if not isinstance(extractor, Extractor):
                 raise ConfigurationError(f"{module_name}.{class_name} does not implement Extractor")
             _cache[key] = extractor

@@ -21,7 +21,7 @@ from engine.face.config import DetectorConfig
 from engine.face.runtime import session
 from engine.models.manifest import ModelManifest
 
-__all__ = ["Detection", "FaceDetector", "nms"]
+__all__ = ["Detection", "FaceDetector", "box_iou", "nms"]
 
 U8 = npt.NDArray[np.uint8]
 
@@ -56,7 +56,7 @@ class Detection:
         return (self.left + self.right) / 2.0, (self.top + self.bottom) / 2.0
 
 
-def _iou(a: Detection, b: Detection) -> float:
+def box_iou(a: Detection, b: Detection) -> float:
     w = min(a.right, b.right) - max(a.left, b.left) + 1
     h = min(a.bottom, b.bottom) - max(a.top, b.top) + 1
     if w <= 0 or h <= 0:
@@ -69,7 +69,7 @@ def nms(dets: list[Detection], iou: float) -> list[Detection]:
     """dlib's greedy NMS: best score first; drop a box whose IoU with a kept one exceeds ``iou``."""
     kept: list[Detection] = []
     for d in sorted(dets, key=lambda d: -d.score):
-        if all(_iou(d, k) <= iou for k in kept):
+        if all(box_iou(d, k) <= iou for k in kept):
             kept.append(d)
     return kept
 

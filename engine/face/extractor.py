@@ -11,6 +11,8 @@ Two pipelines, chosen by the detector's manifest:
   pyramid (upsampled when nothing is found, for faces down to ``min_face_px``), then the 5-point
   regression-tree landmarks (eye corners + nose base).
 ``mirror_photo`` (default) adds the chip of the mirrored photo (its own landmarks) as a second view.
+``near=box`` makes the pipeline embed the face at a box another detector chose (the detection that
+overlaps it most; ``engine.face.ensemble`` uses it so both models of a fusion embed the same face).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from engine.errors import AcquisitionFailed, ConfigurationError, ImageTooLarge, 
 from engine.extractor import Extraction
 from engine.face.alignment import align
 from engine.face.config import FaceConfig
-from engine.face.detector import Detection, FaceDetector
+from engine.face.detector import Detection, FaceDetector, box_iou
 from engine.face.embedding import FaceEmbedder
 from engine.face.jitter import jitter_chips
 from engine.face.landmarks import ShapePredictor
@@ -37,13 +39,17 @@ from engine.imageio import decode_rgb
 from engine.models.manifest import ModelManifest
 from engine.types import FaceTemplate, ModelRef, Quality, QualityReason
 
-__all__ = ["FaceAnalysis", "FaceExtractor", "choose_face", "template_ref"]
+__all__ = ["NEAR_MIN_IOU", "FaceAnalysis", "FaceExtractor", "as_rgb", "choose_face", "overlapping_face",
+           "template_ref"]
 
 # (dx, dy, grow) as fractions of the box size, for ``box_average``
 BOX_PERTURBATIONS = ((0, 0, 0), (0.03, 0, 0), (-0.03, 0, 0), (0, 0.03, 0), (0, -0.03, 0),
                      (-0.025, -0.025, 0.05), (0.025, 0.025, -0.05))
 
 U8 = npt.NDArray[np.uint8]
+
+#: ``analyse(near=box)``: the least IoU between the hinted box and a detection taken for the same face
+NEAR_MIN_IOU = 0.3
 
 
 @dataclass
@@ -77,7 +83,18 @@ def choose_face(dets: list[Detection], width: int, height: int, policy: str) -> 
     return max(dets, key=lambda d: (weight(d), d.score))
 
 
-def _as_rgb(image: bytes | U8, cfg: FaceConfig) -> U8:
+def overlapping_face(dets: list[Detection], near: Detection) -> Detection:
+    """The detection overlapping box ``near`` most; ``AcquisitionFailed`` (NO_FACE) when its IoU is
+    below ``NEAR_MIN_IOU`` (YuNet's and mmod's boxes of one LFW face: IoU 0.48-0.77; of two faces
+    of one photo: at most 0.13)."""
+    best = max(dets, key=lambda d: box_iou(d, near))
+    if box_iou(best, near) < NEAR_MIN_IOU:
+        raise AcquisitionFailed("no face found at the given box", reasons=[QualityReason.NO_FACE.value],
+                                details={"faces_found": len(dets)})
+    return best
+
+
+def as_rgb(image: bytes | U8, cfg: FaceConfig) -> U8:
     if isinstance(image, bytes | bytearray | memoryview):
         return decode_rgb(bytes(image), cfg.limits)
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
@@ -157,12 +174,14 @@ class FaceExtractor:
     def model(self) -> ModelRef:
         return self._model
 
-    def analyse(self, image: bytes | U8) -> FaceAnalysis:
-        """Decode, detect, choose, landmark, align, assess. Raises ``AcquisitionFailed`` (NO_FACE)."""
+    def analyse(self, image: bytes | U8, near: Detection | None = None) -> FaceAnalysis:
+        """Decode, detect, choose, landmark, align, assess. Raises ``AcquisitionFailed`` (NO_FACE).
+        ``near``: take the detection overlapping this box most (IoU >= ``NEAR_MIN_IOU``), not the
+        configured choice; NO_FACE when none does."""
         cfg, dcfg = self.config, self.config.detector
         ms: dict[str, float] = {}
         t0 = time.perf_counter()
-        rgb = _as_rgb(image, cfg)
+        rgb = as_rgb(image, cfg)
         t1 = time.perf_counter()
         ms["decode"] = (t1 - t0) * 1e3
         h, w = rgb.shape[:2]
@@ -172,7 +191,7 @@ class FaceExtractor:
         if not dets:
             raise AcquisitionFailed("no face found in the image", reasons=[QualityReason.NO_FACE.value],
                                     details={"faces_found": 0})
-        chosen = choose_face(dets, w, h, dcfg.selection)
+        chosen = choose_face(dets, w, h, dcfg.selection) if near is None else overlapping_face(dets, near)
         landmarks = self._landmarks(rgb, chosen)
         t3 = time.perf_counter()
         ms["landmarks"] = (t3 - t2) * 1e3
@@ -269,8 +288,8 @@ class FaceExtractor:
             views, flip=cfg.flip_average, groups=views.shape[0])[0]
         return out
 
-    def extract(self, image: bytes | U8) -> Extraction:
-        a = self.analyse(image)
+    def extract(self, image: bytes | U8, near: Detection | None = None) -> Extraction:
+        a = self.analyse(image, near)
         t = time.perf_counter()
         vec = self.embed_views(np.stack([a.chip, *a.extra_chips]))
         a.stage_ms["embed"] = (time.perf_counter() - t) * 1e3

@@ -36,7 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     sw = sub.add_parser("switch-face", help="re-extract a gallery's face templates with another model "
                         "(from kept images; resumable; the server must be stopped)")
     sw.add_argument("--data-dir", type=Path, required=True, help="the gallery's data directory")
-    sw.add_argument("--to", required=True, metavar="NAME", help="registered face model, e.g. mobilefacenet")
+    sw.add_argument("--to", required=True, metavar="NAME",
+                    help="registered face model (e.g. mobilefacenet) or a fusion (sface+dlib_resnet_v1)")
     sw.add_argument("--config", type=Path, default=None, help="engine TOML file (key file location)")
     sw.add_argument("--drop-missing", action="store_true",
                     help="drop the face template of records without a usable kept image (reported)")
@@ -49,16 +50,14 @@ def _switch_face(args: argparse.Namespace, directory: Path) -> int:
     from engine.config import EngineConfig
     from engine.datadir import DataDir
     from engine.errors import Unavailable
-    from engine.extractors import require_installed
-    from engine.face import FaceExtractor
+    from engine.extractors import face_extractor
     from engine.jobs import Progress
     from engine.models.face_switch import FaceSwitchJob
 
     out = sys.stdout
     try:
         config = EngineConfig.load(args.config, data_dir=args.data_dir)
-        require_installed(args.to, directory)
-        extractor = FaceExtractor.default(embedding=args.to, model_directory=directory)
+        extractor = face_extractor(args.to, model_directory=directory)  # a fusion "a+b" too
         try:
             datadir = DataDir.from_config(config)
         except Unavailable as exc:
