@@ -38,8 +38,9 @@ U8 = npt.NDArray[np.uint8]
 
 #: Weight ``w`` of the primary model's cosine, per ensemble name. Tuned on the shared LFW set
 #: (face_lfw.csv, 4,563 photos, all pairs; score-level fusion of the product's cosine matrices,
-#: scanned in steps of 0.05-0.1 for the lowest FNIR at FPIR 1e-3..1e-2; docs/QUALITY.md, "Fusing two
-#: face models"): sface+dlib best at 0.25-0.3, sface+mobilefacenet at 0.6-0.7. Not tuned on held-back data.
+#: scanned in steps of 0.05-0.1 for the lowest FNIR at FPIR 1e-3..1e-2 with models/tune_face_fusion.py;
+#: docs/QUALITY.md, "Fusing two face models"): sface+dlib best at 0.25-0.3, sface+mobilefacenet at
+#: 0.6-0.7. Not tuned on held-back data.
 ENSEMBLE_WEIGHTS: dict[str, float] = {
     "sface+dlib_resnet_v1": 0.3,
     "sface+mobilefacenet": 0.6,
