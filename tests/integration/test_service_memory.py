@@ -95,6 +95,10 @@ def test_memory_returns_to_baseline_after_a_burst(tmp_path: Path) -> None:
         print(f"\nserver RSS MiB: baseline {base:.0f}; anonymous burst peak {anon.peak:.0f}, after "
               f"{after_anon:.0f}; authenticated burst peak {auth.peak:.0f}, after {after_auth:.0f} "
               f"({CLIENTS} clients x 3 requests of {BODY // MIB} MiB each)")
-        assert anon.peak - base < 150  # bodies were not buffered (each is 28 MiB; 48 were sent)
+        # Bodies were not buffered: each is 28 MiB and 48 were sent (buffered, the peak was 1,321 MiB
+        # over the baseline). What a refused stream still holds is its HTTP/2 flow-control window,
+        # which gRPC's bandwidth probing grows with the transfer rate: quiet runs peak 30-40 MiB over
+        # the baseline, one full-suite run on the loaded 2-core machine 150 MiB (~9 MiB a stream).
+        assert anon.peak - base < 300
         assert after_anon - base < 50
         assert after_auth - base < 100  # the authenticated bodies were read, and given back
