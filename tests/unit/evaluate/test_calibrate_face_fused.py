@@ -3,27 +3,17 @@ run's all-pairs cosines, are those of the templates the engine's fusion makes.""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 
 from engine.calibration import FUSED_FACE, FUSED_FACE_VS_ONE
 from engine.multisample import FACE_FUSE_MAX, mean_face
 from engine.types import FaceTemplate, ModelRef
+from tests.scripts import model_script
 
-ROOT = Path(__file__).resolve().parents[3]
 MODEL = ModelRef("synthetic-face", "1")
-
-
-def _script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("calibrate_face", ROOT / "models" / "calibrate_face.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_fused_scores_are_those_of_mean_face_templates(tmp_path: Path) -> None:
@@ -41,7 +31,7 @@ def test_fused_scores_are_those_of_mean_face_templates(tmp_path: Path) -> None:
     (run / "metrics.json").write_text(json.dumps({
         "models": {"face": {"ref": f"{MODEL.model_id}@{MODEL.version}"}},
         "inputs": {"manifest": "/x/face.csv", "command": "nasname evaluate"}}))
-    cf = _script()
+    cf = model_script("calibrate_face")
     both = cf._fused(cf._from_evaluate(run), run)
     assert set(both) == {FUSED_FACE, FUSED_FACE_VS_ONE}
     model, genuine, impostor, source, how = both[FUSED_FACE]

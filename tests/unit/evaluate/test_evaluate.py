@@ -15,10 +15,10 @@ from engine.errors import AcquisitionFailed, InvalidInput
 from engine.evaluate import evaluate, main, rescore
 from engine.extractor import Extraction
 from engine.types import FaceTemplate, IrisTemplate, ModelRef, Quality, QualityReason
+from tests.scripts import model_script
 
 FACE_MODEL = ModelRef("fake-face", "1")
 IRIS_MODEL = ModelRef("fake-iris", "1")
-ROOT = Path(__file__).resolve().parents[3]
 
 
 def _unit(seed: str, d: int = 16) -> npt.NDArray[np.float32]:
@@ -285,12 +285,7 @@ def test_keep_refused_scores_the_refused_samples_for_calibration(tmp_path: Path)
     refused = np.flatnonzero(have & ~ok)
     assert len(refused) == 2 and all(reasons[i] == "BLURRED" for i in refused)
     assert np.isfinite(full[refused[0], 0]) and np.isnan(gated[refused[0], 0])  # alice:9! vs alice:0
-    import importlib.util
-    script = ROOT / "models" / "calibrate_quality.py"
-    spec = importlib.util.spec_from_file_location("calibrate_quality", script)
-    assert spec is not None and spec.loader is not None
-    cq = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cq)
+    cq = model_script("calibrate_quality")
     result = cq.calibrate(tmp_path / "out", 0.01)["face"]
     (rule,) = result["rules"]
     assert rule["rule"] == "BLURRED" and rule["flagged_samples"] == 2 and rule["verdict"] == "warn"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
@@ -11,15 +10,13 @@ from types import ModuleType
 import numpy as np
 import pytest
 
+from tests.scripts import model_script
+
 ROOT = Path(__file__).resolve().parents[3]
 
 
 def _script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("make_golden_face", ROOT / "models" / "make_golden_face.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return model_script("make_golden_face")
 
 
 @pytest.fixture(scope="module")
