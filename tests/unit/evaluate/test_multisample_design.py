@@ -78,4 +78,9 @@ def test_each_variant_is_judged_with_the_calibrations_the_engine_would_use() -> 
     assert _engine_calibrations(sface, "face", Strategy.BEST, False) == [""]
     assert _engine_calibrations(sface, "face", Strategy.BEST, True) == ["", FUSED_FACE_VS_ONE]
     assert _engine_calibrations(MODEL, "face", Strategy.FUSE, False) == [""]
+    # the fused face models: sface+dlib has fused-template calibrations, sface+mobilefacenet none
+    with_dlib = ModelRef("sface_2021dec_int8bq+dlib_resnet_v1", "1+mphoto,1+mphoto,w0.30")
+    with_mfn = ModelRef("sface_2021dec_int8bq+mobilefacenet_tfjs", "1+mphoto,1+mphoto,w0.60")
+    assert _engine_calibrations(with_dlib, "face", Strategy.FUSE, False, fused_probes=True) == [FUSED_FACE]
+    assert _engine_calibrations(with_mfn, "face", Strategy.FUSE, False) == [""]
     assert _engine_calibrations(sface, "iris", Strategy.FUSE, False) == [""]
