@@ -119,7 +119,7 @@ def evaluate_multi(subjects: Sequence[str], run: ExtractionRun, scorer: Scorer, 
     variants[name], pairs[name], outcomes = _figures(
         gallery, [t for t in group_t if t is not None], group_failed, group_mate, scorer, mate_excluded)
     variants[name]["probes"] = {"groups": len(groups), "mated": int((group_mate >= 0).sum()),
-                                "frames_per_probe": k_max}
+                                "max_frames_per_probe": k_max}
     searched[name] = (outcomes, variants[name]["enrolled"], Strategy.FUSE)
     model = next((t.model for t in run.templates if t is not None), None)
     if model is not None:

@@ -45,7 +45,7 @@ def test_a_second_frame_rescues_a_failed_first_and_fusion_scores_mates_higher() 
     assert v["3_fuse"]["rank1_hit_rate"] == 1.0
     assert v["3_fuse"]["comparisons"] == {"genuine": 6, "impostor": 6 * 2 + 2 * 3}
     # probes of several frames: each subject's 2 probe samples make one probe (d's 2 samples too)
-    assert v["3_fuse_probes"]["probes"] == {"groups": 4, "mated": 3, "frames_per_probe": 3}
+    assert v["3_fuse_probes"]["probes"] == {"groups": 4, "mated": 3, "max_frames_per_probe": 3}
     assert v["3_fuse_probes"]["comparisons"] == {"genuine": 3, "impostor": 3 * 2 + 1 * 3}
     # the engine's own thresholds: a model without a calibration file gets the coarse defaults
     (calibration, at), = v["3_fuse"]["at_engine_threshold"].items()
