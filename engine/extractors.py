@@ -20,7 +20,7 @@ from engine.extractor import Extractor
 from engine.types import Modality, ModelRef
 
 __all__ = ["DEFAULT_FACE_MODEL", "KINDS", "check_face_model", "face_extractor", "face_model_ref",
-           "load_extractor", "require_installed", "template_model"]
+           "is_fusion", "load_extractor", "require_installed", "template_model"]
 
 # kind -> (module, class); each class offers ``default()`` which prepares its models on first use.
 KINDS: dict[str, tuple[str, str]] = {
@@ -33,6 +33,12 @@ _cache: dict[tuple[str, str | None], Extractor] = {}
 _lock = threading.Lock()
 
 
+def is_fusion(name: str) -> bool:
+    """Whether face model ``name`` is a fusion of two models (``primary+secondary``,
+    ``engine.face.ensemble``); told from the name alone, without loading the face pipeline."""
+    return "+" in name
+
+
 def require_installed(name: str, directory: Path | None = None) -> None:
     """Refuse (``ConfigurationError``) a face model that is not a face embedding, or an opt-in one
     that has not been installed into the model directory with its licence accepted; for a fusion
@@ -40,7 +46,7 @@ def require_installed(name: str, directory: Path | None = None) -> None:
     from engine.models.manifest import ModelManifest, model_dir
     from engine.models.registry import get_spec
 
-    if "+" in name:  # only then the face pipeline is imported (a matching-only process never loads it)
+    if is_fusion(name):  # only then the face pipeline is imported (a matching-only process never loads it)
         from engine.face.ensemble import ensemble_parts
 
         first, second, _ = ensemble_parts(name)
@@ -73,7 +79,7 @@ def face_model_ref(name: str, directory: Path | None = None) -> ModelRef:
     from engine.models.registry import ensure_model
 
     require_installed(name, directory)
-    if "+" in name:
+    if is_fusion(name):
         from engine.face.ensemble import ensemble_parts, ensemble_ref
 
         first, second, weight = ensemble_parts(name)
@@ -133,7 +139,7 @@ def face_extractor(name: str, *, model_directory: Path | None = None) -> Extract
     """A new face extractor of face model ``name`` (a registered embedding, or a fusion ``a+b``),
     refused (``ConfigurationError``) when it is opt-in and not installed."""
     require_installed(name, model_directory)
-    if "+" in name:
+    if is_fusion(name):
         from engine.face.ensemble import FaceEnsembleExtractor
 
         return FaceEnsembleExtractor.default(name, model_directory=model_directory)

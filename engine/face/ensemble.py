@@ -32,7 +32,7 @@ from engine.face.detector import Detection
 from engine.face.extractor import FaceExtractor, as_rgb
 from engine.types import FaceTemplate, ModelRef, Quality, QualityReason
 
-__all__ = ["ENSEMBLE_WEIGHTS", "FaceEnsembleExtractor", "ensemble_parts", "ensemble_ref", "is_ensemble"]
+__all__ = ["ENSEMBLE_WEIGHTS", "FaceEnsembleExtractor", "ensemble_parts", "ensemble_ref"]
 
 U8 = npt.NDArray[np.uint8]
 
@@ -57,11 +57,6 @@ class FaceComponent(Protocol):
     def config(self) -> FaceConfig: ...
 
     def extract(self, image: bytes | U8, near: Detection | None = None) -> Extraction: ...
-
-
-def is_ensemble(name: str) -> bool:
-    """Whether face model ``name`` names a fusion of two models (``primary+secondary``)."""
-    return "+" in name
 
 
 def ensemble_parts(name: str) -> tuple[str, str, float]:
