@@ -124,6 +124,7 @@ class Engine:
         self._fusion = self._given_fusion = fusion
         self._fusion_lock = threading.Lock()
         self._unfused_warned: set[ModelRef] = set()
+        self._variant_files: dict[tuple[ModelRef, str], bool] = {}  # see _has_calibration
         self._one_frame_fusion: Fusion | None = None  # see _fusion_for
         # Models a template sent by a client may be of: those the extractors make, and those the
         # caller handed calibrations for (tools and tests with their own models). See _check_known.
@@ -366,7 +367,7 @@ class Engine:
         if given is not None and given.knows(modality, model):  # calibrations handed in: theirs
             fused = given.variant(modality) == FUSED_FACE
         else:
-            fused = has_distributions(model, variant=FUSED_FACE)
+            fused = self._has_calibration(model, FUSED_FACE)
         if wanted is Strategy.FUSE and not fused:
             if model not in self._unfused_warned:
                 self._unfused_warned.add(model)
@@ -374,6 +375,15 @@ class Engine:
                             "best face frame is kept instead (models/calibrate_face.py --fused)", model)
             return Strategy.BEST
         return wanted
+
+    def _has_calibration(self, model: ModelRef, variant: str) -> bool:
+        """Whether the shipped calibrations hold ``variant`` of ``model``; looked up once per engine
+        (the files ship with the code), not on every search."""
+        key = (model, variant)
+        known = self._variant_files.get(key)
+        if known is None:
+            known = self._variant_files[key] = has_distributions(model, variant=variant)
+        return known
 
     def calibration_variants(self, models: Mapping[Modality, ModelRef], *,
                              one_face_frame: bool = False) -> dict[Modality, str]:
@@ -385,7 +395,7 @@ class Engine:
         face = models.get(Modality.FACE)
         if face is None or self._frames_strategy(Modality.FACE, face) is not Strategy.FUSE:
             return {}
-        if one_face_frame and has_distributions(face, variant=FUSED_FACE_VS_ONE):
+        if one_face_frame and self._has_calibration(face, FUSED_FACE_VS_ONE):
             return {Modality.FACE: FUSED_FACE_VS_ONE}
         return {Modality.FACE: FUSED_FACE}
 
