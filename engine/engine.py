@@ -1205,9 +1205,12 @@ def _fingerprint(content: Sequence[object]) -> str:
 
 
 def _one_face(results: Sequence[SampleResult]) -> bool:
-    """Whether the probe's face template is one frame (not fused from several): its calibration
-    against a gallery of fused faces is less strict (``Engine.calibration_variants``)."""
-    return sum(r.modality is Modality.FACE and r.use is SampleUse.USED for r in results) == 1
+    """Whether the probe's face template was made here from one photo: its calibration against a
+    gallery of fused faces is less strict (``Engine.calibration_variants``). A precomputed template
+    (no quality: not extracted here) may itself be fused, so it is judged as fused, as the records
+    of a transfer packet are (``enroll_many``)."""
+    used = [r for r in results if r.modality is Modality.FACE and r.use is SampleUse.USED]
+    return len(used) == 1 and used[0].quality is not None
 
 
 def _images(samples: Sequence[Sample], results: Sequence[SampleResult]) -> dict[Modality, bytes]:

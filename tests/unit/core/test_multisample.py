@@ -280,6 +280,9 @@ def test_a_one_frame_probe_is_judged_with_the_calibration_against_one_frame(tmp_
         assert similarity[FUSED_FACE_VS_ONE] < similarity[FUSED_FACE]
         assert engine.fusion is not None and engine.fusion.variant(Modality.FACE) == FUSED_FACE
         assert engine.verify("P1", shots("ok:7:0.5")).match
+        # a template computed elsewhere may be fused itself: judged as fused, like a transfer's records
+        given = [Sample(Modality.FACE, template=FaceTemplate(mate(person, np.random.default_rng(9)), sface))]
+        assert engine.identify(given, target_fpir=1e-5).threshold.fused_threshold == pytest.approx(several)
     finally:
         engine.close()
 
