@@ -21,6 +21,7 @@ own impostor distributions for its thresholds to keep their promise:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,8 +32,8 @@ from engine.errors import ConfigurationError
 from engine.models.manifest import write_atomic
 from engine.types import ModelRef
 
-__all__ = ["CALIBRATION_DIR", "FUSED_FACE", "FUSED_FACE_VS_ONE", "ScoreDistributions", "has_distributions",
-           "load_distributions", "save_distributions"]
+__all__ = ["CALIBRATION_DIR", "FUSED_FACE", "FUSED_FACE_VS_ONE", "ScoreDistributions", "fused_face_variant",
+           "has_distributions", "load_distributions", "save_distributions"]
 
 CALIBRATION_DIR = Path(__file__).resolve().parent / "calibration_data"
 FORMAT = 1
@@ -121,6 +122,16 @@ def save_distributions(
 def has_distributions(model: ModelRef, directory: Path | None = None, variant: str = "") -> bool:
     """Whether ``model`` has a calibration file (of ``variant``)."""
     return _path(model, directory, variant).is_file()
+
+
+def fused_face_variant(model: ModelRef, *, one_frame: bool,
+                       exists: Callable[[ModelRef, str], bool] | None = None) -> str:
+    """The calibration variant of a face comparison against a gallery that may hold fused templates:
+    ``FUSED_FACE_VS_ONE`` for a probe made from ``one_frame`` when ``model`` has it, else the worst
+    case ``FUSED_FACE``. ``exists(model, variant)``: how to tell a calibration file is there (default
+    :func:`has_distributions`; the engine passes its memo)."""
+    has = exists or (lambda m, v: has_distributions(m, variant=v))
+    return FUSED_FACE_VS_ONE if one_frame and has(model, FUSED_FACE_VS_ONE) else FUSED_FACE
 
 
 def load_distributions(model: ModelRef, directory: Path | None = None,

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from engine.calibration import FUSED_FACE, FUSED_FACE_VS_ONE, has_distributions
+from engine.calibration import FUSED_FACE, FUSED_FACE_VS_ONE, fused_face_variant, has_distributions
 from engine.config import EngineConfig
 from engine.cpus import set_threads, threads
 from engine.datadir import DataDir
@@ -395,9 +395,8 @@ class Engine:
         face = models.get(Modality.FACE)
         if face is None or self._frames_strategy(Modality.FACE, face) is not Strategy.FUSE:
             return {}
-        if one_face_frame and self._has_calibration(face, FUSED_FACE_VS_ONE):
-            return {Modality.FACE: FUSED_FACE_VS_ONE}
-        return {Modality.FACE: FUSED_FACE}
+        variant = fused_face_variant(face, one_frame=one_face_frame, exists=self._has_calibration)
+        return {Modality.FACE: variant}
 
     def fusion_for_models(self, models: Mapping[Modality, ModelRef]) -> Fusion:
         """The calibrations this engine decides with, for ``models`` (dedup jobs use it, so that a

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from engine.calibration import FUSED_FACE, FUSED_FACE_VS_ONE, has_distributions
+from engine.calibration import FUSED_FACE, fused_face_variant, has_distributions
 from engine.errors import InvalidInput
 from engine.evaluation.analysis import FMR_TARGETS, FPIR_TARGETS, score_summary, searches
 from engine.evaluation.extraction import ExtractionRun
@@ -165,12 +165,11 @@ def _engine_calibrations(model: ModelRef, kind: str, strategy: Strategy, one: bo
     as ``Engine.calibration_variants`` chooses them for a probe of one frame, or of several."""
     if kind != "face" or not has_distributions(model, variant=FUSED_FACE):
         return [""]
-    against_one = FUSED_FACE_VS_ONE if has_distributions(model, variant=FUSED_FACE_VS_ONE) else FUSED_FACE
     if one:
-        return ["", against_one]
+        return ["", fused_face_variant(model, one_frame=True)]
     if strategy is not Strategy.FUSE:
         return [""]
-    return [FUSED_FACE] if fused_probes else [against_one]
+    return [fused_face_variant(model, one_frame=not fused_probes)]
 
 
 def _at_engine_threshold(model: ModelRef, kind: str, calibration: str, gallery_size: int,
