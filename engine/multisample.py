@@ -94,8 +94,7 @@ def best_frame(frames: Sequence[Frame]) -> int:
     first)."""
     if not frames:
         raise InvalidInput("no frame to choose from", reason="NO_BIOMETRIC_DATA")
-    scores = [f.quality if f.quality is not None else -np.inf for f in frames]
-    return int(np.argmax(scores))
+    return best_frames(frames, 1)[0]
 
 
 def mean_face(templates: Sequence[FaceTemplate]) -> FaceTemplate:
