@@ -124,13 +124,18 @@ def evaluate_multi(subjects: Sequence[str], run: ExtractionRun, scorer: Scorer, 
     model = next((t.model for t in run.templates if t is not None), None)
     if model is not None:
         kind = _kind_of(run)
+        modality = Modality.FACE if kind == "face" else Modality.IRIS_LEFT
+        fusions: dict[str, Fusion] = {}  # per calibration variant, loaded once for every design variant
         for name, (outcomes, size, strategy) in searched.items():
-            one = name == "1"
-            variants[name]["at_engine_threshold"] = {
-                calibration or "single-sample": _at_engine_threshold(model, kind, calibration, size,
-                                                                     pairs[name], outcomes)
-                for calibration in _engine_calibrations(model, kind, strategy, one,
-                                                        fused_probes=name.endswith("_probes"))}
+            at: dict[str, Any] = {}
+            for calibration in _engine_calibrations(model, kind, strategy, name == "1",
+                                                    fused_probes=name.endswith("_probes")):
+                if calibration not in fusions:
+                    fusions[calibration] = Fusion.for_models(
+                        {modality: model}, variants={modality: calibration} if calibration else None)
+                at[calibration or "single-sample"] = _at_engine_threshold(
+                    fusions[calibration], modality, size, pairs[name], outcomes)
+            variants[name]["at_engine_threshold"] = at
     return {
         "design": {"enrolment_samples": k_max, "gallery_subjects": len(d.subjects),
                    "mated_probes": int((d.probe_mate >= 0).sum()),
@@ -172,11 +177,9 @@ def _engine_calibrations(model: ModelRef, kind: str, strategy: Strategy, one: bo
     return [fused_face_variant(model, one_frame=not fused_probes)]
 
 
-def _at_engine_threshold(model: ModelRef, kind: str, calibration: str, gallery_size: int,
+def _at_engine_threshold(fusion: Fusion, modality: Modality, gallery_size: int,
                          pairs: tuple[F64, F64], outcomes: SearchOutcomes) -> dict[str, Any]:
-    """The rates measured at the thresholds of the engine's ``calibration`` (a variant; "" plain)."""
-    modality = Modality.FACE if kind == "face" else Modality.IRIS_LEFT
-    fusion = Fusion.for_models({modality: model}, variants={modality: calibration} if calibration else None)
+    """The rates measured at the thresholds ``fusion`` (one calibration of ``modality``) gives."""
     genuine, impostor = pairs
     t1 = fusion.score_threshold(modality, ENGINE_FMR)
     fmr, fnmr = fmr_fnmr(genuine, impostor, t1)
