@@ -35,8 +35,8 @@ _MAX_CANDIDATES_BYTES = 64 * 1024
 
 # The columns ``_case`` reads, from a case joined to its record; and what makes a case open (the
 # record still PENDING, no final decision). One text for the queue, its pages and a record's case.
-_CASES = ("SELECT r.id, r.ref_id, r.partition, a.created, a.candidates, a.outcome, a.id "
-          "FROM adjudication a JOIN records r ON r.id = a.record_id ")
+_JOINED = "FROM adjudication a JOIN records r ON r.id = a.record_id "
+_CASES = "SELECT r.id, r.ref_id, r.partition, a.created, a.candidates, a.outcome, a.id " + _JOINED
 _OPEN = "a.outcome IS NULL AND r.status = 'pending'"
 
 class AdjudicationMixin:
@@ -160,8 +160,7 @@ class AdjudicationMixin:
                 "FROM json_each(a.candidates) j)")
         sort = "a.created, a.id" if order == "age" else f"COALESCE({best}, -1e308) DESC, a.created, a.id"
         with self.db.read() as conn:
-            total = int(conn.execute("SELECT COUNT(*) FROM adjudication a JOIN records r "
-                                     "ON r.id = a.record_id " + where, args).fetchone()[0])
+            total = int(conn.execute("SELECT COUNT(*) " + _JOINED + where, args).fetchone()[0])
             rows = conn.execute(_CASES + where + f" ORDER BY {sort} LIMIT ? OFFSET ?",
                                 [*args, limit, offset]).fetchall()
             return [self._case(conn, row) for row in rows], total
